@@ -1,0 +1,22 @@
+"""The node's local web console: server-rendered pages for officers, auditors and admins.
+
+`admin_ui.app.build_console_app(node)` is the one entry point; `node.server`
+serves what it returns. A request flows through:
+
+1. `render.error_middleware` (outermost): turns every `IarmsError` into its
+   HTTP status with its message, as an HTML page or, on `.json` routes, as
+   `{"error": {"code", "message", "field"}}`; anything unexpected becomes a
+   logged 500 page without a traceback.
+2. `auth.session_middleware`: every path but `/login` and `/static/*` needs a
+   live session cookie (`iarms_session`); without one a page GET is sent to
+   `/login?next=...` and anything else gets 401. Every POST must carry the
+   session's CSRF token (form field `csrf_token`) or is refused with 403
+   before the handler runs.
+3. A thin view (`views_*.py`): parses the input (`forms.py`), checks the role
+   (`auth.requires`), calls one node service and hands the result to
+   `render.page`, which renders a template or, for a path ending in `.json`,
+   the same data as JSON.
+
+`render.add_security_headers` puts the CSP and the other security headers on
+every response. The console calls node services only, never the store.
+"""

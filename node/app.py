@@ -1,0 +1,68 @@
+"""The composition root: wires config, clock, store and services into a `Node`.
+
+Nothing else constructs services; the CLI, the console and the tests all get
+them from `Node.open`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from node.accounts.service import UsersService
+from node.audit import AuditService
+from node.clock import Clock, SystemClock
+from node.config import NodeConfig
+from node.identity import load_public_key
+from node.records.importer import ImportService
+from node.records.reference import ReferenceTable, load_reference
+from node.records.service import RecordsService
+from node.store.audit import AuditStore
+from node.store.database import Database
+from node.store.records import RecordsStore
+from node.store.users import UsersStore
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One country's node: its configuration and its services."""
+
+    config: NodeConfig
+    clock: Clock
+    db: Database
+    reference: ReferenceTable
+    records: RecordsService
+    imports: ImportService
+    users: UsersService
+    audit: AuditService
+    public_key: bytes
+
+    @classmethod
+    async def open(cls, config: NodeConfig, clock: Clock | None = None, migrate: bool = True) -> Node:
+        """Open the database (bringing its schema up to date) and build the services."""
+        clock = clock or SystemClock()
+        db = Database(config.database_url)
+        if migrate:
+            try:
+                await db.migrate()
+            except BaseException:
+                await db.close()
+                raise
+        audit_store = AuditStore(db)
+        records_store = RecordsStore(db)
+        reference = load_reference()
+        records = RecordsService(records_store, audit_store, reference, clock)
+        return cls(
+            config=config,
+            clock=clock,
+            db=db,
+            reference=reference,
+            records=records,
+            imports=ImportService(records, records_store, audit_store, clock),
+            users=UsersService(UsersStore(db), audit_store, clock),
+            audit=AuditService(audit_store, clock),
+            public_key=load_public_key(config.signing_key_file),
+        )
+
+    async def close(self) -> None:
+        """Release the database connections."""
+        await self.db.close()

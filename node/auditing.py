@@ -1,0 +1,79 @@
+"""The audit log's entries and their hash chain: pure values and functions.
+
+Each entry's hash covers its own fields and the previous entry's hash, so
+altering, inserting or removing any stored entry breaks the chain from that
+entry on. The hash input is SHA-256 over
+`prev_hash (32 bytes) || canonical JSON of {seq, at, actor, action, target, details}`
+where canonical JSON has sorted keys, no spaces and UTF-8 text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+GENESIS_HASH = "0" * 64
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """Something to record: who did what to which target, with details."""
+
+    actor: str
+    action: str
+    target: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """A stored, chained audit entry."""
+
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+def entry_hash(
+    seq: int, at: datetime, event: AuditEvent, prev_hash: str
+) -> str:
+    """Return the hex SHA-256 that chains an entry to its predecessor."""
+    body = {
+        "seq": seq,
+        "at": at.isoformat(),
+        "actor": event.actor,
+        "action": event.action,
+        "target": event.target,
+        "details": event.details,
+    }
+    encoded = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(bytes.fromhex(prev_hash) + encoded.encode()).hexdigest()
+
+
+def first_broken(entries: list[AuditEntry], prev_hash: str) -> AuditEntry | None:
+    """Return the first entry whose link or hash does not verify, or None.
+
+    Args:
+        entries: consecutive entries in sequence order.
+        prev_hash: the hash of the entry before the first one (GENESIS_HASH at the start).
+    """
+    expected_seq = entries[0].seq if entries else 0
+    for entry in entries:
+        event = AuditEvent(entry.actor, entry.action, entry.target, entry.details)
+        if (
+            entry.seq != expected_seq
+            or entry.prev_hash != prev_hash
+            or entry_hash(entry.seq, entry.at, event, prev_hash) != entry.hash
+        ):
+            return entry
+        prev_hash = entry.hash
+        expected_seq += 1
+    return None

@@ -1,0 +1,146 @@
+"""The `iarms-node` command line.
+
+Exit status: 0 success; 1 an error (one line on stderr); 2 bad arguments;
+3 an import that stored the good rows but rejected some.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from node.errors import IarmsError
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_REJECTED_ROWS = 3
+DATA_DIR_ENV = "IARMS_DATA_DIR"
+FILTERS = ("serial", "make", "model", "type", "calibre", "status", "country", "from", "to")
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _data_dir_parent() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--data-dir",
+        type=Path,
+        default=os.environ.get(DATA_DIR_ENV),
+        help=f"the node's data directory (default: ${DATA_DIR_ENV})",
+    )
+    return parent
+
+
+def _filter_parent() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("filters")
+    group.add_argument("--serial", default="", help="serial number; ABC* prefix, *123* contains")
+    group.add_argument("--make", default="")
+    group.add_argument("--model", default="", help="model name prefix")
+    group.add_argument("--type", default="", help="firearm type, e.g. pistol")
+    group.add_argument("--calibre", default="")
+    group.add_argument("--status", default="")
+    group.add_argument("--country", default="", help="country of manufacture")
+    group.add_argument("--from", dest="from_", default="", metavar="DATE", help="event date from")
+    group.add_argument("--to", default="", metavar="DATE", help="event date to (YYYY-MM-DD)")
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    data = _data_dir_parent()
+    filters = _filter_parent()
+    parser = argparse.ArgumentParser(prog="iarms-node", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    init = sub.add_parser("init", parents=[data], help="create a node")
+    init.add_argument("--country", required=True, help="ISO 3166-1 alpha-3 code, e.g. FRA")
+    init.add_argument("--db-url", help="database URL (default: SQLite in the data directory)")
+    init.add_argument("--console-listen", metavar="HOST:PORT")
+    init.add_argument("--federation-listen", metavar="HOST:PORT")
+    init.add_argument("--public-url", help="the URL peers use to reach the federation API")
+    init.add_argument("--admin-password-file", type=Path,
+                      help="first admin's password (default: generated and printed once)")
+    init.add_argument("--key-passphrase-file", type=Path,
+                      help="encrypt the signing key with the passphrase in this file")
+
+    run = sub.add_parser("run", parents=[data], help="serve the console and federation API")
+    run.add_argument("--key-passphrase-file", type=Path)
+
+    sub.add_parser("identity", parents=[data], help="country and signing-key fingerprint") \
+        .add_argument("--json", action="store_true")
+
+    records = sub.add_parser("records", help="import, export and search records") \
+        .add_subparsers(dest="action", required=True, metavar="ACTION")
+    imp = records.add_parser("import", parents=[data], help="import a CSV file")
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    exp = records.add_parser("export", parents=[data, filters], help="export to CSV")
+    exp.add_argument("file", help="output file, or - for standard output")
+    search = records.add_parser("search", parents=[data, filters], help="search records")
+    search.add_argument("--limit", type=int, default=50)
+    search.add_argument("--offset", type=int, default=0)
+    search.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    users = sub.add_parser("users", help="console accounts") \
+        .add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = users.add_parser("add", parents=[data], help="add an account")
+    add.add_argument("name")
+    add.add_argument("--role", required=True, help="admin, officer, analyst or auditor")
+    add.add_argument("--external", action="store_true",
+                     help="a user outside the bureau: pending until an admin approves")
+    add.add_argument("--password-file", type=Path, help="default: generated and printed once")
+    users.add_parser("approve", parents=[data], help="approve a pending account").add_argument("name")
+    users.add_parser("disable", parents=[data], help="disable an account").add_argument("name")
+    users.add_parser("enable", parents=[data], help="re-enable an account").add_argument("name")
+    users.add_parser("list", parents=[data], help="list accounts").add_argument("--json",
+                                                                                action="store_true")
+
+    audit = sub.add_parser("audit", help="the audit log") \
+        .add_subparsers(dest="action", required=True, metavar="ACTION")
+    audit.add_parser("verify", parents=[data], help="check the hash chain")
+    show = audit.add_parser("show", parents=[data], help="newest entries")
+    show.add_argument("--limit", type=int, default=20)
+    show.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    from node.cli_commands import COMMANDS  # noqa: PLC0415 - keeps --help fast
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    key = args.command if args.command in COMMANDS else f"{args.command} {args.action}"
+    if getattr(args, "data_dir", None) is None:
+        parser.error(f"--data-dir is required (or set {DATA_DIR_ENV})")
+    handler: Callable[[argparse.Namespace], Awaitable[int]] = COMMANDS[key]
+    try:
+        return asyncio.run(handler(args))
+    except IarmsError as e:
+        print(f"iarms-node: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("iarms-node: interrupted", file=sys.stderr)
+        return 130
+
+
+def print_json(obj: Any) -> None:
+    """One JSON object on one line."""
+    print(json.dumps(obj, ensure_ascii=False, default=str))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

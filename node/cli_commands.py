@@ -1,0 +1,266 @@
+"""What each `iarms-node` subcommand does; `node.cli` parses, these act."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from tqdm import tqdm
+
+from node.accounts.model import UserStatus
+from node.accounts.service import parse_role
+from node.app import Node
+from node.cli import EXIT_REJECTED_ROWS, _actor, print_json
+from node.config import load_config
+from node.errors import ConfigError, ValidationError
+from node.identity import (
+    PASSPHRASE_ENV,
+    fingerprint,
+    load_public_key,
+    load_signing_key,
+    read_passphrase_file,
+)
+from node.initialise import init_node
+from node.records.csvio import RecordCsvWriter
+from node.records.service import FilterText
+
+Handler = Callable[[argparse.Namespace], Awaitable[int]]
+
+
+@asynccontextmanager
+async def _open(args: argparse.Namespace) -> AsyncIterator[Node]:
+    node = await Node.open(load_config(args.data_dir))
+    try:
+        yield node
+    finally:
+        await node.close()
+
+
+def _secret_file(path: Path | None, what: str) -> str | None:
+    if path is None:
+        return None
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read the {what} file {path}: {e}") from e
+    if not lines or not lines[0]:
+        raise ConfigError(f"the {what} file {path} is empty")
+    return lines[0]
+
+
+async def cmd_init(args: argparse.Namespace) -> int:
+    passphrase = read_passphrase_file(args.key_passphrase_file) if args.key_passphrase_file else None
+    result = await init_node(
+        args.data_dir,
+        args.country,
+        db_url=args.db_url,
+        console_listen=args.console_listen,
+        federation_listen=args.federation_listen,
+        public_url=args.public_url,
+        admin_password=_secret_file(args.admin_password_file, "admin password"),
+        passphrase=passphrase,
+    )
+    public_key = load_public_key(result.config.signing_key_file)
+    print(f"initialised node {result.config.country} in {result.config.data_dir}")
+    print(f"signing key fingerprint: {fingerprint(public_key)}")
+    print(f"console: http://{result.config.console}/")
+    if args.admin_password_file is None:
+        print(f"first admin: {result.admin_name}  one-time password: {result.admin_password}")
+    else:
+        print(f"first admin: {result.admin_name} (password from {args.admin_password_file})")
+    return 0
+
+
+async def cmd_run(args: argparse.Namespace) -> int:
+    from node.server import serve  # noqa: PLC0415 - pulls in aiohttp and the console
+
+    config = load_config(args.data_dir)
+    passphrase = None
+    if config.key_encrypted:
+        if args.key_passphrase_file:
+            passphrase = read_passphrase_file(args.key_passphrase_file)
+        elif os.environ.get(PASSPHRASE_ENV):
+            passphrase = os.environ[PASSPHRASE_ENV].encode()
+    key = load_signing_key(config.signing_key_file, passphrase)
+    node = await Node.open(config)
+    try:
+        print(f"iarms-node {config.country} serving", flush=True)
+        await serve(node, key, lambda line: print(line, flush=True))
+    finally:
+        await node.close()
+    return 0
+
+
+async def cmd_identity(args: argparse.Namespace) -> int:
+    config = load_config(args.data_dir)
+    info = {
+        "country": config.country,
+        "fingerprint": fingerprint(load_public_key(config.signing_key_file)),
+        "public_url": config.public_url,
+    }
+    if args.json:
+        print_json(info)
+    else:
+        for name, value in info.items():
+            print(f"{name}: {value}")
+    return 0
+
+
+def _filter_text(args: argparse.Namespace) -> FilterText:
+    return FilterText(
+        serial=args.serial, make=args.make, model=args.model, firearm_type=args.type,
+        calibre=args.calibre, status=args.status, country=args.country,
+        date_from=args.from_, date_to=args.to,
+    )
+
+
+async def cmd_import(args: argparse.Namespace) -> int:
+    if not args.file.is_file():
+        raise ValidationError(f"{args.file}: no such file")
+    async with _open(args) as node:
+        size = args.file.stat().st_size
+        disable = True if args.no_progress else None  # None: shown on a terminal only
+        with tqdm(total=size, unit="B", unit_scale=True, desc="importing", disable=disable,
+                  file=sys.stderr) as bar:
+            report = await node.imports.import_csv(
+                args.file, _actor(), progress=lambda done: bar.update(done - bar.n)
+            )
+    print(f"{args.file}: {report.rows} rows, {report.created} created, "
+          f"{report.duplicates} already present, {report.rejected} rejected")
+    for error in report.errors:
+        column = f", column {error.column}" if error.column else ""
+        print(f"{args.file}: line {error.line}{column}: {error.reason}", file=sys.stderr)
+    if report.rejected > len(report.errors):
+        print(f"... and {report.rejected - len(report.errors)} more rejected rows", file=sys.stderr)
+    return EXIT_REJECTED_ROWS if report.rejected else 0
+
+
+async def cmd_export(args: argparse.Namespace) -> int:
+    async with _open(args) as node:
+        f = node.records.parse_filter(_filter_text(args))
+        if args.file == "-":
+            writer = RecordCsvWriter(sys.stdout)
+            async for record in node.records.export(f, _actor()):
+                writer.write(record)
+            return 0
+        target = Path(args.file)
+        # Write beside the target and rename: a failed export never leaves half a file.
+        fd, tmp = tempfile.mkstemp(dir=target.parent if target.parent.exists() else None,
+                                   prefix=".export-", suffix=".csv")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+                writer = RecordCsvWriter(out)
+                async for record in node.records.export(f, _actor()):
+                    writer.write(record)
+            os.replace(tmp, target)
+        except OSError as e:
+            Path(tmp).unlink(missing_ok=True)
+            raise ConfigError(f"cannot write {target}: {e.strerror}") from e
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    print(f"exported {writer.count} records to {target}", file=sys.stderr)
+    return 0
+
+
+async def cmd_search(args: argparse.Namespace) -> int:
+    async with _open(args) as node:
+        f = node.records.parse_filter(_filter_text(args))
+        page = await node.records.search(f, _actor(), offset=args.offset, limit=args.limit)
+    for record in page.records:
+        row = record.to_row()
+        if args.json:
+            print_json(row)
+        else:
+            print(f"{row['id']:>8}  {row['serial_number']:<16} {row['make']:<22} "
+                  f"{row['model']:<14} {row['firearm_type']:<14} {row['calibre']:<18} "
+                  f"{row['status']:<10} {row['country_of_manufacture']:<3} {row['event_date']}")
+    if not args.json:
+        more = f"; more with --offset {args.offset + args.limit}" if page.has_more else ""
+        print(f"{len(page.records)} records{more}", file=sys.stderr)
+    return 0
+
+
+async def cmd_users_add(args: argparse.Namespace) -> int:
+    role = parse_role(args.role)
+    password = _secret_file(args.password_file, "password")
+    async with _open(args) as node:
+        user, password = await node.users.add_user(args.name, role, args.external, password,
+                                                   _actor())
+    state = "pending approval by a bureau admin" if user.status is UserStatus.PENDING else "active"
+    print(f"added {user.name} ({user.role.value}, {state})")
+    if args.password_file is None:
+        print(f"one-time password: {password}")
+    return 0
+
+
+async def cmd_users_approve(args: argparse.Namespace) -> int:
+    async with _open(args) as node:
+        user = await node.users.approve(args.name, _actor())
+    print(f"approved {user.name}; the account can now log in")
+    return 0
+
+
+async def _set_status(args: argparse.Namespace, status: UserStatus) -> int:
+    async with _open(args) as node:
+        user = await node.users.set_status(args.name, status, _actor())
+    print(f"{user.name} is now {user.status.value}")
+    return 0
+
+
+async def cmd_users_list(args: argparse.Namespace) -> int:
+    async with _open(args) as node:
+        users = await node.users.list_users()
+    for user in users:
+        info = {"name": user.name, "role": user.role.value, "external": user.external,
+                "status": user.status.value, "approved_by": user.approved_by}
+        if args.json:
+            print_json(info)
+        else:
+            external = "external" if user.external else "bureau"
+            print(f"{user.name:<24} {user.role.value:<8} {external:<8} {user.status.value}")
+    return 0
+
+
+async def cmd_audit_verify(args: argparse.Namespace) -> int:
+    async with _open(args) as node:
+        report = await node.audit.verify()
+    if not report.ok:
+        print(f"audit log BROKEN at entry {report.broken_seq}: {report.message}", file=sys.stderr)
+        return 1
+    print(f"audit log intact: {report.message}")
+    return 0
+
+
+async def cmd_audit_show(args: argparse.Namespace) -> int:
+    async with _open(args) as node:
+        entries = await node.audit.recent(limit=args.limit)
+    for e in entries:
+        if args.json:
+            print_json({"seq": e.seq, "at": e.at.isoformat(), "actor": e.actor,
+                        "action": e.action, "target": e.target, "details": e.details})
+        else:
+            print(f"{e.seq:>8} {e.at:%Y-%m-%d %H:%M:%S} {e.actor:<20} {e.action:<20} {e.target}")
+    return 0
+
+
+COMMANDS: dict[str, Handler] = {
+    "init": cmd_init,
+    "run": cmd_run,
+    "identity": cmd_identity,
+    "records import": cmd_import,
+    "records export": cmd_export,
+    "records search": cmd_search,
+    "users add": cmd_users_add,
+    "users approve": cmd_users_approve,
+    "users disable": lambda a: _set_status(a, UserStatus.DISABLED),
+    "users enable": lambda a: _set_status(a, UserStatus.ACTIVE),
+    "users list": cmd_users_list,
+    "audit verify": cmd_audit_verify,
+    "audit show": cmd_audit_show,
+}

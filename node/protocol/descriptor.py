@@ -1,0 +1,73 @@
+"""The node descriptor: who this node is, signed with its Ed25519 key.
+
+Wire form (msgpack): a map `{"signed": bin, "signature": bin}` where `signed`
+is the msgpack encoding of `{"country", "signing_key", "endpoints",
+"protocol_versions", "valid_from", "valid_until"}` and `signature` is the
+Ed25519 signature over exactly those bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import msgpack
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from node.errors import ValidationError
+
+PROTOCOL_VERSIONS = ("1",)
+VALIDITY = timedelta(days=30)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeDescriptor:
+    """What a node says about itself."""
+
+    country: str
+    signing_key: bytes
+    endpoints: dict[str, str]
+    protocol_versions: tuple[str, ...]
+    valid_from: int
+    valid_until: int
+
+
+def sign_descriptor(
+    key: Ed25519PrivateKey, country: str, public_url: str, now: datetime
+) -> bytes:
+    """The signed descriptor bytes this node serves."""
+    from node.identity import public_bytes  # noqa: PLC0415
+
+    body = {
+        "country": country,
+        "signing_key": public_bytes(key.public_key()),
+        "endpoints": {"federation": f"{public_url}/federation/v1"},
+        "protocol_versions": list(PROTOCOL_VERSIONS),
+        "valid_from": int(now.timestamp()),
+        "valid_until": int((now + VALIDITY).timestamp()),
+    }
+    signed = msgpack.packb(body, use_bin_type=True)
+    return msgpack.packb({"signed": signed, "signature": key.sign(signed)}, use_bin_type=True)
+
+
+def verify_descriptor(data: bytes) -> NodeDescriptor:
+    """Check a descriptor's self-signature (before decoding its body) and decode it."""
+    try:
+        outer = msgpack.unpackb(data, raw=False, max_bin_len=4096, max_str_len=4096)
+        signed, signature = outer["signed"], outer["signature"]
+        body_key = msgpack.unpackb(signed, raw=False)["signing_key"]
+        Ed25519PublicKey.from_public_bytes(body_key).verify(signature, signed)
+        body = msgpack.unpackb(signed, raw=False)
+        return NodeDescriptor(
+            country=str(body["country"]),
+            signing_key=bytes(body["signing_key"]),
+            endpoints=dict(body["endpoints"]),
+            protocol_versions=tuple(body["protocol_versions"]),
+            valid_from=int(body["valid_from"]),
+            valid_until=int(body["valid_until"]),
+        )
+    except InvalidSignature as e:
+        raise ValidationError("descriptor: signature does not verify") from e
+    except (ValueError, TypeError, KeyError, msgpack.ExtraData) as e:
+        raise ValidationError(f"descriptor: malformed ({e})") from e

@@ -1,0 +1,154 @@
+"""CSV files of records: reading with per-row validation, writing without formula injection.
+
+Import format: UTF-8 (a byte-order mark is allowed), a header row naming the
+columns in any order, one record per row. See `CSV_COLUMNS` for the names.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from node.errors import CsvFormatError
+from node.records.model import CSV_COLUMNS, REQUIRED_COLUMNS, FirearmRecord
+
+#: A field longer than this is almost surely an unclosed quote swallowing the file.
+MAX_CSV_FIELD = 1 << 20
+csv.field_size_limit(MAX_CSV_FIELD)
+
+#: Spreadsheets run a cell starting with one of these as a formula (OWASP CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_SNIFF_BYTES = 1 << 16
+
+
+def neutralise(value: str) -> str:
+    """Prefix a value that a spreadsheet would run as a formula with an apostrophe."""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
+
+
+def unneutralise(value: str) -> str:
+    """Undo `neutralise`, so that an exported file imports to the same values."""
+    if value.startswith("'") and value[1:].startswith(FORMULA_STARTS):
+        return value[1:]
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class CsvRow:
+    """One data row: its first physical line, its values by column, and any decoding fault."""
+
+    line: int
+    values: dict[str, str]
+    fault: str | None = None
+
+
+class RecordCsvReader:
+    """Streams the rows of a records CSV; header problems raise CsvFormatError at open."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.bytes_read = 0
+        try:
+            self.size = path.stat().st_size
+            self._file: IO[bytes] = path.open("rb")
+        except OSError as e:
+            raise CsvFormatError(f"{path}: cannot read the file ({e.strerror})") from e
+        if self.size == 0:
+            self._file.close()
+            raise CsvFormatError(f"{path}: the file is empty (a header row is required)")
+        self._check_encoding()
+        self._bad_line = False
+        self._line = 0
+        self._reader = csv.reader(self._lines())
+        self.columns = self._read_header()
+
+    def _check_encoding(self) -> None:
+        head = self._file.read(_SNIFF_BYTES)
+        self._file.seek(0)
+        try:
+            codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+        except UnicodeDecodeError as e:
+            line = head[: e.start].count(b"\n") + 1
+            raise CsvFormatError(
+                f"{self.path}: not UTF-8 text (byte 0x{head[e.start]:02x} on line {line}); "
+                "save the file as CSV UTF-8 and import it again"
+            ) from e
+        if b"\x00" in head:
+            raise CsvFormatError(f"{self.path}: holds NUL bytes; it is not a text CSV file")
+
+    def _lines(self) -> Iterator[str]:
+        for raw in self._file:
+            self._line += 1
+            self.bytes_read += len(raw)
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError:
+                self._bad_line = True
+                yield raw.decode("utf-8", errors="replace")
+
+    def _read_header(self) -> tuple[str, ...]:
+        try:
+            header = next(self._reader)
+        except (StopIteration, csv.Error) as e:
+            raise CsvFormatError(f"{self.path}: no readable header row") from e
+        names = [h.strip().lstrip("\ufeff").strip().lower() for h in header]
+        if not any(names):
+            raise CsvFormatError(f"{self.path}: the first line must be a header row of column names")
+        unknown = [n for n in names if n not in CSV_COLUMNS]
+        if unknown:
+            raise CsvFormatError(
+                f"{self.path}: unknown column(s) {', '.join(repr(u) for u in unknown)}; "
+                f"the columns are: {', '.join(CSV_COLUMNS)}"
+            )
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise CsvFormatError(f"{self.path}: column(s) named twice: {', '.join(repeated)}")
+        missing = sorted(REQUIRED_COLUMNS - set(names))
+        if missing:
+            raise CsvFormatError(f"{self.path}: missing required column(s): {', '.join(missing)}")
+        return tuple(names)
+
+    def __iter__(self) -> Iterator[CsvRow]:
+        """Each data row; blank lines are skipped. A malformed tail ends with a faulty row."""
+        width = len(self.columns)
+        while True:
+            start = self._line + 1
+            try:
+                fields = next(self._reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                yield CsvRow(start, {}, f"malformed CSV ({e}); the rest of the file was not read")
+                return
+            bad, self._bad_line = self._bad_line, False
+            if not fields or (len(fields) == 1 and not fields[0].strip()):
+                continue
+            if bad:
+                yield CsvRow(start, {}, "not valid UTF-8")
+            elif len(fields) != width:
+                yield CsvRow(start, {}, f"{len(fields)} fields where the header has {width}")
+            else:
+                yield CsvRow(start, dict(zip(self.columns, map(unneutralise, fields), strict=True)))
+
+    def close(self) -> None:
+        """Close the file."""
+        self._file.close()
+
+
+class RecordCsvWriter:
+    """Writes records as CSV, header first, with formulas neutralised."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self._writer = csv.writer(out, lineterminator="\n")
+        self._writer.writerow(CSV_COLUMNS)
+        self.count = 0
+
+    def write(self, record: FirearmRecord) -> None:
+        """Write one record."""
+        row = record.to_row()
+        self._writer.writerow([neutralise(row[name]) for name in CSV_COLUMNS])
+        self.count += 1

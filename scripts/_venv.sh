@@ -1,0 +1,18 @@
+# Sourced by scripts/demo and scripts/test: create/update .venv with the project installed.
+#   ensure_venv [extras]    e.g. ensure_venv test
+ensure_venv() {
+    local extras=${1:-}
+    local spec="."
+    [ -n "$extras" ] && spec=".[$extras]"
+    if [ ! -x .venv/bin/python ]; then
+        echo "== creating .venv"
+        "${PYTHON:-python3}" -m venv .venv
+    fi
+    local stamp=".venv/.iarms-installed${extras:+-$extras}"
+    if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+        echo "== installing iarms-node${extras:+ with $extras extras} into .venv"
+        .venv/bin/python -m pip install --quiet --upgrade pip
+        .venv/bin/python -m pip install --quiet -e "$spec"
+        touch "$stamp"
+    fi
+}

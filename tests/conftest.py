@@ -1,0 +1,80 @@
+"""Shared fixtures: nodes on SQLite and, when IARMS_TEST_PG_URL is set, on PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from node.app import Node
+from node.clock import FakeClock
+from node.config import load_config
+from node.initialise import init_node
+
+PG_URL = os.environ.get("IARMS_TEST_PG_URL")
+ADMIN_PASSWORD = "correct horse battery staple"
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
+
+
+async def _fresh_pg_database() -> str:
+    """Create an empty PostgreSQL database for one test; return its URL."""
+    assert PG_URL
+    name = f"iarms_test_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    await admin.dispose()
+    return PG_URL.rsplit("/", 1)[0] + "/" + name
+
+
+async def _drop_pg_database(url: str) -> None:
+    assert PG_URL
+    name = url.rsplit("/", 1)[1]
+    admin = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    await admin.dispose()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A clock that tests move by hand."""
+    return FakeClock()
+
+
+@pytest.fixture(params=BACKENDS)
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh database URL on each backend; PostgreSQL skipped without IARMS_TEST_PG_URL."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'node.db'}"
+        return
+    if not PG_URL:
+        pytest.skip("IARMS_TEST_PG_URL is not set: PostgreSQL backend not tested")
+    url = await _fresh_pg_database()
+    yield url
+    await _drop_pg_database(url)
+
+
+@pytest.fixture
+async def node(tmp_path: Path, db_url: str, clock: FakeClock) -> AsyncIterator[Node]:
+    """A complete, initialised node (country FRA) on each backend, with a fake clock."""
+    data_dir = tmp_path / "fra"
+    await init_node(data_dir, "FRA", db_url=db_url, admin_password=ADMIN_PASSWORD, clock=clock)
+    opened = await Node.open(load_config(data_dir), clock)
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def sqlite_node(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Node]:
+    """A complete node on SQLite only (for tests that need no second backend)."""
+    data_dir = tmp_path / "fra"
+    await init_node(data_dir, "FRA", admin_password=ADMIN_PASSWORD, clock=clock)
+    opened = await Node.open(load_config(data_dir), clock)
+    yield opened
+    await opened.close()
