@@ -37,7 +37,9 @@ class Node:
     public_key: bytes
 
     @classmethod
-    async def open(cls, config: NodeConfig, clock: Clock | None = None, migrate: bool = True) -> Node:
+    async def open(
+        cls, config: NodeConfig, clock: Clock | None = None, migrate: bool = True
+    ) -> Node:
         """Open the database (bringing its schema up to date) and build the services."""
         clock = clock or SystemClock()
         db = Database(config.database_url)

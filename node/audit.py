@@ -59,7 +59,8 @@ class AuditService:
         head_seq, head_hash = await self._store.get_head()
         if (head_seq, head_hash) != (expected_seq - 1, prev):
             return _broken(
-                expected_seq, count,
+                expected_seq,
+                count,
                 f"the log ends at entry {expected_seq - 1} but its head says {head_seq}: "
                 "entries were removed from the end",
             )

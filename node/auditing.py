@@ -42,9 +42,7 @@ class AuditEntry:
     hash: str
 
 
-def entry_hash(
-    seq: int, at: datetime, event: AuditEvent, prev_hash: str
-) -> str:
+def entry_hash(seq: int, at: datetime, event: AuditEvent, prev_hash: str) -> str:
     """Return the hex SHA-256 that chains an entry to its predecessor."""
     body = {
         "seq": seq,

@@ -12,7 +12,7 @@ import getpass
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,19 +71,27 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--console-listen", metavar="HOST:PORT")
     init.add_argument("--federation-listen", metavar="HOST:PORT")
     init.add_argument("--public-url", help="the URL peers use to reach the federation API")
-    init.add_argument("--admin-password-file", type=Path,
-                      help="first admin's password (default: generated and printed once)")
-    init.add_argument("--key-passphrase-file", type=Path,
-                      help="encrypt the signing key with the passphrase in this file")
+    init.add_argument(
+        "--admin-password-file",
+        type=Path,
+        help="first admin's password (default: generated and printed once)",
+    )
+    init.add_argument(
+        "--key-passphrase-file",
+        type=Path,
+        help="encrypt the signing key with the passphrase in this file",
+    )
 
     run = sub.add_parser("run", parents=[data], help="serve the console and federation API")
     run.add_argument("--key-passphrase-file", type=Path)
 
-    sub.add_parser("identity", parents=[data], help="country and signing-key fingerprint") \
-        .add_argument("--json", action="store_true")
+    sub.add_parser(
+        "identity", parents=[data], help="country and signing-key fingerprint"
+    ).add_argument("--json", action="store_true")
 
-    records = sub.add_parser("records", help="import, export and search records") \
-        .add_subparsers(dest="action", required=True, metavar="ACTION")
+    records = sub.add_parser("records", help="import, export and search records").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
     imp = records.add_parser("import", parents=[data], help="import a CSV file")
     imp.add_argument("file", type=Path)
     imp.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -94,22 +102,30 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--offset", type=int, default=0)
     search.add_argument("--json", action="store_true", help="one JSON object per line")
 
-    users = sub.add_parser("users", help="console accounts") \
-        .add_subparsers(dest="action", required=True, metavar="ACTION")
+    users = sub.add_parser("users", help="console accounts").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
     add = users.add_parser("add", parents=[data], help="add an account")
     add.add_argument("name")
     add.add_argument("--role", required=True, help="admin, officer, analyst or auditor")
-    add.add_argument("--external", action="store_true",
-                     help="a user outside the bureau: pending until an admin approves")
+    add.add_argument(
+        "--external",
+        action="store_true",
+        help="a user outside the bureau: pending until an admin approves",
+    )
     add.add_argument("--password-file", type=Path, help="default: generated and printed once")
-    users.add_parser("approve", parents=[data], help="approve a pending account").add_argument("name")
+    users.add_parser("approve", parents=[data], help="approve a pending account").add_argument(
+        "name"
+    )
     users.add_parser("disable", parents=[data], help="disable an account").add_argument("name")
     users.add_parser("enable", parents=[data], help="re-enable an account").add_argument("name")
-    users.add_parser("list", parents=[data], help="list accounts").add_argument("--json",
-                                                                                action="store_true")
+    users.add_parser("list", parents=[data], help="list accounts").add_argument(
+        "--json", action="store_true"
+    )
 
-    audit = sub.add_parser("audit", help="the audit log") \
-        .add_subparsers(dest="action", required=True, metavar="ACTION")
+    audit = sub.add_parser("audit", help="the audit log").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
     audit.add_parser("verify", parents=[data], help="check the hash chain")
     show = audit.add_parser("show", parents=[data], help="newest entries")
     show.add_argument("--limit", type=int, default=20)
@@ -119,14 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    from node.cli_commands import COMMANDS  # noqa: PLC0415 - keeps --help fast
+    from node.cli_commands import COMMANDS
 
     parser = build_parser()
     args = parser.parse_args(argv)
     key = args.command if args.command in COMMANDS else f"{args.command} {args.action}"
     if getattr(args, "data_dir", None) is None:
         parser.error(f"--data-dir is required (or set {DATA_DIR_ENV})")
-    handler: Callable[[argparse.Namespace], Awaitable[int]] = COMMANDS[key]
+    handler = COMMANDS[key]
     try:
         return asyncio.run(handler(args))
     except IarmsError as e:

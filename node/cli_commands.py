@@ -6,9 +6,10 @@ import argparse
 import os
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -29,7 +30,7 @@ from node.initialise import init_node
 from node.records.csvio import RecordCsvWriter
 from node.records.service import FilterText
 
-Handler = Callable[[argparse.Namespace], Awaitable[int]]
+Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 
 @asynccontextmanager
@@ -54,7 +55,9 @@ def _secret_file(path: Path | None, what: str) -> str | None:
 
 
 async def cmd_init(args: argparse.Namespace) -> int:
-    passphrase = read_passphrase_file(args.key_passphrase_file) if args.key_passphrase_file else None
+    passphrase = (
+        read_passphrase_file(args.key_passphrase_file) if args.key_passphrase_file else None
+    )
     result = await init_node(
         args.data_dir,
         args.country,
@@ -77,7 +80,7 @@ async def cmd_init(args: argparse.Namespace) -> int:
 
 
 async def cmd_run(args: argparse.Namespace) -> int:
-    from node.server import serve  # noqa: PLC0415 - pulls in aiohttp and the console
+    from node.server import serve
 
     config = load_config(args.data_dir)
     passphrase = None
@@ -113,9 +116,15 @@ async def cmd_identity(args: argparse.Namespace) -> int:
 
 def _filter_text(args: argparse.Namespace) -> FilterText:
     return FilterText(
-        serial=args.serial, make=args.make, model=args.model, firearm_type=args.type,
-        calibre=args.calibre, status=args.status, country=args.country,
-        date_from=args.from_, date_to=args.to,
+        serial=args.serial,
+        make=args.make,
+        model=args.model,
+        firearm_type=args.type,
+        calibre=args.calibre,
+        status=args.status,
+        country=args.country,
+        date_from=args.from_,
+        date_to=args.to,
     )
 
 
@@ -125,13 +134,21 @@ async def cmd_import(args: argparse.Namespace) -> int:
     async with _open(args) as node:
         size = args.file.stat().st_size
         disable = True if args.no_progress else None  # None: shown on a terminal only
-        with tqdm(total=size, unit="B", unit_scale=True, desc="importing", disable=disable,
-                  file=sys.stderr) as bar:
+        with tqdm(
+            total=size,
+            unit="B",
+            unit_scale=True,
+            desc="importing",
+            disable=disable,
+            file=sys.stderr,
+        ) as bar:
             report = await node.imports.import_csv(
                 args.file, _actor(), progress=lambda done: bar.update(done - bar.n)
             )
-    print(f"{args.file}: {report.rows} rows, {report.created} created, "
-          f"{report.duplicates} already present, {report.rejected} rejected")
+    print(
+        f"{args.file}: {report.rows} rows, {report.created} created, "
+        f"{report.duplicates} already present, {report.rejected} rejected"
+    )
     for error in report.errors:
         column = f", column {error.column}" if error.column else ""
         print(f"{args.file}: line {error.line}{column}: {error.reason}", file=sys.stderr)
@@ -150,8 +167,9 @@ async def cmd_export(args: argparse.Namespace) -> int:
             return 0
         target = Path(args.file)
         # Write beside the target and rename: a failed export never leaves half a file.
-        fd, tmp = tempfile.mkstemp(dir=target.parent if target.parent.exists() else None,
-                                   prefix=".export-", suffix=".csv")
+        fd, tmp = tempfile.mkstemp(
+            dir=target.parent if target.parent.exists() else None, prefix=".export-", suffix=".csv"
+        )
         try:
             with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
                 writer = RecordCsvWriter(out)
@@ -177,9 +195,11 @@ async def cmd_search(args: argparse.Namespace) -> int:
         if args.json:
             print_json(row)
         else:
-            print(f"{row['id']:>8}  {row['serial_number']:<16} {row['make']:<22} "
-                  f"{row['model']:<14} {row['firearm_type']:<14} {row['calibre']:<18} "
-                  f"{row['status']:<10} {row['country_of_manufacture']:<3} {row['event_date']}")
+            print(
+                f"{row['id']:>8}  {row['serial_number']:<16} {row['make']:<22} "
+                f"{row['model']:<14} {row['firearm_type']:<14} {row['calibre']:<18} "
+                f"{row['status']:<10} {row['country_of_manufacture']:<3} {row['event_date']}"
+            )
     if not args.json:
         more = f"; more with --offset {args.offset + args.limit}" if page.has_more else ""
         print(f"{len(page.records)} records{more}", file=sys.stderr)
@@ -190,8 +210,9 @@ async def cmd_users_add(args: argparse.Namespace) -> int:
     role = parse_role(args.role)
     password = _secret_file(args.password_file, "password")
     async with _open(args) as node:
-        user, password = await node.users.add_user(args.name, role, args.external, password,
-                                                   _actor())
+        user, password = await node.users.add_user(
+            args.name, role, args.external, password, _actor()
+        )
     state = "pending approval by a bureau admin" if user.status is UserStatus.PENDING else "active"
     print(f"added {user.name} ({user.role.value}, {state})")
     if args.password_file is None:
@@ -217,8 +238,13 @@ async def cmd_users_list(args: argparse.Namespace) -> int:
     async with _open(args) as node:
         users = await node.users.list_users()
     for user in users:
-        info = {"name": user.name, "role": user.role.value, "external": user.external,
-                "status": user.status.value, "approved_by": user.approved_by}
+        info = {
+            "name": user.name,
+            "role": user.role.value,
+            "external": user.external,
+            "status": user.status.value,
+            "approved_by": user.approved_by,
+        }
         if args.json:
             print_json(info)
         else:
@@ -242,8 +268,16 @@ async def cmd_audit_show(args: argparse.Namespace) -> int:
         entries = await node.audit.recent(limit=args.limit)
     for e in entries:
         if args.json:
-            print_json({"seq": e.seq, "at": e.at.isoformat(), "actor": e.actor,
-                        "action": e.action, "target": e.target, "details": e.details})
+            print_json(
+                {
+                    "seq": e.seq,
+                    "at": e.at.isoformat(),
+                    "actor": e.actor,
+                    "action": e.action,
+                    "target": e.target,
+                    "details": e.details,
+                }
+            )
         else:
             print(f"{e.seq:>8} {e.at:%Y-%m-%d %H:%M:%S} {e.actor:<20} {e.action:<20} {e.target}")
     return 0

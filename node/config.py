@@ -73,16 +73,18 @@ def check_public_url(text: str, what: str = "node.public_url") -> str:
     """An http(s) URL with a host and no query; trailing slash removed."""
     parts = urlsplit(str(text))
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise ConfigError(f"{what}: expected an http:// or https:// URL such as "
-                          f"https://iarms.police.example:8443, got {text!r}")
+        raise ConfigError(
+            f"{what}: expected an http:// or https:// URL such as "
+            f"https://iarms.police.example:8443, got {text!r}"
+        )
     return str(text).rstrip("/")
 
 
 def resolve_db_url(url: str, data_dir: Path) -> str:
     """Make a relative SQLite path absolute inside the data directory."""
     prefix = "sqlite+aiosqlite:///"
-    if url.startswith(prefix) and not url[len(prefix):].startswith("/"):
-        return prefix + str(data_dir / url[len(prefix):])
+    if url.startswith(prefix) and not url[len(prefix) :].startswith("/"):
+        return prefix + str(data_dir / url[len(prefix) :])
     return url
 
 
@@ -138,24 +140,28 @@ def config_from_dict(raw: dict[str, Any], data_dir: Path, where: str) -> NodeCon
     """Validate a parsed config; every error names the file, section and key."""
     for section, value in raw.items():
         if section not in SECTIONS or not isinstance(value, dict):
-            raise ConfigError(f"{where}: unknown section [{section}]; "
-                              f"known: {', '.join(SECTIONS)}")
+            raise ConfigError(f"{where}: unknown section [{section}]; known: {', '.join(SECTIONS)}")
         unknown = set(value) - SECTIONS[section]
         if unknown:
-            raise ConfigError(f"{where}: unknown key(s) in [{section}]: {', '.join(sorted(unknown))}")
+            raise ConfigError(
+                f"{where}: unknown key(s) in [{section}]: {', '.join(sorted(unknown))}"
+            )
     try:
         country = check_alpha3(str(_get(raw, "node", "country", where)), f"{where}: node.country")
     except ValidationError as e:
         raise ConfigError(str(e)) from e
     try:
-        db_url = check_url(resolve_db_url(str(_get(raw, "database", "url", where, DEFAULT_DB_URL)),
-                                          data_dir))
+        db_url = check_url(
+            resolve_db_url(str(_get(raw, "database", "url", where, DEFAULT_DB_URL)), data_dir)
+        )
     except ConfigError as e:
         raise ConfigError(f"{where}: database.url: {e}") from e
-    console = parse_listen(_get(raw, "console", "listen", where, DEFAULT_CONSOLE),
-                           f"{where}: console.listen")
-    federation = parse_listen(_get(raw, "federation", "listen", where, DEFAULT_FEDERATION),
-                              f"{where}: federation.listen")
+    console = parse_listen(
+        _get(raw, "console", "listen", where, DEFAULT_CONSOLE), f"{where}: console.listen"
+    )
+    federation = parse_listen(
+        _get(raw, "federation", "listen", where, DEFAULT_FEDERATION), f"{where}: federation.listen"
+    )
     if (console.host, console.port) == (federation.host, federation.port):
         raise ConfigError(f"{where}: console.listen and federation.listen must differ")
     public_url = check_public_url(

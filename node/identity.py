@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from node.errors import SigningKeyError
 
-PASSPHRASE_ENV = "IARMS_KEY_PASSPHRASE"
+PASSPHRASE_ENV = "IARMS_KEY_PASSPHRASE"  # noqa: S105 - a variable name
 
 
 def public_bytes(key: Ed25519PublicKey) -> bytes:

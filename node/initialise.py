@@ -76,10 +76,13 @@ async def init_node(
 
     Every argument is validated before anything is written.
     """
-    raw = _raw_config(country, db_url, console_listen, federation_listen, public_url,
-                      passphrase is not None)
+    raw = _raw_config(
+        country, db_url, console_listen, federation_listen, public_url, passphrase is not None
+    )
     if config_path(data_dir).exists():
-        raise NodeExistsError(f"{data_dir} already holds a node ({CONFIG_NAME}); refusing to overwrite it")
+        raise NodeExistsError(
+            f"{data_dir} already holds a node ({CONFIG_NAME}); refusing to overwrite it"
+        )
     if (data_dir / KEY_NAME).exists():
         raise NodeExistsError(f"{data_dir} already holds a signing key; refusing to overwrite it")
     config_from_dict(raw, data_dir.resolve(), "--db-url/--*-listen")  # validate before writing

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 async def start_sites(node: Node, signing_key: Ed25519PrivateKey) -> list[web.AppRunner]:
     """Start the console and federation servers; return their runners (to clean up)."""
-    from admin_ui.app import build_console_app  # noqa: PLC0415 - the console is the outer layer
+    from admin_ui.app import build_console_app
 
     runners: list[web.AppRunner] = []
     apps = (
@@ -52,8 +52,10 @@ async def serve(
         loop.add_signal_handler(sig, stop.set)
     runners = await start_sites(node, signing_key)
     announce(f"console:        http://{node.config.console}/")
-    announce(f"federation API: http://{node.config.federation}/federation/v1/health "
-             f"(public URL {node.config.public_url})")
+    announce(
+        f"federation API: http://{node.config.federation}/federation/v1/health "
+        f"(public URL {node.config.public_url})"
+    )
     try:
         await stop.wait()
         announce("shutting down")

@@ -69,17 +69,25 @@ def _chain(events: list[AuditEvent]) -> list[AuditEntry]:
     at = datetime(2026, 1, 1, tzinfo=UTC)
     for seq, event in enumerate(events, 1):
         digest = entry_hash(seq, at, event, prev)
-        out.append(AuditEntry(seq, at, event.actor, event.action, event.target, event.details,
-                              prev, digest))
+        out.append(
+            AuditEntry(
+                seq, at, event.actor, event.action, event.target, event.details, prev, digest
+            )
+        )
         prev = digest
     return out
 
 
 _events = st.lists(
-    st.builds(AuditEvent, st.text(max_size=10), st.text(max_size=10), st.text(max_size=10),
-              st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5),
-                              max_size=3)),
-    min_size=1, max_size=8,
+    st.builds(
+        AuditEvent,
+        st.text(max_size=10),
+        st.text(max_size=10),
+        st.text(max_size=10),
+        st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=3),
+    ),
+    min_size=1,
+    max_size=8,
 )
 
 
@@ -91,7 +99,15 @@ def test_any_single_change_breaks_the_chain_at_that_entry(
     assert first_broken(chain, GENESIS_HASH) is None
     i = data.draw(st.integers(0, len(chain) - 1))
     victim = chain[i]
-    altered = AuditEntry(victim.seq, victim.at, victim.actor + "!", victim.action, victim.target,
-                         victim.details, victim.prev_hash, victim.hash)
+    altered = AuditEntry(
+        victim.seq,
+        victim.at,
+        victim.actor + "!",
+        victim.action,
+        victim.target,
+        victim.details,
+        victim.prev_hash,
+        victim.hash,
+    )
     broken = first_broken([*chain[:i], altered, *chain[i + 1 :]], GENESIS_HASH)
     assert broken is not None and broken.seq == victim.seq

@@ -23,7 +23,10 @@ CLI = str(Path(sys.executable).parent / "iarms-node")
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [CLI, *args], capture_output=True, text=True, timeout=120,
+        [CLI, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, **(env or {})},
     )
 
@@ -40,10 +43,19 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     password = base / "admin.txt"
     password.write_text("a long admin password\n", encoding="utf-8")
     data = base / "fra"
-    result = run("init", "--country", "FRA", "--data-dir", str(data),
-                 "--console-listen", f"127.0.0.1:{free_port()}",
-                 "--federation-listen", f"127.0.0.1:{free_port()}",
-                 "--admin-password-file", str(password))
+    result = run(
+        "init",
+        "--country",
+        "FRA",
+        "--data-dir",
+        str(data),
+        "--console-listen",
+        f"127.0.0.1:{free_port()}",
+        "--federation-listen",
+        f"127.0.0.1:{free_port()}",
+        "--admin-password-file",
+        str(password),
+    )
     assert result.returncode == 0, result.stderr
     assert "signing key fingerprint:" in result.stdout
     return data
@@ -60,10 +72,17 @@ def test_init_refuses_an_existing_node(data_dir: Path) -> None:
     ("args", "code", "message"),
     [
         (["init", "--country", "ZZZ", "--data-dir", "/tmp/never-made"], 1, "'ZZZ' is not an ISO"),
-        (["init", "--country", "FRA", "--data-dir", "/tmp/never-made", "--console-listen", "x"], 1,
-         "--console-listen: expected HOST:PORT"),
+        (
+            ["init", "--country", "FRA", "--data-dir", "/tmp/never-made", "--console-listen", "x"],
+            1,
+            "--console-listen: expected HOST:PORT",
+        ),
         (["records", "search"], 2, "--data-dir is required"),
-        (["records", "search", "--data-dir", "/nonexistent"], 1, "not an iarms-node data directory"),
+        (
+            ["records", "search", "--data-dir", "/nonexistent"],
+            1,
+            "not an iarms-node data directory",
+        ),
         (["users", "add", "bob", "--data-dir", "/tmp"], 2, "--role"),
     ],
 )
@@ -80,7 +99,9 @@ def test_import_search_export(data_dir: Path, tmp_path: Path) -> None:
         "serial_number,make,firearm_type,status,notes,external_id\n"
         "CLI-001,Glock,pistol,stolen,=cmd|' /C calc'!A0,c1\n"
         "CLI-002,Glock,pistol,unknown-status,,c2\n"
-        "CLI-003,Zastava,rifle,trafficked,,c3\n", encoding="utf-8")
+        "CLI-003,Zastava,rifle,trafficked,,c3\n",
+        encoding="utf-8",
+    )
     result = run("records", "import", str(csv_file), "--data-dir", str(data_dir))
     assert result.returncode == 3
     assert "3 rows, 2 created, 0 already present, 1 rejected" in result.stdout
@@ -92,8 +113,16 @@ def test_import_search_export(data_dir: Path, tmp_path: Path) -> None:
     assert [r["serial_number"] for r in rows] == ["CLI-001"]
     assert {"id", "serial_number", "make", "external_id", "event_date"} <= set(rows[0])
 
-    result = run("records", "search", "--make", "zastava arms", "--type", "rifle", "--json",
-                 env={"IARMS_DATA_DIR": str(data_dir)})
+    result = run(
+        "records",
+        "search",
+        "--make",
+        "zastava arms",
+        "--type",
+        "rifle",
+        "--json",
+        env={"IARMS_DATA_DIR": str(data_dir)},
+    )
     assert [json.loads(line)["serial_number"] for line in result.stdout.splitlines()] == ["CLI-003"]
 
     out = tmp_path / "export.csv"
@@ -110,7 +139,9 @@ def test_import_search_export(data_dir: Path, tmp_path: Path) -> None:
 
 def test_import_of_an_unreadable_file(data_dir: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
-    bad.write_bytes("serial_number,make,firearm_type,status\nA,Škoda,pistol,lost\n".encode("cp1250"))
+    bad.write_bytes(
+        "serial_number,make,firearm_type,status\nA,Škoda,pistol,lost\n".encode("cp1250")
+    )
     result = run("records", "import", str(bad), "--data-dir", str(data_dir))
     assert result.returncode == 1
     assert "not UTF-8 text" in result.stderr
@@ -119,12 +150,22 @@ def test_import_of_an_unreadable_file(data_dir: Path, tmp_path: Path) -> None:
 
 
 def test_users_need_approval(data_dir: Path) -> None:
-    result = run("users", "add", "customs.lyon", "--role", "officer", "--external",
-                 "--data-dir", str(data_dir))
+    result = run(
+        "users",
+        "add",
+        "customs.lyon",
+        "--role",
+        "officer",
+        "--external",
+        "--data-dir",
+        str(data_dir),
+    )
     assert result.returncode == 0, result.stderr
     assert "pending approval" in result.stdout and "one-time password:" in result.stdout
-    listed = {json.loads(x)["name"]: json.loads(x)
-              for x in run("users", "list", "--json", "--data-dir", str(data_dir)).stdout.splitlines()}
+    listed = {
+        json.loads(x)["name"]: json.loads(x)
+        for x in run("users", "list", "--json", "--data-dir", str(data_dir)).stdout.splitlines()
+    }
     assert listed["customs.lyon"]["status"] == "pending"
     assert run("users", "approve", "customs.lyon", "--data-dir", str(data_dir)).returncode == 0
     again = run("users", "approve", "customs.lyon", "--data-dir", str(data_dir))
@@ -151,21 +192,27 @@ def test_identity(data_dir: Path) -> None:
 
 def test_run_serves_and_stops_cleanly(data_dir: Path) -> None:
     fed_port = load_config(data_dir).federation.port
-    proc = subprocess.Popen([CLI, "run", "--data-dir", str(data_dir)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [CLI, "run", "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         health = None
         for _ in range(100):
             try:
                 with urllib.request.urlopen(
-                    f"http://127.0.0.1:{fed_port}/federation/v1/health", timeout=2) as r:
+                    f"http://127.0.0.1:{fed_port}/federation/v1/health", timeout=2
+                ) as r:
                     health = json.loads(r.read())
                 break
             except OSError:
                 time.sleep(0.1)
         assert health is not None and health["country"] == "FRA"
         with urllib.request.urlopen(
-                f"http://127.0.0.1:{fed_port}/federation/v1/descriptor", timeout=2) as r:
+            f"http://127.0.0.1:{fed_port}/federation/v1/descriptor", timeout=2
+        ) as r:
             descriptor = verify_descriptor(r.read())
         identity = json.loads(run("identity", "--json", "--data-dir", str(data_dir)).stdout)
         assert descriptor.country == "FRA"

@@ -10,7 +10,13 @@ import pytest
 
 from node.config import config_from_dict, load_config
 from node.errors import ConfigError, NodeExistsError, SigningKeyError, ValidationError
-from node.identity import create_signing_key, fingerprint, load_public_key, load_signing_key, public_bytes
+from node.identity import (
+    create_signing_key,
+    fingerprint,
+    load_public_key,
+    load_signing_key,
+    public_bytes,
+)
 from node.initialise import init_node
 from tests.conftest import ADMIN_PASSWORD
 
@@ -45,7 +51,12 @@ def test_good_config_resolves_paths(tmp_path: Path) -> None:
         ("node", "public_url", "ftp://x", "node.public_url: expected an http:// or https:// URL"),
         ("console", "listen", "localhost", "console.listen: expected HOST:PORT"),
         ("console", "listen", "127.0.0.1:70000", "console.listen: expected HOST:PORT"),
-        ("federation", "listen", "127.0.0.1:8080", "console.listen and federation.listen must differ"),
+        (
+            "federation",
+            "listen",
+            "127.0.0.1:8080",
+            "console.listen and federation.listen must differ",
+        ),
         ("database", "url", "mysql://x/y", "database.url: database URL uses 'mysql'"),
         ("database", "url", "::not a url::", "database.url"),
         ("keys", "encrypted", "yes", "keys.encrypted must be true or false"),
@@ -53,7 +64,9 @@ def test_good_config_resolves_paths(tmp_path: Path) -> None:
         ("extra", "x", 1, "unknown section [extra]"),
     ],
 )
-def test_bad_values_are_named(tmp_path: Path, section: str, key: str, value: Any, message: str) -> None:
+def test_bad_values_are_named(
+    tmp_path: Path, section: str, key: str, value: Any, message: str
+) -> None:
     with pytest.raises(ConfigError) as info:
         config_from_dict(_with(section, key, value), tmp_path, "config.toml")
     assert message in str(info.value)

@@ -28,15 +28,19 @@ def write(tmp_path: Path, text: str | bytes, name: str = "in.csv") -> Path:
 
 
 async def test_bad_rows_are_reported_and_good_rows_stored(node: Node, tmp_path: Path) -> None:
-    path = write(tmp_path, HEADER + (
-        "AB1,Glock,pistol,stolen,9mm,2024-01-02,E1,\n"
-        "AB2,Glock,pistol,borrowed,9mm,2024-01-02,E2,\n"     # line 3: unknown status
-        "AB3,Beretta,pistol,lost,9mm,2024-02-30,E3,\n"       # line 4: impossible date
-        ",Beretta,pistol,lost,9mm,,E4,\n"                    # line 5: no serial
-        "AB5,Beretta,pistol,lost\n"                          # line 6: too few fields
-        "\n"                                                 # blank: skipped
-        'AB6,CZ,pistol,found,9mm,,E6,"two\nlines"\n'         # lines 8-9: fine
-    ))
+    path = write(
+        tmp_path,
+        HEADER
+        + (
+            "AB1,Glock,pistol,stolen,9mm,2024-01-02,E1,\n"
+            "AB2,Glock,pistol,borrowed,9mm,2024-01-02,E2,\n"  # line 3: unknown status
+            "AB3,Beretta,pistol,lost,9mm,2024-02-30,E3,\n"  # line 4: impossible date
+            ",Beretta,pistol,lost,9mm,,E4,\n"  # line 5: no serial
+            "AB5,Beretta,pistol,lost\n"  # line 6: too few fields
+            "\n"  # blank: skipped
+            'AB6,CZ,pistol,found,9mm,,E6,"two\nlines"\n'  # lines 8-9: fine
+        ),
+    )
     report = await node.imports.import_csv(path, ACTOR)
     assert (report.rows, report.created, report.rejected, report.duplicates) == (6, 2, 4, 0)
     reasons = {(e.line, e.column): e.reason for e in report.errors}
@@ -50,8 +54,11 @@ async def test_bad_rows_are_reported_and_good_rows_stored(node: Node, tmp_path: 
 
 
 async def test_reimport_does_not_duplicate(node: Node, tmp_path: Path) -> None:
-    path = write(tmp_path, "serial_number,make,firearm_type,status\n"
-                           "X1,Glock,pistol,stolen\nX2,Glock,pistol,stolen\nX1,Glock,pistol,stolen\n")
+    path = write(
+        tmp_path,
+        "serial_number,make,firearm_type,status\n"
+        "X1,Glock,pistol,stolen\nX2,Glock,pistol,stolen\nX1,Glock,pistol,stolen\n",
+    )
     first = await node.imports.import_csv(path, ACTOR, batch_rows=2)
     assert (first.created, first.duplicates) == (2, 1)
     second = await node.imports.import_csv(path, ACTOR)
@@ -61,8 +68,11 @@ async def test_reimport_does_not_duplicate(node: Node, tmp_path: Path) -> None:
 
 
 async def test_external_id_is_the_dedupe_key(sqlite_node: Node, tmp_path: Path) -> None:
-    path = write(tmp_path, "serial_number,make,firearm_type,status,external_id\n"
-                           "S1,Glock,pistol,stolen,A\nS1,Glock,pistol,stolen,B\nS9,Glock,pistol,lost,A\n")
+    path = write(
+        tmp_path,
+        "serial_number,make,firearm_type,status,external_id\n"
+        "S1,Glock,pistol,stolen,A\nS1,Glock,pistol,stolen,B\nS9,Glock,pistol,lost,A\n",
+    )
     report = await sqlite_node.imports.import_csv(path, ACTOR)
     assert (report.created, report.duplicates) == (2, 1)
 
@@ -75,8 +85,12 @@ async def test_external_id_is_the_dedupe_key(sqlite_node: Node, tmp_path: Path) 
         (b"serial_number,make,firearm_type\nA,B,pistol\n", "missing required column(s): status"),
         (b"serial,make,firearm_type,status\n", "unknown column(s) 'serial'"),
         (b"serial_number,make,make,firearm_type,status\n", "column(s) named twice: make"),
-        ("serial_number,make,firearm_type,status\nA,Walther,pistol,stolen,Ã©\n".encode("latin-1"),
-         "not UTF-8 text (byte 0xc3 on line 2)"),
+        (
+            "serial_number,make,firearm_type,status\nA,Walther,pistol,stolen,é\n".encode(
+                "latin-1"
+            ),
+            "not UTF-8 text (byte 0xe9 on line 2)",
+        ),
         (b"\x00\x01\x02binary", "NUL bytes"),
     ],
 )
@@ -101,7 +115,9 @@ async def test_huge_field_and_bad_bytes_later_in_file(sqlite_node: Node, tmp_pat
     body = (
         b"serial_number,make,firearm_type,status,notes\n"
         + b"OK1,Glock,pistol,lost,\n" * 3000
-        + b"H1,Glock,pistol,lost," + b"x" * 5000 + b"\n"
+        + b"H1,Glock,pistol,lost,"
+        + b"x" * 5000
+        + b"\n"
         + b"H2,Gl\xffck,pistol,lost,\n"
     )
     report = await sqlite_node.imports.import_csv(write(tmp_path, body), ACTOR)
@@ -112,8 +128,11 @@ async def test_huge_field_and_bad_bytes_later_in_file(sqlite_node: Node, tmp_pat
     assert reasons[3003] == ("", "not valid UTF-8")
 
 
-async def test_unclosed_quote_stops_with_a_clear_row_error(sqlite_node: Node, tmp_path: Path) -> None:
-    body = 'serial_number,make,firearm_type,status,notes\nU1,Glock,pistol,lost,ok\nU2,Glock,pistol,lost,"open\n'
+async def test_unclosed_quote_stops_with_a_clear_row_error(
+    sqlite_node: Node, tmp_path: Path
+) -> None:
+    body = "serial_number,make,firearm_type,status,notes\n"
+    body += 'U1,Glock,pistol,lost,ok\nU2,Glock,pistol,lost,"open\n'
     body += ("y" * 1000 + "\n") * 1100
     report = await sqlite_node.imports.import_csv(write(tmp_path, body), ACTOR)
     assert report.created == 1
@@ -122,9 +141,12 @@ async def test_unclosed_quote_stops_with_a_clear_row_error(sqlite_node: Node, tm
 
 
 async def test_export_neutralises_formulas_and_round_trips(node: Node, tmp_path: Path) -> None:
-    path = write(tmp_path, "serial_number,make,firearm_type,status,notes,external_id\n"
-                           'F1,Glock,pistol,lost,"=HYPERLINK(""http://x"")",e1\n'
-                           "F2,Glock,pistol,lost,+1 plain,e2\n")
+    path = write(
+        tmp_path,
+        "serial_number,make,firearm_type,status,notes,external_id\n"
+        'F1,Glock,pistol,lost,"=HYPERLINK(""http://x"")",e1\n'
+        "F2,Glock,pistol,lost,+1 plain,e2\n",
+    )
     await node.imports.import_csv(path, ACTOR)
     out = io.StringIO()
     writer = RecordCsvWriter(out)
@@ -132,7 +154,7 @@ async def test_export_neutralises_formulas_and_round_trips(node: Node, tmp_path:
         writer.write(record)
     rows = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert list(rows[0]) == list(CSV_COLUMNS)
-    assert rows[0]["notes"] == "'=HYPERLINK(\"http://x\")"
+    assert rows[0]["notes"] == '\'=HYPERLINK("http://x")'
     assert rows[1]["notes"] == "'+1 plain"
     exported = write(tmp_path, out.getvalue(), "out.csv")
     again = await node.imports.import_csv(exported, ACTOR)

@@ -83,7 +83,12 @@ class UsersService:
         digest = await asyncio.to_thread(self._hasher.hash, password)
         details = {"role": role.value, "external": external, "status": status.value}
         user = await self._store.add_user(
-            name, role, external, status, digest, self._clock.now(),
+            name,
+            role,
+            external,
+            status,
+            digest,
+            self._clock.now(),
             AuditEvent(actor, "user.add", f"user/{name}", details),
         )
         return user, password
@@ -103,7 +108,9 @@ class UsersService:
         """Disable or re-enable an account; disabling ends its sessions."""
         now = self._clock.now()
         return await self._store.set_user(
-            name, {"status": status.value}, now,
+            name,
+            {"status": status.value},
+            now,
             AuditEvent(actor, "user.status", f"user/{name}", {"status": status.value}),
         )
 
@@ -130,8 +137,9 @@ class UsersService:
             user = await self._store.get_user(name)
         except NotFoundError:
             await asyncio.to_thread(self._verify, self._dummy_hash, password)
-            await self._audit.add_entry(now, AuditEvent(name[:64], "login.fail", "console",
-                                                        {"reason": "unknown user"}))
+            await self._audit.add_entry(
+                now, AuditEvent(name[:64], "login.fail", "console", {"reason": "unknown user"})
+            )
             raise AuthError("wrong user name or password") from None
         if user.locked_until and user.locked_until > now:
             raise AuthError("too many failed logins; try again later or ask an admin")
@@ -139,9 +147,15 @@ class UsersService:
             failures = user.failed_logins + 1
             locked = now + LOCKOUT if failures >= MAX_FAILED_LOGINS else None
             await self._store.set_user(
-                name, {"failed_logins": 0 if locked else failures, "locked_until": locked}, now,
-                AuditEvent(name, "login.fail", "console", {"reason": "wrong password",
-                                                           "locked": locked is not None}),
+                name,
+                {"failed_logins": 0 if locked else failures, "locked_until": locked},
+                now,
+                AuditEvent(
+                    name,
+                    "login.fail",
+                    "console",
+                    {"reason": "wrong password", "locked": locked is not None},
+                ),
             )
             raise AuthError("wrong user name or password")
         if user.status is UserStatus.PENDING:
@@ -149,7 +163,9 @@ class UsersService:
         if user.status is not UserStatus.ACTIVE:
             raise AuthError("your account is disabled")
         await self._store.set_user(
-            name, {"failed_logins": 0, "locked_until": None}, now,
+            name,
+            {"failed_logins": 0, "locked_until": None},
+            now,
             AuditEvent(name, "login", "console"),
         )
         return user

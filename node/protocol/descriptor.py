@@ -33,11 +33,9 @@ class NodeDescriptor:
     valid_until: int
 
 
-def sign_descriptor(
-    key: Ed25519PrivateKey, country: str, public_url: str, now: datetime
-) -> bytes:
+def sign_descriptor(key: Ed25519PrivateKey, country: str, public_url: str, now: datetime) -> bytes:
     """The signed descriptor bytes this node serves."""
-    from node.identity import public_bytes  # noqa: PLC0415
+    from node.identity import public_bytes
 
     body = {
         "country": country,

@@ -97,7 +97,9 @@ class RecordCsvReader:
             raise CsvFormatError(f"{self.path}: no readable header row") from e
         names = [h.strip().lstrip("\ufeff").strip().lower() for h in header]
         if not any(names):
-            raise CsvFormatError(f"{self.path}: the first line must be a header row of column names")
+            raise CsvFormatError(
+                f"{self.path}: the first line must be a header row of column names"
+            )
         unknown = [n for n in names if n not in CSV_COLUMNS]
         if unknown:
             raise CsvFormatError(

@@ -114,10 +114,17 @@ class ImportService:
             progress(reader.bytes_read)
         await self._audit.add_entry(
             self._clock.now(),
-            AuditEvent(actor, "records.import", name, {
-                "rows": report.rows, "created": report.created,
-                "duplicates": report.duplicates, "rejected": report.rejected,
-            }),
+            AuditEvent(
+                actor,
+                "records.import",
+                name,
+                {
+                    "rows": report.rows,
+                    "created": report.created,
+                    "duplicates": report.duplicates,
+                    "rejected": report.rejected,
+                },
+            ),
         )
         return report
 
@@ -139,8 +146,9 @@ class ImportService:
         created = await self._store.add_many(
             batch,
             self._clock.now(),
-            lambda n: AuditEvent(actor, "records.import_batch", name, {"rows": len(batch), "created": n}),
+            lambda n: AuditEvent(
+                actor, "records.import_batch", name, {"rows": len(batch), "created": n}
+            ),
         )
         report.created += created
         report.duplicates += len(batch) - created
-

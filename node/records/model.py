@@ -137,7 +137,7 @@ class FirearmRecord:
 
     def to_row(self) -> dict[str, str]:
         """The record as CSV/JSON values keyed by `CSV_COLUMNS` (plus `id`)."""
-        row = {
+        return {
             "id": str(self.id),
             "serial_number": self.serial_number,
             "make": self.make,
@@ -155,7 +155,6 @@ class FirearmRecord:
             "notes": self.notes,
             "external_id": self.external_id or "",
         }
-        return row
 
 
 class SerialMatch(enum.StrEnum):

@@ -75,7 +75,9 @@ def parse_date(text: str, field: str) -> date | None:
             raise ValueError(text)
         return date.fromisoformat(text)
     except ValueError:
-        raise ValidationError(f"{field}: {text!r} is not a date in the form YYYY-MM-DD", field) from None
+        raise ValidationError(
+            f"{field}: {text!r} is not a date in the form YYYY-MM-DD", field
+        ) from None
 
 
 def parse_serial_query(text: str) -> tuple[str, SerialMatch]:
@@ -122,8 +124,9 @@ class RecordsService:
         serial = check_text(entry.serial_number, "serial_number", MAX_SERIAL_CHARS)
         canonical = canonicalise_serial(serial)
         if not canonical:
-            raise ValidationError("serial_number: required, with at least one letter or digit",
-                                  "serial_number")
+            raise ValidationError(
+                "serial_number: required, with at least one letter or digit", "serial_number"
+            )
         for name in ("make", "firearm_type"):
             if not getattr(entry, name).strip():
                 raise ValidationError(f"{name}: required", name)
@@ -166,12 +169,16 @@ class RecordsService:
 
     def parse_filter(self, text: FilterText) -> RecordFilter:
         """Turn user search text into a normalised filter (ValidationError on bad values)."""
-        serial, match = parse_serial_query(text.serial) if text.serial.strip() else (None, SerialMatch.EXACT)
+        serial, match = (
+            parse_serial_query(text.serial) if text.serial.strip() else (None, SerialMatch.EXACT)
+        )
         country = None
         if text.country.strip():
             country = to_alpha3(text.country)
             if country is None:
-                raise ValidationError(f"country: {text.country.strip()!r} is not a country", "country")
+                raise ValidationError(
+                    f"country: {text.country.strip()!r} is not a country", "country"
+                )
         date_from = parse_date(text.date_from, "from")
         date_to = parse_date(text.date_to, "to")
         if date_from and date_to and date_from > date_to:
@@ -184,7 +191,9 @@ class RecordsService:
             firearm_type=self._ref.normalise_type(text.firearm_type).value
             if text.firearm_type.strip()
             else None,
-            calibre=self._ref.normalise_calibre(text.calibre).value if text.calibre.strip() else None,
+            calibre=self._ref.normalise_calibre(text.calibre).value
+            if text.calibre.strip()
+            else None,
             status=parse_status(text.status) if text.status.strip() else None,
             country=country,
             date_from=date_from,
@@ -240,9 +249,7 @@ class RecordsService:
 
         return await self._store.delete_record(record_id, version, self._clock.now(), event)
 
-    async def search(
-        self, f: RecordFilter, actor: str, offset: int = 0, limit: int = 50
-    ) -> Page:
+    async def search(self, f: RecordFilter, actor: str, offset: int = 0, limit: int = 50) -> Page:
         """One page of matching records, newest first; the search is audited."""
         if not 1 <= limit <= MAX_PAGE:
             raise ValidationError(f"limit: must be between 1 and {MAX_PAGE}", "limit")
@@ -251,9 +258,12 @@ class RecordsService:
         page = await self._store.search(f, offset, limit)
         await self._audit.add_entry(
             self._clock.now(),
-            AuditEvent(actor, "record.search", "records", {"filter": _filter_details(f),
-                                                           "offset": offset,
-                                                           "returned": len(page.records)}),
+            AuditEvent(
+                actor,
+                "record.search",
+                "records",
+                {"filter": _filter_details(f), "offset": offset, "returned": len(page.records)},
+            ),
         )
         return page
 
@@ -272,8 +282,12 @@ class RecordsService:
 
 
 def _event(actor: str, action: str, record: FirearmRecord) -> AuditEvent:
-    details = {"serial": record.serial_number, "make": record.make, "status": record.status.value,
-               "version": record.version}
+    details = {
+        "serial": record.serial_number,
+        "make": record.make,
+        "status": record.status.value,
+        "version": record.version,
+    }
     return AuditEvent(actor, action, f"record/{record.id}", details)
 
 

@@ -10,10 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from node.auditing import GENESIS_HASH, AuditEntry, AuditEvent, entry_hash
 from node.store.database import Database
-from node.store.tables import AuditHeadRow, AuditRow
+from node.store.tables import AuditHeadRow, AuditRow, table
 
-_log = AuditRow.__table__
-_head = AuditHeadRow.__table__
+_log = table(AuditRow)
+_head = table(AuditHeadRow)
 
 
 async def append_entry(conn: AsyncConnection, at: datetime, event: AuditEvent) -> AuditEntry:
@@ -23,7 +23,9 @@ async def append_entry(conn: AsyncConnection, at: datetime, event: AuditEvent) -
     holds the database lock), so concurrent appends form one chain.
     """
     head = (
-        await conn.execute(select(_head.c.seq, _head.c.hash).where(_head.c.id == 1).with_for_update())
+        await conn.execute(
+            select(_head.c.seq, _head.c.hash).where(_head.c.id == 1).with_for_update()
+        )
     ).first()
     if head is None:
         seq, prev = 1, GENESIS_HASH

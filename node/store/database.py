@@ -102,7 +102,7 @@ class Database:
 
     async def migrate(self) -> None:
         """Bring the schema to the newest revision (Alembic `upgrade head`)."""
-        from alembic import command  # noqa: PLC0415 - only needed at init and start-up
+        from alembic import command
 
         config = alembic_config(self.url)
         try:
@@ -126,7 +126,7 @@ def _upgrade(sync_conn: Any, config: Any, command: Any) -> None:
 
 def alembic_config(url: str) -> Any:
     """An Alembic Config pointing at the packaged migrations (no alembic.ini needed)."""
-    from alembic.config import Config  # noqa: PLC0415
+    from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(resources.files("node.store") / "migrations"))

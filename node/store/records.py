@@ -16,9 +16,9 @@ from node.records.model import FirearmRecord, NewRecord, Page, RecordFilter, Ser
 from node.store.audit import append_entry
 from node.store.database import Database
 from node.store.dialect import insert_ignoring_conflicts, like_escape
-from node.store.tables import RecordRow
+from node.store.tables import RecordRow, table
 
-_t = RecordRow.__table__
+_t = table(RecordRow)
 _c = _t.c
 AuditFor = Callable[[FirearmRecord], AuditEvent]
 
@@ -207,18 +207,16 @@ class RecordsStore:
     async def search(self, f: RecordFilter, offset: int, limit: int) -> Page:
         """One page of matching records, newest id first."""
         query = (
-            select(_t)
-            .where(*_conditions(f))
-            .order_by(_c.id.desc())
-            .offset(offset)
-            .limit(limit + 1)
+            select(_t).where(*_conditions(f)).order_by(_c.id.desc()).offset(offset).limit(limit + 1)
         )
         async with self._db.read() as conn:
             rows = (await conn.execute(query)).all()
         records = [_record(row) for row in rows[:limit]]
         return Page(records=records, offset=offset, limit=limit, has_more=len(rows) > limit)
 
-    async def iter_records(self, f: RecordFilter, batch: int = 2000) -> AsyncIterator[FirearmRecord]:
+    async def iter_records(
+        self, f: RecordFilter, batch: int = 2000
+    ) -> AsyncIterator[FirearmRecord]:
         """Every matching record in id order, fetched in batches (bounded memory)."""
         after = 0
         conds = _conditions(f)

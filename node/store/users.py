@@ -13,10 +13,10 @@ from node.auditing import AuditEvent
 from node.errors import ConflictError, NotFoundError
 from node.store.audit import append_entry
 from node.store.database import Database
-from node.store.tables import ConsoleSessionRow, UserRow
+from node.store.tables import ConsoleSessionRow, UserRow, table
 
-_u = UserRow.__table__
-_s = ConsoleSessionRow.__table__
+_u = table(UserRow)
+_s = table(ConsoleSessionRow)
 
 
 def _user(row: Row[Any]) -> User:

@@ -25,11 +25,12 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from node.records.synthetic import generate_rows, write_csv
+
 from node.app import Node
 from node.config import load_config
 from node.initialise import init_node
 from node.records.service import FilterText
-from node.records.synthetic import generate_rows, write_csv
 
 
 def _percentiles(samples: list[float]) -> tuple[float, float]:
@@ -66,7 +67,8 @@ async def bench(n: int, searches: int, workdir: Path) -> dict[str, float | int]:
         rng = random.Random(1)
         sample = [row["serial_number"] for row in generate_rows(min(n, 50_000), seed=7)]
         serial_filters = [
-            node.records.parse_filter(FilterText(serial=rng.choice(sample))) for _ in range(searches)
+            node.records.parse_filter(FilterText(serial=rng.choice(sample)))
+            for _ in range(searches)
         ]
         combos = [(m.name, t) for m in node.reference.makes[:40] for t in m.types]
         statuses = ["stolen", "lost", "trafficked", "seized"]

@@ -1,0 +1,104 @@
+"""Assembling the console: routes, templates, static files, middlewares and the job table.
+
+`build_console_app(node)` is the one entry point `node.server` calls. Each
+data page is registered twice, at its path and at the path + `.json`, with
+the same handler: `render.page` picks HTML or JSON from the path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from admin_ui import views_admin, views_home, views_import, views_records
+from admin_ui.auth import NODE, session_middleware
+from admin_ui.jobs import JOBS, MAX_UPLOAD, MAX_UPLOAD_BYTES, ImportJobs
+from admin_ui.render import add_security_headers, dumps, error_middleware
+from node.app import Node
+
+#: The largest ordinary form (not an upload) the console reads.
+MAX_FORM_BYTES = 1 << 20
+STATIC_DIR = Path(__file__).parent / "static"
+_ID = r"{id:[0-9]{1,18}}"
+
+#: (path, handler) of every GET page; each also answers at path + ".json".
+PAGES: tuple[tuple[str, Handler], ...] = (
+    ("/", views_home.dashboard),
+    ("/records", views_records.records_list),
+    (f"/records/{_ID}", views_records.record_view),
+    ("/records/import/{job:[A-Za-z0-9_-]{1,32}}", views_import.import_job),
+    ("/audit", views_admin.audit_log),
+    ("/users", views_admin.users_list),
+)
+#: (method, path, handler) of the forms and actions, which have no `.json` twin.
+ACTIONS: tuple[tuple[str, str, Handler], ...] = (
+    ("GET", "/login", views_home.login_form),
+    ("POST", "/login", views_home.login),
+    ("POST", "/logout", views_home.logout),
+    ("GET", "/records/new", views_records.record_new_form),
+    ("POST", "/records/new", views_records.record_create),
+    ("GET", f"/records/{_ID}/edit", views_records.record_edit_form),
+    ("POST", f"/records/{_ID}/edit", views_records.record_update),
+    ("POST", f"/records/{_ID}/recover", views_records.record_recover),
+    ("POST", f"/records/{_ID}/delete", views_records.record_delete),
+    ("GET", "/records/import", views_import.import_form),
+    ("POST", "/records/import", views_import.import_upload),
+    ("POST", "/audit/verify", views_admin.audit_verify),
+    ("POST", "/users", views_admin.user_add),
+    ("POST", "/users/{name}/approve", views_admin.user_approve),
+    ("POST", "/users/{name}/status", views_admin.user_status),
+)
+
+
+def _add_routes(app: web.Application) -> None:
+    for path, handler in PAGES:
+        app.router.add_get(path, handler)
+        app.router.add_get("/.json" if path == "/" else path + ".json", handler)
+    for method, path, handler in ACTIONS:
+        app.router.add_route(method, path, handler)
+    app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
+
+
+async def _start_jobs(app: web.Application) -> None:
+    app[JOBS].sweep()
+
+
+async def _stop_jobs(app: web.Application) -> None:
+    await app[JOBS].close()
+
+
+def build_console_app(node: Node, *, max_upload: int = MAX_UPLOAD_BYTES) -> web.Application:
+    """The console's aiohttp application for `node`.
+
+    Args:
+        node: the opened node whose services the console calls.
+        max_upload: the largest CSV file, in bytes, that an import may upload.
+
+    Returns:
+        The application, ready for an `AppRunner` (or a test server).
+    """
+    app = web.Application(
+        middlewares=[error_middleware, session_middleware], client_max_size=MAX_FORM_BYTES
+    )
+    app[NODE] = node
+    app[JOBS] = ImportJobs(node)
+    app[MAX_UPLOAD] = max_upload
+    aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.PackageLoader("admin_ui", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        default_helpers=False,
+        filters={"json": dumps},
+    )
+    app.on_response_prepare.append(add_security_headers)
+    app.on_startup.append(_start_jobs)
+    app.on_cleanup.append(_stop_jobs)
+    _add_routes(app)
+    return app

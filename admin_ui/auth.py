@@ -1,0 +1,197 @@
+"""Sessions, CSRF and roles: who is calling and whether they may.
+
+The session cookie `iarms_session` holds a random token; the node stores only
+its hash with the user and the session's CSRF token (`UsersService`). The
+cookie is HttpOnly, SameSite=Strict, Path=/ and Secure: Chromium keeps a
+Secure cookie set over plain http on loopback addresses (127.0.0.1,
+localhost), which are "potentially trustworthy" origins, so the console
+works on its default address while any other address needs HTTPS.
+
+Every POST after login must carry the session's CSRF token as the form field
+`csrf_token` (for multipart uploads: as the first part, checked before the
+file is read). The login form, posted before any session exists, uses a
+double-submit cookie instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import ipaddress
+import secrets
+from collections.abc import Callable, Mapping
+from urllib.parse import urlencode, urlsplit
+
+from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.typedefs import Handler
+
+from node.accounts.model import ConsoleSession, Role, User
+from node.app import Node
+from node.errors import AuthError, CsrfError, PermissionDeniedError
+
+SESSION_COOKIE = "iarms_session"
+LOGIN_CSRF_COOKIE = "iarms_login_csrf"
+CSRF_FIELD = "csrf_token"
+PUBLIC_PATHS = frozenset({"/login"})
+STATIC_PREFIX = "/static/"
+MAX_TOKEN_CHARS = 128
+
+NODE = web.AppKey("node", Node)
+SESSION: web.RequestKey[ConsoleSession] = web.RequestKey("session")
+MULTIPART: web.RequestKey[MultipartReader] = web.RequestKey("multipart")
+
+
+def get_node(request: web.Request) -> Node:
+    """The node this console serves."""
+    return request.app[NODE]
+
+
+def is_json(request: web.Request) -> bool:
+    """Whether the request asks for a page's `.json` twin."""
+    return request.path.endswith(".json")
+
+
+def current_session(request: web.Request) -> ConsoleSession | None:
+    """The caller's live session, or None on public pages."""
+    return request.get(SESSION)
+
+
+def current_user(request: web.Request) -> User | None:
+    """The logged-in user, or None."""
+    session = current_session(request)
+    return session.user if session else None
+
+
+def require_user(request: web.Request) -> User:
+    """The logged-in user; AuthError if there is none."""
+    session = current_session(request)
+    if session is None:
+        raise AuthError("you are not logged in; log in first")
+    return session.user
+
+
+def actor(request: web.Request) -> str:
+    """The name the services record as the actor of this request."""
+    return require_user(request).name
+
+
+def safe_next(target: object) -> str:
+    """`target` if it is a path on this console, else "/" (no open redirects)."""
+    if not isinstance(target, str) or len(target) > 2000 or not target.startswith("/"):
+        return "/"
+    if target.startswith("//") or "\\" in target or not target.isprintable():
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or parts.path in PUBLIC_PATHS | {"/logout"}:
+        return "/"
+    return target
+
+
+def is_loopback(request: web.Request) -> bool:
+    """Whether the console is reached on a loopback host (where browsers keep Secure cookies)."""
+    host = (request.url.host or "").strip("[]")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def set_session_cookie(response: web.StreamResponse, token: str) -> None:
+    """Give the browser its session token (no Max-Age: it ends with the browser)."""
+    response.set_cookie(
+        SESSION_COOKIE, token, path="/", httponly=True, secure=True, samesite="Strict"
+    )
+
+
+def clear_session_cookie(response: web.StreamResponse) -> None:
+    """Tell the browser to forget its session token."""
+    response.del_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="Strict")
+
+
+def login_csrf_token(request: web.Request) -> str:
+    """The login form's CSRF token: the browser's cookie if it has one, else a new token."""
+    token = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    if not token or len(token) > MAX_TOKEN_CHARS:
+        token = secrets.token_urlsafe(32)
+    return token
+
+
+def set_login_csrf_cookie(response: web.StreamResponse, token: str) -> None:
+    """Set the double-submit cookie that the login form must echo."""
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE, token, path="/login", httponly=True, secure=True, samesite="Strict"
+    )
+
+
+def check_login_csrf(request: web.Request, form: Mapping[str, object]) -> None:
+    """Refuse a login post whose token does not match its cookie (CsrfError)."""
+    _check_token(form.get(CSRF_FIELD), request.cookies.get(LOGIN_CSRF_COOKIE, ""))
+
+
+def _check_token(given: object, expected: str) -> None:
+    if not isinstance(given, str) or not expected or len(given) > MAX_TOKEN_CHARS:
+        raise CsrfError("the form has expired or did not come from this console; reload it")
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise CsrfError("the form has expired or did not come from this console; reload it")
+
+
+async def _check_csrf(request: web.Request, session: ConsoleSession) -> None:
+    if request.content_type == "multipart/form-data":
+        reader = await request.multipart()
+        part = await reader.next()
+        if not isinstance(part, BodyPartReader) or part.name != CSRF_FIELD:
+            raise CsrfError("the upload form must start with its CSRF token; reload the form")
+        token = b""
+        while chunk := await part.read_chunk(MAX_TOKEN_CHARS):
+            token += chunk
+            if len(token) > MAX_TOKEN_CHARS:
+                raise CsrfError("the upload form's CSRF token is malformed; reload the form")
+        _check_token(token.decode("utf-8", "replace"), session.csrf_token)
+        request[MULTIPART] = reader
+        return
+    form = await request.post()
+    _check_token(form.get(CSRF_FIELD), session.csrf_token)
+
+
+@web.middleware
+async def session_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Require a live session (except on public paths) and a CSRF token on every POST."""
+    if request.path in PUBLIC_PATHS or request.path.startswith(STATIC_PREFIX):
+        return await handler(request)
+    token = request.cookies.get(SESSION_COOKIE, "")
+    session = await get_node(request).users.get_session(token) if token else None
+    if session is None:
+        if request.method in ("GET", "HEAD") and not is_json(request):
+            raise web.HTTPFound("/login?" + urlencode({"next": request.path_qs}))
+        raise AuthError("you are not logged in or your session has ended; log in again")
+    request[SESSION] = session
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        await _check_csrf(request, session)
+    return await handler(request)
+
+
+def requires(*roles: Role) -> Callable[[Handler], Handler]:
+    """Let a view run only for users holding one of `roles` (admins hold all).
+
+    Args:
+        roles: the roles that may use the view.
+
+    Returns:
+        A decorator raising PermissionDeniedError (403) for anyone else.
+    """
+
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def checked(request: web.Request) -> web.StreamResponse:
+            user = require_user(request)
+            if not user.may(*roles):
+                raise PermissionDeniedError(
+                    f"your role ({user.role.value}) does not give access to this page"
+                )
+            return await handler(request)
+
+        return checked
+
+    return decorate

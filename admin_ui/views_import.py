@@ -1,0 +1,87 @@
+"""CSV import from the console: the upload form, the upload itself and the job page.
+
+The upload arrives as multipart form data whose first part, the CSRF token,
+the session middleware has already checked; the file part is streamed to a
+temporary file (never held in memory) and imported by a background job.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath, PureWindowsPath
+
+from aiohttp import BodyPartReader, web
+
+from admin_ui.auth import MULTIPART, actor, require_user, requires
+from admin_ui.jobs import (
+    JOBS,
+    MAX_UPLOAD,
+    JobState,
+    UploadTooLargeError,
+    receive_upload,
+    size_text,
+)
+from admin_ui.render import field_errors, page
+from node.accounts.model import Role
+from node.errors import ValidationError
+from node.records.model import CSV_COLUMNS, REQUIRED_COLUMNS
+
+MAX_FILENAME_CHARS = 200
+
+
+def _import_form(
+    request: web.Request, errors: dict[str, str] | None = None, status: int = 200
+) -> web.Response:
+    context = {
+        "errors": errors or {},
+        "columns": CSV_COLUMNS,
+        "required": sorted(REQUIRED_COLUMNS),
+        "limit": size_text(request.app[MAX_UPLOAD]),
+    }
+    return page(request, "import.html", context, status=status)
+
+
+def _filename(part: BodyPartReader) -> str:
+    """The uploaded file's own name, without any directory a browser may have sent."""
+    raw = part.filename or "upload.csv"
+    name = PureWindowsPath(PurePosixPath(raw).name).name
+    return "".join(ch for ch in name if ch.isprintable())[:MAX_FILENAME_CHARS] or "upload.csv"
+
+
+async def _file_part(request: web.Request) -> BodyPartReader:
+    reader = request.get(MULTIPART)
+    part = await reader.next() if reader is not None else None
+    if not isinstance(part, BodyPartReader) or part.name != "file" or not part.filename:
+        raise ValidationError("file: choose a CSV file to import", "file")
+    return part
+
+
+@requires(Role.OFFICER)
+async def import_form(request: web.Request) -> web.Response:
+    """GET /records/import: the upload form, with the columns a file may have."""
+    return _import_form(request)
+
+
+@requires(Role.OFFICER)
+async def import_upload(request: web.Request) -> web.Response:
+    """POST /records/import: spool the file, start the import job, show the job page."""
+    limit = request.app[MAX_UPLOAD]
+    jobs = request.app[JOBS]
+    try:
+        if (request.content_length or 0) > limit + (1 << 16):
+            raise UploadTooLargeError(limit)
+        part = await _file_part(request)
+        name = _filename(part)
+        path, size = await receive_upload(part, jobs.upload_dir, limit)
+    except ValidationError as e:
+        return _import_form(request, field_errors(e), status=e.status)
+    job = jobs.start(path, name, size, actor(request))
+    raise web.HTTPSeeOther(f"/records/import/{job.id}")
+
+
+@requires(Role.OFFICER)
+async def import_job(request: web.Request) -> web.Response:
+    """GET /records/import/{job}(.json): progress while running, then the import report."""
+    user = require_user(request)
+    job = request.app[JOBS].get(request.match_info["job"], user.name, user.may(Role.ADMIN))
+    context = {"job": job, "running": job.state is JobState.RUNNING}
+    return page(request, "import_job.html", context, data=job.to_json())
