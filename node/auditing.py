@@ -56,6 +56,18 @@ def entry_hash(seq: int, at: datetime, event: AuditEvent, prev_hash: str) -> str
     return hashlib.sha256(bytes.fromhex(prev_hash) + encoded.encode()).hexdigest()
 
 
+def sql_entry_hash(
+    seq: int, at_iso: str, actor: str, action: str, target: str, details_json: str, prev_hash: str
+) -> str:
+    """`entry_hash` with SQL-friendly arguments, registered as an SQLite function.
+
+    SQLite appends an entry in one `INSERT … SELECT` that reads the head and
+    calls this, so the append is atomic without a read-then-write transaction.
+    """
+    event = AuditEvent(actor, action, target, json.loads(details_json))
+    return entry_hash(seq, datetime.fromisoformat(at_iso), event, prev_hash)
+
+
 def first_broken(entries: list[AuditEntry], prev_hash: str) -> AuditEntry | None:
     """Return the first entry whose link or hash does not verify, or None.
 

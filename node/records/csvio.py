@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ csv.field_size_limit(MAX_CSV_FIELD)
 #: Spreadsheets run a cell starting with one of these as a formula (OWASP CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _SNIFF_BYTES = 1 << 16
+_SURROGATE = re.compile("[\udc80-\udcff]")
 
 
 def neutralise(value: str) -> str:
@@ -51,7 +54,6 @@ class RecordCsvReader:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.bytes_read = 0
         try:
             self.size = path.stat().st_size
             self._file: IO[bytes] = path.open("rb")
@@ -61,9 +63,12 @@ class RecordCsvReader:
             self._file.close()
             raise CsvFormatError(f"{path}: the file is empty (a header row is required)")
         self._check_encoding()
-        self._bad_line = False
-        self._line = 0
-        self._reader = csv.reader(self._lines())
+        # Bytes that are not UTF-8 further on become lone surrogates, so that the
+        # one row holding them is refused and the rest of the file still imports.
+        self._text = io.TextIOWrapper(
+            self._file, encoding="utf-8", errors="surrogateescape", newline=""
+        )
+        self._reader = csv.reader(self._text)
         self.columns = self._read_header()
 
     def _check_encoding(self) -> None:
@@ -80,15 +85,10 @@ class RecordCsvReader:
         if b"\x00" in head:
             raise CsvFormatError(f"{self.path}: holds NUL bytes; it is not a text CSV file")
 
-    def _lines(self) -> Iterator[str]:
-        for raw in self._file:
-            self._line += 1
-            self.bytes_read += len(raw)
-            try:
-                yield raw.decode("utf-8")
-            except UnicodeDecodeError:
-                self._bad_line = True
-                yield raw.decode("utf-8", errors="replace")
+    @property
+    def bytes_read(self) -> int:
+        """How far into the file reading has got (for progress bars)."""
+        return self._file.tell() if not self._file.closed else self.size
 
     def _read_header(self) -> tuple[str, ...]:
         try:
@@ -117,8 +117,9 @@ class RecordCsvReader:
     def __iter__(self) -> Iterator[CsvRow]:
         """Each data row; blank lines are skipped. A malformed tail ends with a faulty row."""
         width = len(self.columns)
+        columns = self.columns
         while True:
-            start = self._line + 1
+            start = self._reader.line_num + 1
             try:
                 fields = next(self._reader)
             except StopIteration:
@@ -126,19 +127,21 @@ class RecordCsvReader:
             except csv.Error as e:
                 yield CsvRow(start, {}, f"malformed CSV ({e}); the rest of the file was not read")
                 return
-            bad, self._bad_line = self._bad_line, False
             if not fields or (len(fields) == 1 and not fields[0].strip()):
                 continue
-            if bad:
+            joined = "".join(fields)
+            if not joined.isascii() and _SURROGATE.search(joined):
                 yield CsvRow(start, {}, "not valid UTF-8")
             elif len(fields) != width:
                 yield CsvRow(start, {}, f"{len(fields)} fields where the header has {width}")
+            elif "'" in joined:
+                yield CsvRow(start, dict(zip(columns, map(unneutralise, fields), strict=True)))
             else:
-                yield CsvRow(start, dict(zip(self.columns, map(unneutralise, fields), strict=True)))
+                yield CsvRow(start, dict(zip(columns, fields, strict=True)))
 
     def close(self) -> None:
         """Close the file."""
-        self._file.close()
+        self._text.close()
 
 
 class RecordCsvWriter:

@@ -9,9 +9,11 @@ status, event date, reporting agency and case reference.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from node.auditing import AuditEvent
 from node.clock import Clock
@@ -23,6 +25,7 @@ from node.store.audit import AuditStore
 from node.store.records import RecordsStore
 
 BATCH_ROWS = 5000
+_YIELD_EVERY = 100
 Progress = Callable[[int], None]
 
 
@@ -43,24 +46,9 @@ def dedupe_key(new: NewRecord) -> str:
 
 
 def _entry(row: CsvRow) -> RecordInput:
-    v = row.values
-    return RecordInput(
-        serial_number=v.get("serial_number", ""),
-        make=v.get("make", ""),
-        firearm_type=v.get("firearm_type", ""),
-        status=v.get("status", ""),
-        model=v.get("model", ""),
-        calibre=v.get("calibre", ""),
-        country_of_manufacture=v.get("country_of_manufacture", ""),
-        event_date=parse_date(v.get("event_date", ""), "event_date"),
-        event_place=v.get("event_place", ""),
-        reporting_agency=v.get("reporting_agency", ""),
-        case_reference=v.get("case_reference", ""),
-        contact=v.get("contact", ""),
-        markings=v.get("markings", ""),
-        notes=v.get("notes", ""),
-        external_id=v.get("external_id", ""),
-    )
+    values: dict[str, Any] = dict(row.values)
+    values["event_date"] = parse_date(values.get("event_date", ""), "event_date")
+    return RecordInput(**values)  # absent optional columns take their defaults
 
 
 class ImportService:
@@ -95,6 +83,9 @@ class ImportService:
         report = ImportReport()
         name = source or path.name
         batch: list[tuple[NewRecord, str | None]] = []
+        # One batch is written while the next is parsed: SQLite works in its own
+        # thread, so reading and writing overlap on two cores. One write at a time.
+        in_flight: asyncio.Task[None] | None = None
         try:
             for row in reader:
                 report.rows += 1
@@ -102,13 +93,22 @@ class ImportService:
                 if new is not None:
                     batch.append((new, dedupe_key(new)))
                 if len(batch) >= batch_rows:
-                    await self._store_batch(batch, report, actor, name)
+                    if in_flight:
+                        await in_flight
+                    in_flight = asyncio.create_task(self._store_batch(batch, report, actor, name))
                     batch = []
                     if progress:
                         progress(reader.bytes_read)
+                if report.rows % _YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # let the batch in flight take its next step
+            if in_flight:
+                await in_flight
+            in_flight = None
             if batch:
                 await self._store_batch(batch, report, actor, name)
         finally:
+            if in_flight and not in_flight.done():
+                in_flight.cancel()
             reader.close()
         if progress:
             progress(reader.bytes_read)

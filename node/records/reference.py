@@ -175,9 +175,7 @@ class ReferenceTable:
         self._calibre_by_key = _index(
             "calibre", ((c.name, (c.name, *c.aliases)) for c in self.calibres), calibre_key
         )
-        self._type_by_key = _index(
-            "firearm type", spellings.items(), match_key
-        )
+        self._type_by_key = _index("firearm type", spellings.items(), match_key)
         self._memo_make: dict[str, Normalised] = {}
         self._memo_calibre: dict[str, Normalised] = {}
         self._memo_type: dict[str, Normalised] = {}

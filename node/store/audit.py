@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import datetime
 
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import Row, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from node.auditing import GENESIS_HASH, AuditEntry, AuditEvent, entry_hash
@@ -14,24 +15,26 @@ from node.store.tables import AuditHeadRow, AuditRow, table
 
 _log = table(AuditRow)
 _head = table(AuditHeadRow)
+_at_column = _log.c.at
 
 
 async def append_entry(conn: AsyncConnection, at: datetime, event: AuditEvent) -> AuditEntry:
-    """Append one entry inside the caller's write transaction.
+    """Append one entry inside the caller's transaction (or as one atomic statement).
 
-    The head row is read `FOR UPDATE` (PostgreSQL; SQLite's writer already
-    holds the database lock), so concurrent appends form one chain.
+    A trigger (migration 0002) moves the head row to every inserted entry.
+    SQLite reads the head, hashes (through the registered `iarms_audit_hash`
+    function) and inserts in one statement, which is atomic under SQLite's
+    single-writer lock. PostgreSQL locks the head row `FOR UPDATE` first, so
+    concurrent appends still form one chain.
     """
+    if conn.dialect.name == "sqlite":
+        return await _append_sqlite(conn, at, event)
     head = (
         await conn.execute(
             select(_head.c.seq, _head.c.hash).where(_head.c.id == 1).with_for_update()
         )
-    ).first()
-    if head is None:
-        seq, prev = 1, GENESIS_HASH
-        await conn.execute(insert(_head).values(id=1, seq=0, hash=GENESIS_HASH))
-    else:
-        seq, prev = head.seq + 1, head.hash
+    ).one()
+    seq, prev = head.seq + 1, head.hash
     digest = entry_hash(seq, at, event, prev)
     await conn.execute(
         insert(_log).values(
@@ -45,8 +48,38 @@ async def append_entry(conn: AsyncConnection, at: datetime, event: AuditEvent) -
             hash=digest,
         )
     )
-    await conn.execute(update(_head).where(_head.c.id == 1).values(seq=seq, hash=digest))
     return AuditEntry(seq, at, event.actor, event.action, event.target, event.details, prev, digest)
+
+
+_SQLITE_APPEND = text(
+    "INSERT INTO audit_log (seq, at, actor, action, target, details, prev_hash, hash) "
+    "SELECT seq + 1, :at, :actor, :action, :target, :details, hash, "
+    "iarms_audit_hash(seq + 1, :at_iso, :actor, :action, :target, :details, hash) "
+    "FROM audit_head WHERE id = 1 RETURNING seq, prev_hash, hash"
+)
+
+
+async def _append_sqlite(conn: AsyncConnection, at: datetime, event: AuditEvent) -> AuditEntry:
+    details = json.dumps(event.details, ensure_ascii=False)
+    params = {
+        "at": _at_column.type._cached_bind_processor(conn.dialect)(at),  # type: ignore[misc]
+        "at_iso": at.isoformat(),
+        "actor": event.actor,
+        "action": event.action,
+        "target": event.target,
+        "details": details,
+    }
+    row = (await conn.execute(_SQLITE_APPEND, params)).one()
+    return AuditEntry(
+        row.seq,
+        at,
+        event.actor,
+        event.action,
+        event.target,
+        event.details,
+        row.prev_hash,
+        row.hash,
+    )
 
 
 def _entry(row: Row[tuple[object, ...]]) -> AuditEntry:
@@ -69,8 +102,8 @@ class AuditStore:
         self._db = db
 
     async def add_entry(self, at: datetime, event: AuditEvent) -> AuditEntry:
-        """Append one entry in its own transaction."""
-        async with self._db.write() as conn:
+        """Append one entry on its own (one atomic statement on SQLite)."""
+        async with self._db.write_one() as conn:
             return await append_entry(conn, at, event)
 
     async def get_entries(

@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from node.auditing import sql_entry_hash
 from node.errors import ConfigError
 
 SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
@@ -47,41 +48,56 @@ def check_url(url: str) -> str:
     return url
 
 
-def _sqlite_engine(url: str, *, writer: bool) -> AsyncEngine:
+def _sqlite_engine(url: str, *, pool: int, begin: str | None) -> AsyncEngine:
+    """An SQLite engine; `begin` is the statement that opens transactions, None for autocommit."""
     engine = create_async_engine(
         url,
-        pool_size=1 if writer else 4,
-        max_overflow=0 if writer else 4,
+        pool_size=pool,
+        max_overflow=0,
         connect_args={"timeout": 30},
+        isolation_level=None if begin else "AUTOCOMMIT",
+        pool_reset_on_return=None if begin is None else "rollback",
     )
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let us issue BEGIN ourselves (pysqlite's implicit BEGIN is deferred).
+        # We issue BEGIN ourselves: pysqlite's implicit BEGIN is deferred.
         dbapi_connection.isolation_level = None
+        dbapi_connection.create_function("iarms_audit_hash", 7, sql_entry_hash, deterministic=True)
         cursor = dbapi_connection.cursor()
         for pragma in SQLITE_PRAGMAS:
             cursor.execute(pragma)
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
+    if begin:
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(connection: Any) -> None:
+            connection.exec_driver_sql(begin)
 
     return engine
 
 
 class Database:
-    """The node's database: a read engine and a write engine (the same on PostgreSQL)."""
+    """The node's database: engines for reads, transactions and single-statement writes.
+
+    On SQLite, reads and single-statement writes run in autocommit mode (one
+    statement is atomic; skipping BEGIN/COMMIT halves their latency), and
+    multi-statement writes run in `BEGIN IMMEDIATE` transactions through a
+    pool of one connection. PostgreSQL uses one engine for everything.
+    """
 
     def __init__(self, url: str) -> None:
         self.url = check_url(url)
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
-            self._reader = _sqlite_engine(url, writer=False)
-            self._writer = _sqlite_engine(url, writer=True)
+            self._reader = _sqlite_engine(url, pool=4, begin=None)
+            self._writer = _sqlite_engine(url, pool=1, begin="BEGIN IMMEDIATE")
+            self._single = _sqlite_engine(url, pool=1, begin=None)
         else:
-            self._reader = self._writer = create_async_engine(url, pool_size=8, max_overflow=8)
+            self._reader = self._writer = self._single = create_async_engine(
+                url, pool_size=8, max_overflow=8
+            )
 
     @property
     def dialect(self) -> str:
@@ -90,14 +106,28 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A connection in a read transaction."""
-        async with self._reader.connect() as conn, conn.begin():
-            yield conn
+        """A connection for reading (each statement sees a consistent snapshot)."""
+        async with self._reader.connect() as conn:
+            if self.is_sqlite:
+                yield conn
+            else:
+                async with conn.begin():
+                    yield conn
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A connection in a write transaction, committed on clean exit."""
         async with self._writer.connect() as conn, conn.begin():
+            yield conn
+
+    @asynccontextmanager
+    async def write_one(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for one atomic write statement (its own transaction)."""
+        if not self.is_sqlite:
+            async with self.write() as conn:
+                yield conn
+            return
+        async with self._single.connect() as conn:
             yield conn
 
     async def migrate(self) -> None:
@@ -114,9 +144,8 @@ class Database:
 
     async def close(self) -> None:
         """Close every pooled connection."""
-        await self._reader.dispose()
-        if self._writer is not self._reader:
-            await self._writer.dispose()
+        for engine in {self._reader, self._writer, self._single}:
+            await engine.dispose()
 
 
 def _upgrade(sync_conn: Any, config: Any, command: Any) -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import asdict
+from dataclasses import fields
 from datetime import date, datetime
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import ColumnElement, Row, delete, func, insert, select, update
@@ -15,7 +16,7 @@ from node.errors import ConflictError, NotFoundError
 from node.records.model import FirearmRecord, NewRecord, Page, RecordFilter, SerialMatch, Status
 from node.store.audit import append_entry
 from node.store.database import Database
-from node.store.dialect import insert_ignoring_conflicts, like_escape
+from node.store.dialect import insert_many_ignoring_conflicts, like_escape
 from node.store.tables import RecordRow, table
 
 _t = table(RecordRow)
@@ -28,8 +29,14 @@ def model_key(model: str) -> str:
     return " ".join(model.upper().split())
 
 
+_NEW_FIELDS = tuple(f.name for f in fields(NewRecord) if f.name != "status")
+#: Column order of the rows `add_many` builds: the record's fields, then derived ones.
+_BULK_COLUMNS = (*_NEW_FIELDS, "status", "model_key", "dedupe_key")
+_new_fields = attrgetter(*_NEW_FIELDS)
+
+
 def _values(new: NewRecord) -> dict[str, Any]:
-    values = asdict(new)
+    values = {name: getattr(new, name) for name in _NEW_FIELDS}
     values["status"] = new.status.value
     values["model_key"] = model_key(new.model)
     return values
@@ -195,12 +202,13 @@ class RecordsStore:
         `audit(created)` gives the batch's audit entry, written in the same transaction.
         """
         rows = [
-            _values(new) | {"dedupe_key": key, "version": 1, "created_at": at, "updated_at": at}
-            for new, key in batch
+            (*_new_fields(new), new.status.value, model_key(new.model), key) for new, key in batch
         ]
-        stmt = insert_ignoring_conflicts(self._db.dialect, _t, "dedupe_key").returning(_c.id)
+        constants = {"version": 1, "created_at": at, "updated_at": at}
         async with self._db.write() as conn:
-            created = len((await conn.execute(stmt, rows)).all()) if rows else 0
+            created = await insert_many_ignoring_conflicts(
+                conn, _t, "dedupe_key", _BULK_COLUMNS, rows, constants
+            )
             await append_entry(conn, at, audit(created))
         return created
 
