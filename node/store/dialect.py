@@ -36,7 +36,7 @@ async def insert_many_ignoring_conflicts(
         return len((await conn.execute(stmt.returning(table.c[key]), dicts)).all())
 
     def processor(name: str) -> Callable[[Any], Any] | None:
-        return table.c[name].type._cached_bind_processor(conn.dialect)  # type: ignore[no-any-return]
+        return table.c[name].type._cached_bind_processor(conn.dialect)
 
     tail = tuple(p(v) if (p := processor(n)) else v for n, v in constants.items())
     converted = [(i, p) for i, name in enumerate(columns) if (p := processor(name))]

@@ -25,12 +25,11 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from node.records.synthetic import generate_rows, write_csv
-
 from node.app import Node
 from node.config import load_config
 from node.initialise import init_node
 from node.records.service import FilterText
+from node.records.synthetic import generate_rows, write_csv
 
 
 def _percentiles(samples: list[float]) -> tuple[float, float]:

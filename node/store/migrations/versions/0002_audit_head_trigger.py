@@ -6,6 +6,7 @@ Revises: 0001
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0002"
@@ -18,8 +19,10 @@ GENESIS = "0" * 64
 
 def upgrade() -> None:
     op.execute(
-        "INSERT INTO audit_head (id, seq, hash) "
-        f"SELECT 1, 0, '{GENESIS}' WHERE NOT EXISTS (SELECT 1 FROM audit_head WHERE id = 1)"
+        sa.text(
+            "INSERT INTO audit_head (id, seq, hash) SELECT 1, 0, :genesis "
+            "WHERE NOT EXISTS (SELECT 1 FROM audit_head WHERE id = 1)"
+        ).bindparams(genesis=GENESIS)
     )
     if op.get_bind().dialect.name == "postgresql":
         op.execute(
