@@ -29,6 +29,12 @@ class NodeExistsError(ConfigError):
     code = "node_exists"
 
 
+class ReferenceDataError(ConfigError):
+    """The shipped firearms reference table is malformed or ambiguous."""
+
+    code = "reference_data"
+
+
 class SigningKeyError(IarmsError):
     """The signing key cannot be read, decrypted or written."""
 

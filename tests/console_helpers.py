@@ -19,6 +19,7 @@ from tests.conftest import ADMIN_PASSWORD
 
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 OFFICER_PASSWORD = "officer password 123"
+JOB_TIMEOUT = 10.0
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
@@ -49,8 +50,12 @@ class Console:
         """Forget the current session and log in; return the login POST's response."""
         self.client.session.cookie_jar.clear()
         page = await self.client.get("/login")
-        form = {"csrf_token": csrf_in(await page.text()), "name": name, "password": password,
-                "next": next_path}
+        form = {
+            "csrf_token": csrf_in(await page.text()),
+            "name": name,
+            "password": password,
+            "next": next_path,
+        }
         response = await self.client.post("/login", data=form, allow_redirects=False)
         if response.status == 303:
             self.csrf = csrf_in(await (await self.client.get("/")).text())
@@ -96,9 +101,9 @@ class Console:
         form.add_field("file", content, filename=filename, content_type="text/csv")
         return await self.client.post("/records/import", data=form, allow_redirects=False)
 
-    async def wait_for_job(self, location: str, timeout: float = 10) -> dict[str, Any]:
+    async def wait_for_job(self, location: str) -> dict[str, Any]:
         """Poll an import job's `.json` twin until it is no longer running."""
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(JOB_TIMEOUT):
             while True:
                 job: dict[str, Any] = await self.json(location + ".json")
                 if job["state"] != "running":

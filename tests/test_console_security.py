@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from http.cookies import SimpleCookie
+from http.cookies import Morsel, SimpleCookie
 from urllib.parse import quote
 
 import pytest
@@ -22,8 +22,12 @@ from tests.console_helpers import (
 )
 
 SCRIPT = "<script>alert(1)</script>"
-NEW_RECORD = {"serial_number": "CSRF-1", "make": "Glock", "firearm_type": "pistol",
-              "status": "lost"}
+NEW_RECORD = {
+    "serial_number": "CSRF-1",
+    "make": "Glock",
+    "firearm_type": "pistol",
+    "status": "lost",
+}
 
 
 @pytest.fixture
@@ -34,13 +38,13 @@ async def console(sqlite_node: Node) -> AsyncIterator[Console]:
         yield c
 
 
-def set_cookies(response: ClientResponse) -> dict[str, SimpleCookie]:
-    """Every Set-Cookie header of a response, parsed, by cookie name."""
-    cookies = {}
+def set_cookies(response: ClientResponse) -> dict[str, Morsel[str]]:
+    """Every cookie a response sets, parsed, by name."""
+    cookies: dict[str, Morsel[str]] = {}
     for header in response.headers.getall("Set-Cookie", []):
         parsed: SimpleCookie = SimpleCookie()
         parsed.load(header)
-        cookies.update({name: parsed for name in parsed})
+        cookies.update(parsed)
     return cookies
 
 
@@ -50,13 +54,15 @@ async def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(
     record = await add_record(console.node, "KEEP-1")
     refused = [
         await console.post("/records/new", NEW_RECORD, csrf=""),
-        await console.post(f"/records/{record.id}/delete", {"version": "1", "reason": "x"},
-                           csrf=""),
+        await console.post(
+            f"/records/{record.id}/delete", {"version": "1", "reason": "x"}, csrf=""
+        ),
         await console.post(f"/records/{record.id}/recover", {"version": "1"}, csrf=""),
         await console.post("/users", {"name": "intruder", "role": "admin"}, csrf=""),
         await console.post("/logout", csrf=""),
-        await console.client.post("/records/new", json={**NEW_RECORD, "csrf_token": console.csrf},
-                                  allow_redirects=False),
+        await console.client.post(
+            "/records/new", json={**NEW_RECORD, "csrf_token": console.csrf}, allow_redirects=False
+        ),
     ]
     for response in refused:
         assert response.status == 403
@@ -77,9 +83,12 @@ async def test_a_wrong_csrf_token_is_refused(console: Console) -> None:
 
 
 async def test_an_upload_must_start_with_the_csrf_token(console: Console) -> None:
-    assert (await console.upload(b"serial_number,make,firearm_type,status\n", csrf="")).status == 403
-    assert (await console.upload(b"serial_number,make,firearm_type,status\n",
-                                 csrf="wrong")).status == 403
+    assert (
+        await console.upload(b"serial_number,make,firearm_type,status\n", csrf="")
+    ).status == 403
+    assert (
+        await console.upload(b"serial_number,make,firearm_type,status\n", csrf="wrong")
+    ).status == 403
     late = FormData()
     late.add_field("file", b"serial_number,make,firearm_type,status\n", filename="a.csv")
     late.add_field("csrf_token", console.csrf)
@@ -92,17 +101,20 @@ async def test_an_upload_must_start_with_the_csrf_token(console: Console) -> Non
 async def test_the_login_form_has_its_own_csrf_protection(sqlite_node: Node) -> None:
     async with console_for(sqlite_node) as anonymous:
         form = {"name": "admin", "password": ADMIN_PASSWORD, "next": "/"}
-        no_cookie = await anonymous.client.post("/login", data=form | {"csrf_token": "forged"},
-                                                allow_redirects=False)
+        no_cookie = await anonymous.client.post(
+            "/login", data=form | {"csrf_token": "forged"}, allow_redirects=False
+        )
         assert no_cookie.status == 403
         page = await anonymous.get("/login")
         token = csrf_in(await page.text())
-        wrong = await anonymous.client.post("/login", data=form | {"csrf_token": token + "x"},
-                                            allow_redirects=False)
+        wrong = await anonymous.client.post(
+            "/login", data=form | {"csrf_token": token + "x"}, allow_redirects=False
+        )
         assert wrong.status == 403
         assert "iarms_session" not in set_cookies(wrong)
-        right = await anonymous.client.post("/login", data=form | {"csrf_token": token},
-                                            allow_redirects=False)
+        right = await anonymous.client.post(
+            "/login", data=form | {"csrf_token": token}, allow_redirects=False
+        )
         assert right.status == 303
 
 
@@ -114,8 +126,9 @@ async def test_every_response_carries_the_security_headers(console: Console) -> 
         "json twin": await console.get("/records.json"),
         "not found": await console.get("/nowhere"),
         "forbidden post": await console.post("/records/new", NEW_RECORD, csrf="bad"),
-        "redirect after post": await console.post("/records/new", NEW_RECORD | {"serial_number":
-                                                                                "HDR-2"}),
+        "redirect after post": await console.post(
+            "/records/new", NEW_RECORD | {"serial_number": "HDR-2"}
+        ),
         "stylesheet": await console.get("/static/console.css"),
         "missing static": await console.get("/static/nothing.css"),
     }
@@ -138,11 +151,11 @@ async def test_every_response_carries_the_security_headers(console: Console) -> 
 async def test_the_session_cookie_flags(sqlite_node: Node) -> None:
     async with console_for(sqlite_node) as console:
         login_page = await console.get("/login")
-        login_csrf = set_cookies(login_page)["iarms_login_csrf"]["iarms_login_csrf"]
+        login_csrf = set_cookies(login_page)["iarms_login_csrf"]
         assert login_csrf["httponly"] and login_csrf["secure"]
         assert login_csrf["samesite"] == "Strict"
         response = await console.login("admin", ADMIN_PASSWORD)
-        cookie = set_cookies(response)["iarms_session"]["iarms_session"]
+        cookie = set_cookies(response)["iarms_session"]
         assert cookie["httponly"] is True
         assert cookie["secure"] is True
         assert cookie["samesite"] == "Strict"
@@ -152,8 +165,9 @@ async def test_the_session_cookie_flags(sqlite_node: Node) -> None:
 
 
 async def test_script_in_a_record_is_shown_as_text(console: Console) -> None:
-    record = await add_record(console.node, "XSS-1", notes=SCRIPT, make=SCRIPT,
-                              model='"><img src=x onerror=alert(1)>')
+    record = await add_record(
+        console.node, "XSS-1", notes=SCRIPT, make=SCRIPT, model='"><img src=x onerror=alert(1)>'
+    )
     for path in (f"/records/{record.id}", "/records", f"/records/{record.id}/edit"):
         html = await (await console.get(path)).text()
         assert SCRIPT not in html, path
@@ -163,8 +177,15 @@ async def test_script_in_a_record_is_shown_as_text(console: Console) -> None:
     assert data["notes"] == SCRIPT  # stored as entered; escaping is the page's job
 
 
-OFF_SITE = ["https://evil.example", "//evil.example/x", "/\\evil.example", "javascript:x",
-            "http:/evil.example", " /records", "/\t/evil.example"]
+OFF_SITE = [
+    "https://evil.example",
+    "//evil.example/x",
+    "/\\evil.example",
+    "javascript:x",
+    "http:/evil.example",
+    " /records",
+    "/\t/evil.example",
+]
 
 
 async def test_login_never_redirects_off_the_console(sqlite_node: Node) -> None:
@@ -176,24 +197,31 @@ async def test_login_never_redirects_off_the_console(sqlite_node: Node) -> None:
         assert response.status == 303
         assert response.headers["Location"] == "/"
         for target in OFF_SITE[1:]:
-            form = {"csrf_token": csrf_in(await (await console.get("/login")).text()),
-                    "name": "admin", "password": ADMIN_PASSWORD, "next": target}
+            form = {
+                "csrf_token": csrf_in(await (await console.get("/login")).text()),
+                "name": "admin",
+                "password": ADMIN_PASSWORD,
+                "next": target,
+            }
             response = await console.client.post("/login", data=form, allow_redirects=False)
             assert response.headers["Location"] == "/", target
 
 
 async def test_logout_ends_the_session_for_good(console: Console) -> None:
-    old_cookie = console.client.session.cookie_jar.filter_cookies(
-        console.client.make_url("/"))["iarms_session"].value
+    old_cookie = console.client.session.cookie_jar.filter_cookies(console.client.make_url("/"))[
+        "iarms_session"
+    ].value
     response = await console.post("/logout")
     assert response.status == 303
     assert response.headers["Location"] == "/login"
-    assert set_cookies(response)["iarms_session"]["iarms_session"].value == ""
-    replay = await console.client.get("/records.json", cookies={"iarms_session": old_cookie},
-                                      allow_redirects=False)
+    assert set_cookies(response)["iarms_session"].value == ""
+    replay = await console.client.get(
+        "/records.json", cookies={"iarms_session": old_cookie}, allow_redirects=False
+    )
     assert replay.status == 401
-    replay_page = await console.client.get("/", cookies={"iarms_session": old_cookie},
-                                           allow_redirects=False)
+    replay_page = await console.client.get(
+        "/", cookies={"iarms_session": old_cookie}, allow_redirects=False
+    )
     assert replay_page.status == 302
     actions = [e.action for e in await console.node.audit.recent(limit=5)]
     assert "logout" in actions

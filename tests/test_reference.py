@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from node.errors import ReferenceDataError
 from node.records.model import FirearmType
 from node.records.reference import (
     Calibre,
     Make,
     Normalised,
-    ReferenceDataError,
     ReferenceTable,
     calibre_key,
     load_reference,

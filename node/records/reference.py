@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 
-from node.errors import ConfigError
+from node.errors import ReferenceDataError
 from node.records.model import FirearmType
 
 MAKES_FILE = "makes.csv"
@@ -51,12 +51,6 @@ _STROKED = str.maketrans(
 _MM_AFTER_DIGIT = re.compile(r"(?<=\d)\s*mm", re.IGNORECASE)
 
 KeyFunction = Callable[[str], str]
-
-
-class ReferenceDataError(ConfigError):
-    """The shipped reference data is malformed or ambiguous."""
-
-    code = "reference_data"
 
 
 @dataclass(frozen=True, slots=True)
