@@ -11,8 +11,13 @@ ensure_venv() {
     local stamp=".venv/.iarms-installed${extras:+-$extras}"
     if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
         echo "== installing iarms-node${extras:+ with $extras extras} into .venv"
-        .venv/bin/python -m pip install --quiet --upgrade pip
-        .venv/bin/python -m pip install --quiet -e "$spec"
+        local log=.venv/pip-install.log
+        if ! { .venv/bin/python -m pip install --quiet --upgrade pip &&
+               .venv/bin/python -m pip install --quiet -e "$spec"; } >"$log" 2>&1; then
+            cat "$log"
+            echo "!! installing iarms-node failed (log above, also in $log)" >&2
+            return 1
+        fi
         touch "$stamp"
     fi
 }
