@@ -12,10 +12,15 @@ serves what it returns. A request flows through:
    `/login?next=...` and anything else gets 401. Every POST must carry the
    session's CSRF token (form field `csrf_token`) or is refused with 403
    before the handler runs.
-3. A thin view (`views_*.py`): parses the input (`forms.py`), checks the role
-   (`auth.requires`), calls one node service and hands the result to
-   `render.page`, which renders a template or, for a path ending in `.json`,
-   the same data as JSON.
+3. A thin view (`views_home`, `views_records`, `views_import`, `views_admin`):
+   it parses the input (`forms`), checks the role (`auth.requires`), calls
+   one node service and hands the result to `render.page`, which renders a
+   template or, for a path ending in `.json`, the same data as JSON. Form
+   errors are caught in the view, which shows the form again with the
+   message next to the field and the user's input kept.
+
+CSV uploads are streamed to a temporary file and imported by a background
+task in `jobs.ImportJobs`; the job page follows its progress.
 
 `render.add_security_headers` puts the CSP and the other security headers on
 every response. The console calls node services only, never the store.

@@ -33,6 +33,8 @@ SESSION_COOKIE = "iarms_session"
 LOGIN_CSRF_COOKIE = "iarms_login_csrf"
 CSRF_FIELD = "csrf_token"
 PUBLIC_PATHS = frozenset({"/login"})
+#: The only paths that take multipart (file upload) bodies.
+UPLOAD_PATHS = frozenset({"/records/import"})
 STATIC_PREFIX = "/static/"
 MAX_TOKEN_CHARS = 128
 
@@ -139,6 +141,8 @@ def _check_token(given: object, expected: str) -> None:
 
 async def _check_csrf(request: web.Request, session: ConsoleSession) -> None:
     if request.content_type == "multipart/form-data":
+        if request.path not in UPLOAD_PATHS:
+            raise web.HTTPUnsupportedMediaType(reason="This form does not take file uploads")
         reader = await request.multipart()
         part = await reader.next()
         if not isinstance(part, BodyPartReader) or part.name != CSRF_FIELD:

@@ -32,6 +32,7 @@ RECORD_LABELS: Mapping[str, str] = {
     "markings": "Other markings",
     "notes": "Notes",
     "external_id": "External id",
+    "recovered_on": "Recovered on",
 }
 #: Query parameters of the records filter and the `FilterText` field each fills.
 FILTER_PARAMS: Mapping[str, str] = {
@@ -79,6 +80,7 @@ def record_input(values: Mapping[str, str]) -> RecordInput:
         markings=values.get("markings", ""),
         notes=values.get("notes", ""),
         external_id=values.get("external_id", ""),
+        recovered_on=parse_date(values.get("recovered_on", ""), "recovered_on"),
     )
 
 

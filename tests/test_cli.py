@@ -223,3 +223,22 @@ def test_run_serves_and_stops_cleanly(data_dir: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_pending_user_is_activated_only_by_approval(data_dir: Path) -> None:
+    assert (
+        run(
+            "users",
+            "add",
+            "border.nice",
+            "--role",
+            "officer",
+            "--external",
+            "--data-dir",
+            str(data_dir),
+        ).returncode
+        == 0
+    )
+    result = run("users", "enable", "border.nice", "--data-dir", str(data_dir))
+    assert result.returncode == 1
+    assert "pending; approve the account instead" in result.stderr

@@ -6,14 +6,17 @@ on the audit log, so that they test what the node did, not how a page looks.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 
 from node.accounts.model import Role
 from node.app import Node
+from node.records.importer import Progress
 from tests.console_helpers import (
     ADMIN_PASSWORD,
     OFFICER_PASSWORD,
@@ -340,6 +343,35 @@ async def test_an_unreadable_file_is_the_jobs_error(console: Console) -> None:
     job = await console.wait_for_job(latin1.headers["Location"])
     assert "not UTF-8" in job["error"]
     assert list((console.node.config.data_dir / "uploads").iterdir()) == []
+
+
+async def test_a_running_import_shows_progress_and_stops_with_the_console(
+    sqlite_node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = asyncio.Event()
+
+    async def slow_import(path: Path, actor: str, progress: Progress, **_: object) -> None:
+        progress(path.stat().st_size // 2)
+        await release.wait()
+
+    monkeypatch.setattr(sqlite_node.imports, "import_csv", slow_import)
+    uploads = sqlite_node.config.data_dir / "uploads"
+    async with console_for(sqlite_node) as console:
+        await console.login_as("admin", ADMIN_PASSWORD)
+        location = (await console.upload(CSV_WITH_A_BAD_ROW)).headers["Location"]
+        job = await console.json(location + ".json")
+        half = len(CSV_WITH_A_BAD_ROW) // 2
+        assert (job["state"], job["bytes_read"], job["total_bytes"]) == (
+            "running",
+            half,
+            len(CSV_WITH_A_BAD_ROW),
+        )
+        assert job["percent"] == half * 100 // len(CSV_WITH_A_BAD_ROW)
+        html = await (await console.get(location)).text()
+        assert '<meta http-equiv="refresh" content="1">' in html
+        assert f"{job['percent']}% read" in html
+        assert len(list(uploads.iterdir())) == 1
+    assert list(uploads.iterdir()) == []  # shutting the console down stopped the job
 
 
 async def test_an_upload_over_the_size_limit_is_refused(sqlite_node: Node) -> None:

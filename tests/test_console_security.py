@@ -94,6 +94,14 @@ async def test_an_upload_must_start_with_the_csrf_token(console: Console) -> Non
     late.add_field("csrf_token", console.csrf)
     response = await console.client.post("/records/import", data=late, allow_redirects=False)
     assert response.status == 403
+    elsewhere = FormData()
+    elsewhere.add_field("csrf_token", console.csrf)
+    for name, value in NEW_RECORD.items():
+        elsewhere.add_field(name, value)
+    elsewhere.add_field("file", b"x", filename="x.csv")
+    response = await console.client.post("/records/new", data=elsewhere, allow_redirects=False)
+    assert response.status == 415
+    assert await console.node.records.count() == 0
     uploads = console.node.config.data_dir / "uploads"
     assert not uploads.exists() or list(uploads.iterdir()) == []
 

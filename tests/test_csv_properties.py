@@ -22,8 +22,7 @@ def _read(data: bytes) -> list[object]:
         path.write_bytes(data)
         try:
             reader = RecordCsvReader(path)
-        except CsvFormatError as e:
-            assert str(e)
+        except CsvFormatError:
             return []
         try:
             return list(reader)

@@ -156,6 +156,7 @@ async def test_export_neutralises_formulas_and_round_trips(node: Node, tmp_path:
     assert list(rows[0]) == list(CSV_COLUMNS)
     assert rows[0]["notes"] == '\'=HYPERLINK("http://x")'
     assert rows[1]["notes"] == "'+1 plain"
+    assert rows[0]["recovered_on"] == ""
     exported = write(tmp_path, out.getvalue(), "out.csv")
     again = await node.imports.import_csv(exported, ACTOR)
     assert (again.created, again.duplicates) == (0, 2)

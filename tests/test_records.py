@@ -137,6 +137,7 @@ async def test_search_filters_combine(node: Node) -> None:
     assert await serials(serial="aaa 111") == ["AAA111"]
     assert await serials(serial="AAA*") == ["AAA111", "AAA222"]
     assert await serials(serial="*999*") == ["ZZ-999"]
+    assert await serials(serial="*999") == ["ZZ-999"]
     assert await serials(make="smith and wesson") == ["ZZ-999"]
     assert await serials(make="Glock", status="lost") == ["AAA222"]
     assert await serials(firearm_type="revolver", country="USA") == ["ZZ-999"]
@@ -194,3 +195,12 @@ async def test_external_id_is_unique(node: Node) -> None:
     with pytest.raises(ConflictError, match="FR-2024-1"):
         await node.records.create(glock("OTHER1", external_id="FR-2024-1"), ACTOR)
     assert await node.records.count() == 1
+
+
+async def test_recovery_date_only_with_status_recovered(sqlite_node: Node) -> None:
+    with pytest.raises(ValidationError, match="recovered_on: only a record with status recovered"):
+        await sqlite_node.records.create(glock(recovered_on=date(2025, 1, 1)), ACTOR)
+    record = await sqlite_node.records.create(
+        glock(status="recovered", recovered_on=date(2025, 1, 1)), ACTOR
+    )
+    assert record.to_row()["recovered_on"] == "2025-01-01"

@@ -105,7 +105,13 @@ class UsersService:
         )
 
     async def set_status(self, name: str, status: UserStatus, actor: str) -> User:
-        """Disable or re-enable an account; disabling ends its sessions."""
+        """Disable or re-enable an account; disabling ends its sessions.
+
+        A pending account is activated only by `approve`, which records who approved it.
+        """
+        user = await self._store.get_user(name)
+        if user.status is UserStatus.PENDING and status is UserStatus.ACTIVE:
+            raise ConflictError(f"user {name!r} is pending; approve the account instead")
         now = self._clock.now()
         return await self._store.set_user(
             name,

@@ -48,6 +48,7 @@ def dedupe_key(new: NewRecord) -> str:
 def _entry(row: CsvRow) -> RecordInput:
     values: dict[str, Any] = dict(row.values)
     values["event_date"] = parse_date(values.get("event_date", ""), "event_date")
+    values["recovered_on"] = parse_date(values.get("recovered_on", ""), "recovered_on")
     return RecordInput(**values)  # absent optional columns take their defaults
 
 

@@ -49,6 +49,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "markings",
     "notes",
     "external_id",
+    "recovered_on",
 )
 REQUIRED_COLUMNS: frozenset[str] = frozenset({"serial_number", "make", "firearm_type", "status"})
 
@@ -79,6 +80,7 @@ class RecordInput:
     markings: str = ""
     notes: str = ""
     external_id: str = ""
+    recovered_on: date | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +106,7 @@ class NewRecord:
     markings: str
     notes: str
     external_id: str | None
+    recovered_on: date | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +157,7 @@ class FirearmRecord:
             "markings": self.markings,
             "notes": self.notes,
             "external_id": self.external_id or "",
+            "recovered_on": self.recovered_on.isoformat() if self.recovered_on else "",
         }
 
 

@@ -81,9 +81,9 @@ def parse_date(text: str, field: str) -> date | None:
 
 
 def parse_serial_query(text: str) -> tuple[str, SerialMatch]:
-    """A serial filter: `ABC123` exact, `ABC*` prefix, `*123*` contains; canonicalised."""
+    """A serial filter: `ABC123` exact, `ABC*` prefix, `*123*` (or `*123`) contains."""
     match = SerialMatch.EXACT
-    if text.startswith("*") and text.endswith("*") and len(text) > 1:
+    if text.startswith("*"):  # an index cannot serve "ends with"; contains is a superset
         match = SerialMatch.CONTAINS
     elif text.endswith("*"):
         match = SerialMatch.PREFIX
@@ -149,6 +149,14 @@ class RecordsService:
                 f"event_date: {entry.event_date.isoformat()} is in the future or before 1800",
                 "event_date",
             )
+        status = parse_status(entry.status)
+        if entry.recovered_on is not None and status is not Status.RECOVERED:
+            raise ValidationError(
+                "recovered_on: only a record with status recovered has a recovery date",
+                "recovered_on",
+            )
+        if entry.recovered_on and entry.recovered_on > self._clock.now().date():
+            raise ValidationError("recovered_on: the date is in the future", "recovered_on")
         texts = {name: check_text(getattr(entry, name), name) for name in _TEXT_FIELDS}
         external_id = check_text(entry.external_id, "external_id", 200) or None
         return NewRecord(
@@ -160,10 +168,11 @@ class RecordsService:
             firearm_type_known=ftype.known,
             calibre=calibre.value,
             calibre_known=calibre.known,
-            status=parse_status(entry.status),
+            status=status,
             country_of_manufacture=country,
             event_date=entry.event_date,
             external_id=external_id,
+            recovered_on=entry.recovered_on,
             **texts,
         )
 

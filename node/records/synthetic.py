@@ -336,6 +336,8 @@ def _chunk(plan: _Plan, rng: random.Random, seed: int, start: int, size: int) ->
                 markings,
                 notes,
                 f"SYN-{seed}-{start + i}",
+                # recovered firearms: recovered on the day of the event, for simplicity
+                event_date if statuses[i] == "recovered" else "",
             ]
         )
     return rows

@@ -157,7 +157,10 @@ class RecordsStore:
                 .values(**values, version=expected_version + 1, updated_at=at)
                 .returning(*_t.c)
             )
-            record = _record(result.one())
+            row = result.first()
+            if row is None:  # changed between our read and our write
+                raise ConflictError(f"record {record_id} was changed by someone else; reload")
+            record = _record(row)
             await append_entry(conn, at, audit(record))
         return record
 
@@ -187,7 +190,11 @@ class RecordsStore:
                     f"record {record_id} was changed by someone else (now version "
                     f"{current.version}); reload and retry"
                 )
-            await conn.execute(delete(_t).where(_c.id == record_id))
+            deleted = await conn.execute(
+                delete(_t).where(_c.id == record_id, _c.version == expected_version)
+            )
+            if deleted.rowcount != 1:
+                raise ConflictError(f"record {record_id} was changed by someone else; reload")
             await append_entry(conn, at, audit(current))
         return current
 
