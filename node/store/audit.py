@@ -5,17 +5,17 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Row, insert, select, text
+from sqlalchemy import Integer, Row, String, bindparam, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from node.auditing import GENESIS_HASH, AuditEntry, AuditEvent, entry_hash
 from node.store.database import Database
-from node.store.tables import AuditHeadRow, AuditRow, table
+from node.store.tables import AuditHeadRow, AuditRow, UTCDateTime, table
 
 _log = table(AuditRow)
 _head = table(AuditHeadRow)
-_at_column = _log.c.at
 
 
 async def append_entry(conn: AsyncConnection, at: datetime, event: AuditEvent) -> AuditEntry:
@@ -51,25 +51,31 @@ async def append_entry(conn: AsyncConnection, at: datetime, event: AuditEvent) -
     return AuditEntry(seq, at, event.actor, event.action, event.target, event.details, prev, digest)
 
 
-_SQLITE_APPEND = text(
-    "INSERT INTO audit_log (seq, at, actor, action, target, details, prev_hash, hash) "
-    "SELECT seq + 1, :at, :actor, :action, :target, :details, hash, "
-    "iarms_audit_hash(seq + 1, :at_iso, :actor, :action, :target, :details, hash) "
-    "FROM audit_head WHERE id = 1 RETURNING seq, prev_hash, hash"
+_SQLITE_APPEND = (
+    text(
+        "INSERT INTO audit_log (seq, at, actor, action, target, details, prev_hash, hash) "
+        "SELECT seq + 1, :at, :actor, :action, :target, :details, hash, "
+        "iarms_audit_hash(seq + 1, :at_iso, :actor, :action, :target, :details, hash) "
+        "FROM audit_head WHERE id = 1 RETURNING seq, prev_hash, hash"
+    )
+    .bindparams(bindparam("at", type_=UTCDateTime()))
+    .columns(seq=Integer(), prev_hash=String(), hash=String())
 )
 
 
-async def _append_sqlite(conn: AsyncConnection, at: datetime, event: AuditEvent) -> AuditEntry:
-    details = json.dumps(event.details, ensure_ascii=False)
-    params = {
-        "at": _at_column.type._cached_bind_processor(conn.dialect)(at),  # type: ignore[misc]
+def _sqlite_params(at: datetime, event: AuditEvent) -> dict[str, Any]:
+    return {
+        "at": at,
         "at_iso": at.isoformat(),
         "actor": event.actor,
         "action": event.action,
         "target": event.target,
-        "details": details,
+        "details": json.dumps(event.details, ensure_ascii=False),
     }
-    row = (await conn.execute(_SQLITE_APPEND, params)).one()
+
+
+async def _append_sqlite(conn: AsyncConnection, at: datetime, event: AuditEvent) -> AuditEntry:
+    row = (await conn.execute(_SQLITE_APPEND, _sqlite_params(at, event))).one()
     return AuditEntry(
         row.seq,
         at,
@@ -102,9 +108,16 @@ class AuditStore:
         self._db = db
 
     async def add_entry(self, at: datetime, event: AuditEvent) -> AuditEntry:
-        """Append one entry on its own (one atomic statement on SQLite)."""
-        async with self._db.write_one() as conn:
-            return await append_entry(conn, at, event)
+        """Append one entry on its own (one atomic statement, one round trip, on SQLite)."""
+        if not self._db.is_sqlite:
+            async with self._db.write() as conn:
+                return await append_entry(conn, at, event)
+        ((seq, prev, digest),) = await self._db.fetch(
+            "audit.append", lambda: _SQLITE_APPEND, _sqlite_params(at, event), write=True
+        )
+        return AuditEntry(
+            seq, at, event.actor, event.action, event.target, event.details, prev, digest
+        )
 
     async def get_entries(
         self,

@@ -8,7 +8,7 @@ from datetime import date, datetime
 from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Select, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from node.auditing import AuditEvent
@@ -42,63 +42,62 @@ def _values(new: NewRecord) -> dict[str, Any]:
     return values
 
 
-def _record(row: Row[Any]) -> FirearmRecord:
-    return FirearmRecord(
-        id=row.id,
-        version=row.version,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        serial_number=row.serial_number,
-        serial_canonical=row.serial_canonical,
-        make=row.make,
-        make_known=row.make_known,
-        model=row.model,
-        firearm_type=row.firearm_type,
-        firearm_type_known=row.firearm_type_known,
-        calibre=row.calibre,
-        calibre_known=row.calibre_known,
-        status=Status(row.status),
-        country_of_manufacture=row.country_of_manufacture,
-        event_date=row.event_date,
-        event_place=row.event_place,
-        reporting_agency=row.reporting_agency,
-        case_reference=row.case_reference,
-        contact=row.contact,
-        markings=row.markings,
-        notes=row.notes,
-        external_id=row.external_id,
-        recovered_on=row.recovered_on,
-    )
+_RECORD_FIELDS = tuple(f.name for f in fields(FirearmRecord))
+#: The columns every record query selects, in `FirearmRecord` field order.
+_RECORD_COLUMNS = tuple(_c[name] for name in _RECORD_FIELDS)
+_STATUS_AT = _RECORD_FIELDS.index("status")
 
 
-def _conditions(f: RecordFilter) -> list[ColumnElement[bool]]:
+def _record(row: Sequence[Any]) -> FirearmRecord:
+    values = list(row)
+    values[_STATUS_AT] = Status(values[_STATUS_AT])
+    return FirearmRecord(*values)
+
+
+def _conditions(f: RecordFilter) -> tuple[list[ColumnElement[bool]], dict[str, Any]]:
+    """The WHERE conditions of a filter, with bind parameters, and the parameters' values.
+
+    Every value is a named bind parameter, so that filters with the same fields
+    compile to the same SQL (see `Database.fetch`).
+    """
     conds: list[ColumnElement[bool]] = []
+    params: dict[str, Any] = {}
+
+    def where(name: str, value: Any, make: Any) -> None:
+        params[name] = value
+        conds.append(make(bindparam(name)))
+
     if f.serial:
         if f.serial_match is SerialMatch.EXACT:
-            conds.append(_c.serial_canonical == f.serial)
+            where("serial", f.serial, lambda p: _c.serial_canonical == p)
         elif f.serial_match is SerialMatch.PREFIX:
             # A range, not LIKE: SQLite's LIKE is case-insensitive and skips the index.
-            conds += [_c.serial_canonical >= f.serial, _c.serial_canonical < f.serial + "\uffff"]
+            where("serial_from", f.serial, lambda p: _c.serial_canonical >= p)
+            where("serial_to", f.serial + "\uffff", lambda p: _c.serial_canonical < p)
         else:
-            conds.append(_c.serial_canonical.like(f"%{like_escape(f.serial)}%", escape="\\"))
-    if f.make:
-        conds.append(_c.make == f.make)
+            where(
+                "serial_like",
+                f"%{like_escape(f.serial)}%",
+                lambda p: _c.serial_canonical.like(p, escape="\\"),
+            )
     if f.model:
         key = model_key(f.model)
-        conds += [_c.model_key >= key, _c.model_key < key + "\uffff"]
-    if f.firearm_type:
-        conds.append(_c.firearm_type == f.firearm_type)
-    if f.calibre:
-        conds.append(_c.calibre == f.calibre)
-    if f.status:
-        conds.append(_c.status == f.status.value)
-    if f.country:
-        conds.append(_c.country_of_manufacture == f.country)
+        where("model_from", key, lambda p: _c.model_key >= p)
+        where("model_to", key + "\uffff", lambda p: _c.model_key < p)
+    for name, column, value in (
+        ("make", _c.make, f.make),
+        ("firearm_type", _c.firearm_type, f.firearm_type),
+        ("calibre", _c.calibre, f.calibre),
+        ("status", _c.status, f.status.value if f.status else None),
+        ("country", _c.country_of_manufacture, f.country),
+    ):
+        if value:
+            where(name, value, column.__eq__)
     if f.date_from:
-        conds.append(_c.event_date >= f.date_from)
+        where("date_from", f.date_from, lambda p: _c.event_date >= p)
     if f.date_to:
-        conds.append(_c.event_date <= f.date_to)
-    return conds
+        where("date_to", f.date_to, lambda p: _c.event_date <= p)
+    return conds, params
 
 
 class RecordsStore:
@@ -120,7 +119,7 @@ class RecordsStore:
                     raise ConflictError(
                         f"external id {new.external_id!r} is already record {existing}"
                     )
-            result = await conn.execute(insert(_t).values(**values).returning(*_t.c))
+            result = await conn.execute(insert(_t).values(**values).returning(*_RECORD_COLUMNS))
             record = _record(result.one())
             await append_entry(conn, at, audit(record))
         return record
@@ -131,7 +130,7 @@ class RecordsStore:
             return await self._get(conn, record_id)
 
     async def _get(self, conn: AsyncConnection, record_id: int) -> FirearmRecord:
-        row = (await conn.execute(select(_t).where(_c.id == record_id))).first()
+        row = (await conn.execute(select(*_RECORD_COLUMNS).where(_c.id == record_id))).first()
         if row is None:
             raise NotFoundError(f"no record with id {record_id}")
         return _record(row)
@@ -155,7 +154,7 @@ class RecordsStore:
                 update(_t)
                 .where(_c.id == record_id, _c.version == expected_version)
                 .values(**values, version=expected_version + 1, updated_at=at)
-                .returning(*_t.c)
+                .returning(*_RECORD_COLUMNS)
             )
             row = result.first()
             if row is None:  # changed between our read and our write
@@ -221,11 +220,19 @@ class RecordsStore:
 
     async def search(self, f: RecordFilter, offset: int, limit: int) -> Page:
         """One page of matching records, newest id first."""
-        query = (
-            select(_t).where(*_conditions(f)).order_by(_c.id.desc()).offset(offset).limit(limit + 1)
-        )
-        async with self._db.read() as conn:
-            rows = (await conn.execute(query)).all()
+        conds, params = _conditions(f)
+
+        def query() -> Select[Any]:
+            return (
+                select(*_RECORD_COLUMNS)
+                .where(*conds)
+                .order_by(_c.id.desc())
+                .offset(bindparam("offset"))
+                .limit(bindparam("limit"))
+            )
+
+        shape = ("records.search", f.serial_match, *params)
+        rows = await self._db.fetch(shape, query, params | {"offset": offset, "limit": limit + 1})
         records = [_record(row) for row in rows[:limit]]
         return Page(records=records, offset=offset, limit=limit, has_more=len(rows) > limit)
 
@@ -233,17 +240,25 @@ class RecordsStore:
         self, f: RecordFilter, batch: int = 2000
     ) -> AsyncIterator[FirearmRecord]:
         """Every matching record in id order, fetched in batches (bounded memory)."""
+        conds, params = _conditions(f)
+
+        def query() -> Select[Any]:
+            return (
+                select(*_RECORD_COLUMNS)
+                .where(_c.id > bindparam("after"), *conds)
+                .order_by(_c.id)
+                .limit(bindparam("limit"))
+            )
+
+        shape = ("records.iter", f.serial_match, *params)
         after = 0
-        conds = _conditions(f)
         while True:
-            query = select(_t).where(_c.id > after, *conds).order_by(_c.id).limit(batch)
-            async with self._db.read() as conn:
-                records = [_record(row) for row in await conn.execute(query)]
-            for record in records:
-                yield record
-            if len(records) < batch:
+            rows = await self._db.fetch(shape, query, params | {"after": after, "limit": batch})
+            for row in rows:
+                yield _record(row)
+            if len(rows) < batch:
                 return
-            after = records[-1].id
+            after = rows[-1][0]
 
     async def count(self) -> int:
         """How many records this node holds."""
