@@ -59,7 +59,7 @@ class Node:
             db=db,
             reference=reference,
             records=records,
-            imports=ImportService(records, records_store, audit_store, clock),
+            imports=ImportService(records_store, audit_store, reference, clock),
             users=UsersService(UsersStore(db), audit_store, clock),
             audit=AuditService(audit_store, clock),
             public_key=load_public_key(config.signing_key_file),

@@ -86,9 +86,7 @@ async def test_external_id_is_the_dedupe_key(sqlite_node: Node, tmp_path: Path) 
         (b"serial,make,firearm_type,status\n", "unknown column(s) 'serial'"),
         (b"serial_number,make,make,firearm_type,status\n", "column(s) named twice: make"),
         (
-            "serial_number,make,firearm_type,status\nA,Walther,pistol,stolen,é\n".encode(
-                "latin-1"
-            ),
+            "serial_number,make,firearm_type,status\nA,Walther,pistol,stolen,é\n".encode("latin-1"),
             "not UTF-8 text (byte 0xe9 on line 2)",
         ),
         (b"\x00\x01\x02binary", "NUL bytes"),
@@ -166,3 +164,28 @@ async def test_export_neutralises_formulas_and_round_trips(node: Node, tmp_path:
 def test_neutralise_round_trip(value: str) -> None:
     assert unneutralise(neutralise(value)) == value
     assert not neutralise(value).startswith(("=", "+", "-", "@", "\t"))
+
+
+async def test_worker_process_gives_the_same_result(sqlite_node: Node, tmp_path: Path) -> None:
+    """Large files are parsed in a worker process; force it on a small one."""
+    path = write(
+        tmp_path,
+        HEADER + "W1,Glock,pistol,stolen,9mm,2024-01-02,W1,\n"
+        "W2,Glock,pistol,mislaid,9mm,,W2,\n"
+        + "".join(f"W{i},CZ,pistol,lost,,,W{i},\n" for i in range(3, 50)),
+    )
+    seen: list[int] = []
+    report = await sqlite_node.imports.import_csv(
+        path, ACTOR, progress=seen.append, batch_rows=10, worker_min_bytes=0
+    )
+    assert (report.rows, report.created, report.rejected) == (49, 48, 1)
+    assert report.errors[0].line == 3 and report.errors[0].column == "status"
+    assert seen[-1] == path.stat().st_size and seen == sorted(seen) and len(seen) == 5
+    again = await sqlite_node.imports.import_csv(path, ACTOR, worker_min_bytes=0)
+    assert (again.created, again.duplicates) == (0, 48)
+
+
+async def test_worker_process_reports_an_unreadable_file(sqlite_node: Node, tmp_path: Path) -> None:
+    path = write(tmp_path, b"serial,make\nx,y\n")
+    with pytest.raises(CsvFormatError, match="unknown column"):
+        await sqlite_node.imports.import_csv(path, ACTOR, worker_min_bytes=0)

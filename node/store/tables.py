@@ -95,7 +95,6 @@ class RecordRow(Base):
         Index(None, "make", "firearm_type", "status", "id"),
         Index(None, "model_key"),
         Index(None, "calibre"),
-        Index(None, "status", "id"),
         Index(None, "country_of_manufacture"),
         Index(None, "event_date"),
     )

@@ -2,7 +2,6 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 06:26:00.532201
 """
 
 from __future__ import annotations
@@ -96,7 +95,6 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_records_serial_canonical"), ["serial_canonical"], unique=False
         )
-        batch_op.create_index(batch_op.f("ix_records_status_id"), ["status", "id"], unique=False)
 
     op.create_table(
         "users",
@@ -141,7 +139,6 @@ def downgrade() -> None:
     op.drop_table("console_sessions")
     op.drop_table("users")
     with op.batch_alter_table("records", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_records_status_id"))
         batch_op.drop_index(batch_op.f("ix_records_serial_canonical"))
         batch_op.drop_index(batch_op.f("ix_records_model_key"))
         batch_op.drop_index(batch_op.f("ix_records_make_firearm_type_status_id"))

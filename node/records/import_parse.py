@@ -1,0 +1,115 @@
+"""Reading and validating a records CSV in batches, in this process or in a worker.
+
+Parsing and normalising a row costs about as much CPU as SQLite spends
+storing it, so a large import parses in a worker process while the node's
+process writes: the two cores work at once. Everything here is free of I/O
+other than reading the file, and light to import (no SQLAlchemy, no aiohttp),
+so that the worker starts quickly.
+
+Worker protocol (one `multiprocessing` queue, bounded, so memory stays
+bounded): `("batch", ParsedBatch)` any number of times, then `("done", None)`;
+or `("format", message)` when the file cannot be read at all, or
+`("crash", traceback)` on a bug.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from node.errors import CsvFormatError, ValidationError
+from node.records.csvio import CsvRow, RecordCsvReader
+from node.records.model import ImportRowError, NewRecord, RecordInput
+from node.records.normalise import normalise_record, parse_date
+from node.records.reference import ReferenceTable, load_reference
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedBatch:
+    """Valid records (with their dedupe keys) and rejected rows from one stretch of a file."""
+
+    records: list[tuple[NewRecord, str]]
+    errors: list[ImportRowError]
+    rows: int
+    bytes_read: int
+
+
+def dedupe_key(new: NewRecord) -> str:
+    """The import identity of a record: `ext:<external_id>`, else `row:<hash of key fields>`.
+
+    The hash covers the canonical serial, make, type, status, event date,
+    reporting agency and case reference.
+    """
+    if new.external_id:
+        return f"ext:{new.external_id}"
+    parts = (
+        new.serial_canonical,
+        new.make,
+        new.firearm_type,
+        new.status.value,
+        new.event_date.isoformat() if new.event_date else "",
+        new.reporting_agency,
+        new.case_reference,
+    )
+    return "row:" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:40]
+
+
+def _entry(row: CsvRow) -> RecordInput:
+    values: dict[str, Any] = dict(row.values)
+    values["event_date"] = parse_date(values.get("event_date", ""), "event_date")
+    values["recovered_on"] = parse_date(values.get("recovered_on", ""), "recovered_on")
+    return RecordInput(**values)  # absent optional columns take their defaults
+
+
+def _check(row: CsvRow, reference: ReferenceTable, today: date) -> NewRecord | ImportRowError:
+    if row.fault:
+        return ImportRowError(row.line, "", row.fault)
+    try:
+        return normalise_record(_entry(row), reference, today)
+    except ValidationError as e:
+        column = e.field or ""
+        return ImportRowError(row.line, column, str(e).removeprefix(f"{column}: "))
+
+
+def parse_batches(
+    reader: RecordCsvReader, reference: ReferenceTable, today: date, batch_rows: int
+) -> Iterator[ParsedBatch]:
+    """Validate every row of `reader`, yielding a batch per `batch_rows` rows read."""
+    records: list[tuple[NewRecord, str]] = []
+    errors: list[ImportRowError] = []
+    rows = 0
+    for row in reader:
+        rows += 1
+        checked = _check(row, reference, today)
+        if isinstance(checked, ImportRowError):
+            errors.append(checked)
+        else:
+            records.append((checked, dedupe_key(checked)))
+        if rows == batch_rows:
+            yield ParsedBatch(records, errors, rows, reader.bytes_read)
+            records, errors, rows = [], [], 0
+    if rows:
+        yield ParsedBatch(records, errors, rows, reader.bytes_read)
+
+
+def run_worker(path: str, today: str, batch_rows: int, queue: Any) -> None:
+    """Entry point of the parse worker process (see the module docstring)."""
+    try:
+        reader = RecordCsvReader(Path(path))
+    except CsvFormatError as e:
+        queue.put(("format", str(e)))
+        return
+    try:
+        reference = load_reference()
+        for batch in parse_batches(reader, reference, date.fromisoformat(today), batch_rows):
+            queue.put(("batch", batch))
+        queue.put(("done", None))
+    except Exception:
+        queue.put(("crash", traceback.format_exc()))
+    finally:
+        reader.close()
