@@ -10,18 +10,17 @@ are parsed here.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
-import queue
+import pickle
+import sys
 from collections.abc import AsyncGenerator, Callable
-from contextlib import aclosing
+from contextlib import aclosing, suppress
 from pathlib import Path
-from typing import Any
 
 from node.auditing import AuditEvent
 from node.clock import Clock
 from node.errors import CsvFormatError, IarmsError
 from node.records.csvio import RecordCsvReader
-from node.records.import_parse import ParsedBatch, parse_batches, run_worker
+from node.records.import_parse import ParsedBatch, parse_batches
 from node.records.model import ImportReport
 from node.records.reference import ReferenceTable
 from node.store.audit import AuditStore
@@ -119,36 +118,37 @@ class ImportService:
             reader.close()
 
     async def _worker_batches(self, path: Path, batch_rows: int) -> AsyncGenerator[ParsedBatch]:
-        context = multiprocessing.get_context("spawn")
-        results: Any = context.Queue(maxsize=2)  # bounded: the worker waits for the writer
         today = self._clock.now().date().isoformat()
-        worker = context.Process(
-            target=run_worker, args=(str(path), today, batch_rows, results), daemon=True
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "node.records.import_parse",
+            str(path),
+            today,
+            str(batch_rows),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            limit=1 << 20,
         )
-        worker.start()
+        assert worker.stdout is not None and worker.stderr is not None
         try:
             while True:
-                kind, payload = await asyncio.to_thread(_next_message, results, worker)
+                try:
+                    size = int.from_bytes(await worker.stdout.readexactly(4), "big")
+                    kind, payload = pickle.loads(await worker.stdout.readexactly(size))  # noqa: S301 - our own worker
+                except asyncio.IncompleteReadError:
+                    stderr = (await worker.stderr.read()).decode(errors="replace").strip()
+                    last = stderr.splitlines()[-1] if stderr else f"exit code {await worker.wait()}"
+                    raise ImportWorkerError(f"the import worker failed: {last}") from None
                 if kind == "batch":
                     yield payload
-                elif kind == "done":
-                    return
                 elif kind == "format":
                     raise CsvFormatError(payload)
                 else:
-                    raise ImportWorkerError(f"the import worker failed: {payload}")
+                    return
         finally:
-            if worker.is_alive():
-                worker.terminate()
-            await asyncio.to_thread(worker.join, 10)
-
-
-def _next_message(results: Any, worker: Any) -> tuple[str, Any]:
-    """The worker's next message; an error if it died without a word."""
-    while True:
-        try:
-            message: tuple[str, Any] = results.get(timeout=1)
-            return message
-        except queue.Empty:
-            if not worker.is_alive():
-                return ("crash", f"exited with code {worker.exitcode}")
+            if worker.returncode is None:
+                with suppress(ProcessLookupError):
+                    worker.kill()
+            await worker.wait()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
+from operator import attrgetter
+from typing import Any
 
 
 class FirearmType(enum.StrEnum):
@@ -107,6 +109,19 @@ class NewRecord:
     notes: str
     external_id: str | None
     recovered_on: date | None = None
+
+
+#: The fields of `NewRecord`, in order: the layout of `new_record_row`.
+NEW_RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(NewRecord))
+_STATUS_INDEX = NEW_RECORD_FIELDS.index("status")
+_new_record_values = attrgetter(*NEW_RECORD_FIELDS)
+
+
+def new_record_row(new: NewRecord) -> tuple[Any, ...]:
+    """A `NewRecord` as a plain tuple (status as text): cheap to pickle and to bulk-insert."""
+    values = list(_new_record_values(new))
+    values[_STATUS_INDEX] = new.status.value
+    return tuple(values)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import fields
 from datetime import date, datetime
-from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, bindparam, delete, func, insert, select, update
@@ -13,7 +12,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from node.auditing import AuditEvent
 from node.errors import ConflictError, NotFoundError
-from node.records.model import FirearmRecord, NewRecord, Page, RecordFilter, SerialMatch, Status
+from node.records.model import (
+    NEW_RECORD_FIELDS,
+    FirearmRecord,
+    NewRecord,
+    Page,
+    RecordFilter,
+    SerialMatch,
+    Status,
+)
 from node.store.audit import append_entry
 from node.store.database import Database
 from node.store.dialect import insert_many_ignoring_conflicts, like_escape
@@ -30,9 +37,9 @@ def model_key(model: str) -> str:
 
 
 _NEW_FIELDS = tuple(f.name for f in fields(NewRecord) if f.name != "status")
-#: Column order of the rows `add_many` builds: the record's fields, then derived ones.
-_BULK_COLUMNS = (*_NEW_FIELDS, "status", "model_key", "dedupe_key")
-_new_fields = attrgetter(*_NEW_FIELDS)
+#: Column order of the rows `add_many` inserts: a `new_record_row`, its dedupe key, its model key.
+_BULK_COLUMNS = (*NEW_RECORD_FIELDS, "dedupe_key", "model_key")
+_MODEL_INDEX = NEW_RECORD_FIELDS.index("model")
 
 
 def _values(new: NewRecord) -> dict[str, Any]:
@@ -199,17 +206,17 @@ class RecordsStore:
 
     async def add_many(
         self,
-        batch: Sequence[tuple[NewRecord, str | None]],
+        batch: Sequence[tuple[Any, ...]],
         at: datetime,
         audit: Callable[[int], AuditEvent],
     ) -> int:
-        """Insert a batch of (record, dedupe key) skipping taken keys; return how many were new.
+        """Insert `new_record_row`s, each followed by its dedupe key, skipping taken keys.
+
+        Returns how many were new.
 
         `audit(created)` gives the batch's audit entry, written in the same transaction.
         """
-        rows = [
-            (*_new_fields(new), new.status.value, model_key(new.model), key) for new, key in batch
-        ]
+        rows = [(*row, model_key(row[_MODEL_INDEX])) for row in batch]
         constants = {"version": 1, "created_at": at, "updated_at": at}
         async with self._db.write() as conn:
             created = await insert_many_ignoring_conflicts(
