@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Benchmark: import N generated records into a fresh SQLite node, then search.
 
-Prints one JSON line: import records/s, database bytes per record, peak RSS,
+Prints one JSON line: import records/s, database bytes per record, peak RSS
+(of the node's process, and of the import's parse worker),
 and p50/p95 latency of an exact-serial search and of a make+type+status
 filter page, called in-process through the records service (each search is
 audited, as in production).
@@ -92,6 +93,7 @@ async def bench(n: int, searches: int, workdir: Path) -> dict[str, float | int]:
         "import_records_per_s": round(report.rows / import_s),
         "db_bytes_per_record": round(db_bytes / max(report.created, 1)),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "worker_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
         "exact_serial_p50_ms": round(serial_p50, 3),
         "exact_serial_p95_ms": round(serial_p95, 3),
         "filter_page_p50_ms": round(page_p50, 3),
