@@ -11,8 +11,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from node.errors import ValidationError
-from node.records.model import CSV_COLUMNS, FirearmRecord, FirearmType, Page, RecordInput, Status
-from node.records.service import FilterText, parse_date
+from node.records.model import CSV_COLUMNS, FirearmRecord, FirearmType, Page, Status
+from node.records.service import FilterText
 
 DEFAULT_LIMIT = 50
 #: The record form's fields, in display order, with their labels.
@@ -60,28 +60,6 @@ def text_values(
 def record_values(form: Mapping[str, Any]) -> dict[str, str]:
     """A posted record form's values, as typed."""
     return text_values(form, CSV_COLUMNS)
-
-
-def record_input(values: Mapping[str, str]) -> RecordInput:
-    """A `RecordInput` from record form values (ValidationError on a bad event date)."""
-    return RecordInput(
-        serial_number=values.get("serial_number", ""),
-        make=values.get("make", ""),
-        firearm_type=values.get("firearm_type", ""),
-        status=values.get("status", ""),
-        model=values.get("model", ""),
-        calibre=values.get("calibre", ""),
-        country_of_manufacture=values.get("country_of_manufacture", ""),
-        event_date=parse_date(values.get("event_date", ""), "event_date"),
-        event_place=values.get("event_place", ""),
-        reporting_agency=values.get("reporting_agency", ""),
-        case_reference=values.get("case_reference", ""),
-        contact=values.get("contact", ""),
-        markings=values.get("markings", ""),
-        notes=values.get("notes", ""),
-        external_id=values.get("external_id", ""),
-        recovered_on=parse_date(values.get("recovered_on", ""), "recovered_on"),
-    )
 
 
 def parse_int(text: object, field: str, default: int | None = None, minimum: int = 0) -> int:

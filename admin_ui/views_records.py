@@ -18,7 +18,6 @@ from admin_ui.forms import (
     page_json,
     page_url,
     parse_int,
-    record_input,
     record_json,
     record_values,
     text_values,
@@ -27,7 +26,7 @@ from admin_ui.render import field_errors, page
 from node.accounts.model import Role
 from node.errors import ConflictError, ValidationError
 from node.records.model import Page
-from node.records.service import parse_date
+from node.records.normalise import parse_date, record_input
 
 officer = requires(Role.OFFICER)
 

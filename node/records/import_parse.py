@@ -29,8 +29,8 @@ from typing import Any, BinaryIO
 
 from node.errors import CsvFormatError, ValidationError
 from node.records.csvio import CsvRow, RecordCsvReader
-from node.records.model import ImportRowError, NewRecord, RecordInput, new_record_row
-from node.records.normalise import normalise_record, parse_date
+from node.records.model import ImportRowError, NewRecord, new_record_row
+from node.records.normalise import normalise_record, record_input
 from node.records.reference import ReferenceTable, load_reference
 
 
@@ -64,18 +64,11 @@ def dedupe_key(new: NewRecord) -> str:
     return "row:" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:40]
 
 
-def _entry(row: CsvRow) -> RecordInput:
-    values: dict[str, Any] = dict(row.values)
-    values["event_date"] = parse_date(values.get("event_date", ""), "event_date")
-    values["recovered_on"] = parse_date(values.get("recovered_on", ""), "recovered_on")
-    return RecordInput(**values)  # absent optional columns take their defaults
-
-
 def _check(row: CsvRow, reference: ReferenceTable, today: date) -> NewRecord | ImportRowError:
     if row.fault:
         return ImportRowError(row.line, "", row.fault)
     try:
-        return normalise_record(_entry(row), reference, today)
+        return normalise_record(record_input(row.values), reference, today)
     except ValidationError as e:
         column = e.field or ""
         return ImportRowError(row.line, column, str(e).removeprefix(f"{column}: "))

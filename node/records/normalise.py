@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 from datetime import date
+from typing import Any
 
 from node.countries import to_alpha3
 from node.errors import ValidationError
@@ -71,6 +73,17 @@ def parse_date(text: str, field: str) -> date | None:
         raise ValidationError(
             f"{field}: {text!r} is not a date in the form YYYY-MM-DD", field
         ) from None
+
+
+def record_input(values: Mapping[str, str]) -> RecordInput:
+    """A `RecordInput` from text keyed by CSV column names (a CSV row, a posted form).
+
+    Absent optional columns take their defaults; dates are parsed (ValidationError).
+    """
+    fields: dict[str, Any] = dict(values)
+    fields["event_date"] = parse_date(fields.get("event_date", ""), "event_date")
+    fields["recovered_on"] = parse_date(fields.get("recovered_on", ""), "recovered_on")
+    return RecordInput(**fields)
 
 
 def normalise_record(entry: RecordInput, reference: ReferenceTable, today: date) -> NewRecord:
