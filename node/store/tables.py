@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -151,6 +152,37 @@ class ConsoleSessionRow(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PeerRow(Base):
+    """A peer country's node, as this node's admin added it."""
+
+    __tablename__ = "peers"
+
+    country: Mapped[str] = mapped_column(String(3), primary_key=True)
+    url: Mapped[str] = mapped_column(String(400))
+    signing_key: Mapped[bytes] = mapped_column(LargeBinary(32))
+    oprf_key: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    descriptor: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16))
+    policy: Mapped[list[str]] = mapped_column(JSON)
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    added_by: Mapped[str] = mapped_column(String(64))
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_contact_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    index_version: Mapped[int | None] = mapped_column(BigInteger)
+    previous_key: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    previous_key_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SeenMessageRow(Base):
+    """Message ids already accepted from a peer: the replay cache (survives restarts)."""
+
+    __tablename__ = "seen_messages"
+
+    sender: Mapped[str] = mapped_column(String(3), primary_key=True)
+    message_id: Mapped[bytes] = mapped_column(LargeBinary(16), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
 def table(cls: type[Base]) -> Table:
