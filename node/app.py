@@ -13,11 +13,14 @@ from node.audit import AuditService
 from node.clock import Clock, SystemClock
 from node.config import NodeConfig
 from node.identity import load_public_key
+from node.protocol.peers import PeersService
+from node.protocol.transport import HttpTransport, PeerTransport
 from node.records.importer import ImportService
 from node.records.reference import ReferenceTable, load_reference
 from node.records.service import RecordsService
 from node.store.audit import AuditStore
 from node.store.database import Database
+from node.store.peers import PeersStore
 from node.store.records import RecordsStore
 from node.store.users import UsersStore
 
@@ -34,14 +37,21 @@ class Node:
     imports: ImportService
     users: UsersService
     audit: AuditService
+    peers: PeersService
+    transport: PeerTransport
     public_key: bytes
 
     @classmethod
     async def open(
-        cls, config: NodeConfig, clock: Clock | None = None, migrate: bool = True
+        cls,
+        config: NodeConfig,
+        clock: Clock | None = None,
+        migrate: bool = True,
+        transport: PeerTransport | None = None,
     ) -> Node:
         """Open the database (bringing its schema up to date) and build the services."""
         clock = clock or SystemClock()
+        transport = transport or HttpTransport()
         db = Database(config.database_url)
         if migrate:
             try:
@@ -62,9 +72,12 @@ class Node:
             imports=ImportService(records_store, audit_store, reference, clock),
             users=UsersService(UsersStore(db), audit_store, clock),
             audit=AuditService(audit_store, clock),
+            peers=PeersService(PeersStore(db), transport, clock, config.country),
+            transport=transport,
             public_key=load_public_key(config.signing_key_file),
         )
 
     async def close(self) -> None:
-        """Release the database connections."""
+        """Release the database connections and the peers' connection pool."""
+        await self.transport.close()
         await self.db.close()

@@ -123,6 +123,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true"
     )
 
+    peers = sub.add_parser("peers", help="peer nodes and what this node answers them")
+    peers_sub = peers.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add_peer = peers_sub.add_parser("add", parents=[data], help="add a peer by URL and fingerprint")
+    add_peer.add_argument("url", help="the peer's public federation URL")
+    add_peer.add_argument("--country", required=True, help="the peer's ISO alpha-3 code")
+    add_peer.add_argument(
+        "--fingerprint",
+        required=True,
+        help="the peer's key fingerprint, as its admin gave it to you",
+    )
+    peers_sub.add_parser("list", parents=[data], help="list peers").add_argument(
+        "--json", action="store_true"
+    )
+    show_peer = peers_sub.add_parser("show", parents=[data], help="one peer in detail")
+    show_peer.add_argument("country")
+    show_peer.add_argument("--json", action="store_true")
+    peers_sub.add_parser("revoke", parents=[data], help="stop trusting a peer").add_argument(
+        "country"
+    )
+    policy = peers_sub.add_parser("policy", parents=[data], help="what this node answers a peer")
+    policy.add_argument("country")
+    policy.add_argument(
+        "--allow", required=True, help="comma-separated: lookups, hit-details, traces, statistics"
+    )
+
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(
         dest="action", required=True, metavar="ACTION"
     )

@@ -27,6 +27,8 @@ from node.identity import (
     read_passphrase_file,
 )
 from node.initialise import init_node
+from node.protocol.model import Peer
+from node.protocol.peers import parse_services
 from node.records.csvio import RecordCsvWriter
 from node.records.service import FilterText
 
@@ -283,6 +285,70 @@ async def cmd_audit_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _peer_info(peer: Peer) -> dict[str, Any]:
+    return {
+        "country": peer.country,
+        "url": peer.url,
+        "fingerprint": peer.fingerprint,
+        "status": peer.status.value,
+        "policy": sorted(s.value for s in peer.policy),
+        "added_at": peer.added_at.isoformat(),
+        "added_by": peer.added_by,
+        "last_contact_at": peer.last_contact_at.isoformat() if peer.last_contact_at else None,
+        "index_version": peer.index_version,
+    }
+
+
+async def cmd_peers_add(args: argparse.Namespace) -> int:
+    async with _open(args) as node:
+        peer = await node.peers.add(args.url, args.country, args.fingerprint, _actor())
+    print(
+        f"added {peer.country} at {peer.url} (key {peer.fingerprint}); "
+        f"it may use: {', '.join(sorted(peer.policy))}"
+    )
+    return 0
+
+
+async def cmd_peers_list(args: argparse.Namespace) -> int:
+    async with _open(args) as node:
+        peers = await node.peers.list_peers()
+    for peer in peers:
+        info = _peer_info(peer)
+        if args.json:
+            print_json(info)
+        else:
+            print(
+                f"{peer.country}  {peer.status.value:<8} {','.join(info['policy']):<32} {peer.url}"
+            )
+    return 0
+
+
+async def cmd_peers_show(args: argparse.Namespace) -> int:
+    async with _open(args) as node:
+        info = _peer_info(await node.peers.get(args.country))
+    if args.json:
+        print_json(info)
+    else:
+        for name, value in info.items():
+            print(f"{name}: {value}")
+    return 0
+
+
+async def cmd_peers_revoke(args: argparse.Namespace) -> int:
+    async with _open(args) as node:
+        peer = await node.peers.revoke(args.country, _actor())
+    print(f"revoked {peer.country}: its messages are refused from now on")
+    return 0
+
+
+async def cmd_peers_policy(args: argparse.Namespace) -> int:
+    services = parse_services(args.allow)
+    async with _open(args) as node:
+        peer = await node.peers.set_policy(args.country, services, _actor())
+    print(f"{peer.country} may use: {', '.join(sorted(peer.policy)) or 'nothing'}")
+    return 0
+
+
 COMMANDS: dict[str, Handler] = {
     "init": cmd_init,
     "run": cmd_run,
@@ -295,6 +361,11 @@ COMMANDS: dict[str, Handler] = {
     "users disable": lambda a: _set_status(a, UserStatus.DISABLED),
     "users enable": lambda a: _set_status(a, UserStatus.ACTIVE),
     "users list": cmd_users_list,
+    "peers add": cmd_peers_add,
+    "peers list": cmd_peers_list,
+    "peers show": cmd_peers_show,
+    "peers revoke": cmd_peers_revoke,
+    "peers policy": cmd_peers_policy,
     "audit verify": cmd_audit_verify,
     "audit show": cmd_audit_show,
 }

@@ -1,9 +1,12 @@
 """The node descriptor: who this node is, signed with its Ed25519 key.
 
 Wire form (msgpack): a map `{"signed": bin, "signature": bin}` where `signed`
-is the msgpack encoding of `{"country", "signing_key", "endpoints",
-"protocol_versions", "valid_from", "valid_until"}` and `signature` is the
-Ed25519 signature over exactly those bytes.
+is the msgpack encoding of `{"country", "signing_key", "oprf_key",
+"endpoints", "protocol_versions", "valid_from", "valid_until"}` and
+`signature` is the Ed25519 signature over exactly those bytes by
+`signing_key`. A descriptor proves only that its server holds that key: an
+admin trusts it by comparing the key's fingerprint with the one the peer's
+admin gave out of band.
 """
 
 from __future__ import annotations
@@ -27,19 +30,27 @@ class NodeDescriptor:
 
     country: str
     signing_key: bytes
+    oprf_key: bytes | None
     endpoints: dict[str, str]
     protocol_versions: tuple[str, ...]
     valid_from: int
     valid_until: int
 
 
-def sign_descriptor(key: Ed25519PrivateKey, country: str, public_url: str, now: datetime) -> bytes:
+def sign_descriptor(
+    key: Ed25519PrivateKey,
+    country: str,
+    public_url: str,
+    now: datetime,
+    oprf_key: bytes | None = None,
+) -> bytes:
     """The signed descriptor bytes this node serves."""
     from node.identity import public_bytes
 
     body = {
         "country": country,
         "signing_key": public_bytes(key.public_key()),
+        "oprf_key": oprf_key,
         "endpoints": {"federation": f"{public_url}/federation/v1"},
         "protocol_versions": list(PROTOCOL_VERSIONS),
         "valid_from": int(now.timestamp()),
@@ -57,11 +68,12 @@ def verify_descriptor(data: bytes) -> NodeDescriptor:
         body_key = msgpack.unpackb(signed, raw=False)["signing_key"]
         Ed25519PublicKey.from_public_bytes(body_key).verify(signature, signed)
         body = msgpack.unpackb(signed, raw=False)
-        return NodeDescriptor(
+        descriptor = NodeDescriptor(
             country=str(body["country"]),
             signing_key=bytes(body["signing_key"]),
-            endpoints=dict(body["endpoints"]),
-            protocol_versions=tuple(body["protocol_versions"]),
+            oprf_key=bytes(body["oprf_key"]) if body.get("oprf_key") is not None else None,
+            endpoints={str(k): str(v) for k, v in dict(body["endpoints"]).items()},
+            protocol_versions=tuple(str(v) for v in body["protocol_versions"]),
             valid_from=int(body["valid_from"]),
             valid_until=int(body["valid_until"]),
         )
@@ -69,3 +81,10 @@ def verify_descriptor(data: bytes) -> NodeDescriptor:
         raise ValidationError("descriptor: signature does not verify") from e
     except (ValueError, TypeError, KeyError, msgpack.ExtraData) as e:
         raise ValidationError(f"descriptor: malformed ({e})") from e
+    if not (len(descriptor.country) == 3 and descriptor.country.isalpha()):
+        raise ValidationError(f"descriptor: country {descriptor.country!r} is not alpha-3")
+    if descriptor.oprf_key is not None and len(descriptor.oprf_key) != 32:
+        raise ValidationError("descriptor: oprf_key must be 32 bytes")
+    if "federation" not in descriptor.endpoints:
+        raise ValidationError("descriptor: no federation endpoint")
+    return descriptor

@@ -1,0 +1,51 @@
+"""Peers and what this node answers for them: typed values shared by service and store."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+
+class Service(enum.StrEnum):
+    """What a node may answer for a peer; each peer's policy is a set of these."""
+
+    LOOKUPS = "lookups"  # blind evaluations and the membership index
+    HIT_DETAILS = "hit-details"  # record details in a confirmed hit
+    TRACES = "traces"
+    STATISTICS = "statistics"
+
+
+#: A newly added peer may look up serials but sees record details only once allowed.
+DEFAULT_POLICY: frozenset[Service] = frozenset({Service.LOOKUPS})
+
+
+class PeerStatus(enum.StrEnum):
+    """`revoked` peers are refused at once, whatever their policy."""
+
+    ACTIVE = "active"
+    REVOKED = "revoked"
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """A peer country's node as this node knows it."""
+
+    country: str
+    url: str
+    signing_key: bytes
+    fingerprint: str
+    oprf_key: bytes | None
+    status: PeerStatus
+    policy: frozenset[Service]
+    added_at: datetime
+    added_by: str
+    revoked_at: datetime | None
+    last_contact_at: datetime | None
+    index_version: int | None
+    previous_key: bytes | None
+    previous_key_until: datetime | None
+
+    def allows(self, service: Service) -> bool:
+        """Whether this node answers `service` for this peer now."""
+        return self.status is PeerStatus.ACTIVE and service in self.policy

@@ -1,0 +1,157 @@
+"""The peer registry: adding peers by URL and fingerprint, policy, revocation.
+
+Trust is local and explicit: a peer is added only when the key in the
+descriptor its URL serves has the fingerprint that its admin gave ours out
+of band. Revocation takes effect at once, since receivers read the registry
+for every message.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from node.auditing import AuditEvent
+from node.clock import Clock
+from node.config import check_public_url
+from node.countries import check_alpha3
+from node.errors import ConfigError, ConflictError, ValidationError
+from node.identity import fingerprint
+from node.protocol.descriptor import verify_descriptor
+from node.protocol.model import DEFAULT_POLICY, Peer, PeerStatus, Service
+from node.protocol.transport import PeerTransport
+from node.store.peers import PeersStore
+
+DESCRIPTOR_PATH = "/federation/v1/descriptor"
+MAX_DESCRIPTOR_BYTES = 16 * 1024
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def parse_fingerprint(text: str) -> str:
+    """A fingerprint as admins read it out (any case, spaces or colons) to 64 hex digits."""
+    cleaned = re.sub(r"[\s:]", "", text).lower()
+    if not _HEX64.fullmatch(cleaned):
+        raise ValidationError(
+            f"fingerprint: expected 64 hexadecimal digits (as 'iarms-node identity' prints), "
+            f"got {text!r}",
+            "fingerprint",
+        )
+    return cleaned
+
+
+def parse_services(text: str) -> frozenset[Service]:
+    """`lookups,hit-details` to a set of services; ValidationError naming the choices."""
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    try:
+        return frozenset(Service(n) for n in names)
+    except ValueError:
+        choices = ", ".join(s.value for s in Service)
+        raise ValidationError(
+            f"allow: {text!r}: each service must be one of {choices}", "allow"
+        ) from None
+
+
+class PeersService:
+    """Adds, lists, restricts and revokes peers."""
+
+    def __init__(
+        self, store: PeersStore, transport: PeerTransport, clock: Clock, country: str
+    ) -> None:
+        self._store = store
+        self._transport = transport
+        self._clock = clock
+        self._country = country
+
+    async def add(self, url: str, country: str, fingerprint_text: str, actor: str) -> Peer:
+        """Fetch the descriptor at `url` and register the peer if its key has the fingerprint."""
+        try:
+            url = check_public_url(url, "URL")
+        except ConfigError as e:
+            raise ValidationError(str(e), "url") from e
+        country = check_alpha3(country.strip().upper(), "country")
+        expected = parse_fingerprint(fingerprint_text)
+        if country == self._country:
+            raise ValidationError(f"country: {country} is this node's own country", "country")
+        data = await self._transport.get(url + DESCRIPTOR_PATH, MAX_DESCRIPTOR_BYTES)
+        descriptor = verify_descriptor(data)
+        if descriptor.country != country:
+            raise ValidationError(
+                f"the node at {url} says it is {descriptor.country}, not {country}", "country"
+            )
+        actual = fingerprint(descriptor.signing_key)
+        if actual != expected:
+            raise ValidationError(
+                f"fingerprint mismatch: the node at {url} has key {actual}, not the {expected} "
+                f"you were given; do not add it until {country}'s admin confirms the key",
+                "fingerprint",
+            )
+        now = self._clock.now()
+        if not descriptor.valid_from - 300 <= now.timestamp() <= descriptor.valid_until:
+            raise ValidationError(
+                f"the descriptor of {url} is valid from "
+                f"{datetime.fromtimestamp(descriptor.valid_from, UTC):%Y-%m-%d %H:%M} to "
+                f"{datetime.fromtimestamp(descriptor.valid_until, UTC):%Y-%m-%d %H:%M} UTC; "
+                f"this node's clock says {now:%Y-%m-%d %H:%M} UTC"
+            )
+        details = {"url": url, "fingerprint": actual, "policy": sorted(DEFAULT_POLICY)}
+        event = AuditEvent(actor, "peer.add", f"peer/{country}", details)
+        existing = {p.country: p for p in await self._store.get_peers()}.get(country)
+        if existing is None:
+            return await self._store.add_peer(
+                country,
+                url,
+                descriptor.signing_key,
+                descriptor.oprf_key,
+                data,
+                DEFAULT_POLICY,
+                now,
+                event,
+            )
+        if existing.status is PeerStatus.ACTIVE:
+            raise ConflictError(f"{country} is already a peer (revoke it first to replace it)")
+        values = {
+            "url": url,
+            "signing_key": descriptor.signing_key,
+            "oprf_key": descriptor.oprf_key,
+            "descriptor": data,
+            "status": PeerStatus.ACTIVE,
+            "policy": DEFAULT_POLICY,
+            "revoked_at": None,
+            "added_at": now,
+            "added_by": actor,
+            "previous_key": None,
+            "previous_key_until": None,
+            "index_version": None,
+        }
+        return await self._store.set_peer(country, values, now, event)
+
+    async def list_peers(self) -> list[Peer]:
+        """Every peer, by country."""
+        return await self._store.get_peers()
+
+    async def get(self, country: str) -> Peer:
+        """One peer (NotFoundError if unknown)."""
+        return await self._store.get_peer(country.strip().upper())
+
+    async def set_policy(self, country: str, services: Iterable[Service], actor: str) -> Peer:
+        """Replace what this node answers for `country`."""
+        policy = frozenset(services)
+        details = {"policy": sorted(policy)}
+        return await self._store.set_peer(
+            country.strip().upper(),
+            {"policy": policy},
+            self._clock.now(),
+            AuditEvent(actor, "peer.policy", f"peer/{country.strip().upper()}", details),
+        )
+
+    async def revoke(self, country: str, actor: str) -> Peer:
+        """Stop trusting a peer, at once."""
+        now = self._clock.now()
+        country = country.strip().upper()
+        return await self._store.set_peer(
+            country,
+            {"status": PeerStatus.REVOKED, "revoked_at": now},
+            now,
+            AuditEvent(actor, "peer.revoke", f"peer/{country}"),
+        )

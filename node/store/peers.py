@@ -1,0 +1,111 @@
+"""Peer nodes and this node's policy for each."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from node.auditing import AuditEvent
+from node.errors import ConflictError, NotFoundError
+from node.identity import fingerprint
+from node.protocol.model import Peer, PeerStatus, Service
+from node.store.audit import append_entry
+from node.store.database import Database
+from node.store.tables import PeerRow, table
+
+_p = table(PeerRow)
+
+
+def _peer(row: Row[Any]) -> Peer:
+    return Peer(
+        country=row.country,
+        url=row.url,
+        signing_key=row.signing_key,
+        fingerprint=fingerprint(row.signing_key),
+        oprf_key=row.oprf_key,
+        status=PeerStatus(row.status),
+        policy=frozenset(Service(s) for s in row.policy),
+        added_at=row.added_at,
+        added_by=row.added_by,
+        revoked_at=row.revoked_at,
+        last_contact_at=row.last_contact_at,
+        index_version=row.index_version,
+        previous_key=row.previous_key,
+        previous_key_until=row.previous_key_until,
+    )
+
+
+class PeersStore:
+    """The peer registry; every change to trust carries its audit entry."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def add_peer(
+        self,
+        country: str,
+        url: str,
+        signing_key: bytes,
+        oprf_key: bytes | None,
+        descriptor: bytes,
+        policy: frozenset[Service],
+        at: datetime,
+        audit: AuditEvent,
+    ) -> Peer:
+        """Register a peer; ConflictError if the country is already a peer."""
+        values = {
+            "country": country,
+            "url": url,
+            "signing_key": signing_key,
+            "oprf_key": oprf_key,
+            "descriptor": descriptor,
+            "status": PeerStatus.ACTIVE.value,
+            "policy": sorted(s.value for s in policy),
+            "added_at": at,
+            "added_by": audit.actor,
+        }
+        try:
+            async with self._db.write() as conn:
+                row = (await conn.execute(insert(_p).values(**values).returning(*_p.c))).one()
+                await append_entry(conn, at, audit)
+        except IntegrityError as e:
+            raise ConflictError(
+                f"{country} is already a peer; revoke it first to add it again"
+            ) from e
+        return _peer(row)
+
+    async def get_peer(self, country: str) -> Peer:
+        """One peer; NotFoundError if this node has no such peer."""
+        async with self._db.read() as conn:
+            row = (await conn.execute(select(_p).where(_p.c.country == country))).first()
+        if row is None:
+            raise NotFoundError(f"{country} is not a peer of this node")
+        return _peer(row)
+
+    async def get_peers(self) -> list[Peer]:
+        """Every peer, by country."""
+        async with self._db.read() as conn:
+            return [_peer(r) for r in await conn.execute(select(_p).order_by(_p.c.country))]
+
+    async def set_peer(
+        self, country: str, values: dict[str, Any], at: datetime, audit: AuditEvent | None
+    ) -> Peer:
+        """Change a peer's columns (policy, status, keys, contact), with an audit entry if given."""
+        if "policy" in values:
+            values = values | {"policy": sorted(s.value for s in values["policy"])}
+        if "status" in values:
+            values = values | {"status": values["status"].value}
+        async with self._db.write() as conn:
+            row = (
+                await conn.execute(
+                    update(_p).where(_p.c.country == country).values(**values).returning(*_p.c)
+                )
+            ).first()
+            if row is None:
+                raise NotFoundError(f"{country} is not a peer of this node")
+            if audit is not None:
+                await append_entry(conn, at, audit)
+        return _peer(row)

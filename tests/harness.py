@@ -1,0 +1,127 @@
+"""The multi-node harness: complete nodes, each with its own database and key,
+serving their federation API on real loopback ports.
+
+Every federation test builds its federation through `Federation`; nodes can
+be stopped (a peer down), started again on the same port and data (a
+restart), and given their own clocks (clock skew).
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from node.app import Node
+from node.clock import FakeClock, SystemClock
+from node.config import load_config
+from node.identity import fingerprint, load_signing_key
+from node.initialise import init_node
+from node.protocol.http_app import build_federation_app
+from node.protocol.model import Service
+
+ADMIN_PASSWORD = "harness admin password"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Member:
+    """One node of the federation and the server that makes it reachable."""
+
+    country: str
+    data_dir: Path
+    clock: FakeClock
+    node: Node | None = None
+    key: Ed25519PrivateKey | None = None
+    runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        """The public federation URL peers use."""
+        return self.n.config.public_url
+
+    @property
+    def n(self) -> Node:
+        """The running node (fails if stopped)."""
+        assert self.node is not None, f"{self.country} is stopped"
+        return self.node
+
+    @property
+    def fingerprint(self) -> str:
+        """The signing key's fingerprint, as its admin would read it out."""
+        return fingerprint(self.n.public_key)
+
+
+@dataclass
+class Federation:
+    """N complete nodes on loopback HTTP."""
+
+    base: Path
+    # Starts at the real time: the CLI, run beside the harness, uses the system clock.
+    clock: FakeClock = field(default_factory=lambda: FakeClock(SystemClock().now()))
+    members: dict[str, Member] = field(default_factory=dict)
+
+    async def add(self, country: str, clock: FakeClock | None = None) -> Member:
+        """Create, open and serve a new node for `country`."""
+        data_dir = self.base / country
+        port = free_port()
+        await init_node(
+            data_dir,
+            country,
+            admin_password=ADMIN_PASSWORD,
+            clock=clock or self.clock,
+            federation_listen=f"127.0.0.1:{port}",
+            console_listen=f"127.0.0.1:{free_port()}",
+        )
+        member = Member(country, data_dir, clock or self.clock)
+        self.members[country] = member
+        await self.start(country)
+        return member
+
+    def __getitem__(self, country: str) -> Member:
+        return self.members[country]
+
+    async def start(self, country: str) -> None:
+        """Open the node and serve its federation API (again, after `stop`)."""
+        member = self.members[country]
+        config = load_config(member.data_dir)
+        member.node = await Node.open(config, member.clock)
+        member.key = load_signing_key(config.signing_key_file, None)
+        member.runner = web.AppRunner(build_federation_app(member.node, member.key))
+        await member.runner.setup()
+        site = web.TCPSite(member.runner, config.federation.host, config.federation.port)
+        await site.start()
+
+    async def stop(self, country: str) -> None:
+        """Stop serving and close the node (a peer that is down)."""
+        member = self.members[country]
+        if member.runner is not None:
+            await member.runner.cleanup()
+            member.runner = None
+        if member.node is not None:
+            await member.node.close()
+            member.node = None
+
+    async def peer_all(self, *services: Service) -> None:
+        """Make every node a peer of every other, allowing `services` (default: lookups)."""
+        for a in self.members.values():
+            for b in self.members.values():
+                if a is b:
+                    continue
+                await a.n.peers.add(b.url, b.country, b.fingerprint, "harness")
+                if services:
+                    await a.n.peers.set_policy(b.country, services, "harness")
+
+    async def close(self) -> None:
+        """Stop every node."""
+        for country in list(self.members):
+            await self.stop(country)
