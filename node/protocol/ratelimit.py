@@ -1,0 +1,56 @@
+"""Per-peer token buckets: the online cooperation a lookup needs is rate-limited.
+
+A peer may ask for `capacity` blind evaluations at once and `rate` more per
+second after that; a request for more than it has is refused whole (never
+partly served), with the time after which it would fit. Pure: time is passed in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitConfig:
+    """How many evaluations a peer may ask for: a burst, then a steady rate."""
+
+    capacity: float = 20_000.0
+    rate: float = 50.0  # tokens per second
+
+    def __post_init__(self) -> None:
+        if self.capacity < 1 or self.rate <= 0:
+            raise ValueError("rate limit: capacity must be at least 1 and rate positive")
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    at: float
+
+
+@dataclass(slots=True)
+class TokenBuckets:
+    """One bucket per peer, full when first seen."""
+
+    config: RateLimitConfig
+    _buckets: dict[str, _Bucket] = field(default_factory=dict)
+
+    def take(self, peer: str, cost: float, now: float) -> float:
+        """Take `cost` tokens for `peer` at time `now` (seconds).
+
+        Returns:
+            0.0 if taken; otherwise the seconds to wait before the same request fits
+            (infinite if it can never fit), and nothing is taken.
+        """
+        cfg = self.config
+        bucket = self._buckets.get(peer)
+        if bucket is None:
+            bucket = self._buckets[peer] = _Bucket(cfg.capacity, now)
+        bucket.tokens = min(cfg.capacity, bucket.tokens + max(0.0, now - bucket.at) * cfg.rate)
+        bucket.at = now
+        if cost > cfg.capacity:
+            return float("inf")
+        if cost <= bucket.tokens:
+            bucket.tokens -= cost
+            return 0.0
+        return (cost - bucket.tokens) / cfg.rate
