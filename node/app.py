@@ -13,6 +13,7 @@ from node.audit import AuditService
 from node.clock import Clock, SystemClock
 from node.config import NodeConfig
 from node.identity import load_public_key
+from node.protocol.delivery import DeliveryService
 from node.protocol.peers import PeersService
 from node.protocol.transport import HttpTransport, PeerTransport
 from node.records.importer import ImportService
@@ -20,6 +21,7 @@ from node.records.reference import ReferenceTable, load_reference
 from node.records.service import RecordsService
 from node.store.audit import AuditStore
 from node.store.database import Database
+from node.store.outbox import OutboxStore
 from node.store.peers import PeersStore
 from node.store.records import RecordsStore
 from node.store.users import UsersStore
@@ -38,6 +40,7 @@ class Node:
     users: UsersService
     audit: AuditService
     peers: PeersService
+    delivery: DeliveryService
     transport: PeerTransport
     public_key: bytes
 
@@ -73,6 +76,7 @@ class Node:
             users=UsersService(UsersStore(db), audit_store, clock),
             audit=AuditService(audit_store, clock),
             peers=PeersService(PeersStore(db), transport, clock, config.country),
+            delivery=DeliveryService(OutboxStore(db), clock),
             transport=transport,
             public_key=load_public_key(config.signing_key_file),
         )

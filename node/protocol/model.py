@@ -49,3 +49,38 @@ class Peer:
     def allows(self, service: Service) -> bool:
         """Whether this node answers `service` for this peer now."""
         return self.status is PeerStatus.ACTIVE and service in self.policy
+
+
+class OutboxStatus(enum.StrEnum):
+    """`dead`: refused by the peer for good (a 4xx other than 429); shown to the admin."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    """A message that must reach a peer."""
+
+    id: int
+    recipient: str
+    message_id: bytes
+    type: str
+    body: bytes
+    created_at: datetime
+    status: OutboxStatus
+    attempts: int
+    delivered_at: datetime | None
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryState:
+    """A peer to which delivery is failing, and when it will be tried again."""
+
+    recipient: str
+    failures: int
+    interval_s: float
+    retry_at: datetime
+    last_error: str

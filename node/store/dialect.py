@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Table
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 
@@ -52,6 +52,12 @@ async def insert_many_ignoring_conflicts(
     )
     result = await conn.exec_driver_sql(sql, params)
     return int(result.rowcount)
+
+
+def insert_ignoring(dialect: str, table: Table) -> Any:
+    """`INSERT … ON CONFLICT DO NOTHING` (any unique key) for one dialect."""
+    module: Any = sqlite if dialect == "sqlite" else postgresql
+    return module.insert(table).on_conflict_do_nothing()
 
 
 def like_escape(text: str) -> str:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -183,6 +184,48 @@ class SeenMessageRow(Base):
     sender: Mapped[str] = mapped_column(String(3), primary_key=True)
     message_id: Mapped[bytes] = mapped_column(LargeBinary(16), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class OutboxRow(Base):
+    """A message that must reach a peer: kept until delivered (or dead-lettered)."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    recipient: Mapped[str] = mapped_column(String(3))
+    message_id: Mapped[bytes] = mapped_column(LargeBinary(16), unique=True)
+    type: Mapped[str] = mapped_column(String(64))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index(None, "recipient", "status", "id"),)
+
+
+class DeliveryStateRow(Base):
+    """Per-peer backoff: when delivery to that peer may be tried again."""
+
+    __tablename__ = "delivery_state"
+
+    recipient: Mapped[str] = mapped_column(String(3), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    interval_s: Mapped[float] = mapped_column(Float)
+    retry_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_error: Mapped[str] = mapped_column(Text)
+
+
+class InboxRow(Base):
+    """Messages that must arrive, as processed: a repeat (a retried delivery) has no effect."""
+
+    __tablename__ = "inbox"
+
+    sender: Mapped[str] = mapped_column(String(3), primary_key=True)
+    message_id: Mapped[bytes] = mapped_column(LargeBinary(16), primary_key=True)
+    type: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 def table(cls: type[Base]) -> Table:

@@ -1,0 +1,135 @@
+"""Delivery of messages that must arrive: durable outbox, per-peer order, backoff.
+
+A message is written to the outbox before anything is sent, so an outage or
+a restart delays it and never loses it. Each peer has one queue: its oldest
+pending message is sent first and only one is in flight. A peer that fails
+is retried after a jittered, capped backoff (`node.protocol.backoff`), kept
+in the database; hearing a verified message from it clears the backoff.
+Outcomes: delivered; dead (the peer refused it for good: shown to the admin);
+retry (429, 5xx, network).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol
+
+from node.clock import Clock
+from node.protocol.backoff import BackoffConfig, next_interval
+from node.protocol.model import OutboxMessage, OutboxStatus
+from node.store.outbox import OutboxStore
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(enum.Enum):
+    """What one delivery attempt achieved."""
+
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """An attempt's outcome and, when it failed, why."""
+
+    outcome: Outcome
+    error: str | None = None
+
+
+class MessageSender(Protocol):
+    """Seals and sends one outbox message to its recipient."""
+
+    async def deliver(self, message: OutboxMessage) -> SendResult:
+        """Try once; never raise for peer or network faults (return RETRY or DEAD)."""
+        ...
+
+
+class DeliveryService:
+    """Queues must-arrive messages and delivers them."""
+
+    def __init__(
+        self,
+        store: OutboxStore,
+        clock: Clock,
+        config: BackoffConfig | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._config = config or BackoffConfig()
+        self._rng = rng or random.Random()
+        self._wake = asyncio.Event()
+
+    async def enqueue(self, recipient: str, type_: str, body: bytes) -> OutboxMessage:
+        """Write a message to the outbox (delivered by `run`, or by `deliver_due`)."""
+        message = await self._store.add_message(
+            recipient, os.urandom(16), type_, body, self._clock.now()
+        )
+        self._wake.set()
+        return message
+
+    async def deliver_due(self, sender: MessageSender, max_rounds: int = 100) -> int:
+        """Send every message that is due, oldest first per peer; return how many arrived."""
+        delivered = 0
+        for _ in range(max_rounds):
+            due = await self._store.get_due(self._clock.now())
+            if not due:
+                break
+            outcomes = await asyncio.gather(*(self._attempt(sender, m) for m in due))
+            delivered += outcomes.count(Outcome.DELIVERED)
+            if all(o is Outcome.RETRY for o in outcomes):
+                break
+        return delivered
+
+    async def _attempt(self, sender: MessageSender, message: OutboxMessage) -> Outcome:
+        try:
+            result = await sender.deliver(message)
+        except Exception as e:  # a bug in a sender must not stop delivery to other peers
+            log.exception("delivery of %s to %s failed", message.type, message.recipient)
+            result = SendResult(Outcome.RETRY, f"internal error: {e}")
+        now = self._clock.now()
+        if result.outcome is Outcome.DELIVERED:
+            await self._store.set_outcome(message, OutboxStatus.DELIVERED, now, None)
+            return result.outcome
+        if result.outcome is Outcome.DEAD:
+            await self._store.set_outcome(message, OutboxStatus.DEAD, now, result.error)
+            return result.outcome
+        state = await self._store.get_state(message.recipient)
+        interval = next_interval(state.interval_s if state else None, self._config, self._rng)
+        retry = (interval, now + timedelta(seconds=interval))
+        await self._store.set_outcome(message, OutboxStatus.PENDING, now, result.error, retry)
+        return Outcome.RETRY
+
+    async def peer_heard(self, country: str) -> None:
+        """A verified message came from `country`: retry its deliveries now."""
+        if await self._store.get_state(country) is not None:
+            await self._store.delete_state(country)
+            self._wake.set()
+
+    async def run(self, sender: MessageSender, stop: asyncio.Event, tick_s: float = 1.0) -> None:
+        """Deliver until `stop` is set, waking on new messages or every `tick_s`."""
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                await self.deliver_due(sender)
+            except Exception:
+                log.exception("delivery round failed; retrying")
+            waiter = asyncio.ensure_future(self._wake.wait())
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait(
+                {waiter, stopper}, timeout=tick_s, return_when=asyncio.FIRST_COMPLETED
+            )
+            waiter.cancel()
+            stopper.cancel()
+
+    async def messages(self, status: OutboxStatus | None = None) -> list[OutboxMessage]:
+        """Outbox messages, newest first (dead letters for the admin)."""
+        return await self._store.get_messages(status)
