@@ -25,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -226,6 +227,58 @@ class InboxRow(Base):
     message_id: Mapped[bytes] = mapped_column(LargeBinary(16), primary_key=True)
     type: Mapped[str] = mapped_column(String(64))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RecordOutputRow(Base):
+    """The OPRF output of an active record's canonical serial (what this node's index holds)."""
+
+    __tablename__ = "record_outputs"
+
+    record_id: Mapped[int] = mapped_column(
+        ForeignKey("records.id", ondelete="CASCADE"), primary_key=True
+    )
+    prefix: Mapped[bytes] = mapped_column(LargeBinary(8), index=True)
+    output: Mapped[bytes] = mapped_column(LargeBinary(64))
+
+
+class IndexDocumentRow(Base):
+    """A membership index version this node published (full, or a delta on a base)."""
+
+    __tablename__ = "index_documents"
+
+    version: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    base_version: Mapped[int] = mapped_column(BigInteger)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PeerIndexRow(Base):
+    """A peer's membership index as last fetched: its full version and the deltas since."""
+
+    __tablename__ = "peer_indexes"
+
+    country: Mapped[str] = mapped_column(String(3), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+    documents: Mapped[bytes] = mapped_column(LargeBinary)
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class HitRow(Base):
+    """A foreign lookup that matched one of our records: the investigative lead."""
+
+    __tablename__ = "hits"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    record_id: Mapped[int] = mapped_column(BigInteger)
+    serial_number: Mapped[str] = mapped_column(String(64))
+    peer: Mapped[str] = mapped_column(String(3))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    case_reference: Mapped[str] = mapped_column(Text)
+    make_given: Mapped[str] = mapped_column(String(200))
+    make_agrees: Mapped[bool] = mapped_column(Boolean)
+    lookup_id: Mapped[bytes] = mapped_column(LargeBinary(16))
+
+    __table_args__ = (UniqueConstraint("peer", "lookup_id", "record_id"), Index(None, "at"))
 
 
 def table(cls: type[Base]) -> Table:

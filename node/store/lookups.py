@@ -1,0 +1,173 @@
+"""What private lookups need stored: our records' OPRF outputs, published index
+versions, peers' indexes, and the hits on our records."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, delete, insert, select
+
+from node.protocol.model import Hit
+from node.records.model import Status
+from node.store.database import Database
+from node.store.dialect import insert_ignoring
+from node.store.tables import (
+    HitRow,
+    IndexDocumentRow,
+    PeerIndexRow,
+    RecordOutputRow,
+    RecordRow,
+    table,
+)
+
+_ro = table(RecordOutputRow)
+_r = table(RecordRow)
+_doc = table(IndexDocumentRow)
+_pi = table(PeerIndexRow)
+_h = table(HitRow)
+
+
+def _hit(row: Row[Any]) -> Hit:
+    return Hit(
+        row.id,
+        row.record_id,
+        row.serial_number,
+        row.peer,
+        row.at,
+        row.case_reference,
+        row.make_given,
+        row.make_agrees,
+        row.lookup_id,
+    )
+
+
+class LookupStore:
+    """OPRF outputs of our records, our published index versions, peers' indexes, hits."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def get_unindexed(self, limit: int) -> list[tuple[int, str]]:
+        """Active records without an OPRF output: (record id, canonical serial)."""
+        query = (
+            select(_r.c.id, _r.c.serial_canonical)
+            .outerjoin(_ro, _ro.c.record_id == _r.c.id)
+            .where(_ro.c.record_id.is_(None), _r.c.status != Status.RECOVERED.value)
+            .order_by(_r.c.id)
+            .limit(limit)
+        )
+        async with self._db.read() as conn:
+            return [(row.id, row.serial_canonical) for row in await conn.execute(query)]
+
+    async def add_outputs(self, outputs: list[tuple[int, bytes]]) -> None:
+        """Store OPRF outputs of records (ignoring records deleted meanwhile)."""
+        rows = [{"record_id": rid, "prefix": out[:8], "output": out} for rid, out in outputs]
+        async with self._db.write() as conn:
+            live = {
+                r.id
+                for r in await conn.execute(
+                    select(_r.c.id).where(_r.c.id.in_([rid for rid, _ in outputs]))
+                )
+            }
+            rows = [row for row in rows if row["record_id"] in live]
+            if rows:
+                await conn.execute(insert_ignoring(self._db.dialect, _ro), rows)
+
+    async def delete_inactive_outputs(self) -> int:
+        """Drop the outputs of recovered records (they leave the index)."""
+        recovered = select(_r.c.id).where(_r.c.status == Status.RECOVERED.value)
+        async with self._db.write() as conn:
+            result = await conn.execute(delete(_ro).where(_ro.c.record_id.in_(recovered)))
+        return result.rowcount or 0
+
+    async def iter_outputs(self, batch: int = 50_000) -> AsyncIterator[bytes]:
+        """Every stored output (bounded memory)."""
+        after = -1
+        while True:
+            query = (
+                select(_ro.c.record_id, _ro.c.output)
+                .where(_ro.c.record_id > after)
+                .order_by(_ro.c.record_id)
+                .limit(batch)
+            )
+            async with self._db.read() as conn:
+                rows = (await conn.execute(query)).all()
+            for row in rows:
+                yield row.output
+            if len(rows) < batch:
+                return
+            after = rows[-1].record_id
+
+    async def get_records_by_output(self, output: bytes) -> list[int]:
+        """Ids of active records whose serial has this OPRF output."""
+        query = select(_ro.c.record_id).where(_ro.c.prefix == output[:8], _ro.c.output == output)
+        async with self._db.read() as conn:
+            return [row.record_id for row in await conn.execute(query)]
+
+    async def add_document(
+        self, version: int, base_version: int, data: bytes, at: datetime
+    ) -> None:
+        """Keep a published index version."""
+        async with self._db.write() as conn:
+            await conn.execute(
+                insert(_doc).values(
+                    version=version, base_version=base_version, data=data, created_at=at
+                )
+            )
+
+    async def get_documents(self, since: int | None) -> list[tuple[int, int, bytes]]:
+        """The newest full version and its deltas, or only the deltas after `since` on that base."""
+        async with self._db.read() as conn:
+            newest = (
+                await conn.execute(
+                    select(_doc.c.version, _doc.c.base_version)
+                    .order_by(_doc.c.version.desc())
+                    .limit(1)
+                )
+            ).first()
+            if newest is None:
+                return []
+            query = (
+                select(_doc.c.version, _doc.c.base_version, _doc.c.data)
+                .where(
+                    _doc.c.version >= newest.base_version,
+                    _doc.c.base_version == newest.base_version,
+                )
+                .order_by(_doc.c.version)
+            )
+            rows = [(r.version, r.base_version, r.data) for r in await conn.execute(query)]
+        if since is not None and since >= newest.base_version:
+            rows = [r for r in rows if r[0] > since]
+        return rows
+
+    async def set_peer_index(
+        self, country: str, version: int, documents: bytes, at: datetime
+    ) -> None:
+        """Cache a peer's index (its encoded documents) at `version`."""
+        async with self._db.write() as conn:
+            await conn.execute(delete(_pi).where(_pi.c.country == country))
+            await conn.execute(
+                insert(_pi).values(
+                    country=country, version=version, documents=documents, fetched_at=at
+                )
+            )
+
+    async def get_peer_index(self, country: str) -> tuple[int, bytes] | None:
+        """A peer's cached index: (version, encoded documents)."""
+        async with self._db.read() as conn:
+            row = (await conn.execute(select(_pi).where(_pi.c.country == country))).first()
+        return (row.version, row.documents) if row else None
+
+    async def add_hit(self, hit: dict[str, Any]) -> bool:
+        """Record a hit on one of our records; False if this lookup was recorded before."""
+        async with self._db.write() as conn:
+            result = await conn.execute(insert_ignoring(self._db.dialect, _h).values(**hit))
+        return bool(result.rowcount)
+
+    async def get_hits(self, limit: int = 100, offset: int = 0) -> list[Hit]:
+        """Hits on our records, newest first."""
+        query = select(_h).order_by(_h.c.id.desc()).limit(limit).offset(offset)
+        async with self._db.read() as conn:
+            return [_hit(r) for r in await conn.execute(query)]
