@@ -101,3 +101,114 @@ class AuditChainError(IarmsError):
     def __init__(self, message: str, seq: int) -> None:
         super().__init__(message)
         self.seq = seq
+
+
+class OprfError(ValidationError):
+    """An OPRF input, key or proof is invalid (a blinded element, an evaluation proof)."""
+
+    code = "oprf"
+
+
+class ProtocolError(IarmsError):
+    """A peer message was refused; answered with a signed error envelope carrying `code`.
+
+    The codes are part of the wire protocol (docs/PROTOCOL.md): never rename one.
+    """
+
+    status = 400
+    code = "protocol"
+
+
+class EnvelopeTooLargeError(ProtocolError):
+    """The envelope is larger than this node accepts."""
+
+    status = 413
+    code = "too_large"
+
+
+class MalformedEnvelopeError(ProtocolError):
+    """The envelope or a message body is not the expected msgpack structure."""
+
+    status = 400
+    code = "malformed"
+
+
+class UnknownSenderError(ProtocolError):
+    """The sender is not a peer of this node, or its key id is not one this node accepts."""
+
+    status = 403
+    code = "unknown_sender"
+
+
+class BadSignatureError(ProtocolError):
+    """The signature does not verify under the sender's key."""
+
+    status = 401
+    code = "bad_signature"
+
+
+class SenderRevokedError(ProtocolError):
+    """The sender was a peer, but this node's admin revoked its trust."""
+
+    status = 403
+    code = "revoked"
+
+
+class WrongRecipientError(ProtocolError):
+    """The envelope is addressed to another country."""
+
+    status = 421
+    code = "wrong_recipient"
+
+
+class StaleMessageError(ProtocolError):
+    """The timestamp is outside the freshness window: the clocks disagree (or a replay)."""
+
+    status = 400
+    code = "clock_skew"
+
+    def __init__(self, message: str, skew_ms: int = 0, window_s: int = 0) -> None:
+        super().__init__(message)
+        self.skew_ms = skew_ms
+        self.window_s = window_s
+
+    @classmethod
+    def for_skew(cls, skew_ms: int, window_s: int) -> StaleMessageError:
+        """The error for a message `skew_ms` ahead of (positive) or behind this node's clock."""
+        seconds = abs(skew_ms)
+        amount = f"{seconds // 1000}" if seconds % 1000 == 0 else f"{seconds / 1000:.3f}"
+        direction = "ahead of" if skew_ms > 0 else "behind"
+        return cls(
+            f"message timestamp is {amount} s {direction} this node's clock; "
+            f"the window is ±{window_s} s: check the clocks (NTP)",
+            skew_ms,
+            window_s,
+        )
+
+
+class ReplayError(ProtocolError):
+    """This message id was already accepted from this sender."""
+
+    status = 409
+    code = "replay"
+
+
+class UnknownMessageTypeError(ProtocolError):
+    """This node does not handle the envelope's message type."""
+
+    status = 400
+    code = "unknown_type"
+
+
+class PolicyRefusedError(ProtocolError):
+    """This node's policy for the sender does not allow what it asks."""
+
+    status = 403
+    code = "refused"
+
+
+class RateLimitedError(ProtocolError):
+    """The sender asks faster than this node's rate limit for it allows."""
+
+    status = 429
+    code = "rate_limited"
