@@ -12,7 +12,7 @@ from node.accounts.service import UsersService
 from node.audit import AuditService
 from node.clock import Clock, SystemClock
 from node.config import NodeConfig
-from node.identity import load_public_key
+from node.identity import create_oprf_key, load_oprf_key, load_public_key
 from node.protocol.delivery import DeliveryService
 from node.protocol.peers import PeersService
 from node.protocol.transport import HttpTransport, PeerTransport
@@ -25,6 +25,13 @@ from node.store.outbox import OutboxStore
 from node.store.peers import PeersStore
 from node.store.records import RecordsStore
 from node.store.users import UsersStore
+
+
+def _oprf_key(config: NodeConfig) -> bytes:
+    """The node's VOPRF key, made on first use by nodes initialised before lookups existed."""
+    if not config.oprf_key_file.exists():
+        create_oprf_key(config.oprf_key_file)
+    return load_oprf_key(config.oprf_key_file)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +50,7 @@ class Node:
     delivery: DeliveryService
     transport: PeerTransport
     public_key: bytes
+    oprf_key: bytes
 
     @classmethod
     async def open(
@@ -79,6 +87,7 @@ class Node:
             delivery=DeliveryService(OutboxStore(db), clock),
             transport=transport,
             public_key=load_public_key(config.signing_key_file),
+            oprf_key=_oprf_key(config),
         )
 
     async def close(self) -> None:

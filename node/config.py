@@ -17,6 +17,7 @@ listen = "127.0.0.1:8443"
 [keys]
 signing_key = "signing_key.pem"      # Ed25519, PKCS#8 PEM, mode 0600
 encrypted = false                    # true: a passphrase is needed to start the node
+oprf_key = "oprf_key.bin"            # VOPRF key of the private lookups, mode 0600
 ```
 """
 
@@ -40,12 +41,13 @@ DEFAULT_CONSOLE = "127.0.0.1:8080"
 DEFAULT_FEDERATION = "127.0.0.1:8443"
 DEFAULT_DB_URL = "sqlite+aiosqlite:///node.db"
 KEY_NAME = "signing_key.pem"
+OPRF_KEY_NAME = "oprf_key.bin"
 SECTIONS = {
     "node": {"country", "public_url"},
     "database": {"url"},
     "console": {"listen"},
     "federation": {"listen"},
-    "keys": {"signing_key", "encrypted"},
+    "keys": {"signing_key", "encrypted", "oprf_key"},
 }
 
 
@@ -100,6 +102,7 @@ class NodeConfig:
     federation: Listen
     signing_key_file: Path
     key_encrypted: bool
+    oprf_key_file: Path
 
     @property
     def public_key_file(self) -> Path:
@@ -171,6 +174,7 @@ def config_from_dict(raw: dict[str, Any], data_dir: Path, where: str) -> NodeCon
     if not isinstance(encrypted, bool):
         raise ConfigError(f"{where}: keys.encrypted must be true or false")
     key_file = Path(str(_get(raw, "keys", "signing_key", where, KEY_NAME)))
+    oprf_file = Path(str(_get(raw, "keys", "oprf_key", where, OPRF_KEY_NAME)))
     return NodeConfig(
         data_dir=data_dir,
         country=country,
@@ -180,6 +184,7 @@ def config_from_dict(raw: dict[str, Any], data_dir: Path, where: str) -> NodeCon
         federation=federation,
         signing_key_file=key_file if key_file.is_absolute() else data_dir / key_file,
         key_encrypted=encrypted,
+        oprf_key_file=oprf_file if oprf_file.is_absolute() else data_dir / oprf_file,
     )
 
 

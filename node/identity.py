@@ -16,7 +16,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from node.errors import SigningKeyError
+from node.errors import OprfError, SigningKeyError
+from node.protocol import oprf
 
 PASSPHRASE_ENV = "IARMS_KEY_PASSPHRASE"  # noqa: S105 - a variable name
 
@@ -95,6 +96,36 @@ def load_public_key(path: Path) -> bytes:
     if len(public) != 32:
         raise SigningKeyError(f"{pub} does not hold a 32-byte Ed25519 public key")
     return public
+
+
+def create_oprf_key(path: Path) -> bytes:
+    """Generate the node's VOPRF key (a 32-byte ristretto255 scalar, mode 0600); return pkS.
+
+    The key evaluates peers' blinded serials and builds this node's index:
+    whoever holds it could test serials against the index offline, so it is
+    as secret as the signing key.
+    """
+    sk, pk = oprf.generate_key_pair(oprf.MODE_VOPRF)
+    _write_secret(path, sk)
+    return pk
+
+
+def load_oprf_key(path: Path) -> bytes:
+    """The node's VOPRF secret key; SigningKeyError with the fix when it cannot be used."""
+    try:
+        mode = path.stat().st_mode
+        data = path.read_bytes()
+    except OSError as e:
+        raise SigningKeyError(f"cannot read the OPRF key {path}: {e.strerror}") from e
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise SigningKeyError(
+            f"the OPRF key {path} is readable by other users; run: chmod 600 {path}"
+        )
+    try:
+        oprf.public_key(data)
+    except (OprfError, ValueError) as e:
+        raise SigningKeyError(f"{path} does not hold a valid OPRF key") from e
+    return data
 
 
 def read_passphrase_file(path: Path) -> bytes:

@@ -15,6 +15,7 @@ from node.config import (
     DEFAULT_DB_URL,
     DEFAULT_FEDERATION,
     KEY_NAME,
+    OPRF_KEY_NAME,
     NodeConfig,
     check_public_url,
     config_from_dict,
@@ -24,7 +25,7 @@ from node.config import (
 )
 from node.countries import check_alpha3
 from node.errors import ConfigError, NodeExistsError
-from node.identity import create_signing_key
+from node.identity import create_oprf_key, create_signing_key
 
 FIRST_ADMIN = "admin"
 
@@ -93,6 +94,7 @@ async def init_node(
     before = set(data_dir.iterdir())
     try:
         create_signing_key(data_dir / KEY_NAME, passphrase)
+        create_oprf_key(data_dir / OPRF_KEY_NAME)
         config = write_config(data_dir, raw)
         node = await Node.open(config, clock)
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import stat
 import sys
 from asyncio.subprocess import PIPE
 from collections.abc import AsyncIterator
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from node.errors import ConflictError, NotFoundError, ValidationError
+from node.protocol import oprf
 from node.protocol.model import DEFAULT_POLICY, PeerStatus, Service
 from node.protocol.transport import PeerUnreachableError
 from tests.harness import Federation, free_port
@@ -35,6 +37,8 @@ async def test_add_with_the_right_fingerprint(fed: Federation) -> None:
     peer = await fra.n.peers.add(deu.url, "deu", spaced, "admin")
     assert (peer.country, peer.status, peer.policy) == ("DEU", PeerStatus.ACTIVE, DEFAULT_POLICY)
     assert peer.signing_key == deu.n.public_key
+    assert peer.oprf_key == oprf.public_key(deu.n.oprf_key)  # the descriptor carries it
+    assert stat.S_IMODE(deu.n.config.oprf_key_file.stat().st_mode) == 0o600
     assert [p.country for p in await fra.n.peers.list_peers()] == ["DEU"]
     entry = (await fra.n.audit.recent(limit=1))[0]
     assert (entry.action, entry.target, entry.details["fingerprint"]) == (

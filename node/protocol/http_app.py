@@ -8,6 +8,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from node import __version__
 from node.app import Node
 from node.identity import fingerprint
+from node.protocol import oprf
 from node.protocol.descriptor import PROTOCOL_VERSIONS, sign_descriptor
 
 MSGPACK = "application/msgpack"
@@ -30,7 +31,11 @@ def build_federation_app(node: Node, signing_key: Ed25519PrivateKey) -> web.Appl
 
     async def descriptor(_request: web.Request) -> web.Response:
         body = sign_descriptor(
-            signing_key, node.config.country, node.config.public_url, node.clock.now()
+            signing_key,
+            node.config.country,
+            node.config.public_url,
+            node.clock.now(),
+            oprf.public_key(node.oprf_key),
         )
         return web.Response(body=body, content_type=MSGPACK)
 
