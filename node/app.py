@@ -14,6 +14,7 @@ from node.clock import Clock, SystemClock
 from node.config import NodeConfig
 from node.identity import create_oprf_key, load_oprf_key, load_public_key
 from node.protocol.delivery import DeliveryService
+from node.protocol.lookup_index import LookupIndex
 from node.protocol.peers import PeersService
 from node.protocol.transport import HttpTransport, PeerTransport
 from node.records.importer import ImportService
@@ -21,6 +22,7 @@ from node.records.reference import ReferenceTable, load_reference
 from node.records.service import RecordsService
 from node.store.audit import AuditStore
 from node.store.database import Database
+from node.store.lookups import LookupStore
 from node.store.outbox import OutboxStore
 from node.store.peers import PeersStore
 from node.store.records import RecordsStore
@@ -48,6 +50,8 @@ class Node:
     audit: AuditService
     peers: PeersService
     delivery: DeliveryService
+    lookup_index: LookupIndex
+    lookups_store: LookupStore
     transport: PeerTransport
     public_key: bytes
     oprf_key: bytes
@@ -71,6 +75,8 @@ class Node:
                 await db.close()
                 raise
         audit_store = AuditStore(db)
+        lookups_store = LookupStore(db)
+        oprf_key = _oprf_key(config)
         records_store = RecordsStore(db)
         reference = load_reference()
         records = RecordsService(records_store, audit_store, reference, clock)
@@ -85,9 +91,11 @@ class Node:
             audit=AuditService(audit_store, clock),
             peers=PeersService(PeersStore(db), transport, clock, config.country),
             delivery=DeliveryService(OutboxStore(db), clock),
+            lookup_index=LookupIndex(lookups_store, oprf_key, config.country, clock),
+            lookups_store=lookups_store,
             transport=transport,
             public_key=load_public_key(config.signing_key_file),
-            oprf_key=_oprf_key(config),
+            oprf_key=oprf_key,
         )
 
     async def close(self) -> None:

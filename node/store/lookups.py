@@ -3,7 +3,6 @@ versions, peers' indexes, and the hits on our records."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -82,23 +81,10 @@ class LookupStore:
             result = await conn.execute(delete(_ro).where(_ro.c.record_id.in_(recovered)))
         return result.rowcount or 0
 
-    async def iter_outputs(self, batch: int = 50_000) -> AsyncIterator[bytes]:
-        """Every stored output (bounded memory)."""
-        after = -1
-        while True:
-            query = (
-                select(_ro.c.record_id, _ro.c.output)
-                .where(_ro.c.record_id > after)
-                .order_by(_ro.c.record_id)
-                .limit(batch)
-            )
-            async with self._db.read() as conn:
-                rows = (await conn.execute(query)).all()
-            for row in rows:
-                yield row.output
-            if len(rows) < batch:
-                return
-            after = rows[-1].record_id
+    async def get_prefixes(self) -> list[bytes]:
+        """The first 8 bytes of every stored output: the index's items, one per active record."""
+        async with self._db.read() as conn:
+            return list((await conn.execute(select(_ro.c.prefix))).scalars())
 
     async def get_records_by_output(self, output: bytes) -> list[int]:
         """Ids of active records whose serial has this OPRF output."""
@@ -107,15 +93,45 @@ class LookupStore:
             return [row.record_id for row in await conn.execute(query)]
 
     async def add_document(
-        self, version: int, base_version: int, data: bytes, at: datetime
+        self,
+        version: int,
+        base_version: int,
+        data: bytes,
+        at: datetime,
+        items_digest: bytes,
+        base_items: bytes | None,
     ) -> None:
-        """Keep a published index version."""
+        """Keep a published index version (a full one with its items)."""
         async with self._db.write() as conn:
             await conn.execute(
                 insert(_doc).values(
-                    version=version, base_version=base_version, data=data, created_at=at
+                    version=version,
+                    base_version=base_version,
+                    data=data,
+                    created_at=at,
+                    items_digest=items_digest,
+                    base_items=base_items,
                 )
             )
+
+    async def get_last_document(self) -> tuple[int, int, bytes, bytes] | None:
+        """The newest version: (version, base version, items digest, the base's items)."""
+        async with self._db.read() as conn:
+            last = (
+                await conn.execute(
+                    select(_doc.c.version, _doc.c.base_version, _doc.c.items_digest)
+                    .order_by(_doc.c.version.desc())
+                    .limit(1)
+                )
+            ).first()
+            if last is None:
+                return None
+            base = (
+                await conn.execute(
+                    select(_doc.c.base_items).where(_doc.c.version == last.base_version)
+                )
+            ).scalar_one()
+        return last.version, last.base_version, last.items_digest, base
 
     async def get_documents(self, since: int | None) -> list[tuple[int, int, bytes]]:
         """The newest full version and its deltas, or only the deltas after `since` on that base."""

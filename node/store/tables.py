@@ -250,6 +250,10 @@ class IndexDocumentRow(Base):
     base_version: Mapped[int] = mapped_column(BigInteger)
     data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: SHA-256 of the sorted items this version holds: a refresh with no change publishes nothing.
+    items_digest: Mapped[bytes] = mapped_column(LargeBinary(32))
+    #: A full version's items (8 bytes each), from which later deltas are computed.
+    base_items: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class PeerIndexRow(Base):

@@ -42,6 +42,8 @@ def upgrade() -> None:
         sa.Column("base_version", sa.BigInteger(), nullable=False),
         sa.Column("data", sa.LargeBinary(), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("items_digest", sa.LargeBinary(length=32), nullable=False),
+        sa.Column("base_items", sa.LargeBinary(), nullable=True),
         sa.PrimaryKeyConstraint("version", name=op.f("pk_index_documents")),
     )
     op.create_table(
