@@ -8,14 +8,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from node.accounts.service import UsersService
 from node.audit import AuditService
 from node.clock import Clock, SystemClock
 from node.config import NodeConfig
 from node.identity import create_oprf_key, load_oprf_key, load_public_key
+from node.protocol.client import PeerClient
 from node.protocol.delivery import DeliveryService
+from node.protocol.dispatch import Dispatcher
+from node.protocol.lookup import LookupService
 from node.protocol.lookup_index import LookupIndex
+from node.protocol.lookup_owner import LookupResponder
 from node.protocol.peers import PeersService
+from node.protocol.ratelimit import RateLimitConfig, TokenBuckets
+from node.protocol.receive import Receiver, RegistryKeys
 from node.protocol.transport import HttpTransport, PeerTransport
 from node.records.importer import ImportService
 from node.records.reference import ReferenceTable, load_reference
@@ -26,6 +34,7 @@ from node.store.lookups import LookupStore
 from node.store.outbox import OutboxStore
 from node.store.peers import PeersStore
 from node.store.records import RecordsStore
+from node.store.replay import ReplayStore
 from node.store.users import UsersStore
 
 
@@ -102,3 +111,41 @@ class Node:
         """Release the database connections and the peers' connection pool."""
         await self.transport.close()
         await self.db.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Federation:
+    """The services that speak for this node to its peers (they need its signing key)."""
+
+    client: PeerClient
+    lookups: LookupService
+    dispatcher: Dispatcher
+    receiver: Receiver
+    signing_key: Ed25519PrivateKey
+
+
+def federation(
+    node: Node, signing_key: Ed25519PrivateKey, rate_limit: RateLimitConfig | None = None
+) -> Federation:
+    """Wire the federation services of `node`."""
+    me, clock = node.config.country, node.clock
+    client = PeerClient(node.transport, signing_key, me, clock, node.peers)
+    receiver = Receiver(
+        me, RegistryKeys(node.peers, clock), ReplayStore(node.db), clock, signing_key
+    )
+    responder = LookupResponder(
+        node.lookups_store,
+        RecordsStore(node.db),
+        AuditStore(node.db),
+        node.reference,
+        node.oprf_key,
+        TokenBuckets(rate_limit or RateLimitConfig()),
+        clock,
+    )
+    dispatcher = Dispatcher(
+        receiver, node.peers, node.delivery, signing_key, me, clock, responder.handlers()
+    )
+    lookups = LookupService(
+        node.peers, client, node.lookups_store, node.delivery, AuditStore(node.db), clock
+    )
+    return Federation(client, lookups, dispatcher, receiver, signing_key)

@@ -3,28 +3,42 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from node.app import Node
+from node.app import Federation, Node, federation
 from node.errors import ConfigError
 from node.protocol.http_app import build_federation_app
 
 log = logging.getLogger(__name__)
+INDEX_REFRESH_S = 30.0
+PRUNE_S = 600.0
 
 
-async def start_sites(node: Node, signing_key: Ed25519PrivateKey) -> list[web.AppRunner]:
+async def _every(seconds: float, stop: asyncio.Event, job: Callable[[], Awaitable[object]]) -> None:
+    """Run `job` now and every `seconds` until `stop`; log its failures, keep going."""
+    while not stop.is_set():
+        try:
+            await job()
+        except Exception:
+            log.exception("background job failed; it runs again in %.0f s", seconds)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def start_sites(node: Node, fed: Federation) -> list[web.AppRunner]:
     """Start the console and federation servers; return their runners (to clean up)."""
     from admin_ui.app import build_console_app
 
     runners: list[web.AppRunner] = []
     apps = (
         (build_console_app(node), node.config.console, "console"),
-        (build_federation_app(node, signing_key), node.config.federation, "federation API"),
+        (build_federation_app(node, fed), node.config.federation, "federation API"),
     )
     try:
         for app, listen, what in apps:
@@ -50,7 +64,13 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    runners = await start_sites(node, signing_key)
+    fed = federation(node, signing_key)
+    runners = await start_sites(node, fed)
+    background = [
+        asyncio.create_task(node.delivery.run(fed.client, stop)),
+        asyncio.create_task(_every(INDEX_REFRESH_S, stop, node.lookup_index.refresh)),
+        asyncio.create_task(_every(PRUNE_S, stop, fed.receiver.prune)),
+    ]
     announce(f"console:        http://{node.config.console}/")
     announce(
         f"federation API: http://{node.config.federation}/federation/v1/health "
@@ -60,6 +80,8 @@ async def serve(
         await stop.wait()
         announce("shutting down")
     finally:
+        stop.set()
+        await asyncio.gather(*background, return_exceptions=True)
         for runner in runners:
             await runner.cleanup()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -15,13 +15,15 @@ from pathlib import Path
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from node.app import Node
+from node.app import Federation as FederationServices
+from node.app import Node, federation
 from node.clock import FakeClock, SystemClock
 from node.config import load_config
 from node.identity import fingerprint, load_signing_key
 from node.initialise import init_node
 from node.protocol.http_app import build_federation_app
 from node.protocol.model import Service
+from node.protocol.ratelimit import RateLimitConfig
 
 ADMIN_PASSWORD = "harness admin password"
 
@@ -42,6 +44,7 @@ class Member:
     clock: FakeClock
     node: Node | None = None
     key: Ed25519PrivateKey | None = None
+    fed: FederationServices | None = None
     runner: web.AppRunner | None = None
 
     @property
@@ -54,6 +57,12 @@ class Member:
         """The running node (fails if stopped)."""
         assert self.node is not None, f"{self.country} is stopped"
         return self.node
+
+    @property
+    def f(self) -> FederationServices:
+        """The running node's federation services."""
+        assert self.fed is not None, f"{self.country} is stopped"
+        return self.fed
 
     @property
     def fingerprint(self) -> str:
@@ -69,6 +78,7 @@ class Federation:
     # Starts at the real time: the CLI, run beside the harness, uses the system clock.
     clock: FakeClock = field(default_factory=lambda: FakeClock(SystemClock().now()))
     members: dict[str, Member] = field(default_factory=dict)
+    rate_limit: RateLimitConfig | None = None
 
     async def add(self, country: str, clock: FakeClock | None = None) -> Member:
         """Create, open and serve a new node for `country`."""
@@ -96,7 +106,8 @@ class Federation:
         config = load_config(member.data_dir)
         member.node = await Node.open(config, member.clock)
         member.key = load_signing_key(config.signing_key_file, None)
-        member.runner = web.AppRunner(build_federation_app(member.node, member.key))
+        member.fed = federation(member.node, member.key, self.rate_limit)
+        member.runner = web.AppRunner(build_federation_app(member.node, member.fed))
         await member.runner.setup()
         site = web.TCPSite(member.runner, config.federation.host, config.federation.port)
         await site.start()
@@ -110,6 +121,7 @@ class Federation:
         if member.node is not None:
             await member.node.close()
             member.node = None
+            member.fed = None
 
     async def peer_all(self, *services: Service) -> None:
         """Make every node a peer of every other, allowing `services` (default: lookups)."""

@@ -1,22 +1,37 @@
-"""The federation HTTP API (aiohttp): health and the signed descriptor for now."""
+"""The federation HTTP API (aiohttp): health, the signed descriptor, and messages.
+
+`POST /federation/v1/messages` takes one envelope and answers one signed
+envelope (an answer or an error); the HTTP status is only a hint.
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from node import __version__
-from node.app import Node
+from node.app import Federation, Node
 from node.identity import fingerprint
 from node.protocol import oprf
 from node.protocol.descriptor import PROTOCOL_VERSIONS, sign_descriptor
+from node.protocol.envelope import DEFAULT_MAX_BYTES
 
 MSGPACK = "application/msgpack"
 
 
-def build_federation_app(node: Node, signing_key: Ed25519PrivateKey) -> web.Application:
+def build_federation_app(node: Node, fed: Federation) -> web.Application:
     """The aiohttp application peers talk to."""
-    app = web.Application(client_max_size=1 << 20)
+    app = web.Application()
+
+    async def messages(request: web.Request) -> web.Response:
+        # Read at most one byte over the limit: the receiver answers "too large", signed.
+        data = bytearray()
+        while len(data) <= DEFAULT_MAX_BYTES:
+            chunk = await request.content.read(DEFAULT_MAX_BYTES + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+        status, answer = await fed.dispatcher.handle(bytes(data))
+        return web.Response(status=status, body=answer, content_type=MSGPACK)
 
     async def health(_request: web.Request) -> web.Response:
         return web.json_response(
@@ -31,7 +46,7 @@ def build_federation_app(node: Node, signing_key: Ed25519PrivateKey) -> web.Appl
 
     async def descriptor(_request: web.Request) -> web.Response:
         body = sign_descriptor(
-            signing_key,
+            fed.signing_key,
             node.config.country,
             node.config.public_url,
             node.clock.now(),
@@ -41,4 +56,5 @@ def build_federation_app(node: Node, signing_key: Ed25519PrivateKey) -> web.Appl
 
     app.router.add_get("/federation/v1/health", health)
     app.router.add_get("/federation/v1/descriptor", descriptor)
+    app.router.add_post("/federation/v1/messages", messages)
     return app

@@ -22,6 +22,7 @@ from node.clock import Clock
 from node.protocol import oprf
 from node.protocol.index_builder import IndexBuilder
 from node.protocol.membership import SortedItems
+from node.protocol.model import Hit
 from node.store.lookups import LookupStore
 
 BATCH = 10_000
@@ -49,6 +50,10 @@ class LookupIndex:
             await self._store.delete_inactive_outputs()
             await self._evaluate_missing(progress)
             return await self._publish()
+
+    async def hits(self, limit: int = 100, offset: int = 0) -> list[Hit]:
+        """Foreign lookups that matched our records, newest first."""
+        return await self._store.get_hits(limit, offset)
 
     async def _evaluate_missing(self, progress: Progress | None) -> None:
         batch = await self._store.get_unindexed(BATCH)

@@ -145,6 +145,12 @@ class PeersService:
             AuditEvent(actor, "peer.policy", f"peer/{country.strip().upper()}", details),
         )
 
+    async def heard(self, peer: Peer) -> None:
+        """Note a verified message from `peer` (its last contact, at most once a minute)."""
+        now = self._clock.now()
+        if peer.last_contact_at is None or (now - peer.last_contact_at).total_seconds() > 60:
+            await self._store.set_peer(peer.country, {"last_contact_at": now}, now, None)
+
     async def revoke(self, country: str, actor: str) -> Peer:
         """Stop trusting a peer, at once."""
         now = self._clock.now()

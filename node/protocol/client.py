@@ -1,0 +1,120 @@
+"""Asking a peer: seal a request, post it, verify the signed answer.
+
+Every answer names the request it answers (`ref`, the request's message id),
+so an old answer replayed by someone on the path is refused. An `error`
+answer becomes `PeerRefusedError` carrying the peer's stable error code. The
+client is also the outbox's `MessageSender`: each attempt is a new envelope
+(a message id belongs to one transmission), and the outbox message's own id
+travels in the body as `delivery_id`, by which the receiver stays idempotent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from node.clock import Clock
+from node.errors import IarmsError, NotFoundError, ProtocolError
+from node.protocol.delivery import Outcome, SendResult
+from node.protocol.envelope import ERROR, decode_error, open_envelope, read_header, seal, to_ms
+from node.protocol.model import OutboxMessage, Peer, PeerStatus
+from node.protocol.receive import PeerRegistry, select_key
+from node.protocol.transport import PeerTransport, PeerUnreachableError
+
+MESSAGES_PATH = "/federation/v1/messages"
+MAX_ANSWER_BYTES = 16 << 20
+#: Peer error codes after which a delivery is worth retrying; any other is final.
+RETRYABLE = frozenset({"rate_limited", "clock_skew", "internal", "unreachable"})
+
+
+class PeerRefusedError(IarmsError):
+    """The peer answered with a signed error (its code is kept in `peer_code`)."""
+
+    status = 502
+    code = "peer_refused"
+
+    def __init__(self, country: str, peer_code: str, message: str) -> None:
+        super().__init__(f"{country} refused: {message} ({peer_code})")
+        self.peer_code = peer_code
+
+
+def pack(body: dict[str, Any]) -> bytes:
+    """A message body as msgpack."""
+    return msgpack.packb(body, use_bin_type=True)
+
+
+class PeerClient:
+    """Sends requests to peers and checks their answers."""
+
+    def __init__(
+        self,
+        transport: PeerTransport,
+        signing_key: Ed25519PrivateKey,
+        me: str,
+        clock: Clock,
+        peers: PeerRegistry,
+    ) -> None:
+        self._peers = peers
+        self._transport = transport
+        self._key = signing_key
+        self._me = me
+        self._clock = clock
+
+    async def request(self, peer: Peer, type_: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Send one request; the answer's body (a map) once verified.
+
+        Raises:
+            PeerUnreachableError: no answer, or an answer that does not verify.
+            PeerRefusedError: a signed error answer.
+        """
+        data = seal(
+            self._key,
+            self._me,
+            peer.country,
+            type_,
+            pack(body),
+            timestamp_ms=to_ms(self._clock.now()),
+        )
+        answer = await self._transport.post(peer.url + MESSAGES_PATH, data, MAX_ANSWER_BYTES)
+        now = self._clock.now()
+        try:
+            envelope = open_envelope(
+                answer,
+                me=self._me,
+                now_ms=to_ms(now),
+                max_bytes=MAX_ANSWER_BYTES,
+                keys=lambda sender, kid: (
+                    select_key(peer, kid, now) if sender == peer.country else None
+                ),
+            )
+            if envelope.type == ERROR:
+                error = decode_error(envelope)
+                raise PeerRefusedError(peer.country, error.code, error.message)
+            result = msgpack.unpackb(envelope.body, raw=False, max_bin_len=MAX_ANSWER_BYTES)
+        except ProtocolError as e:
+            raise PeerUnreachableError(f"{peer.country}: its answer does not verify: {e}") from e
+        except (ValueError, msgpack.ExtraData) as e:
+            raise PeerUnreachableError(f"{peer.country}: its answer is malformed") from e
+        if not isinstance(result, dict) or result.get("ref") != read_header(data).message_id:
+            raise PeerUnreachableError(f"{peer.country}: its answer is not for this request")
+        return result
+
+    async def deliver(self, message: OutboxMessage) -> SendResult:
+        """One delivery attempt of an outbox message (see the module docstring)."""
+        try:
+            peer = await self._peers.get(message.recipient)
+        except NotFoundError:
+            return SendResult(Outcome.DEAD, f"{message.recipient} is not a peer")
+        if peer.status is not PeerStatus.ACTIVE:
+            return SendResult(Outcome.DEAD, f"{peer.country} is revoked")
+        body = msgpack.unpackb(message.body, raw=False)
+        try:
+            await self.request(peer, message.type, {**body, "delivery_id": message.message_id})
+        except PeerUnreachableError as e:
+            return SendResult(Outcome.RETRY, str(e))
+        except PeerRefusedError as e:
+            outcome = Outcome.RETRY if e.peer_code in RETRYABLE else Outcome.DEAD
+            return SendResult(outcome, str(e))
+        return SendResult(Outcome.DELIVERED)

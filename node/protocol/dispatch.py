@@ -1,0 +1,77 @@
+"""Inbound peer messages: verify, find the peer, run the handler, answer signed.
+
+Every answer is a signed envelope to the sender whose body names the request
+(`ref`); every failure is a signed `error` envelope with a stable code. A
+verified message from a peer clears its delivery backoff: it is back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from node.clock import Clock
+from node.errors import IarmsError, UnknownMessageTypeError
+from node.protocol.client import pack
+from node.protocol.delivery import DeliveryService
+from node.protocol.envelope import Envelope, seal, to_ms
+from node.protocol.model import Peer
+from node.protocol.peers import PeersService
+from node.protocol.receive import Receiver
+
+log = logging.getLogger(__name__)
+
+#: A handler answers a verified envelope from a known peer with (answer type, answer body).
+Handler = Callable[[Envelope, Peer], Awaitable[tuple[str, dict[str, Any]]]]
+
+
+class Dispatcher:
+    """Turns inbound envelope bytes into signed answer bytes (with an HTTP status hint)."""
+
+    def __init__(
+        self,
+        receiver: Receiver,
+        peers: PeersService,
+        delivery: DeliveryService,
+        signing_key: Ed25519PrivateKey,
+        me: str,
+        clock: Clock,
+        handlers: Mapping[str, Handler],
+    ) -> None:
+        self._receiver = receiver
+        self._peers = peers
+        self._delivery = delivery
+        self._key = signing_key
+        self._me = me
+        self._clock = clock
+        self._handlers = handlers
+
+    async def handle(self, data: bytes) -> tuple[int, bytes]:
+        """Process one inbound message; (HTTP status, signed answer)."""
+        try:
+            envelope = await self._receiver.accept(data)
+            peer = await self._peers.get(envelope.sender)
+            await self._peers.heard(peer)
+            await self._delivery.peer_heard(peer.country)
+            handler = self._handlers.get(envelope.type)
+            if handler is None:
+                raise UnknownMessageTypeError(f"message type {envelope.type[:64]!r} is unknown")
+            answer_type, body = await handler(envelope, peer)
+        except IarmsError as e:
+            return e.status, self._receiver.answer_error(e, data)
+        except Exception:
+            log.exception("handling a peer message failed")
+            error = IarmsError("internal error; the message was not processed")
+            return 500, self._receiver.answer_error(error, data)
+        answer = seal(
+            self._key,
+            self._me,
+            envelope.sender,
+            answer_type,
+            pack({**body, "ref": envelope.message_id}),
+            timestamp_ms=to_ms(self._clock.now()),
+        )
+        return 200, answer

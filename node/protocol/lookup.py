@@ -1,0 +1,243 @@
+"""The querier's side of a private lookup, against every peer at once.
+
+For each active peer, concurrently: bring its membership index up to date
+(`index.get`), blind the canonical serials (one batch), have the peer evaluate
+them (`lookup.evaluate`), verify its batched proof against the OPRF key in its
+descriptor, finalise, check the index locally, and only for a match ask the
+peer to confirm (`lookup.confirm`). A peer that cannot be reached for a
+confirmation gets a durable `hit.notice` through the outbox instead. Each
+peer's result for each serial is `hit`, `no_hit` (with the index version
+checked), `unreachable` or `refused`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from node.auditing import AuditEvent
+from node.clock import Clock
+from node.errors import OprfError, ValidationError
+from node.protocol import oprf
+from node.protocol.client import PeerClient, PeerRefusedError, pack
+from node.protocol.delivery import DeliveryService
+from node.protocol.membership import (
+    FullIndex,
+    IndexFormatError,
+    MembershipIndex,
+    item_of,
+    parse_index,
+    update_index,
+)
+from node.protocol.model import Peer, PeerStatus
+from node.protocol.peers import PeersService
+from node.protocol.transport import PeerUnreachableError
+from node.records.serials import canonicalise_serial
+from node.store.audit import AuditStore
+from node.store.lookups import LookupStore
+
+MAX_SERIALS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class LookupResult:
+    """One peer's answer about one serial."""
+
+    peer: str
+    serial: str
+    result: str  # hit, no_hit, unreachable, refused
+    index_version: int | None = None
+    records: list[dict[str, Any]] = field(default_factory=list)
+    make_agrees: bool | None = None
+    reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """The CLI's and console's JSON form."""
+        out: dict[str, Any] = {"peer": self.peer, "serial": self.serial, "result": self.result}
+        if self.result == "hit":
+            out |= {"records": self.records, "make_agrees": self.make_agrees}
+        elif self.result == "no_hit":
+            out["index_version"] = self.index_version
+        else:
+            out["reason"] = self.reason
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A serial to check, with the make as the officer read it (may be empty)."""
+
+    serial: str
+    make: str = ""
+
+
+class LookupService:
+    """Checks serials against every peer's records without revealing them on a miss."""
+
+    def __init__(
+        self,
+        peers: PeersService,
+        client: PeerClient,
+        store: LookupStore,
+        delivery: DeliveryService,
+        audit: AuditStore,
+        clock: Clock,
+    ) -> None:
+        self._peers = peers
+        self._client = client
+        self._store = store
+        self._delivery = delivery
+        self._audit = audit
+        self._clock = clock
+        self._indexes: dict[str, MembershipIndex] = {}
+
+    async def lookup(
+        self, queries: list[Query], case_reference: str, actor: str
+    ) -> list[LookupResult]:
+        """Ask every active peer about every serial; one result per peer and serial."""
+        if not 1 <= len(queries) <= MAX_SERIALS:
+            raise ValidationError(f"serials: between 1 and {MAX_SERIALS} per lookup", "serial")
+        canonical = []
+        for q in queries:
+            c = canonicalise_serial(q.serial)
+            if not c or len(c.encode()) > oprf.MAX_SERIAL_BYTES:
+                raise ValidationError(f"serial: {q.serial!r} is not a serial number", "serial")
+            canonical.append(c)
+        peers = [p for p in await self._peers.list_peers() if p.status is PeerStatus.ACTIVE]
+        await self._audit.add_entry(
+            self._clock.now(),
+            AuditEvent(
+                actor,
+                "lookup.query",
+                "peers",
+                {
+                    "serials": len(queries),
+                    "peers": [p.country for p in peers],
+                    "case_reference": case_reference,
+                },
+            ),
+        )
+        per_peer = await asyncio.gather(
+            *(self._ask(p, queries, canonical, case_reference) for p in peers)
+        )
+        return [r for results in per_peer for r in results]
+
+    async def _ask(
+        self, peer: Peer, queries: list[Query], canonical: list[str], case_reference: str
+    ) -> list[LookupResult]:
+        def every(result: str, reason: str) -> list[LookupResult]:
+            return [LookupResult(peer.country, q.serial, result, reason=reason) for q in queries]
+
+        try:
+            index = await self._index(peer)
+            outputs = await self._evaluate(peer, canonical)
+        except PeerUnreachableError as e:
+            return every("unreachable", str(e))
+        except PeerRefusedError as e:
+            return every("refused", str(e))
+        except (OprfError, IndexFormatError) as e:
+            return every("refused", f"{peer.country} answered with invalid data: {e}")
+        results = []
+        for query, output in zip(queries, outputs, strict=True):
+            if item_of(output) not in index:
+                results.append(
+                    LookupResult(peer.country, query.serial, "no_hit", index_version=index.version)
+                )
+                continue
+            results.append(await self._confirm(peer, query, output, case_reference, index))
+        return results
+
+    async def _evaluate(self, peer: Peer, canonical: list[str]) -> list[bytes]:
+        if peer.oprf_key is None:
+            raise PeerRefusedError(peer.country, "no_oprf_key", "its descriptor has no OPRF key")
+        inputs = [oprf.serial_input(c) for c in canonical]
+        blinded = [oprf.blind(i, oprf.MODE_VOPRF) for i in inputs]
+        answer = await self._client.request(
+            peer, "lookup.evaluate", {"elements": [b for _s, b in blinded]}
+        )
+        evaluated = answer.get("elements")
+        proof = answer.get("proof")
+        if not isinstance(evaluated, list) or not isinstance(proof, bytes):
+            raise OprfError("lookup.evaluated: elements and proof are required")
+        oprf.verify_proof(peer.oprf_key, [b for _s, b in blinded], evaluated, proof)
+        return [
+            oprf.finalize(i, s, e) for i, (s, _b), e in zip(inputs, blinded, evaluated, strict=True)
+        ]
+
+    async def _confirm(
+        self,
+        peer: Peer,
+        query: Query,
+        output: bytes,
+        case_reference: str,
+        index: MembershipIndex,
+    ) -> LookupResult:
+        body = {
+            "lookup_id": os.urandom(16),
+            "output": output,
+            "make": query.make,
+            "case_reference": case_reference,
+        }
+        try:
+            answer = await self._client.request(peer, "lookup.confirm", body)
+        except PeerUnreachableError as e:
+            await self._delivery.enqueue(peer.country, "hit.notice", pack(body))
+            return LookupResult(
+                peer.country,
+                query.serial,
+                "unreachable",
+                reason=f"the index matches; confirmation failed ({e}); a hit notice is queued",
+            )
+        except PeerRefusedError as e:
+            return LookupResult(peer.country, query.serial, "refused", reason=str(e))
+        records = answer.get("records")
+        if not isinstance(records, list) or not records:  # an index false positive (2^-32)
+            return LookupResult(peer.country, query.serial, "no_hit", index_version=index.version)
+        return LookupResult(
+            peer.country,
+            query.serial,
+            "hit",
+            index_version=index.version,
+            records=[r for r in records if isinstance(r, dict)],
+            make_agrees=answer.get("make_agrees"),
+        )
+
+    async def _index(self, peer: Peer) -> MembershipIndex:
+        """The peer's index, brought up to date (cached in memory and in the database).
+
+        The cache keeps the peer's full version and its newest delta (deltas are
+        cumulative), so a restart resumes without downloading the full version.
+        """
+        stored = await self._store.get_peer_index(peer.country)
+        kept: list[bytes] = list(msgpack.unpackb(stored[1])) if stored else []
+        index = self._indexes.get(peer.country)
+        if index is None:
+            for data in kept:
+                index = update_index(index, parse_index(data))
+        answer = await self._client.request(
+            peer, "index.get", {"since": index.version if index else None}
+        )
+        documents = answer.get("documents")
+        if not isinstance(documents, list):
+            raise IndexFormatError("index: documents are required")
+        for data in documents:
+            document = parse_index(data)
+            if document.country != peer.country:
+                raise IndexFormatError(f"index of {document.country} from {peer.country}")
+            index = update_index(index, document)
+            kept = [data] if isinstance(document, FullIndex) else [*kept[:1], data]
+        if index is None:
+            raise PeerRefusedError(peer.country, "no_index", "it has published no index yet")
+        if documents:
+            await self._store.set_peer_index(
+                peer.country,
+                index.version,
+                msgpack.packb(kept, use_bin_type=True),
+                self._clock.now(),
+            )
+        self._indexes[peer.country] = index
+        return index

@@ -1,0 +1,221 @@
+"""Private serial lookups across a three-country federation over loopback HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import date
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from node.protocol import oprf
+from node.protocol.client import pack
+from node.protocol.envelope import decode_error, open_envelope, seal, to_ms
+from node.protocol.lookup import Query
+from node.protocol.model import Service
+from node.protocol.ratelimit import RateLimitConfig
+from node.protocol.receive import select_key
+from node.records.model import RecordInput
+from node.records.serials import canonicalise_serial
+from tests.harness import Federation
+
+CASE = "FR-2026-0042"
+
+
+@pytest.fixture
+async def fed(tmp_path: Path) -> AsyncIterator[Federation]:
+    federation = Federation(tmp_path, rate_limit=RateLimitConfig(capacity=50, rate=1))
+    for country in ("FRA", "DEU", "ITA"):
+        await federation.add(country)
+    await federation.peer_all(Service.LOOKUPS, Service.HIT_DETAILS)
+    deu, ita = federation["DEU"].n, federation["ITA"].n
+    await deu.records.create(
+        RecordInput(
+            "GLK-12345", "Glock", "pistol", "stolen", case_reference="DE-7", notes="from a gun shop"
+        ),
+        "t",
+    )
+    await ita.records.create(RecordInput("B-777", "Beretta", "pistol", "lost"), "t")
+    for member in (deu, ita):
+        await member.lookup_index.refresh()
+    yield federation
+    await federation.close()
+
+
+def by_peer(results: list) -> dict[str, dict]:  # type: ignore[type-arg]
+    return {r.peer: r.to_json() for r in results}
+
+
+async def test_hit_and_miss(fed: Federation) -> None:
+    results = await fed["FRA"].f.lookups.lookup([Query("glk 12345", "glock")], CASE, "officer")
+    answers = by_peer(results)
+    assert answers["DEU"]["result"] == "hit"
+    assert answers["DEU"]["make_agrees"] is True
+    assert answers["DEU"]["records"][0]["serial_number"] == "GLK-12345"
+    assert answers["DEU"]["records"][0]["notes"] == "from a gun shop"
+    assert answers["ITA"] == {
+        "peer": "ITA",
+        "serial": "glk 12345",
+        "result": "no_hit",
+        "index_version": 1,
+    }
+    hits = await fed["DEU"].n.lookup_index.hits()
+    assert [(h.peer, h.serial_number, h.case_reference) for h in hits] == [
+        ("FRA", "GLK-12345", CASE)
+    ]
+    actions = [e.action for e in await fed["ITA"].n.audit.recent(limit=5)]
+    assert "lookup.evaluate" in actions and "lookup.confirm" not in actions
+    evaluate = next(
+        e for e in await fed["ITA"].n.audit.recent(limit=5) if e.action == "lookup.evaluate"
+    )
+    assert evaluate.details == {"count": 1}  # the peer and the count, never the values
+
+
+async def test_serial_only_match_when_the_make_is_spelled_differently(fed: Federation) -> None:
+    results = await fed["FRA"].f.lookups.lookup(
+        [Query("GLK12345", "Smith & Wesson")], CASE, "officer"
+    )
+    assert by_peer(results)["DEU"]["result"] == "hit"
+    assert by_peer(results)["DEU"]["make_agrees"] is False
+
+
+async def test_bulk_check(fed: Federation) -> None:
+    queries = [Query(s) for s in ("GLK-12345", "B-777", "NOPE-1", "NOPE-2")]
+    results = await fed["FRA"].f.lookups.lookup(queries, CASE, "officer")
+    table = {(r.peer, r.serial): r.result for r in results}
+    assert table == {
+        ("DEU", "GLK-12345"): "hit",
+        ("DEU", "B-777"): "no_hit",
+        ("DEU", "NOPE-1"): "no_hit",
+        ("DEU", "NOPE-2"): "no_hit",
+        ("ITA", "GLK-12345"): "no_hit",
+        ("ITA", "B-777"): "hit",
+        ("ITA", "NOPE-1"): "no_hit",
+        ("ITA", "NOPE-2"): "no_hit",
+    }
+
+
+async def test_details_follow_policy_revocation_refuses(fed: Federation) -> None:
+    await fed["DEU"].n.peers.set_policy("FRA", [Service.LOOKUPS], "admin")
+    await fed["ITA"].n.peers.revoke("FRA", "admin")
+    answers = by_peer(await fed["FRA"].f.lookups.lookup([Query("GLK-12345")], CASE, "o"))
+    assert answers["DEU"]["result"] == "hit"
+    assert answers["DEU"]["records"] == [{"status": "stolen"}]
+    assert answers["ITA"]["result"] == "refused" and "(revoked)" in answers["ITA"]["reason"]
+    await fed["DEU"].n.peers.set_policy("FRA", [], "admin")
+    answers = by_peer(await fed["FRA"].f.lookups.lookup([Query("GLK-12345")], CASE, "o"))
+    assert answers["DEU"]["result"] == "refused" and "(refused)" in answers["DEU"]["reason"]
+
+
+async def test_unreachable_peer_and_recovered_record(fed: Federation) -> None:
+    await fed.stop("ITA")
+    deu = fed["DEU"].n
+    record = (
+        await deu.records.search(
+            deu.records.parse_filter(
+                __import__("node.records.service", fromlist=["FilterText"]).FilterText(
+                    serial="GLK12345"
+                )
+            ),
+            "t",
+        )
+    ).records[0]
+    await deu.records.recover(record.id, record.version, date(2026, 1, 2), "t")
+    assert await deu.lookup_index.refresh() == 2
+    answers = by_peer(await fed["FRA"].f.lookups.lookup([Query("GLK-12345")], CASE, "o"))
+    assert answers["ITA"]["result"] == "unreachable"
+    assert answers["DEU"] == {
+        "peer": "DEU",
+        "serial": "GLK-12345",
+        "result": "no_hit",
+        "index_version": 2,
+    }
+
+
+async def test_rate_limit(fed: Federation) -> None:
+    queries = [Query(f"R-{i}") for i in range(60)]
+    answers = by_peer(await fed["FRA"].f.lookups.lookup(queries, CASE, "o"))
+    assert answers["DEU"]["result"] == "refused" and "rate_limited" in answers["DEU"]["reason"]
+
+
+async def test_hit_notice_reaches_a_peer_that_was_down(fed: Federation) -> None:
+    fra, deu = fed["FRA"], fed["DEU"]
+
+    output = oprf.evaluate_direct(
+        deu.n.oprf_key, oprf.serial_input(canonicalise_serial("GLK-12345")), oprf.MODE_VOPRF
+    )
+    await fed.stop("DEU")
+    notice = {"lookup_id": b"L" * 16, "output": output, "make": "Glock", "case_reference": CASE}
+    await fra.n.delivery.enqueue("DEU", "hit.notice", pack(notice))
+    assert await fra.n.delivery.deliver_due(fra.f.client) == 0
+    await fed.start("DEU")
+    await fra.n.delivery.peer_heard("DEU")  # as if DEU had written to us
+    assert await fra.n.delivery.deliver_due(fra.f.client) == 1
+    hits = await fed["DEU"].n.lookup_index.hits()
+    assert [(h.peer, h.case_reference) for h in hits] == [("FRA", CASE)]
+
+
+async def _post(url: str, data: bytes) -> tuple[int, bytes]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url + "/federation/v1/messages", data=data) as response,
+    ):
+        return response.status, await response.read()
+
+
+@pytest.mark.parametrize(
+    "fault",
+    ["replay", "tampered", "wrong_recipient", "stale", "too_large", "unknown_type", "malformed"],
+)
+async def test_bad_envelopes_get_signed_errors_and_the_node_keeps_serving(
+    fed: Federation, fault: str
+) -> None:
+    fra, deu = fed["FRA"], fed["DEU"]
+    now = to_ms(fra.clock.now())
+    body = pack({"since": None})
+    kind, recipient, ts = "index.get", "DEU", now
+    if fault == "wrong_recipient":
+        recipient = "ITA"
+    if fault == "stale":
+        ts = now - 3_600_000
+    if fault == "unknown_type":
+        kind = "lookup.everything"
+    data = seal(fra.key, "FRA", recipient, kind, body, timestamp_ms=ts)  # type: ignore[arg-type]
+    if fault == "replay":
+        assert (await _post(deu.url, data))[0] == 200
+    if fault == "tampered":
+        data = data[:-1] + bytes([data[-1] ^ 1])
+    if fault == "too_large":
+        data = seal(
+            fra.key,
+            "FRA",
+            "DEU",
+            "index.get",
+            b"\x00" * (1 << 20),  # type: ignore[arg-type]
+            timestamp_ms=now,
+        )
+    if fault == "malformed":
+        data = b"\x93\x01\x02"
+    status, answer = await _post(deu.url, data)
+    assert status >= 400
+    peer = await fra.n.peers.get("DEU")
+    envelope = open_envelope(
+        answer,
+        me="XXX" if fault in ("too_large", "malformed") else "FRA",
+        now_ms=to_ms(fra.clock.now()),
+        keys=lambda s, k: select_key(peer, k, fra.clock.now()),
+    )
+    expected = {
+        "replay": "replay",
+        "tampered": "bad_signature",
+        "wrong_recipient": "wrong_recipient",
+        "stale": "clock_skew",
+        "too_large": "too_large",
+        "unknown_type": "unknown_type",
+        "malformed": "malformed",
+    }[fault]
+    assert decode_error(envelope).code == expected
+    # and it still answers good messages
+    good = await fra.f.lookups.lookup([Query("GLK-12345")], CASE, "o")
+    assert by_peer(good)["DEU"]["result"] == "hit"
