@@ -148,6 +148,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow", required=True, help="comma-separated: lookups, hit-details, traces, statistics"
     )
 
+    lookup = sub.add_parser(
+        "lookup", parents=[data], help="check serials against every peer, privately"
+    )
+    what = lookup.add_mutually_exclusive_group(required=True)
+    what.add_argument("--serial", help="one serial number")
+    what.add_argument(
+        "--bulk",
+        type=Path,
+        metavar="FILE.csv",
+        help="a CSV with a serial_number column (and optionally make)",
+    )
+    lookup.add_argument("--make", default="", help="the make as read on the firearm")
+    lookup.add_argument("--case-ref", default="", help="your case reference (told to the owner)")
+    lookup.add_argument("--key-passphrase-file", type=Path)
+    lookup.add_argument("--json", action="store_true", help="one JSON object per peer and serial")
+    sub.add_parser(
+        "hits", parents=[data], help="peers' lookups that matched our records"
+    ).add_argument("--json", action="store_true")
+
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(
         dest="action", required=True, metavar="ACTION"
     )

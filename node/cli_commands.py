@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import sys
 import tempfile
@@ -11,13 +12,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tqdm import tqdm
 
 from node.accounts.model import UserStatus
 from node.accounts.service import parse_role
-from node.app import Node
+from node.app import Node, federation
 from node.cli import EXIT_REJECTED_ROWS, _actor, print_json
-from node.config import load_config
+from node.config import NodeConfig, load_config
 from node.errors import ConfigError, ValidationError
 from node.identity import (
     PASSPHRASE_ENV,
@@ -27,6 +29,7 @@ from node.identity import (
     read_passphrase_file,
 )
 from node.initialise import init_node
+from node.protocol.lookup import Query
 from node.protocol.model import Peer
 from node.protocol.peers import parse_services
 from node.records.csvio import RecordCsvWriter
@@ -85,13 +88,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
     from node.server import serve
 
     config = load_config(args.data_dir)
-    passphrase = None
-    if config.key_encrypted:
-        if args.key_passphrase_file:
-            passphrase = read_passphrase_file(args.key_passphrase_file)
-        elif os.environ.get(PASSPHRASE_ENV):
-            passphrase = os.environ[PASSPHRASE_ENV].encode()
-    key = load_signing_key(config.signing_key_file, passphrase)
+    key = _signing_key(config, args.key_passphrase_file)
     node = await Node.open(config)
     try:
         print(f"iarms-node {config.country} serving", flush=True)
@@ -349,6 +346,86 @@ async def cmd_peers_policy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _signing_key(config: NodeConfig, passphrase_file: Path | None) -> Ed25519PrivateKey:
+    passphrase = None
+    if config.key_encrypted:
+        if passphrase_file:
+            passphrase = read_passphrase_file(passphrase_file)
+        elif os.environ.get(PASSPHRASE_ENV):
+            passphrase = os.environ[PASSPHRASE_ENV].encode()
+    return load_signing_key(config.signing_key_file, passphrase)
+
+
+def _bulk_queries(path: Path) -> list[Query]:
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or "serial_number" not in [
+                n.strip().lower() for n in reader.fieldnames
+            ]:
+                raise ValidationError(f"{path}: needs a header row with a serial_number column")
+            rows = [
+                {(k or "").strip().lower(): (v or "") for k, v in row.items()} for row in reader
+            ]
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise ValidationError(f"{path}: cannot read it as a UTF-8 CSV file ({e})") from e
+    queries = [
+        Query(r["serial_number"].strip(), r.get("make", "").strip())
+        for r in rows
+        if r["serial_number"].strip()
+    ]
+    if not queries:
+        raise ValidationError(f"{path}: no serial numbers in it")
+    return queries
+
+
+async def cmd_lookup(args: argparse.Namespace) -> int:
+    config = load_config(args.data_dir)
+    key = _signing_key(config, args.key_passphrase_file)
+    queries = _bulk_queries(args.bulk) if args.bulk else [Query(args.serial, args.make)]
+    async with _open(args) as node:
+        results = await federation(node, key).lookups.lookup(queries, args.case_ref, _actor())
+    if not results:
+        print("this node has no active peers: add one with 'iarms-node peers add'", file=sys.stderr)
+    for r in results:
+        if args.json:
+            print_json(r.to_json())
+            continue
+        if r.result == "hit":
+            agrees = {True: "make agrees", False: "MAKE DIFFERS", None: "no make given"}
+            details = "; ".join(
+                ", ".join(f"{k}={v}" for k, v in rec.items() if v) for rec in r.records
+            )
+            print(f"{r.peer}  {r.serial:<20} HIT ({agrees[r.make_agrees]})  {details}")
+        elif r.result == "no_hit":
+            print(f"{r.peer}  {r.serial:<20} no hit (index version {r.index_version})")
+        else:
+            print(f"{r.peer}  {r.serial:<20} {r.result}: {r.reason}")
+    return 0
+
+
+async def cmd_hits(args: argparse.Namespace) -> int:
+    async with _open(args) as node:
+        hits = await node.lookup_index.hits(limit=1000)
+    for h in hits:
+        info = {
+            "record_id": h.record_id,
+            "serial_number": h.serial_number,
+            "peer": h.peer,
+            "at": h.at.isoformat(),
+            "case_reference": h.case_reference,
+            "make_agrees": h.make_agrees,
+        }
+        if args.json:
+            print_json(info)
+        else:
+            print(
+                f"{h.at:%Y-%m-%d %H:%M}  {h.peer}  record {h.record_id:<8} "
+                f"{h.serial_number:<20} case {h.case_reference or '-'}"
+            )
+    return 0
+
+
 COMMANDS: dict[str, Handler] = {
     "init": cmd_init,
     "run": cmd_run,
@@ -366,6 +443,8 @@ COMMANDS: dict[str, Handler] = {
     "peers show": cmd_peers_show,
     "peers revoke": cmd_peers_revoke,
     "peers policy": cmd_peers_policy,
+    "lookup": cmd_lookup,
+    "hits": cmd_hits,
     "audit verify": cmd_audit_verify,
     "audit show": cmd_audit_show,
 }
