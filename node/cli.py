@@ -89,6 +89,19 @@ def build_parser() -> argparse.ArgumentParser:
         "identity", parents=[data], help="country and signing-key fingerprint"
     ).add_argument("--json", action="store_true")
 
+    rotate = sub.add_parser(
+        "rotate-key",
+        parents=[data],
+        help="replace the signing key; peers follow a statement signed by the old one",
+    )
+    rotate.add_argument(
+        "--grace-days",
+        type=float,
+        default=7.0,
+        help="how long peers still accept the old key (default 7)",
+    )
+    rotate.add_argument("--key-passphrase-file", type=Path)
+
     records = sub.add_parser("records", help="import, export and search records").add_subparsers(
         dest="action", required=True, metavar="ACTION"
     )

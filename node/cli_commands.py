@@ -9,6 +9,7 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from node.initialise import init_node
 from node.protocol.lookup import Query
 from node.protocol.model import Peer
 from node.protocol.peers import parse_services
+from node.protocol.rotation import rotate_signing_key
 from node.records.csvio import RecordCsvWriter
 from node.records.service import FilterText
 
@@ -426,6 +428,33 @@ async def cmd_hits(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_rotate_key(args: argparse.Namespace) -> int:
+    if not 0 < args.grace_days <= 90:
+        raise ValidationError("--grace-days: between 0 and 90 days")
+    config = load_config(args.data_dir)
+    passphrase = None
+    if config.key_encrypted:
+        passphrase = (
+            read_passphrase_file(args.key_passphrase_file)
+            if args.key_passphrase_file
+            else os.environ.get(PASSPHRASE_ENV, "").encode() or None
+        )
+    rotation = rotate_signing_key(
+        config.signing_key_file,
+        passphrase,
+        config.country,
+        datetime.now(UTC),
+        timedelta(days=args.grace_days),
+    )
+    print(f"new signing key fingerprint: {fingerprint(rotation.new_key)}")
+    print(
+        f"peers accept the old key until "
+        f"{datetime.fromtimestamp(rotation.grace_until, UTC):%Y-%m-%d %H:%M} UTC; "
+        "restart the node to sign with the new key"
+    )
+    return 0
+
+
 COMMANDS: dict[str, Handler] = {
     "init": cmd_init,
     "run": cmd_run,
@@ -444,6 +473,7 @@ COMMANDS: dict[str, Handler] = {
     "peers revoke": cmd_peers_revoke,
     "peers policy": cmd_peers_policy,
     "lookup": cmd_lookup,
+    "rotate-key": cmd_rotate_key,
     "hits": cmd_hits,
     "audit verify": cmd_audit_verify,
     "audit show": cmd_audit_show,

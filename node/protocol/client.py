@@ -10,13 +10,13 @@ travels in the body as `delivery_id`, by which the receiver stays idempotent.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import msgpack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from node.clock import Clock
-from node.errors import IarmsError, NotFoundError, ProtocolError
+from node.errors import IarmsError, NotFoundError, ProtocolError, UnknownSenderError
 from node.protocol.delivery import Outcome, SendResult
 from node.protocol.envelope import ERROR, decode_error, open_envelope, read_header, seal, to_ms
 from node.protocol.model import OutboxMessage, Peer, PeerStatus
@@ -40,6 +40,18 @@ class PeerRefusedError(IarmsError):
         self.peer_code = peer_code
 
 
+class _UnknownKeyError(Exception):
+    """An answer signed with a key the registry does not hold (maybe rotated)."""
+
+
+class Peers(PeerRegistry, Protocol):
+    """The peer registry, able to follow a peer's key rotation."""
+
+    async def follow_rotation(self, country: str) -> bool:
+        """Switch to a peer's new key if its descriptor announces one validly."""
+        ...
+
+
 def pack(body: dict[str, Any]) -> bytes:
     """A message body as msgpack."""
     return msgpack.packb(body, use_bin_type=True)
@@ -54,7 +66,7 @@ class PeerClient:
         signing_key: Ed25519PrivateKey,
         me: str,
         clock: Clock,
-        peers: PeerRegistry,
+        peers: Peers,
     ) -> None:
         self._peers = peers
         self._transport = transport
@@ -65,10 +77,30 @@ class PeerClient:
     async def request(self, peer: Peer, type_: str, body: dict[str, Any]) -> dict[str, Any]:
         """Send one request; the answer's body (a map) once verified.
 
+        An answer under a key we do not know may follow a key rotation: the
+        peer's descriptor is checked once and the request sent again.
+
         Raises:
             PeerUnreachableError: no answer, or an answer that does not verify.
             PeerRefusedError: a signed error answer.
         """
+        try:
+            return await self._request(peer, type_, body)
+        except _UnknownKeyError:
+            fresh = await self._peers.get(peer.country)  # `peer` may predate a rotation
+            if fresh.signing_key == peer.signing_key and not await self._peers.follow_rotation(
+                peer.country
+            ):
+                raise PeerUnreachableError(
+                    f"{peer.country}: its answer is signed with a key this node does not trust"
+                ) from None
+            peer = await self._peers.get(peer.country)
+        try:
+            return await self._request(peer, type_, body)
+        except _UnknownKeyError as e:
+            raise PeerUnreachableError(f"{peer.country}: {e}") from None
+
+    async def _request(self, peer: Peer, type_: str, body: dict[str, Any]) -> dict[str, Any]:
         data = seal(
             self._key,
             self._me,
@@ -93,6 +125,8 @@ class PeerClient:
                 error = decode_error(envelope)
                 raise PeerRefusedError(peer.country, error.code, error.message)
             result = msgpack.unpackb(envelope.body, raw=False, max_bin_len=MAX_ANSWER_BYTES)
+        except UnknownSenderError as e:
+            raise _UnknownKeyError(str(e)) from e
         except ProtocolError as e:
             raise PeerUnreachableError(f"{peer.country}: its answer does not verify: {e}") from e
         except (ValueError, msgpack.ExtraData) as e:

@@ -1,7 +1,7 @@
 """The node descriptor: who this node is, signed with its Ed25519 key.
 
 Wire form (msgpack): a map `{"signed": bin, "signature": bin}` where `signed`
-is the msgpack encoding of `{"country", "signing_key", "oprf_key",
+is the msgpack encoding of `{"country", "signing_key", "oprf_key", "rotation",
 "endpoints", "protocol_versions", "valid_from", "valid_until"}` and
 `signature` is the Ed25519 signature over exactly those bytes by
 `signing_key`. A descriptor proves only that its server holds that key: an
@@ -31,6 +31,7 @@ class NodeDescriptor:
     country: str
     signing_key: bytes
     oprf_key: bytes | None
+    rotation: bytes | None
     endpoints: dict[str, str]
     protocol_versions: tuple[str, ...]
     valid_from: int
@@ -43,6 +44,7 @@ def sign_descriptor(
     public_url: str,
     now: datetime,
     oprf_key: bytes | None = None,
+    rotation: bytes | None = None,
 ) -> bytes:
     """The signed descriptor bytes this node serves."""
     from node.identity import public_bytes
@@ -51,6 +53,7 @@ def sign_descriptor(
         "country": country,
         "signing_key": public_bytes(key.public_key()),
         "oprf_key": oprf_key,
+        "rotation": rotation,
         "endpoints": {"federation": f"{public_url}/federation/v1"},
         "protocol_versions": list(PROTOCOL_VERSIONS),
         "valid_from": int(now.timestamp()),
@@ -72,6 +75,7 @@ def verify_descriptor(data: bytes) -> NodeDescriptor:
             country=str(body["country"]),
             signing_key=bytes(body["signing_key"]),
             oprf_key=bytes(body["oprf_key"]) if body.get("oprf_key") is not None else None,
+            rotation=bytes(body["rotation"]) if body.get("rotation") is not None else None,
             endpoints={str(k): str(v) for k, v in dict(body["endpoints"]).items()},
             protocol_versions=tuple(str(v) for v in body["protocol_versions"]),
             valid_from=int(body["valid_from"]),

@@ -14,13 +14,20 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from node.clock import Clock
-from node.errors import IarmsError, UnknownMessageTypeError
+from node.errors import (
+    IarmsError,
+    NotFoundError,
+    UnknownMessageTypeError,
+    UnknownSenderError,
+    ValidationError,
+)
 from node.protocol.client import pack
 from node.protocol.delivery import DeliveryService
-from node.protocol.envelope import Envelope, seal, to_ms
+from node.protocol.envelope import Envelope, read_header, seal, to_ms
 from node.protocol.model import Peer
 from node.protocol.peers import PeersService
 from node.protocol.receive import Receiver
+from node.protocol.transport import PeerUnreachableError
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +56,26 @@ class Dispatcher:
         self._clock = clock
         self._handlers = handlers
 
+    async def _accept(self, data: bytes) -> Envelope:
+        """Verify; a known peer under an unknown key may have rotated it: check once."""
+        try:
+            return await self._receiver.accept(data)
+        except UnknownSenderError:
+            sender = read_header(data).sender
+            if not await self._follow(sender):
+                raise
+            return await self._receiver.accept(data)
+
+    async def _follow(self, sender: str) -> bool:
+        try:
+            return await self._peers.follow_rotation(sender)
+        except (NotFoundError, PeerUnreachableError, ValidationError):
+            return False
+
     async def handle(self, data: bytes) -> tuple[int, bytes]:
         """Process one inbound message; (HTTP status, signed answer)."""
         try:
-            envelope = await self._receiver.accept(data)
+            envelope = await self._accept(data)
             peer = await self._peers.get(envelope.sender)
             await self._peers.heard(peer)
             await self._delivery.peer_heard(peer.country)

@@ -20,6 +20,7 @@ from node.errors import ConfigError, ConflictError, ValidationError
 from node.identity import fingerprint
 from node.protocol.descriptor import verify_descriptor
 from node.protocol.model import DEFAULT_POLICY, Peer, PeerStatus, Service
+from node.protocol.rotation import verify_rotation
 from node.protocol.transport import PeerTransport
 from node.store.peers import PeersStore
 
@@ -62,6 +63,7 @@ class PeersService:
         self._transport = transport
         self._clock = clock
         self._country = country
+        self._rotation_checked: dict[str, datetime] = {}
 
     async def add(self, url: str, country: str, fingerprint_text: str, actor: str) -> Peer:
         """Fetch the descriptor at `url` and register the peer if its key has the fingerprint."""
@@ -144,6 +146,49 @@ class PeersService:
             self._clock.now(),
             AuditEvent(actor, "peer.policy", f"peer/{country.strip().upper()}", details),
         )
+
+    async def follow_rotation(self, country: str) -> bool:
+        """Check a peer's descriptor for a new key announced under the one we trust.
+
+        Returns True if the peer's key changed (the old one stays valid until the
+        statement's grace period ends). A key that changed without a valid
+        statement is not followed: its admin must be asked, and the peer re-added.
+        At most one check a minute per peer, whatever triggers it.
+        """
+        now = self._clock.now()
+        last = self._rotation_checked.get(country)
+        if last is not None and (now - last).total_seconds() < 60:
+            return False
+        self._rotation_checked[country] = now
+        peer = await self._store.get_peer(country)
+        if peer.status is not PeerStatus.ACTIVE:
+            return False
+        data = await self._transport.get(peer.url + DESCRIPTOR_PATH, MAX_DESCRIPTOR_BYTES)
+        descriptor = verify_descriptor(data)
+        if descriptor.signing_key == peer.signing_key or descriptor.rotation is None:
+            return False
+        rotation = verify_rotation(descriptor.rotation, peer.signing_key)
+        if rotation.new_key != descriptor.signing_key or rotation.country != country:
+            return False
+        grace_until = datetime.fromtimestamp(rotation.grace_until, UTC)
+        values = {
+            "signing_key": rotation.new_key,
+            "previous_key": peer.signing_key,
+            "previous_key_until": grace_until,
+            "oprf_key": descriptor.oprf_key,
+            "descriptor": data,
+        }
+        details = {
+            "fingerprint": fingerprint(rotation.new_key),
+            "grace_until": grace_until.isoformat(),
+        }
+        await self._store.set_peer(
+            country,
+            values,
+            now,
+            AuditEvent("peer:" + country, "peer.key_rotated", f"peer/{country}", details),
+        )
+        return True
 
     async def heard(self, peer: Peer) -> None:
         """Note a verified message from `peer` (its last contact, at most once a minute)."""

@@ -1,0 +1,97 @@
+"""Key rotation: a node announces its new signing key in a statement signed by the old one.
+
+Wire form (msgpack): `{"signed": bin, "signature": bin}`, `signed` being the
+msgpack array `[country, old_key (bin 32), new_key (bin 32), at (int, Unix
+seconds), grace_until (int, Unix seconds)]` and `signature` the Ed25519
+signature by `old_key` over exactly those bytes. The node serves it in its
+descriptor (field `rotation`). A peer that finds a new key in the descriptor
+switches to it only if the statement verifies under the key it trusted;
+messages under the old key are accepted until `grace_until`, then refused.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import msgpack
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from node.errors import ValidationError
+from node.identity import create_signing_key, fingerprint, load_signing_key, public_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRotation:
+    """A verified rotation statement."""
+
+    country: str
+    old_key: bytes
+    new_key: bytes
+    at: int
+    grace_until: int
+
+
+def sign_rotation(
+    old: Ed25519PrivateKey, country: str, new_key: bytes, at: int, grace_until: int
+) -> bytes:
+    """The statement announcing `new_key`, signed with the old key."""
+    signed = msgpack.packb(
+        [country, public_bytes(old.public_key()), new_key, at, grace_until], use_bin_type=True
+    )
+    return msgpack.packb({"signed": signed, "signature": old.sign(signed)}, use_bin_type=True)
+
+
+def verify_rotation(data: bytes, old_key: bytes) -> KeyRotation:
+    """Verify a statement under the key this node trusted; ValidationError otherwise."""
+    try:
+        outer = msgpack.unpackb(data, raw=False, max_bin_len=4096, max_str_len=64)
+        signed, signature = outer["signed"], outer["signature"]
+        Ed25519PublicKey.from_public_bytes(old_key).verify(signature, signed)
+        country, old, new, at, grace_until = msgpack.unpackb(signed, raw=False)
+        rotation = KeyRotation(str(country), bytes(old), bytes(new), int(at), int(grace_until))
+    except InvalidSignature as e:
+        raise ValidationError("key rotation: not signed by the key this node trusted") from e
+    except (ValueError, TypeError, KeyError, msgpack.ExtraData) as e:
+        raise ValidationError(f"key rotation: malformed statement ({e})") from e
+    if rotation.old_key != old_key or len(rotation.new_key) != 32:
+        raise ValidationError("key rotation: the statement is for another key")
+    return rotation
+
+
+ROTATION_FILE = "rotation.msgpack"
+
+
+def rotate_signing_key(
+    key_file: Path, passphrase: bytes | None, country: str, now: datetime, grace: timedelta
+) -> KeyRotation:
+    """Replace the node's signing key, keeping the old one aside, and write the statement.
+
+    The statement goes to `rotation.msgpack` beside the key; the node serves it
+    in its descriptor once restarted with the new key.
+    """
+    old = load_signing_key(key_file, passphrase)
+    staged = key_file.with_name(key_file.name + ".new")
+    staged.unlink(missing_ok=True)
+    staged.with_suffix(".pub").unlink(missing_ok=True)
+    new_public = create_signing_key(staged, passphrase)
+    statement = sign_rotation(
+        old, country, new_public, int(now.timestamp()), int((now + grace).timestamp())
+    )
+    retired = key_file.with_name(
+        f"{key_file.stem}.{fingerprint(public_bytes(old.public_key()))[:12]}.retired.pem"
+    )
+    os.replace(key_file, retired)
+    os.replace(staged, key_file)
+    os.replace(staged.with_suffix(".pub"), key_file.with_suffix(".pub"))
+    (key_file.parent / ROTATION_FILE).write_bytes(statement)
+    return verify_rotation(statement, public_bytes(old.public_key()))
+
+
+def load_rotation(data_dir: Path) -> bytes | None:
+    """The node's latest rotation statement, if it ever rotated its key."""
+    path = data_dir / ROTATION_FILE
+    return path.read_bytes() if path.exists() else None

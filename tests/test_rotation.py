@@ -1,0 +1,82 @@
+"""Key rotation: peers follow a new key announced under the old one; the old key expires."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from node.identity import load_signing_key
+from node.protocol.client import pack
+from node.protocol.envelope import ERROR, decode_error, open_envelope, seal, to_ms
+from node.protocol.lookup import Query
+from node.protocol.model import Service
+from node.protocol.receive import select_key
+from node.protocol.rotation import rotate_signing_key
+from tests.harness import Federation
+
+
+@pytest.fixture
+async def fed(tmp_path: Path) -> AsyncIterator[Federation]:
+    federation = Federation(tmp_path)
+    for country in ("FRA", "DEU"):
+        await federation.add(country)
+    await federation.peer_all(Service.LOOKUPS)
+    await federation["DEU"].n.lookup_index.refresh()
+    yield federation
+    await federation.close()
+
+
+async def _post_as_deu(fed: Federation, key: object) -> str:
+    fra = fed["FRA"]
+    data = seal(
+        key,
+        "DEU",
+        "FRA",
+        "index.get",
+        pack({"since": None}),  # type: ignore[arg-type]
+        timestamp_ms=to_ms(fra.clock.now()),
+    )
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(fra.url + "/federation/v1/messages", data=data) as r,
+    ):
+        answer = await r.read()
+    deu_peer = await fed["DEU"].n.peers.get("FRA")
+    envelope = open_envelope(
+        answer,
+        me="DEU",
+        now_ms=to_ms(fra.clock.now()),
+        keys=lambda _s, k: select_key(deu_peer, k, fra.clock.now()),
+    )
+    return decode_error(envelope).code if envelope.type == ERROR else envelope.type
+
+
+async def test_peers_follow_a_rotation_and_refuse_the_old_key_after_grace(
+    fed: Federation,
+) -> None:
+    fra, deu = fed["FRA"], fed["DEU"]
+    old_key = deu.key
+    old_public = deu.n.public_key
+    config = deu.n.config
+    rotation = rotate_signing_key(
+        config.signing_key_file, None, "DEU", deu.clock.now(), timedelta(days=1)
+    )
+    await fed.stop("DEU")
+    await fed.start("DEU")  # now signs with the new key and serves the statement
+    assert deu.n.public_key == rotation.new_key != old_public
+
+    results = await fra.f.lookups.lookup([Query("X-1")], "c", "o")  # answers under the new key
+    assert [r.result for r in results] == ["no_hit"], results
+    peer = await fra.n.peers.get("DEU")
+    assert (peer.signing_key, peer.previous_key) == (rotation.new_key, old_public)
+    assert (await fra.n.audit.recent(action="peer.key_rotated"))[0].target == "peer/DEU"
+
+    assert await _post_as_deu(fed, load_signing_key(config.signing_key_file, None)) == "index"
+    assert await _post_as_deu(fed, old_key) == "index"  # still in the grace period
+    fed.clock.advance(2 * 86400)
+    assert await _post_as_deu(fed, old_key) == "unknown_sender"
+    assert await _post_as_deu(fed, load_signing_key(config.signing_key_file, None)) == "index"
