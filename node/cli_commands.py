@@ -107,11 +107,7 @@ async def cmd_identity(args: argparse.Namespace) -> int:
         "fingerprint": fingerprint(load_public_key(config.signing_key_file)),
         "public_url": config.public_url,
     }
-    if args.json:
-        print_json(info)
-    else:
-        for name, value in info.items():
-            print(f"{name}: {value}")
+    _print_info(info, args.json)
     return 0
 
 
@@ -325,11 +321,7 @@ async def cmd_peers_list(args: argparse.Namespace) -> int:
 async def cmd_peers_show(args: argparse.Namespace) -> int:
     async with _open(args) as node:
         info = _peer_info(await node.peers.get(args.country))
-    if args.json:
-        print_json(info)
-    else:
-        for name, value in info.items():
-            print(f"{name}: {value}")
+    _print_info(info, args.json)
     return 0
 
 
@@ -348,14 +340,25 @@ async def cmd_peers_policy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _passphrase(config: NodeConfig, passphrase_file: Path | None) -> bytes | None:
+    """The signing key's passphrase (file, else environment) when the key is encrypted."""
+    if not config.key_encrypted:
+        return None
+    if passphrase_file:
+        return read_passphrase_file(passphrase_file)
+    return os.environ.get(PASSPHRASE_ENV, "").encode() or None
+
+
 def _signing_key(config: NodeConfig, passphrase_file: Path | None) -> Ed25519PrivateKey:
-    passphrase = None
-    if config.key_encrypted:
-        if passphrase_file:
-            passphrase = read_passphrase_file(passphrase_file)
-        elif os.environ.get(PASSPHRASE_ENV):
-            passphrase = os.environ[PASSPHRASE_ENV].encode()
-    return load_signing_key(config.signing_key_file, passphrase)
+    return load_signing_key(config.signing_key_file, _passphrase(config, passphrase_file))
+
+
+def _print_info(info: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print_json(info)
+    else:
+        for name, value in info.items():
+            print(f"{name}: {value}")
 
 
 def _bulk_queries(path: Path) -> list[Query]:

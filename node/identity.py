@@ -59,17 +59,23 @@ def create_signing_key(path: Path, passphrase: bytes | None) -> bytes:
     return public
 
 
-def load_signing_key(path: Path, passphrase: bytes | None) -> Ed25519PrivateKey:
-    """Read the signing key; SigningKeyError with the fix when it cannot be used."""
+def _read_secret(path: Path, what: str) -> bytes:
+    """A secret file's bytes; SigningKeyError if unreadable or readable by others."""
     try:
         mode = path.stat().st_mode
         data = path.read_bytes()
     except OSError as e:
-        raise SigningKeyError(f"cannot read the signing key {path}: {e.strerror}") from e
+        raise SigningKeyError(f"cannot read the {what} {path}: {e.strerror}") from e
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise SigningKeyError(
-            f"the signing key {path} is readable by other users; run: chmod 600 {path}"
+            f"the {what} {path} is readable by other users; run: chmod 600 {path}"
         )
+    return data
+
+
+def load_signing_key(path: Path, passphrase: bytes | None) -> Ed25519PrivateKey:
+    """Read the signing key; SigningKeyError with the fix when it cannot be used."""
+    data = _read_secret(path, "signing key")
     encrypted = b"ENCRYPTED" in data.split(b"\n", 1)[0]
     if encrypted and not passphrase:
         raise SigningKeyError(
@@ -112,15 +118,7 @@ def create_oprf_key(path: Path) -> bytes:
 
 def load_oprf_key(path: Path) -> bytes:
     """The node's VOPRF secret key; SigningKeyError with the fix when it cannot be used."""
-    try:
-        mode = path.stat().st_mode
-        data = path.read_bytes()
-    except OSError as e:
-        raise SigningKeyError(f"cannot read the OPRF key {path}: {e.strerror}") from e
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise SigningKeyError(
-            f"the OPRF key {path} is readable by other users; run: chmod 600 {path}"
-        )
+    data = _read_secret(path, "OPRF key")
     try:
         oprf.public_key(data)
     except (OprfError, ValueError) as e:
