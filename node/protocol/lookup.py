@@ -126,6 +126,11 @@ class LookupService:
         )
         return [r for results in per_peer for r in results]
 
+    async def peer_index_version(self, country: str) -> int | None:
+        """The version of `country`'s index cached here (None before the first lookup)."""
+        stored = await self._store.get_peer_index(country)
+        return stored[0] if stored else None
+
     async def _ask(
         self, peer: Peer, queries: list[Query], canonical: list[str], case_reference: str
     ) -> list[LookupResult]:
@@ -133,8 +138,8 @@ class LookupService:
             return [LookupResult(peer.country, q.serial, result, reason=reason) for q in queries]
 
         try:
-            index = await self._index(peer)
-            outputs = await self._evaluate(peer, canonical)
+            outputs, version = await self._evaluate(peer, canonical)
+            index = await self._index(peer, version)
         except PeerUnreachableError as e:
             return every("unreachable", str(e))
         except PeerRefusedError as e:
@@ -151,7 +156,8 @@ class LookupService:
             results.append(await self._confirm(peer, query, output, case_reference, index))
         return results
 
-    async def _evaluate(self, peer: Peer, canonical: list[str]) -> list[bytes]:
+    async def _evaluate(self, peer: Peer, canonical: list[str]) -> tuple[list[bytes], int]:
+        """The OPRF outputs of the serials, and the index version the peer says is current."""
         if peer.oprf_key is None:
             raise PeerRefusedError(peer.country, "no_oprf_key", "its descriptor has no OPRF key")
         inputs = [oprf.serial_input(c) for c in canonical]
@@ -161,12 +167,16 @@ class LookupService:
         )
         evaluated = answer.get("elements")
         proof = answer.get("proof")
-        if not isinstance(evaluated, list) or not isinstance(proof, bytes):
-            raise OprfError("lookup.evaluated: elements and proof are required")
+        version = answer.get("index_version")
+        if not (
+            isinstance(evaluated, list) and isinstance(proof, bytes) and isinstance(version, int)
+        ):
+            raise OprfError("lookup.evaluated: elements, proof and index_version are required")
         oprf.verify_proof(peer.oprf_key, [b for _s, b in blinded], evaluated, proof)
-        return [
+        outputs = [
             oprf.finalize(i, s, e) for i, (s, _b), e in zip(inputs, blinded, evaluated, strict=True)
         ]
+        return outputs, version
 
     async def _confirm(
         self,
@@ -206,15 +216,17 @@ class LookupService:
             make_agrees=answer.get("make_agrees"),
         )
 
-    async def _index(self, peer: Peer) -> MembershipIndex:
-        """The peer's index, brought up to date (cached in memory and in the database).
+    async def _index(self, peer: Peer, current: int) -> MembershipIndex:
+        """The peer's index at version `current` (cached in memory and in the database).
 
         The cache keeps the peer's full version and its newest delta (deltas are
         cumulative), so a restart resumes without downloading the full version.
         """
+        index = self._indexes.get(peer.country)
+        if index is not None and index.version == current:
+            return index  # the usual case: no round trip, no database read
         stored = await self._store.get_peer_index(peer.country)
         kept: list[bytes] = list(msgpack.unpackb(stored[1])) if stored else []
-        index = self._indexes.get(peer.country)
         if index is None:
             for data in kept:
                 index = update_index(index, parse_index(data))

@@ -17,6 +17,7 @@ Every foreign lookup is audited with the peer and the count, never the values.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from node.auditing import AuditEvent
@@ -32,6 +33,7 @@ from node.store.lookups import LookupStore
 from node.store.records import RecordsStore
 
 MAX_ELEMENTS = 10_000
+_INLINE_ELEMENTS = 64
 #: What a confirmation discloses without the `hit-details` policy.
 MINIMAL_FIELDS = ("status",)
 
@@ -106,10 +108,15 @@ class LookupResponder:
                 else f"{len(elements)} evaluations exceed {peer.country}'s burst limit; send fewer"
             )
         try:
-            evaluated, proof = oprf.evaluate(self._key, elements, oprf.MODE_VOPRF)
+            if len(elements) > _INLINE_ELEMENTS:  # keep answering others meanwhile
+                evaluated, proof = await asyncio.to_thread(
+                    oprf.evaluate, self._key, elements, oprf.MODE_VOPRF
+                )
+            else:
+                evaluated, proof = oprf.evaluate(self._key, elements, oprf.MODE_VOPRF)
         except OprfError as e:
             raise MalformedEnvelopeError(f"elements: {e}") from e
-        last = await self._lookups.get_last_document()
+        last = await self._lookups.get_version()
         await self._audit.add_entry(
             now,
             AuditEvent(

@@ -133,30 +133,33 @@ class LookupStore:
             ).scalar_one()
         return last.version, last.base_version, last.items_digest, base
 
-    async def get_documents(self, since: int | None) -> list[tuple[int, int, bytes]]:
-        """The newest full version and its deltas, or only the deltas after `since` on that base."""
+    async def get_version(self) -> tuple[int, int] | None:
+        """The newest published version and its base version (no blob is read)."""
         async with self._db.read() as conn:
-            newest = (
+            row = (
                 await conn.execute(
                     select(_doc.c.version, _doc.c.base_version)
                     .order_by(_doc.c.version.desc())
                     .limit(1)
                 )
             ).first()
-            if newest is None:
-                return []
-            query = (
+        return (row.version, row.base_version) if row else None
+
+    async def get_documents(self, since: int | None) -> list[tuple[int, int, bytes]]:
+        """What a peer holding version `since` needs: nothing if it is current; the newest
+        delta if it holds the current base; else the newest full version and delta."""
+        newest = await self.get_version()
+        if newest is None or (since is not None and since >= newest[0]):
+            return []
+        version, base = newest
+        wanted = [version] if since is not None and since >= base else sorted({base, version})
+        async with self._db.read() as conn:
+            rows = await conn.execute(
                 select(_doc.c.version, _doc.c.base_version, _doc.c.data)
-                .where(
-                    _doc.c.version >= newest.base_version,
-                    _doc.c.base_version == newest.base_version,
-                )
+                .where(_doc.c.version.in_(wanted))
                 .order_by(_doc.c.version)
             )
-            rows = [(r.version, r.base_version, r.data) for r in await conn.execute(query)]
-        if since is not None and since >= newest.base_version:
-            rows = [r for r in rows if r[0] > since]
-        return rows
+            return [(r.version, r.base_version, r.data) for r in rows]
 
     async def set_peer_index(
         self, country: str, version: int, documents: bytes, at: datetime
