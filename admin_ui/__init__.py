@@ -12,7 +12,8 @@ serves what it returns. A request flows through:
    `/login?next=...` and anything else gets 401. Every POST must carry the
    session's CSRF token (form field `csrf_token`) or is refused with 403
    before the handler runs.
-3. A thin view (`views_home`, `views_records`, `views_import`, `views_admin`):
+3. A thin view (`views_home`, `views_records`, `views_import`, `views_admin`,
+   `views_lookup` for lookups and hits, `views_peers` for the peer registry):
    it parses the input (`forms`), checks the role (`auth.requires`), calls
    one node service and hands the result to `render.page`, which renders a
    template or, for a path ending in `.json`, the same data as JSON. Form
@@ -20,7 +21,11 @@ serves what it returns. A request flows through:
    message next to the field and the user's input kept.
 
 CSV uploads are streamed to a temporary file and imported by a background
-task in `jobs.ImportJobs`; the job page follows its progress.
+task in `jobs.ImportJobs`; the job page follows its progress. A bulk lookup's
+file (at most 10,000 serials) is read into memory and looked up at once.
+
+Lookups need the node's federation services (`node.app.Federation`), which
+`build_console_app(node, fed)` is given when the node runs with its signing key.
 
 `render.add_security_headers` puts the CSP and the other security headers on
 every response. The console calls node services only, never the store.

@@ -1,6 +1,8 @@
 """Assembling the console: routes, templates, static files, middlewares and the job table.
 
-`build_console_app(node)` is the one entry point `node.server` calls. Each
+`build_console_app(node, fed)` is the one entry point `node.server` calls;
+`fed`, the node's federation services, is what lookups and the peers' index
+versions need (None when the console runs without the signing key). Each
 data page is registered twice, at its path and at the path + `.json`, with
 the same handler: `render.page` picks HTML or JSON from the path.
 """
@@ -14,11 +16,18 @@ import jinja2
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from admin_ui import views_admin, views_home, views_import, views_records
-from admin_ui.auth import NODE, session_middleware
+from admin_ui import (
+    views_admin,
+    views_home,
+    views_import,
+    views_lookup,
+    views_peers,
+    views_records,
+)
+from admin_ui.auth import FEDERATION, NODE, session_middleware
 from admin_ui.jobs import JOBS, MAX_UPLOAD, MAX_UPLOAD_BYTES, ImportJobs
 from admin_ui.render import add_security_headers, dumps, error_middleware
-from node.app import Node
+from node.app import Federation, Node
 
 #: The largest ordinary form (not an upload) the console reads.
 MAX_FORM_BYTES = 1 << 20
@@ -33,8 +42,11 @@ PAGES: tuple[tuple[str, Handler], ...] = (
     ("/records/import/{job:[A-Za-z0-9_-]{1,32}}", views_import.import_job),
     ("/audit", views_admin.audit_log),
     ("/users", views_admin.users_list),
+    ("/lookup", views_lookup.lookup_form),
+    ("/hits", views_lookup.hits_list),
+    ("/peers", views_peers.peers_list),
 )
-#: (method, path, handler) of the forms and actions, which have no `.json` twin.
+#: (method, path, handler) of the forms and actions; only the lookups have a `.json` twin.
 ACTIONS: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/login", views_home.login_form),
     ("POST", "/login", views_home.login),
@@ -51,6 +63,13 @@ ACTIONS: tuple[tuple[str, str, Handler], ...] = (
     ("POST", "/users", views_admin.user_add),
     ("POST", "/users/{name}/approve", views_admin.user_approve),
     ("POST", "/users/{name}/status", views_admin.user_status),
+    ("POST", "/lookup", views_lookup.lookup_run),
+    ("POST", "/lookup.json", views_lookup.lookup_run),
+    ("POST", "/lookup/bulk", views_lookup.lookup_bulk),
+    ("POST", "/lookup/bulk.json", views_lookup.lookup_bulk),
+    ("POST", "/peers", views_peers.peer_add),
+    ("POST", f"/peers/{views_peers.COUNTRY}/policy", views_peers.peer_policy),
+    ("POST", f"/peers/{views_peers.COUNTRY}/revoke", views_peers.peer_revoke),
 )
 
 
@@ -71,11 +90,15 @@ async def _stop_jobs(app: web.Application) -> None:
     await app[JOBS].close()
 
 
-def build_console_app(node: Node, *, max_upload: int = MAX_UPLOAD_BYTES) -> web.Application:
+def build_console_app(
+    node: Node, fed: Federation | None = None, *, max_upload: int = MAX_UPLOAD_BYTES
+) -> web.Application:
     """The console's aiohttp application for `node`.
 
     Args:
         node: the opened node whose services the console calls.
+        fed: the node's federation services; without them (no signing key) the
+            lookup page only explains that lookups need the node's key.
         max_upload: the largest CSV file, in bytes, that an import may upload.
 
     Returns:
@@ -85,6 +108,8 @@ def build_console_app(node: Node, *, max_upload: int = MAX_UPLOAD_BYTES) -> web.
         middlewares=[error_middleware, session_middleware], client_max_size=MAX_FORM_BYTES
     )
     app[NODE] = node
+    if fed is not None:
+        app[FEDERATION] = fed
     app[JOBS] = ImportJobs(node)
     app[MAX_UPLOAD] = max_upload
     aiohttp_jinja2.setup(

@@ -26,7 +26,7 @@ from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.typedefs import Handler
 
 from node.accounts.model import ConsoleSession, Role, User
-from node.app import Node
+from node.app import Federation, Node
 from node.errors import AuthError, CsrfError, PermissionDeniedError
 
 SESSION_COOKIE = "iarms_session"
@@ -34,11 +34,13 @@ LOGIN_CSRF_COOKIE = "iarms_login_csrf"
 CSRF_FIELD = "csrf_token"
 PUBLIC_PATHS = frozenset({"/login"})
 #: The only paths that take multipart (file upload) bodies.
-UPLOAD_PATHS = frozenset({"/records/import"})
+UPLOAD_PATHS = frozenset({"/records/import", "/lookup/bulk", "/lookup/bulk.json"})
 STATIC_PREFIX = "/static/"
 MAX_TOKEN_CHARS = 128
 
 NODE = web.AppKey("node", Node)
+#: The federation services; absent when the console runs without the node's signing key.
+FEDERATION = web.AppKey("federation", Federation)
 SESSION: web.RequestKey[ConsoleSession] = web.RequestKey("session")
 MULTIPART: web.RequestKey[MultipartReader] = web.RequestKey("multipart")
 
@@ -46,6 +48,11 @@ MULTIPART: web.RequestKey[MultipartReader] = web.RequestKey("multipart")
 def get_node(request: web.Request) -> Node:
     """The node this console serves."""
     return request.app[NODE]
+
+
+def get_federation(request: web.Request) -> Federation | None:
+    """The node's federation services, or None if the console has no signing key."""
+    return request.app.get(FEDERATION)
 
 
 def is_json(request: web.Request) -> bool:

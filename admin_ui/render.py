@@ -47,6 +47,12 @@ NAV: tuple[tuple[str, str, tuple[Role, ...]], ...] = (
     ("/audit", "Audit log", (Role.AUDITOR,)),
     ("/users", "Users", (Role.ADMIN,)),
 )
+#: The federation's pages, shown in the top bar after `NAV` (the dashboard lists only `NAV`).
+FEDERATION_NAV: tuple[tuple[str, str, tuple[Role, ...]], ...] = (
+    ("/lookup", "Lookup", (Role.OFFICER,)),
+    ("/hits", "Hits on our records", (Role.OFFICER, Role.AUDITOR)),
+    ("/peers", "Peers", (Role.ADMIN,)),
+)
 
 
 def _json_default(value: object) -> object:
@@ -62,11 +68,13 @@ def dumps(data: object) -> str:
     return json.dumps(data, default=_json_default, ensure_ascii=False)
 
 
-def nav_links(user: User | None) -> list[tuple[str, str]]:
-    """The navigation links `user` may follow."""
+def nav_links(
+    user: User | None, nav: tuple[tuple[str, str, tuple[Role, ...]], ...] = NAV
+) -> list[tuple[str, str]]:
+    """The links of `nav` that `user` may follow."""
     if user is None:
         return []
-    return [(path, label) for path, label, roles in NAV if not roles or user.may(*roles)]
+    return [(path, label) for path, label, roles in nav if not roles or user.may(*roles)]
 
 
 def field_errors(error: ValidationError) -> dict[str, str]:
@@ -100,6 +108,7 @@ def page(
         "user": user,
         "csrf_token": session.csrf_token if session else "",
         "nav": nav_links(user),
+        "federation_nav": nav_links(user, FEDERATION_NAV),
         "country": get_node(request).config.country,
         "path": request.path,
     }

@@ -37,7 +37,7 @@ async def start_sites(node: Node, fed: Federation) -> list[web.AppRunner]:
 
     runners: list[web.AppRunner] = []
     apps = (
-        (build_console_app(node), node.config.console, "console"),
+        (build_console_app(node, fed), node.config.console, "console"),
         (build_federation_app(node, fed), node.config.federation, "federation API"),
     )
     try:

@@ -230,6 +230,8 @@ class LookupService:
         if index is None:
             for data in kept:
                 index = update_index(index, parse_index(data))
+        if index is not None and current < index.version:  # the peer started afresh
+            index, kept = None, []
         answer = await self._client.request(
             peer, "index.get", {"since": index.version if index else None}
         )

@@ -59,37 +59,48 @@ class LookupIndex:
         batch = await self._store.get_unindexed(BATCH)
         if not batch:
             return
-        pool = None
         workers = min(os.cpu_count() or 1, 8)
+        pool = None
         if len(batch) == BATCH and workers > 1:  # many to do: use every core
             pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
         done = 0
         try:
-            loop = asyncio.get_running_loop()
-            while batch:
-                ids = [record_id for record_id, _ in batch]
-                serials = [serial for _, serial in batch]
-                if pool is None:
-                    outputs = evaluate_serials(self._key, serials)
-                else:
-                    step = -(-len(serials) // workers)
-                    parts = await asyncio.gather(
-                        *(
-                            loop.run_in_executor(
-                                pool, evaluate_serials, self._key, serials[i : i + step]
-                            )
-                            for i in range(0, len(serials), step)
-                        )
-                    )
-                    outputs = [output for part in parts for output in part]
-                await self._store.add_outputs(list(zip(ids, outputs, strict=True)))
+            # The next batch is evaluated while this one's outputs are written.
+            pending: asyncio.Future[list[bytes]] | None = self._evaluate(pool, workers, batch)
+            while pending is not None:
+                after = batch[-1][0]
+                following = await self._store.get_unindexed(BATCH, after=after)
+                upcoming = self._evaluate(pool, workers, following) if following else None
+                outputs = await pending
+                await self._store.add_outputs(
+                    list(zip((rid for rid, _ in batch), outputs, strict=True))
+                )
                 done += len(batch)
                 if progress:
                     progress(done, 0)
-                batch = await self._store.get_unindexed(BATCH)
+                batch, pending = following, upcoming
         finally:
             if pool is not None:
                 pool.shutdown()
+
+    def _evaluate(
+        self, pool: ProcessPoolExecutor | None, workers: int, batch: list[tuple[int, str]]
+    ) -> asyncio.Future[list[bytes]]:
+        """Start evaluating a batch: split across the pool, or in a thread without one."""
+        serials = [serial for _, serial in batch]
+        loop = asyncio.get_running_loop()
+        if pool is None:
+            return asyncio.ensure_future(asyncio.to_thread(evaluate_serials, self._key, serials))
+        step = -(-len(serials) // workers)
+        parts = [
+            loop.run_in_executor(pool, evaluate_serials, self._key, serials[i : i + step])
+            for i in range(0, len(serials), step)
+        ]
+
+        async def joined() -> list[bytes]:
+            return [output for part in await asyncio.gather(*parts) for output in part]
+
+        return asyncio.ensure_future(joined())
 
     async def _publish(self) -> int | None:
         items = sorted({int.from_bytes(p, "big") for p in await self._store.get_prefixes()})

@@ -48,12 +48,16 @@ class LookupStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def get_unindexed(self, limit: int) -> list[tuple[int, str]]:
-        """Active records without an OPRF output: (record id, canonical serial)."""
+    async def get_unindexed(self, limit: int, after: int = 0) -> list[tuple[int, str]]:
+        """Active records (id above `after`) without an OPRF output: (id, canonical serial)."""
         query = (
             select(_r.c.id, _r.c.serial_canonical)
             .outerjoin(_ro, _ro.c.record_id == _r.c.id)
-            .where(_ro.c.record_id.is_(None), _r.c.status != Status.RECOVERED.value)
+            .where(
+                _r.c.id > after,
+                _ro.c.record_id.is_(None),
+                _r.c.status != Status.RECOVERED.value,
+            )
             .order_by(_r.c.id)
             .limit(limit)
         )

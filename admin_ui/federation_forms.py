@@ -1,0 +1,199 @@
+"""Parsing the lookup and peer forms, and shaping results for the pages: pure helpers.
+
+Every parser raises `ValidationError` naming the form field, so the views can
+put the message next to it. The JSON shapes here are what the `.json` twins
+of `/lookup`, `/hits` and `/peers` return.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from admin_ui.forms import RECORD_LABELS
+from node.errors import ValidationError
+from node.protocol.lookup import MAX_SERIALS, LookupResult, Query
+from node.protocol.model import Hit, OutboxMessage, Peer, Service
+from node.protocol.oprf import MAX_SERIAL_BYTES
+from node.protocol.peers import parse_services
+from node.records.serials import canonicalise_serial
+
+#: The largest bulk file: 10,000 rows of a long serial and a make fit with room to spare.
+MAX_BULK_BYTES = 4 << 20
+MAX_CASE_REFERENCE_CHARS = 100
+LOOKUP_FIELDS = ("serial", "make", "case_reference")
+PEER_FIELDS = ("url", "country", "fingerprint")
+#: Results listed before the others: the hits (the leads), then what needs a second look.
+RESULT_ORDER: Mapping[str, int] = {"hit": 0, "refused": 1, "unreachable": 2, "no_hit": 3}
+RESULT_LABELS: Mapping[str, str] = {
+    "hit": "Hit",
+    "no_hit": "No hit",
+    "unreachable": "Unreachable",
+    "refused": "Refused",
+}
+#: A hit's `make_agrees` as officers read it.
+MAKE_AGREEMENT: Mapping[bool | None, str] = {
+    True: "make agrees",
+    False: "make differs",
+    None: "no make given",
+}
+#: Labels of the record fields a peer discloses in a hit (its `FirearmRecord.to_row()`).
+DISCLOSED_LABELS: Mapping[str, str] = {"id": "Their record id", **RECORD_LABELS}
+#: The services a peer's policy may allow, with what each lets the peer do.
+SERVICE_LABELS: Mapping[str, str] = {
+    Service.LOOKUPS.value: "Lookups (check serials against our records)",
+    Service.HIT_DETAILS.value: "Hit details (see our record's fields on a hit)",
+    Service.TRACES.value: "Traces",
+    Service.STATISTICS.value: "Statistics",
+}
+
+
+def case_reference(text: str) -> str:
+    """The case a lookup is for: required, one line, at most 100 characters."""
+    text = text.strip()
+    if not text:
+        raise ValidationError(
+            "case_reference: give the case this lookup is for (the owner of a hit is told it)",
+            "case_reference",
+        )
+    if len(text) > MAX_CASE_REFERENCE_CHARS or not text.isprintable():
+        raise ValidationError(
+            f"case_reference: one line of at most {MAX_CASE_REFERENCE_CHARS} characters",
+            "case_reference",
+        )
+    return text
+
+
+def _check_serial(serial: str, where: str, field: str) -> None:
+    canonical = canonicalise_serial(serial)
+    if not canonical or len(canonical.encode()) > MAX_SERIAL_BYTES:
+        raise ValidationError(
+            f"{field}: {where}{serial[:80]!r} is not a serial number "
+            "(it needs letters or digits, at most 255 bytes)",
+            field,
+        )
+
+
+def single_query(values: Mapping[str, str]) -> Query:
+    """The serial and make of the one-serial form."""
+    serial = values.get("serial", "").strip()
+    if not serial:
+        raise ValidationError("serial: enter the serial number as it is stamped", "serial")
+    _check_serial(serial, "", "serial")
+    return Query(serial, values.get("make", "").strip())
+
+
+def _header(row: list[str] | None) -> tuple[int, int | None]:
+    names = [name.strip().lower() for name in row or []]
+    if "serial_number" not in names:
+        raise ValidationError(
+            "file: the first line must be a header with a serial_number column "
+            "(and, if you have them, a make column)",
+            "file",
+        )
+    return names.index("serial_number"), names.index("make") if "make" in names else None
+
+
+def parse_bulk(data: bytes) -> list[Query]:
+    """The serials (and makes) of a bulk lookup file: a UTF-8 CSV with a header row.
+
+    Raises:
+        ValidationError: naming the field `file` and, for a bad row, its line.
+    """
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValidationError(
+            f"file: it is not UTF-8 text (byte {e.start}); save it as CSV UTF-8", "file"
+        ) from e
+    reader = csv.reader(io.StringIO(text, newline=""))
+    queries: list[Query] = []
+    try:
+        serial_at, make_at = _header(next(reader, None))
+        for row in reader:
+            serial = row[serial_at].strip() if serial_at < len(row) else ""
+            if not serial:
+                continue
+            _check_serial(serial, f"line {reader.line_num}: ", "file")
+            make = row[make_at].strip() if make_at is not None and make_at < len(row) else ""
+            queries.append(Query(serial, make))
+            if len(queries) > MAX_SERIALS:
+                raise ValidationError(
+                    f"file: more than {MAX_SERIALS} serials; split it into smaller files", "file"
+                )
+    except csv.Error as e:
+        raise ValidationError(f"file: line {reader.line_num} is not valid CSV ({e})", "file") from e
+    if not queries:
+        raise ValidationError("file: it has no serial numbers under its header", "file")
+    return queries
+
+
+def results_context(results: list[LookupResult] | None, max_rows: int) -> dict[str, Any]:
+    """The results part of the lookup page: hits first, then the rest up to `max_rows`."""
+    if results is None:
+        return {"results": None, "rows": [], "hits": [], "counts": {}, "hidden": 0}
+    ordered = sorted(results, key=lambda r: RESULT_ORDER.get(r.result, 1))
+    hits = [r for r in ordered if r.result == "hit"]
+    rows = ordered[: max(max_rows, len(hits))]
+    counts = Counter(r.result for r in results)
+    return {
+        "results": results,
+        "rows": rows,
+        "hits": hits,
+        "counts": {RESULT_LABELS[k]: counts[k] for k in RESULT_ORDER if counts[k]},
+        "hidden": len(ordered) - len(rows),
+    }
+
+
+def parse_policy(values: Iterable[object]) -> frozenset[Service]:
+    """The services ticked on a peer's policy form."""
+    names = [v for v in values if isinstance(v, str)]
+    return parse_services(",".join(names))
+
+
+def peer_json(peer: Peer, cached_version: int | None) -> dict[str, Any]:
+    """A peer as `/peers.json` shows it (its keys as fingerprints only)."""
+    return {
+        "country": peer.country,
+        "url": peer.url,
+        "fingerprint": peer.fingerprint,
+        "status": peer.status.value,
+        "policy": sorted(s.value for s in peer.policy),
+        "added_at": peer.added_at,
+        "added_by": peer.added_by,
+        "revoked_at": peer.revoked_at,
+        "last_contact_at": peer.last_contact_at,
+        "index_version": cached_version,
+    }
+
+
+def dead_letter_json(message: OutboxMessage) -> dict[str, Any]:
+    """A message a peer refused for good, as `/peers.json` lists it."""
+    return {
+        "id": message.id,
+        "recipient": message.recipient,
+        "type": message.type,
+        "error": message.last_error,
+        "created_at": message.created_at,
+        "attempts": message.attempts,
+    }
+
+
+def hit_json(hit: Hit) -> dict[str, Any]:
+    """A peer's lookup that matched one of our records, as `/hits.json` lists it.
+
+    `make_agrees` is None when the peer gave no make (the owner stores that as agreeing).
+    """
+    return {
+        "id": hit.id,
+        "at": hit.at,
+        "peer": hit.peer,
+        "record_id": hit.record_id,
+        "serial_number": hit.serial_number,
+        "case_reference": hit.case_reference,
+        "make_given": hit.make_given,
+        "make_agrees": hit.make_agrees if hit.make_given else None,
+    }
