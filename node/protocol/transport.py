@@ -55,10 +55,15 @@ class HttpTransport:
         return self._session
 
     async def _read(self, response: aiohttp.ClientResponse, url: str, max_bytes: int) -> bytes:
-        body = await response.content.read(max_bytes + 1)
+        body = bytearray()
+        while len(body) <= max_bytes:  # read() may return less than asked: loop to the end
+            chunk = await response.content.read(max_bytes + 1 - len(body))
+            if not chunk:
+                break
+            body += chunk
         if len(body) > max_bytes:
             raise PeerUnreachableError(f"{url}: answer larger than {max_bytes} bytes")
-        return body
+        return bytes(body)
 
     async def get(self, url: str, max_bytes: int) -> bytes:
         """GET `url`; PeerUnreachableError unless it answers 2xx."""

@@ -1,0 +1,35 @@
+"""The HTTP transport reads whole answers, however they arrive, up to a limit."""
+
+from __future__ import annotations
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from node.protocol.transport import HttpTransport, PeerUnreachableError
+
+BIG = bytes(range(256)) * (12 * 1024)  # 3 MiB, streamed in chunks
+
+
+async def test_large_answers_are_read_whole_and_limits_hold() -> None:
+    async def stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        for i in range(0, len(BIG), 65536):
+            await response.write(BIG[i : i + 65536])
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_post("/x", stream)
+    app.router.add_get("/x", stream)
+    async with TestServer(app) as server:
+        transport = HttpTransport()
+        try:
+            url = str(server.make_url("/x"))
+            assert await transport.post(url, b"", len(BIG)) == BIG
+            assert await transport.get(url, len(BIG)) == BIG
+            with pytest.raises(PeerUnreachableError, match="larger than"):
+                await transport.post(url, b"", len(BIG) - 1)
+        finally:
+            await transport.close()
