@@ -67,6 +67,7 @@ class DeliveryService:
         self._config = config or BackoffConfig()
         self._rng = rng or random.Random()
         self._wake = asyncio.Event()
+        self._fine: set[str] = set()  # peers known to have no backoff in force
 
     async def enqueue(self, recipient: str, type_: str, body: bytes) -> OutboxMessage:
         """Write a message to the outbox (delivered by `run`, or by `deliver_due`)."""
@@ -102,6 +103,7 @@ class DeliveryService:
         if result.outcome is Outcome.DEAD:
             await self._store.set_outcome(message, OutboxStatus.DEAD, now, result.error)
             return result.outcome
+        self._fine.discard(message.recipient)
         state = await self._store.get_state(message.recipient)
         interval = next_interval(state.interval_s if state else None, self._config, self._rng)
         retry = (interval, now + timedelta(seconds=interval))
@@ -110,7 +112,11 @@ class DeliveryService:
 
     async def peer_heard(self, country: str) -> None:
         """A verified message came from `country`: retry its deliveries now."""
-        if await self._store.get_state(country) is not None:
+        if country in self._fine:  # no failure since we last looked: no database read
+            return
+        if await self._store.get_state(country) is None:
+            self._fine.add(country)
+        else:
             await self._store.delete_state(country)
             self._wake.set()
 

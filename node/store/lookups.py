@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, insert, select
+from sqlalchemy import Row, bindparam, delete, insert, select
 
 from node.protocol.model import Hit
 from node.records.model import Status
@@ -139,15 +139,16 @@ class LookupStore:
 
     async def get_version(self) -> tuple[int, int] | None:
         """The newest published version and its base version (no blob is read)."""
-        async with self._db.read() as conn:
-            row = (
-                await conn.execute(
-                    select(_doc.c.version, _doc.c.base_version)
-                    .order_by(_doc.c.version.desc())
-                    .limit(1)
-                )
-            ).first()
-        return (row.version, row.base_version) if row else None
+        rows = await self._db.fetch(
+            "index.version",
+            lambda: (
+                select(_doc.c.version, _doc.c.base_version)
+                .order_by(_doc.c.version.desc())
+                .limit(bindparam("one"))
+            ),
+            {"one": 1},
+        )
+        return (rows[0][0], rows[0][1]) if rows else None
 
     async def get_documents(self, since: int | None) -> list[tuple[int, int, bytes]]:
         """What a peer holding version `since` needs: nothing if it is current; the newest

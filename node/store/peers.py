@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from node.auditing import AuditEvent
@@ -17,9 +18,10 @@ from node.store.database import Database
 from node.store.tables import PeerRow, table
 
 _p = table(PeerRow)
+_COLUMNS = tuple(c.name for c in _p.c)
 
 
-def _peer(row: Row[Any]) -> Peer:
+def _peer(row: Any) -> Peer:
     return Peer(
         country=row.country,
         url=row.url,
@@ -79,11 +81,15 @@ class PeersStore:
 
     async def get_peer(self, country: str) -> Peer:
         """One peer; NotFoundError if this node has no such peer."""
-        async with self._db.read() as conn:
-            row = (await conn.execute(select(_p).where(_p.c.country == country))).first()
-        if row is None:
+        # Every inbound message asks this: one driver round trip (`Database.fetch`).
+        rows = await self._db.fetch(
+            "peers.get",
+            lambda: select(_p).where(_p.c.country == bindparam("country")),
+            {"country": country},
+        )
+        if not rows:
             raise NotFoundError(f"{country} is not a peer of this node")
-        return _peer(row)
+        return _peer(SimpleNamespace(**dict(zip(_COLUMNS, rows[0], strict=True))))
 
     async def get_peers(self) -> list[Peer]:
         """Every peer, by country."""
