@@ -135,7 +135,6 @@ def federation(
     )
     responder = LookupResponder(
         node.lookups_store,
-        RecordsStore(node.db),
         AuditStore(node.db),
         node.reference,
         node.oprf_key,

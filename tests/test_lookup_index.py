@@ -50,4 +50,6 @@ async def test_an_edited_serial_is_evaluated_again(sqlite_node: Node) -> None:
     )
     assert await sqlite_node.lookup_index.refresh() == 2
     output = oprf.evaluate_direct(sqlite_node.oprf_key, oprf.serial_input("NEW1"), oprf.MODE_VOPRF)
-    assert await sqlite_node.lookups_store.get_records_by_output(output) == [record.id]
+    assert await sqlite_node.lookups_store.get_records_by_output(output) == [
+        await sqlite_node.records.get(record.id, "t")
+    ]

@@ -30,7 +30,6 @@ from node.protocol.ratelimit import TokenBuckets
 from node.records.reference import ReferenceTable
 from node.store.audit import AuditStore
 from node.store.lookups import LookupStore
-from node.store.records import RecordsStore
 
 MAX_ELEMENTS = 10_000
 _INLINE_ELEMENTS = 64
@@ -58,7 +57,6 @@ class LookupResponder:
     def __init__(
         self,
         lookups: LookupStore,
-        records: RecordsStore,
         audit: AuditStore,
         reference: ReferenceTable,
         oprf_key: bytes,
@@ -66,7 +64,6 @@ class LookupResponder:
         clock: Clock,
     ) -> None:
         self._lookups = lookups
-        self._records = records
         self._audit = audit
         self._ref = reference
         self._key = oprf_key
@@ -159,8 +156,7 @@ class LookupResponder:
     async def _record_hit(
         self, peer: Peer, body: dict[str, Any], action: str
     ) -> tuple[list[dict[str, str]], bool | None]:
-        ids = await self._lookups.get_records_by_output(body["output"])
-        records = [await self._records.get_record(i) for i in ids]
+        records = await self._lookups.get_records_by_output(body["output"])
         given = body["make"].strip()
         make = self._ref.normalise_make(given).value if given else None
         now = self._clock.now()

@@ -9,9 +9,10 @@ from typing import Any
 from sqlalchemy import Row, bindparam, delete, insert, select
 
 from node.protocol.model import Hit
-from node.records.model import Status
+from node.records.model import FirearmRecord, Status
 from node.store.database import Database
 from node.store.dialect import insert_ignoring
+from node.store.records import RECORD_COLUMNS, record_from_row
 from node.store.tables import (
     HitRow,
     IndexDocumentRow,
@@ -26,6 +27,7 @@ _r = table(RecordRow)
 _doc = table(IndexDocumentRow)
 _pi = table(PeerIndexRow)
 _h = table(HitRow)
+_HIT_FIELDS = tuple(c.name for c in _h.c if c.name != "id")
 
 
 def _hit(row: Row[Any]) -> Hit:
@@ -90,11 +92,18 @@ class LookupStore:
         async with self._db.read() as conn:
             return list((await conn.execute(select(_ro.c.prefix))).scalars())
 
-    async def get_records_by_output(self, output: bytes) -> list[int]:
-        """Ids of active records whose serial has this OPRF output."""
-        query = select(_ro.c.record_id).where(_ro.c.prefix == output[:8], _ro.c.output == output)
-        async with self._db.read() as conn:
-            return [row.record_id for row in await conn.execute(query)]
+    async def get_records_by_output(self, output: bytes) -> list[FirearmRecord]:
+        """Active records whose serial has this OPRF output (one driver round trip)."""
+        rows = await self._db.fetch(
+            "lookups.records_by_output",
+            lambda: (
+                select(*RECORD_COLUMNS)
+                .join(_ro, _ro.c.record_id == _r.c.id)
+                .where(_ro.c.prefix == bindparam("prefix"), _ro.c.output == bindparam("output"))
+            ),
+            {"prefix": output[:8], "output": output},
+        )
+        return [record_from_row(row) for row in rows]
 
     async def add_document(
         self,
@@ -186,9 +195,17 @@ class LookupStore:
 
     async def add_hit(self, hit: dict[str, Any]) -> bool:
         """Record a hit on one of our records; False if this lookup was recorded before."""
-        async with self._db.write() as conn:
-            result = await conn.execute(insert_ignoring(self._db.dialect, _h).values(**hit))
-        return bool(result.rowcount)
+        rows = await self._db.fetch(
+            "lookups.add_hit",
+            lambda: (
+                insert_ignoring(self._db.dialect, _h)
+                .values({name: bindparam(name) for name in _HIT_FIELDS})
+                .returning(_h.c.id)
+            ),
+            hit,
+            write=True,
+        )
+        return bool(rows)
 
     async def get_hits(self, limit: int = 100, offset: int = 0) -> list[Hit]:
         """Hits on our records, newest first."""

@@ -52,11 +52,11 @@ def _values(new: NewRecord) -> dict[str, Any]:
 
 _RECORD_FIELDS = tuple(f.name for f in fields(FirearmRecord))
 #: The columns every record query selects, in `FirearmRecord` field order.
-_RECORD_COLUMNS = tuple(_c[name] for name in _RECORD_FIELDS)
+RECORD_COLUMNS = tuple(_c[name] for name in _RECORD_FIELDS)
 _STATUS_AT = _RECORD_FIELDS.index("status")
 
 
-def _record(row: Sequence[Any]) -> FirearmRecord:
+def record_from_row(row: Sequence[Any]) -> FirearmRecord:
     values = list(row)
     values[_STATUS_AT] = Status(values[_STATUS_AT])
     return FirearmRecord(*values)
@@ -127,8 +127,8 @@ class RecordsStore:
                     raise ConflictError(
                         f"external id {new.external_id!r} is already record {existing}"
                     )
-            result = await conn.execute(insert(_t).values(**values).returning(*_RECORD_COLUMNS))
-            record = _record(result.one())
+            result = await conn.execute(insert(_t).values(**values).returning(*RECORD_COLUMNS))
+            record = record_from_row(result.one())
             await append_entry(conn, at, audit(record))
         return record
 
@@ -138,10 +138,10 @@ class RecordsStore:
             return await self._get(conn, record_id)
 
     async def _get(self, conn: AsyncConnection, record_id: int) -> FirearmRecord:
-        row = (await conn.execute(select(*_RECORD_COLUMNS).where(_c.id == record_id))).first()
+        row = (await conn.execute(select(*RECORD_COLUMNS).where(_c.id == record_id))).first()
         if row is None:
             raise NotFoundError(f"no record with id {record_id}")
-        return _record(row)
+        return record_from_row(row)
 
     async def _change(
         self,
@@ -162,14 +162,14 @@ class RecordsStore:
                 update(_t)
                 .where(_c.id == record_id, _c.version == expected_version)
                 .values(**values, version=expected_version + 1, updated_at=at)
-                .returning(*_RECORD_COLUMNS)
+                .returning(*RECORD_COLUMNS)
             )
             row = result.first()
             if row is None:  # changed between our read and our write
                 raise ConflictError(f"record {record_id} was changed by someone else; reload")
             # The serial or the status may have changed: the lookup index recomputes it.
             await conn.execute(delete(_outputs).where(_outputs.c.record_id == record_id))
-            record = _record(row)
+            record = record_from_row(row)
             await append_entry(conn, at, audit(record))
         return record
 
@@ -234,7 +234,7 @@ class RecordsStore:
 
         def query() -> Select[Any]:
             return (
-                select(*_RECORD_COLUMNS)
+                select(*RECORD_COLUMNS)
                 .where(*conds)
                 .order_by(_c.id.desc())
                 .offset(bindparam("offset"))
@@ -243,7 +243,7 @@ class RecordsStore:
 
         shape = ("records.search", f.serial_match, *params)
         rows = await self._db.fetch(shape, query, params | {"offset": offset, "limit": limit + 1})
-        records = [_record(row) for row in rows[:limit]]
+        records = [record_from_row(row) for row in rows[:limit]]
         return Page(records=records, offset=offset, limit=limit, has_more=len(rows) > limit)
 
     async def iter_records(
@@ -254,7 +254,7 @@ class RecordsStore:
 
         def query() -> Select[Any]:
             return (
-                select(*_RECORD_COLUMNS)
+                select(*RECORD_COLUMNS)
                 .where(_c.id > bindparam("after"), *conds)
                 .order_by(_c.id)
                 .limit(bindparam("limit"))
@@ -265,7 +265,7 @@ class RecordsStore:
         while True:
             rows = await self._db.fetch(shape, query, params | {"after": after, "limit": batch})
             for row in rows:
-                yield _record(row)
+                yield record_from_row(row)
             if len(rows) < batch:
                 return
             after = rows[-1][0]
