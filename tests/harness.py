@@ -24,6 +24,7 @@ from node.initialise import init_node
 from node.protocol.http_app import build_federation_app
 from node.protocol.model import Service
 from node.protocol.ratelimit import RateLimitConfig
+from node.records.model import RecordInput
 
 ADMIN_PASSWORD = "harness admin password"
 
@@ -137,3 +138,22 @@ class Federation:
         """Stop every node."""
         for country in list(self.members):
             await self.stop(country)
+
+
+async def seeded_federation(base: Path, rate_limit: RateLimitConfig | None = None) -> Federation:
+    """FRA, DEU and ITA, peers allowing lookups and hit details, indexes published:
+    DEU holds GLK-12345 (Glock, stolen), ITA holds B-777 (Beretta, lost)."""
+    federation = Federation(base, rate_limit=rate_limit)
+    for country in ("FRA", "DEU", "ITA"):
+        await federation.add(country)
+    await federation.peer_all(Service.LOOKUPS, Service.HIT_DETAILS)
+    await federation["DEU"].n.records.create(
+        RecordInput(
+            "GLK-12345", "Glock", "pistol", "stolen", case_reference="DE-7", notes="from a gun shop"
+        ),
+        "t",
+    )
+    await federation["ITA"].n.records.create(RecordInput("B-777", "Beretta", "pistol", "lost"), "t")
+    for member in federation.members.values():
+        await member.n.lookup_index.refresh()
+    return federation

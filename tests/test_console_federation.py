@@ -27,10 +27,9 @@ from node.errors import ValidationError
 from node.protocol.client import pack
 from node.protocol.lookup import LookupResult, Query
 from node.protocol.model import PeerStatus, Service
-from node.records.model import RecordInput
 from node.records.serials import canonicalise_serial
 from tests.console_helpers import OFFICER_PASSWORD, Console, console_for
-from tests.harness import ADMIN_PASSWORD, Federation
+from tests.harness import ADMIN_PASSWORD, Federation, seeded_federation
 
 CASE = "FR-2026-0042"
 CHROMIUM = "/usr/bin/chromium"
@@ -39,20 +38,8 @@ SEIZED = b"serial_number,make\nGLK-12345,Glock\nB-777,\n\nNOPE-1,Walther\n"
 
 @pytest.fixture
 async def fed(tmp_path: Path) -> AsyncIterator[Federation]:
-    """FRA, DEU and ITA, all peers allowing lookups and hit details; DEU and ITA hold records."""
-    federation = Federation(tmp_path)
-    for country in ("FRA", "DEU", "ITA"):
-        await federation.add(country)
-    await federation.peer_all(Service.LOOKUPS, Service.HIT_DETAILS)
-    await federation["DEU"].n.records.create(
-        RecordInput(
-            "GLK-12345", "Glock", "pistol", "stolen", case_reference="DE-7", notes="from a gun shop"
-        ),
-        "t",
-    )
-    await federation["ITA"].n.records.create(RecordInput("B-777", "Beretta", "pistol", "lost"), "t")
-    for member in federation.members.values():
-        await member.n.lookup_index.refresh()
+    """FRA, DEU and ITA with records at DEU and ITA (`seeded_federation`)."""
+    federation = await seeded_federation(tmp_path)
     yield federation
     await federation.close()
 

@@ -20,9 +20,8 @@ from node.protocol.lookup import Query
 from node.protocol.model import Service
 from node.protocol.ratelimit import RateLimitConfig
 from node.protocol.receive import select_key
-from node.records.model import RecordInput
 from node.records.serials import canonicalise_serial
-from tests.harness import Federation
+from tests.harness import Federation, seeded_federation
 
 CASE = "FR-2026-0042"
 CLI = str(Path(sys.executable).parent / "iarms-node")
@@ -30,20 +29,8 @@ CLI = str(Path(sys.executable).parent / "iarms-node")
 
 @pytest.fixture
 async def fed(tmp_path: Path) -> AsyncIterator[Federation]:
-    federation = Federation(tmp_path, rate_limit=RateLimitConfig(capacity=50, rate=1))
-    for country in ("FRA", "DEU", "ITA"):
-        await federation.add(country)
-    await federation.peer_all(Service.LOOKUPS, Service.HIT_DETAILS)
-    deu, ita = federation["DEU"].n, federation["ITA"].n
-    await deu.records.create(
-        RecordInput(
-            "GLK-12345", "Glock", "pistol", "stolen", case_reference="DE-7", notes="from a gun shop"
-        ),
-        "t",
-    )
-    await ita.records.create(RecordInput("B-777", "Beretta", "pistol", "lost"), "t")
-    for member in (deu, ita):
-        await member.lookup_index.refresh()
+    """FRA, DEU and ITA with records at DEU and ITA (`seeded_federation`)."""
+    federation = await seeded_federation(tmp_path, RateLimitConfig(capacity=50, rate=1))
     yield federation
     await federation.close()
 
