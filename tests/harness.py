@@ -157,3 +157,20 @@ async def seeded_federation(base: Path, rate_limit: RateLimitConfig | None = Non
     for member in federation.members.values():
         await member.n.lookup_index.refresh()
     return federation
+
+
+def assert_seeded_lookup(answers: dict[str, dict[str, object]]) -> None:
+    """The answers of a `seeded_federation` to a lookup of "glk 12345" (make "glock")."""
+    deu = answers["DEU"]
+    records = deu["records"]
+    assert deu["result"] == "hit"
+    assert deu["make_agrees"] is True
+    assert isinstance(records, list)
+    assert records[0]["serial_number"] == "GLK-12345"
+    assert records[0]["notes"] == "from a gun shop"
+    assert answers["ITA"] == {
+        "peer": "ITA",
+        "serial": "glk 12345",
+        "result": "no_hit",
+        "index_version": 1,
+    }

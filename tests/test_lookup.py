@@ -21,7 +21,7 @@ from node.protocol.model import Service
 from node.protocol.ratelimit import RateLimitConfig
 from node.protocol.receive import select_key
 from node.records.serials import canonicalise_serial
-from tests.harness import Federation, seeded_federation
+from tests.harness import Federation, assert_seeded_lookup, seeded_federation
 
 CASE = "FR-2026-0042"
 CLI = str(Path(sys.executable).parent / "iarms-node")
@@ -42,16 +42,7 @@ def by_peer(results: list) -> dict[str, dict]:  # type: ignore[type-arg]
 async def test_hit_and_miss(fed: Federation) -> None:
     results = await fed["FRA"].f.lookups.lookup([Query("glk 12345", "glock")], CASE, "officer")
     answers = by_peer(results)
-    assert answers["DEU"]["result"] == "hit"
-    assert answers["DEU"]["make_agrees"] is True
-    assert answers["DEU"]["records"][0]["serial_number"] == "GLK-12345"
-    assert answers["DEU"]["records"][0]["notes"] == "from a gun shop"
-    assert answers["ITA"] == {
-        "peer": "ITA",
-        "serial": "glk 12345",
-        "result": "no_hit",
-        "index_version": 1,
-    }
+    assert_seeded_lookup(answers)
     hits = await fed["DEU"].n.lookup_index.hits()
     assert [(h.peer, h.serial_number, h.case_reference) for h in hits] == [
         ("FRA", "GLK-12345", CASE)

@@ -183,11 +183,7 @@ class ReferenceTable:
         Returns:
             The canonical make name (known) or the stripped input (unknown).
         """
-        found = self._memo_make.get(text)
-        if found is None:
-            found = _lookup(text, self._make_by_key, match_key)
-            _remember(self._memo_make, text, found)
-        return found
+        return _memoised(text, self._memo_make, self._make_by_key, match_key)
 
     def normalise_calibre(self, text: str) -> Normalised:
         """Map any spelling of a calibre to its canonical name.
@@ -198,11 +194,7 @@ class ReferenceTable:
         Returns:
             The canonical calibre name (known) or the stripped input (unknown).
         """
-        found = self._memo_calibre.get(text)
-        if found is None:
-            found = _lookup(text, self._calibre_by_key, calibre_key)
-            _remember(self._memo_calibre, text, found)
-        return found
+        return _memoised(text, self._memo_calibre, self._calibre_by_key, calibre_key)
 
     def normalise_type(self, text: str) -> Normalised:
         """Map any spelling of a firearm type to a `FirearmType` value.
@@ -213,11 +205,7 @@ class ReferenceTable:
         Returns:
             The `FirearmType` value (known) or the stripped input (unknown).
         """
-        found = self._memo_type.get(text)
-        if found is None:
-            found = _lookup(text, self._type_by_key, match_key)
-            _remember(self._memo_type, text, found)
-        return found
+        return _memoised(text, self._memo_type, self._type_by_key, match_key)
 
     def make(self, name: str) -> Make | None:
         """Return the make with this canonical name, if there is one."""
@@ -262,6 +250,17 @@ def _lookup(text: str, index: Mapping[str, str], key_of: KeyFunction) -> Normali
     if name is None:
         return Normalised(stripped, known=False)
     return Normalised(name, known=True)
+
+
+def _memoised(
+    text: str, memo: dict[str, Normalised], index: Mapping[str, str], key_of: KeyFunction
+) -> Normalised:
+    """`_lookup` behind a per-table memo (a CSV import normalises every row)."""
+    found = memo.get(text)
+    if found is None:
+        found = _lookup(text, index, key_of)
+        _remember(memo, text, found)
+    return found
 
 
 def _remember(memo: dict[str, Normalised], text: str, found: Normalised) -> None:
