@@ -107,6 +107,17 @@ def is_loopback(request: web.Request) -> bool:
         return False
 
 
+def client_address(request: web.Request) -> str:
+    """The address a login attempt comes from, as the failed-login throttle counts it.
+
+    The TCP peer's address (`request.remote`), never X-Forwarded-For or the
+    like: the console listens on a local address with no proxy in front, so
+    such a header says only what the client chose to write in it. Behind a
+    proxy every attempt would share the proxy's address (and its throttle).
+    """
+    return request.remote or "unknown"
+
+
 def set_session_cookie(response: web.StreamResponse, token: str) -> None:
     """Give the browser its session token (no Max-Age: it ends with the browser)."""
     response.set_cookie(

@@ -154,8 +154,12 @@ def parse_policy(values: Iterable[object]) -> frozenset[Service]:
     return parse_services(",".join(names))
 
 
-def peer_json(peer: Peer, cached_version: int | None) -> dict[str, Any]:
-    """A peer as `/peers.json` shows it (its keys as fingerprints only)."""
+def peer_json(peer: Peer) -> dict[str, Any]:
+    """A peer as `/peers.json` shows it (its keys as fingerprints only).
+
+    `reachable` is None for a peer never contacted; `last_error_at` is when it
+    became unreachable, `last_error` the latest reason.
+    """
     return {
         "country": peer.country,
         "url": peer.url,
@@ -166,7 +170,10 @@ def peer_json(peer: Peer, cached_version: int | None) -> dict[str, Any]:
         "added_by": peer.added_by,
         "revoked_at": peer.revoked_at,
         "last_contact_at": peer.last_contact_at,
-        "index_version": cached_version,
+        "index_version": peer.index_version,
+        "reachable": peer.reachable,
+        "last_error_at": peer.last_error_at,
+        "last_error": peer.last_error,
     }
 
 
@@ -183,10 +190,7 @@ def dead_letter_json(message: OutboxMessage) -> dict[str, Any]:
 
 
 def hit_json(hit: Hit) -> dict[str, Any]:
-    """A peer's lookup that matched one of our records, as `/hits.json` lists it.
-
-    `make_agrees` is None when the peer gave no make (the owner stores that as agreeing).
-    """
+    """A peer's lookup that matched one of our records, as `/hits.json` lists it."""
     return {
         "id": hit.id,
         "at": hit.at,
@@ -195,5 +199,5 @@ def hit_json(hit: Hit) -> dict[str, Any]:
         "serial_number": hit.serial_number,
         "case_reference": hit.case_reference,
         "make_given": hit.make_given,
-        "make_agrees": hit.make_agrees if hit.make_given else None,
+        "make_agrees": hit.make_agrees,
     }

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 from aiohttp import web
 
 from admin_ui.auth import (
     check_login_csrf,
     clear_session_cookie,
+    client_address,
     current_session,
     get_node,
     is_loopback,
@@ -17,7 +20,7 @@ from admin_ui.auth import (
     set_session_cookie,
 )
 from admin_ui.render import nav_links, page
-from node.errors import AuthError
+from node.errors import AuthError, LoginThrottledError
 
 MAX_NAME_CHARS = 64
 MAX_PASSWORD_CHARS = 1024
@@ -45,7 +48,10 @@ async def login_form(request: web.Request) -> web.Response:
 
 
 async def login(request: web.Request) -> web.Response:
-    """POST /login: check the password, open a session, go to `next`."""
+    """POST /login: check the password, open a session, go to `next`.
+
+    Too many failed logins from the caller's address: 429 with a Retry-After.
+    """
     form = await request.post()
     check_login_csrf(request, form)
     name = form.get("name")
@@ -55,9 +61,12 @@ async def login(request: web.Request) -> web.Response:
     password = password[:MAX_PASSWORD_CHARS] if isinstance(password, str) else ""
     users = get_node(request).users
     try:
-        user = await users.authenticate(name, password)
+        user = await users.authenticate(name, password, address=client_address(request))
     except AuthError as e:
-        return _login_form(request, next_path, name, str(e), status=e.status)
+        response = _login_form(request, next_path, name, str(e), status=e.status)
+        if isinstance(e, LoginThrottledError):
+            response.headers["Retry-After"] = str(math.ceil(e.retry_after.total_seconds()))
+        return response
     token, _session = await users.start_session(user)
     response = web.HTTPSeeOther(next_path)
     set_session_cookie(response, token)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from admin_ui.auth import actor, get_federation, get_node, requires
+from admin_ui.auth import actor, get_node, requires
 from admin_ui.federation_forms import (
     PEER_FIELDS,
     SERVICE_LABELS,
@@ -23,20 +23,12 @@ from admin_ui.forms import text_values
 from admin_ui.render import field_errors, page
 from node.accounts.model import Role
 from node.errors import ConflictError, ValidationError
-from node.protocol.model import OutboxStatus, Peer
+from node.protocol.model import OutboxStatus
 from node.protocol.transport import PeerUnreachableError
 
 admin = requires(Role.ADMIN)
 COUNTRY = r"{country:[A-Z]{3}}"
 ADDED = re.compile(r"[A-Z]{3}")
-
-
-async def _index_versions(request: web.Request, peers: list[Peer]) -> dict[str, int | None]:
-    """The version of each peer's index cached by our lookups (none without the signing key)."""
-    fed = get_federation(request)
-    if fed is None:
-        return {}
-    return {p.country: await fed.lookups.peer_index_version(p.country) for p in peers}
 
 
 async def _peers_page(
@@ -49,11 +41,9 @@ async def _peers_page(
 ) -> web.Response:
     node = get_node(request)
     peers = await node.peers.list_peers()
-    versions = await _index_versions(request, peers)
     dead = await node.delivery.messages(OutboxStatus.DEAD)
     context = {
         "peers": peers,
-        "versions": versions,
         "dead_letters": dead,
         "services": SERVICE_LABELS,
         "values": values or {},
@@ -61,7 +51,7 @@ async def _peers_page(
         "added": added,
     }
     data = {
-        "peers": [peer_json(p, versions.get(p.country)) for p in peers],
+        "peers": [peer_json(p) for p in peers],
         "dead_letters": [dead_letter_json(m) for m in dead],
     }
     return page(request, "peers.html", context, data=data, status=status)

@@ -14,7 +14,7 @@ from node.accounts.service import UsersService
 from node.audit import AuditService
 from node.clock import Clock, SystemClock
 from node.config import NodeConfig
-from node.identity import create_oprf_key, load_oprf_key, load_public_key
+from node.identity import NodeKeys, load_oprf_public_key, load_public_key
 from node.protocol.client import PeerClient
 from node.protocol.delivery import DeliveryService
 from node.protocol.dispatch import Dispatcher
@@ -23,7 +23,7 @@ from node.protocol.lookup_index import LookupIndex
 from node.protocol.lookup_owner import LookupResponder
 from node.protocol.peers import PeersService
 from node.protocol.ratelimit import RateLimitConfig, TokenBuckets
-from node.protocol.receive import Receiver, RegistryKeys
+from node.protocol.receive import Receiver
 from node.protocol.transport import HttpTransport, PeerTransport
 from node.records.importer import ImportService
 from node.records.reference import ReferenceTable, load_reference
@@ -38,16 +38,14 @@ from node.store.replay import ReplayStore
 from node.store.users import UsersStore
 
 
-def _oprf_key(config: NodeConfig) -> bytes:
-    """The node's VOPRF key, made on first use by nodes initialised before lookups existed."""
-    if not config.oprf_key_file.exists():
-        create_oprf_key(config.oprf_key_file)
-    return load_oprf_key(config.oprf_key_file)
-
-
 @dataclass(frozen=True, slots=True)
 class Node:
-    """One country's node: its configuration and its services."""
+    """One country's node: its configuration and its services.
+
+    Opening a node needs no secret (so no passphrase): the signing and OPRF
+    keys are loaded only by the commands that speak for the node
+    (`identity.load_keys`, then `federation`).
+    """
 
     config: NodeConfig
     clock: Clock
@@ -63,7 +61,7 @@ class Node:
     lookups_store: LookupStore
     transport: PeerTransport
     public_key: bytes
-    oprf_key: bytes
+    oprf_public_key: bytes | None  # None until the OPRF key is made (`load_keys`)
 
     @classmethod
     async def open(
@@ -85,7 +83,6 @@ class Node:
                 raise
         audit_store = AuditStore(db)
         lookups_store = LookupStore(db)
-        oprf_key = _oprf_key(config)
         records_store = RecordsStore(db)
         reference = load_reference()
         records = RecordsService(records_store, audit_store, reference, clock)
@@ -100,11 +97,11 @@ class Node:
             audit=AuditService(audit_store, clock),
             peers=PeersService(PeersStore(db), transport, clock, config.country),
             delivery=DeliveryService(OutboxStore(db), clock),
-            lookup_index=LookupIndex(lookups_store, oprf_key, config.country, clock),
+            lookup_index=LookupIndex(lookups_store, config.country, clock),
             lookups_store=lookups_store,
             transport=transport,
             public_key=load_public_key(config.signing_key_file),
-            oprf_key=oprf_key,
+            oprf_public_key=load_oprf_public_key(config.oprf_key_file),
         )
 
     async def close(self) -> None:
@@ -115,7 +112,7 @@ class Node:
 
 @dataclass(frozen=True, slots=True)
 class Federation:
-    """The services that speak for this node to its peers (they need its signing key)."""
+    """The services that speak for this node to its peers (they need its keys)."""
 
     client: PeerClient
     lookups: LookupService
@@ -124,20 +121,16 @@ class Federation:
     signing_key: Ed25519PrivateKey
 
 
-def federation(
-    node: Node, signing_key: Ed25519PrivateKey, rate_limit: RateLimitConfig | None = None
-) -> Federation:
-    """Wire the federation services of `node`."""
-    me, clock = node.config.country, node.clock
+def federation(node: Node, keys: NodeKeys, rate_limit: RateLimitConfig | None = None) -> Federation:
+    """Wire the federation services of `node`, which speak with `keys`."""
+    me, clock, signing_key = node.config.country, node.clock, keys.signing
     client = PeerClient(node.transport, signing_key, me, clock, node.peers)
-    receiver = Receiver(
-        me, RegistryKeys(node.peers, clock), ReplayStore(node.db), clock, signing_key
-    )
+    receiver = Receiver(me, node.peers, ReplayStore(node.db), clock, signing_key)
     responder = LookupResponder(
         node.lookups_store,
         AuditStore(node.db),
         node.reference,
-        node.oprf_key,
+        keys.oprf,
         TokenBuckets(rate_limit or RateLimitConfig()),
         clock,
     )

@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument(
         "--key-passphrase-file",
         type=Path,
-        help="encrypt the signing key with the passphrase in this file",
+        help="encrypt the signing and OPRF keys with the passphrase in this file",
     )
 
     run = sub.add_parser("run", parents=[data], help="serve the console and federation API")

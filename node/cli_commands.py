@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tqdm import tqdm
 
 from node.accounts.model import UserStatus
@@ -24,14 +23,15 @@ from node.config import NodeConfig, load_config
 from node.errors import ConfigError, ValidationError
 from node.identity import (
     PASSPHRASE_ENV,
+    NodeKeys,
     fingerprint,
+    load_keys,
     load_public_key,
-    load_signing_key,
     read_passphrase_file,
 )
 from node.initialise import init_node
 from node.protocol.lookup import Query
-from node.protocol.model import Peer
+from node.protocol.model import Peer, Reachability
 from node.protocol.peers import parse_services
 from node.protocol.rotation import rotate_signing_key
 from node.records.csvio import RecordCsvWriter
@@ -90,11 +90,11 @@ async def cmd_run(args: argparse.Namespace) -> int:
     from node.server import serve
 
     config = load_config(args.data_dir)
-    key = _signing_key(config, args.key_passphrase_file)
+    keys = _keys(config, args.key_passphrase_file)
     node = await Node.open(config)
     try:
         print(f"iarms-node {config.country} serving", flush=True)
-        await serve(node, key, lambda line: print(line, flush=True))
+        await serve(node, keys, lambda line: print(line, flush=True))
     finally:
         await node.close()
     return 0
@@ -291,7 +291,17 @@ def _peer_info(peer: Peer) -> dict[str, Any]:
         "added_by": peer.added_by,
         "last_contact_at": peer.last_contact_at.isoformat() if peer.last_contact_at else None,
         "index_version": peer.index_version,
+        "reachable": peer.reachable,
+        "last_error_at": peer.last_error_at.isoformat() if peer.last_error_at else None,
+        "last_error": peer.last_error,
     }
+
+
+def _reachability(peer: Peer) -> str:
+    """'reachable', 'unreachable since <time>: <reason>' or 'not contacted yet'."""
+    if peer.reachability is Reachability.UNREACHABLE and peer.last_error_at is not None:
+        return f"unreachable since {peer.last_error_at:%Y-%m-%d %H:%M} UTC: {peer.last_error}"
+    return peer.reachability.value
 
 
 async def cmd_peers_add(args: argparse.Namespace) -> int:
@@ -312,16 +322,19 @@ async def cmd_peers_list(args: argparse.Namespace) -> int:
         if args.json:
             print_json(info)
         else:
+            version = "-" if peer.index_version is None else peer.index_version
             print(
-                f"{peer.country}  {peer.status.value:<8} {','.join(info['policy']):<32} {peer.url}"
+                f"{peer.country}  {peer.status.value:<8} {','.join(info['policy']):<24} "
+                f"index {version:<6} {peer.url}  {_reachability(peer)}"
             )
     return 0
 
 
 async def cmd_peers_show(args: argparse.Namespace) -> int:
     async with _open(args) as node:
-        info = _peer_info(await node.peers.get(args.country))
-    _print_info(info, args.json)
+        peer = await node.peers.get(args.country)
+    info = _peer_info(peer)
+    _print_info(info if args.json else info | {"reachability": _reachability(peer)}, args.json)
     return 0
 
 
@@ -341,7 +354,7 @@ async def cmd_peers_policy(args: argparse.Namespace) -> int:
 
 
 def _passphrase(config: NodeConfig, passphrase_file: Path | None) -> bytes | None:
-    """The signing key's passphrase (file, else environment) when the key is encrypted."""
+    """The keys' passphrase (file, else environment) when the node's keys are encrypted."""
     if not config.key_encrypted:
         return None
     if passphrase_file:
@@ -349,8 +362,8 @@ def _passphrase(config: NodeConfig, passphrase_file: Path | None) -> bytes | Non
     return os.environ.get(PASSPHRASE_ENV, "").encode() or None
 
 
-def _signing_key(config: NodeConfig, passphrase_file: Path | None) -> Ed25519PrivateKey:
-    return load_signing_key(config.signing_key_file, _passphrase(config, passphrase_file))
+def _keys(config: NodeConfig, passphrase_file: Path | None) -> NodeKeys:
+    return load_keys(config, _passphrase(config, passphrase_file))
 
 
 def _print_info(info: dict[str, Any], as_json: bool) -> None:
@@ -386,10 +399,10 @@ def _bulk_queries(path: Path) -> list[Query]:
 
 async def cmd_lookup(args: argparse.Namespace) -> int:
     config = load_config(args.data_dir)
-    key = _signing_key(config, args.key_passphrase_file)
+    keys = _keys(config, args.key_passphrase_file)
     queries = _bulk_queries(args.bulk) if args.bulk else [Query(args.serial, args.make)]
     async with _open(args) as node:
-        results = await federation(node, key).lookups.lookup(queries, args.case_ref, _actor())
+        results = await federation(node, keys).lookups.lookup(queries, args.case_ref, _actor())
     if not results:
         print("this node has no active peers: add one with 'iarms-node peers add'", file=sys.stderr)
     for r in results:
@@ -435,16 +448,9 @@ async def cmd_rotate_key(args: argparse.Namespace) -> int:
     if not 0 < args.grace_days <= 90:
         raise ValidationError("--grace-days: between 0 and 90 days")
     config = load_config(args.data_dir)
-    passphrase = None
-    if config.key_encrypted:
-        passphrase = (
-            read_passphrase_file(args.key_passphrase_file)
-            if args.key_passphrase_file
-            else os.environ.get(PASSPHRASE_ENV, "").encode() or None
-        )
     rotation = rotate_signing_key(
         config.signing_key_file,
-        passphrase,
+        _passphrase(config, args.key_passphrase_file),
         config.country,
         datetime.now(UTC),
         timedelta(days=args.grace_days),

@@ -17,7 +17,7 @@ listen = "127.0.0.1:8443"
 [keys]
 signing_key = "signing_key.pem"      # Ed25519, PKCS#8 PEM, mode 0600
 encrypted = false                    # true: a passphrase is needed to start the node
-oprf_key = "oprf_key.bin"            # VOPRF key of the private lookups, mode 0600
+oprf_key = "oprf_key.bin"            # VOPRF key of the lookups, mode 0600, sealed if encrypted
 ```
 """
 

@@ -8,6 +8,9 @@ Every error a user or a peer can cause is an `IarmsError` with an HTTP
 
 from __future__ import annotations
 
+import math
+from datetime import timedelta
+
 
 class IarmsError(Exception):
     """Base of every expected error; `str(error)` is the one-line message."""
@@ -80,6 +83,21 @@ class AuthError(IarmsError):
     code = "unauthenticated"
 
 
+class LoginThrottledError(AuthError):
+    """Too many failed sign-ins from the caller's address; the password was not checked."""
+
+    status = 429
+    code = "throttled"
+
+    def __init__(self, retry_after: timedelta) -> None:
+        minutes = max(1, math.ceil(retry_after.total_seconds() / 60))
+        unit = "minute" if minutes == 1 else "minutes"
+        super().__init__(
+            f"too many failed sign-ins from this address; try again in {minutes} {unit}"
+        )
+        self.retry_after = retry_after
+
+
 class PermissionDeniedError(IarmsError):
     """The user's role does not allow the action."""
 
@@ -107,6 +125,12 @@ class OprfError(ValidationError):
     """An OPRF input, key or proof is invalid (a blinded element, an evaluation proof)."""
 
     code = "oprf"
+
+
+class IndexWorkerError(IarmsError):
+    """A worker process evaluating this node's OPRF outputs for its index failed."""
+
+    code = "index_worker"
 
 
 class ProtocolError(IarmsError):
@@ -212,3 +236,9 @@ class RateLimitedError(ProtocolError):
 
     status = 429
     code = "rate_limited"
+
+
+class EvidenceError(ValidationError):
+    """A hit's evidence bundle does not verify (or is not one)."""
+
+    code = "invalid_evidence"

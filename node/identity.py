@@ -1,25 +1,76 @@
-"""The node's identity: its country and its Ed25519 signing key (RFC 8032, via `cryptography`).
+"""The node's identity and secrets: its Ed25519 signing key (RFC 8032) and its VOPRF key
+(RFC 9497, ristretto255-SHA512), both through `cryptography` and our `oprf` module.
 
-The private key is stored as PKCS#8 PEM with mode 0600, optionally encrypted
+The signing key is stored as PKCS#8 PEM with mode 0600, optionally encrypted
 with a passphrase (`BestAvailableEncryption`); the public key is stored beside
 it as hex so that commands that only need the fingerprint never ask for the
 passphrase. The fingerprint is the hex SHA-256 of the raw 32-byte public key.
+
+The VOPRF key is a 32-byte ristretto255 scalar (`keys.oprf_key`, mode 0600),
+its public element `pkS` beside it as hex (`oprf_key.pub`), which is what the
+descriptor publishes. Whoever holds the scalar can test serials against this
+node's index offline, so it is as secret as the signing key: when
+`keys.encrypted` is true it is sealed with the same passphrase. PKCS#8 has no
+type for a ristretto255 scalar, hence this file format (ADR 0005), version 1,
+94 bytes:
+
+    offset  size  field
+       0     14   magic b"iarms-oprf-key"
+      14      1   format version: 1
+      15      1   scrypt log2(N)  (15: N = 32768)
+      16      1   scrypt r        (8)
+      17      1   scrypt p        (1)
+      18     16   scrypt salt (random)
+      34     12   ChaCha20-Poly1305 nonce (random)
+      46     48   ChaCha20-Poly1305 of the scalar (32 bytes + 16-byte tag) under
+                  key = scrypt(passphrase, salt, N, r, p, length 32),
+                  associated data = bytes 0-45 (everything above)
+
+A node whose keys are not encrypted keeps the 32 raw bytes of the scalar (the
+only format before version 1), and so do older encrypted nodes until their
+keys are first loaded with the passphrase (`load_keys` then seals it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import stat
+import struct
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from node.errors import OprfError, SigningKeyError
 from node.protocol import oprf
 
+if TYPE_CHECKING:
+    from node.config import NodeConfig
+
 PASSPHRASE_ENV = "IARMS_KEY_PASSPHRASE"  # noqa: S105 - a variable name
+
+OPRF_MAGIC = b"iarms-oprf-key"
+OPRF_FORMAT = 1
+_OPRF_HEADER = struct.Struct(">14sBBBB16s12s")  # magic, version, log2 N, r, p, salt, nonce
+SCRYPT_LOG2_N, SCRYPT_R, SCRYPT_P = 15, 8, 1  # interactive strength: 32 MiB, ~0.1 s
+_SCRYPT_MAX_MEMORY = 1 << 30  # refuse parameters from a damaged file that would need more
+_SCALAR_BYTES = 32
+
+
+@dataclass(frozen=True, slots=True)
+class NodeKeys:
+    """The node's two secrets, loaded together (with the passphrase, when encrypted)."""
+
+    signing: Ed25519PrivateKey
+    oprf: bytes
 
 
 def public_bytes(key: Ed25519PublicKey) -> bytes:
@@ -38,6 +89,27 @@ def _write_secret(path: Path, data: bytes) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
+
+
+def _replace_secret(path: Path, data: bytes) -> None:
+    """Atomically replace a secret file (the new one written at 0600 beside it first)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _needs_passphrase(what: str, path: Path) -> SigningKeyError:
+    return SigningKeyError(
+        f"the {what} {path} is encrypted; give its passphrase in {PASSPHRASE_ENV} "
+        "or with --key-passphrase-file"
+    )
 
 
 def create_signing_key(path: Path, passphrase: bytes | None) -> bytes:
@@ -78,10 +150,7 @@ def load_signing_key(path: Path, passphrase: bytes | None) -> Ed25519PrivateKey:
     data = _read_secret(path, "signing key")
     encrypted = b"ENCRYPTED" in data.split(b"\n", 1)[0]
     if encrypted and not passphrase:
-        raise SigningKeyError(
-            f"the signing key {path} is encrypted; give its passphrase in {PASSPHRASE_ENV} "
-            "or with --key-passphrase-file"
-        )
+        raise _needs_passphrase("signing key", path)
     try:
         key = serialization.load_pem_private_key(data, passphrase if encrypted else None)
     except (ValueError, TypeError) as e:
@@ -92,38 +161,154 @@ def load_signing_key(path: Path, passphrase: bytes | None) -> Ed25519PrivateKey:
     return key
 
 
-def load_public_key(path: Path) -> bytes:
-    """The raw public key stored beside the signing key."""
-    pub = path.with_suffix(".pub")
+def _read_public(pub: Path, what: str) -> bytes:
     try:
         public = bytes.fromhex(pub.read_text(encoding="ascii").strip())
     except (OSError, ValueError) as e:
-        raise SigningKeyError(f"cannot read the public key {pub}: {e}") from e
+        raise SigningKeyError(f"cannot read the {what} {pub}: {e}") from e
     if len(public) != 32:
-        raise SigningKeyError(f"{pub} does not hold a 32-byte Ed25519 public key")
+        raise SigningKeyError(f"{pub} does not hold a 32-byte {what}")
     return public
 
 
-def create_oprf_key(path: Path) -> bytes:
-    """Generate the node's VOPRF key (a 32-byte ristretto255 scalar, mode 0600); return pkS.
+def load_public_key(path: Path) -> bytes:
+    """The raw public key stored beside the signing key."""
+    return _read_public(path.with_suffix(".pub"), "Ed25519 public key")
+
+
+def oprf_public_key_file(path: Path) -> Path:
+    """Where the public element of the OPRF key in `path` is kept (hex): `path` with `.pub`."""
+    pub = path.with_suffix(".pub")
+    if pub == path:
+        raise SigningKeyError(f"keys.oprf_key: {path} must not end in .pub (its public key's)")
+    return pub
+
+
+def _scrypt_key(passphrase: bytes, salt: bytes, log2_n: int, r: int, p: int) -> bytes:
+    return Scrypt(salt=salt, length=32, n=1 << log2_n, r=r, p=p).derive(passphrase)
+
+
+def seal_oprf_key(sk: bytes, passphrase: bytes) -> bytes:
+    """The sealed (format 1) file contents of the scalar `sk` under `passphrase`."""
+    salt, nonce = os.urandom(16), os.urandom(12)
+    header = _OPRF_HEADER.pack(
+        OPRF_MAGIC, OPRF_FORMAT, SCRYPT_LOG2_N, SCRYPT_R, SCRYPT_P, salt, nonce
+    )
+    key = _scrypt_key(passphrase, salt, SCRYPT_LOG2_N, SCRYPT_R, SCRYPT_P)
+    return header + ChaCha20Poly1305(key).encrypt(nonce, sk, header)
+
+
+def _unseal_oprf_key(data: bytes, passphrase: bytes, path: Path) -> bytes:
+    if len(data) != _OPRF_HEADER.size + _SCALAR_BYTES + 16:
+        raise SigningKeyError(f"the OPRF key {path} is truncated or damaged")
+    header, sealed = data[: _OPRF_HEADER.size], data[_OPRF_HEADER.size :]
+    _magic, version, log2_n, r, p, salt, nonce = _OPRF_HEADER.unpack(header)
+    if version != OPRF_FORMAT:
+        raise SigningKeyError(
+            f"the OPRF key {path} is in format {version}; this version of iarms-node "
+            f"reads format {OPRF_FORMAT} only"
+        )
+    if not (log2_n >= 1 and r >= 1 and 1 <= p <= 16 and (128 * r << log2_n) <= _SCRYPT_MAX_MEMORY):
+        raise SigningKeyError(f"the OPRF key {path} has unusable scrypt parameters")
+    key = _scrypt_key(passphrase, salt, log2_n, r, p)
+    try:
+        return ChaCha20Poly1305(key).decrypt(nonce, sealed, header)
+    except InvalidTag as e:
+        raise SigningKeyError(
+            f"cannot load the OPRF key {path}: wrong passphrase (or the file was altered)"
+        ) from e
+
+
+def create_oprf_key(path: Path, passphrase: bytes | None) -> bytes:
+    """Generate and store the node's VOPRF key (sealed under `passphrase` if given); return pkS.
 
     The key evaluates peers' blinded serials and builds this node's index:
     whoever holds it could test serials against the index offline, so it is
-    as secret as the signing key.
+    as secret as the signing key. Refuses to overwrite (FileExistsError).
     """
+    pub = oprf_public_key_file(path)
     sk, pk = oprf.generate_key_pair(oprf.MODE_VOPRF)
-    _write_secret(path, sk)
+    _write_secret(path, seal_oprf_key(sk, passphrase) if passphrase else sk)
+    _write_public(pub, pk)
     return pk
 
 
-def load_oprf_key(path: Path) -> bytes:
-    """The node's VOPRF secret key; SigningKeyError with the fix when it cannot be used."""
-    data = _read_secret(path, "OPRF key")
+def _write_public(pub: Path, public: bytes) -> None:
     try:
-        oprf.public_key(data)
+        pub.write_text(public.hex() + "\n", encoding="ascii")
+    except OSError as e:
+        raise SigningKeyError(f"cannot write the OPRF public key {pub}: {e.strerror}") from e
+
+
+def _read_oprf_key(path: Path, passphrase: bytes | None) -> tuple[bytes, bool]:
+    """The scalar in `path` and whether the file is sealed."""
+    data = _read_secret(path, "OPRF key")
+    sealed = data.startswith(OPRF_MAGIC)
+    if sealed and not passphrase:
+        raise _needs_passphrase("OPRF key", path)
+    sk = _unseal_oprf_key(data, passphrase, path) if sealed and passphrase else data
+    try:
+        oprf.public_key(sk)
     except (OprfError, ValueError) as e:
         raise SigningKeyError(f"{path} does not hold a valid OPRF key") from e
-    return data
+    return sk, sealed
+
+
+def load_oprf_key(path: Path, passphrase: bytes | None) -> bytes:
+    """The node's VOPRF secret key; SigningKeyError with the fix when it cannot be used."""
+    return _read_oprf_key(path, passphrase)[0]
+
+
+def load_oprf_public_key(path: Path) -> bytes | None:
+    """The public element stored beside the OPRF key; None while there is none.
+
+    A node initialised before private lookups has neither file until its keys
+    are first loaded (`load_keys`, when it runs); one initialised before the
+    public key was stored beside the secret gets it then too.
+    """
+    pub = oprf_public_key_file(path)
+    if not pub.exists():
+        return None
+    return _read_public(pub, "OPRF public key")
+
+
+def _check_oprf_public_key(path: Path, sk: bytes) -> None:
+    """Write the public key beside the secret if it is missing; refuse one that does not match."""
+    public = oprf.public_key(sk)
+    stored = load_oprf_public_key(path)
+    pub = oprf_public_key_file(path)
+    if stored is None:
+        _write_public(pub, public)
+    elif stored != public:
+        raise SigningKeyError(
+            f"{pub} does not match the OPRF key {path}: restore the key file this node "
+            "was created with (its index and its peers' copies of the public key depend on it)"
+        )
+
+
+def load_keys(config: NodeConfig, passphrase: bytes | None) -> NodeKeys:
+    """The node's signing and OPRF keys; SigningKeyError with the fix when they cannot be used.
+
+    The OPRF key is made on first use by nodes initialised before private
+    lookups existed, and sealed on first use by encrypted nodes that kept it
+    raw; both with `passphrase`, checked first against the signing key.
+    """
+    signing = load_signing_key(config.signing_key_file, passphrase)
+    seal_with = passphrase if config.key_encrypted else None
+    path = config.oprf_key_file
+    if not path.exists():
+        if load_oprf_public_key(path) is not None:
+            raise SigningKeyError(
+                f"the OPRF key {path} is missing but its public key is there: restore it "
+                "from a backup (a new key would not match this node's index)"
+            )
+        with contextlib.suppress(FileExistsError):  # another process just made it
+            create_oprf_key(path, seal_with)
+    sk, sealed = _read_oprf_key(path, passphrase)
+    if seal_with and not sealed:
+        _replace_secret(path, seal_oprf_key(sk, seal_with))
+    _check_oprf_public_key(path, sk)
+    return NodeKeys(signing, sk)
 
 
 def read_passphrase_file(path: Path) -> bytes:

@@ -1,4 +1,4 @@
-"""Creating a node: data directory, config, signing key, database, first admin."""
+"""Creating a node: data directory, config, signing and OPRF keys, database, first admin."""
 
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ async def init_node(
     before = set(data_dir.iterdir())
     try:
         create_signing_key(data_dir / KEY_NAME, passphrase)
-        create_oprf_key(data_dir / OPRF_KEY_NAME)
+        create_oprf_key(data_dir / OPRF_KEY_NAME, passphrase)
         config = write_config(data_dir, raw)
         node = await Node.open(config, clock)
         try:

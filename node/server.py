@@ -9,10 +9,10 @@ import signal
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from node.app import Federation, Node, federation
 from node.errors import ConfigError
+from node.identity import NodeKeys
 from node.protocol.http_app import build_federation_app
 
 log = logging.getLogger(__name__)
@@ -56,19 +56,19 @@ async def start_sites(node: Node, fed: Federation) -> list[web.AppRunner]:
     return runners
 
 
-async def serve(
-    node: Node, signing_key: Ed25519PrivateKey, announce: Callable[[str], None]
-) -> None:
+async def serve(node: Node, keys: NodeKeys, announce: Callable[[str], None]) -> None:
     """Serve until SIGINT or SIGTERM, then shut down cleanly."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    fed = federation(node, signing_key)
+    fed = federation(node, keys)
     runners = await start_sites(node, fed)
     background = [
         asyncio.create_task(node.delivery.run(fed.client, stop)),
-        asyncio.create_task(_every(INDEX_REFRESH_S, stop, node.lookup_index.refresh)),
+        asyncio.create_task(
+            _every(INDEX_REFRESH_S, stop, lambda: node.lookup_index.refresh(keys.oprf))
+        ),
         asyncio.create_task(_every(PRUNE_S, stop, fed.receiver.prune)),
     ]
     announce(f"console:        http://{node.config.console}/")

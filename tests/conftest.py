@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import text
@@ -15,6 +16,11 @@ from node.app import Node
 from node.clock import FakeClock
 from node.config import load_config
 from node.initialise import init_node
+from tests.harness import ADMIN_PASSWORD as HARNESS_ADMIN_PASSWORD
+from tests.harness import Federation, seeded_federation
+
+if TYPE_CHECKING:
+    from tests.console_helpers import Console
 
 PG_URL = os.environ.get("IARMS_TEST_PG_URL")
 ADMIN_PASSWORD = "correct horse battery staple"
@@ -78,3 +84,21 @@ async def sqlite_node(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Node]:
     opened = await Node.open(load_config(data_dir), clock)
     yield opened
     await opened.close()
+
+
+@pytest.fixture
+async def fed(tmp_path: Path) -> AsyncIterator[Federation]:
+    """FRA, DEU and ITA with records at DEU and ITA (`seeded_federation`)."""
+    federation = await seeded_federation(tmp_path)
+    yield federation
+    await federation.close()
+
+
+@pytest.fixture
+async def fra(fed: Federation) -> AsyncIterator[Console]:
+    """FRA's console with its federation services, logged in as its admin."""
+    from tests.console_helpers import console_for  # it imports this module
+
+    async with console_for(fed["FRA"].n, fed=fed["FRA"].f) as console:
+        await console.login_as("admin", HARNESS_ADMIN_PASSWORD)
+        yield console

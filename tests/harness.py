@@ -13,13 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from node.app import Federation as FederationServices
 from node.app import Node, federation
 from node.clock import FakeClock, SystemClock
 from node.config import load_config
-from node.identity import fingerprint, load_signing_key
+from node.identity import NodeKeys, fingerprint, load_keys
 from node.initialise import init_node
 from node.protocol.http_app import build_federation_app
 from node.protocol.model import Service
@@ -36,6 +35,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def init_args(data_dir: Path, admin_password_file: Path) -> list[str]:
+    """`iarms-node init` arguments for a FRA node on free loopback ports."""
+    return [
+        "init",
+        "--country",
+        "FRA",
+        "--data-dir",
+        str(data_dir),
+        "--console-listen",
+        f"127.0.0.1:{free_port()}",
+        "--federation-listen",
+        f"127.0.0.1:{free_port()}",
+        "--admin-password-file",
+        str(admin_password_file),
+    ]
+
+
 @dataclass
 class Member:
     """One node of the federation and the server that makes it reachable."""
@@ -44,7 +60,7 @@ class Member:
     data_dir: Path
     clock: FakeClock
     node: Node | None = None
-    key: Ed25519PrivateKey | None = None
+    keys: NodeKeys | None = None
     fed: FederationServices | None = None
     runner: web.AppRunner | None = None
 
@@ -64,6 +80,12 @@ class Member:
         """The running node's federation services."""
         assert self.fed is not None, f"{self.country} is stopped"
         return self.fed
+
+    @property
+    def k(self) -> NodeKeys:
+        """The node's signing and OPRF keys (fails if never started)."""
+        assert self.keys is not None, f"{self.country} was never started"
+        return self.keys
 
     @property
     def fingerprint(self) -> str:
@@ -105,9 +127,9 @@ class Federation:
         """Open the node and serve its federation API (again, after `stop`)."""
         member = self.members[country]
         config = load_config(member.data_dir)
+        member.keys = load_keys(config, None)
         member.node = await Node.open(config, member.clock)
-        member.key = load_signing_key(config.signing_key_file, None)
-        member.fed = federation(member.node, member.key, self.rate_limit)
+        member.fed = federation(member.node, member.keys, self.rate_limit)
         member.runner = web.AppRunner(build_federation_app(member.node, member.fed))
         await member.runner.setup()
         site = web.TCPSite(member.runner, config.federation.host, config.federation.port)
@@ -155,7 +177,7 @@ async def seeded_federation(base: Path, rate_limit: RateLimitConfig | None = Non
     )
     await federation["ITA"].n.records.create(RecordInput("B-777", "Beretta", "pistol", "lost"), "t")
     for member in federation.members.values():
-        await member.n.lookup_index.refresh()
+        await member.n.lookup_index.refresh(member.k.oprf)
     return federation
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import pytest
 
 from node.config import load_config
 from node.protocol.descriptor import verify_descriptor
+from tests.harness import init_args
 
 CLI = str(Path(sys.executable).parent / "iarms-node")
 
@@ -31,31 +31,13 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("cli")
     password = base / "admin.txt"
     password.write_text("a long admin password\n", encoding="utf-8")
     data = base / "fra"
-    result = run(
-        "init",
-        "--country",
-        "FRA",
-        "--data-dir",
-        str(data),
-        "--console-listen",
-        f"127.0.0.1:{free_port()}",
-        "--federation-listen",
-        f"127.0.0.1:{free_port()}",
-        "--admin-password-file",
-        str(password),
-    )
+    result = run(*init_args(data, password))
     assert result.returncode == 0, result.stderr
     assert "signing key fingerprint:" in result.stdout
     return data

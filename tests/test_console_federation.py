@@ -29,27 +29,11 @@ from node.protocol.lookup import LookupResult, Query
 from node.protocol.model import PeerStatus, Service
 from node.records.serials import canonicalise_serial
 from tests.console_helpers import OFFICER_PASSWORD, Console, console_for
-from tests.harness import ADMIN_PASSWORD, Federation, assert_seeded_lookup, seeded_federation
+from tests.harness import ADMIN_PASSWORD, Federation, assert_seeded_lookup
 
 CASE = "FR-2026-0042"
 CHROMIUM = "/usr/bin/chromium"
 SEIZED = b"serial_number,make\nGLK-12345,Glock\nB-777,\n\nNOPE-1,Walther\n"
-
-
-@pytest.fixture
-async def fed(tmp_path: Path) -> AsyncIterator[Federation]:
-    """FRA, DEU and ITA with records at DEU and ITA (`seeded_federation`)."""
-    federation = await seeded_federation(tmp_path)
-    yield federation
-    await federation.close()
-
-
-@pytest.fixture
-async def fra(fed: Federation) -> AsyncIterator[Console]:
-    """FRA's console with its federation services, logged in as its admin."""
-    async with console_for(fed["FRA"].n, fed=fed["FRA"].f) as console:
-        await console.login_as("admin", ADMIN_PASSWORD)
-        yield console
 
 
 @pytest.fixture

@@ -42,7 +42,7 @@ from node.protocol.envelope import (
     to_ms,
 )
 from node.protocol.model import Peer, PeerStatus, Service
-from node.protocol.receive import UNADDRESSED, Receiver, RegistryKeys, select_key
+from node.protocol.receive import UNADDRESSED, Receiver, select_key
 from node.store.replay import ReplayStore
 
 NOW = to_ms(datetime(2026, 1, 1, tzinfo=UTC))  # FakeClock's start
@@ -327,32 +327,32 @@ def test_decode_body_is_strict_and_names_the_field() -> None:
 # The shell: replay cache and error answers, on each database backend.
 
 
-class SyncKeys:
-    def __init__(self, keys: dict[tuple[str, bytes], PeerKey]) -> None:
-        self.keys = keys
+class Registry:
+    """The peer registry of these tests: DEU under its key, unless told otherwise."""
 
-    def key_for(self, sender: str, key_id: bytes) -> PeerKey | None:
-        return self.keys.get((sender, key_id))
+    def __init__(self, *peers: Peer) -> None:
+        self.peers = {p.country: p for p in peers or (_peer(DEU_PUB, None, None),)}
 
-
-class AsyncKeys(SyncKeys):
-    async def key_for(self, sender: str, key_id: bytes) -> PeerKey | None:  # type: ignore[override]
+    async def get(self, country: str) -> Peer:
         await asyncio.sleep(0)
-        return self.keys.get((sender, key_id))
+        if country not in self.peers:
+            raise NotFoundError(f"{country} is not a peer")
+        return self.peers[country]
 
 
-def receiver(node: Node, keys: Any = None) -> Receiver:
+def receiver(node: Node, registry: Registry | None = None) -> Receiver:
     signing_key = load_signing_key(node.config.signing_key_file, None)
-    return Receiver("FRA", keys or AsyncKeys(TRUST), ReplayStore(node.db), node.clock, signing_key)
+    return Receiver("FRA", registry or Registry(), ReplayStore(node.db), node.clock, signing_key)
 
 
 async def test_a_repeat_is_refused_even_after_a_restart(node: Node, clock: FakeClock) -> None:
     data = make()
-    first = receiver(node, SyncKeys(TRUST))
-    assert (await first.accept(data)).message_id == read_header(data).message_id
+    first = receiver(node)
+    envelope, peer = await first.accept(data)
+    assert (envelope.message_id, peer.country) == (read_header(data).message_id, "DEU")
     with pytest.raises(ReplayError, match="already accepted"):
         await first.accept(data)
-    assert (await first.accept(make())).sender == "DEU"  # a new id is fine
+    assert (await first.accept(make()))[0].sender == "DEU"  # a new id is fine
     restarted = await Node.open(load_config(node.config.data_dir), clock, migrate=False)
     try:
         with pytest.raises(ReplayError):
@@ -362,10 +362,11 @@ async def test_a_repeat_is_refused_even_after_a_restart(node: Node, clock: FakeC
 
 
 async def test_the_same_id_from_another_sender_is_not_a_replay(node: Node) -> None:
-    keys = AsyncKeys(TRUST | trusting(PeerKey(OTHER.public_key().public_bytes_raw()), sender="ITA"))
-    shell = receiver(node, keys)
+    ita = replace(_peer(OTHER.public_key().public_bytes_raw(), None, None), country="ITA")
+    shell = receiver(node, Registry(_peer(DEU_PUB, None, None), ita))
     await shell.accept(make(message_id=b"\x01" * 16))
-    assert (await shell.accept(make(OTHER, sender="ITA", message_id=b"\x01" * 16))).sender == "ITA"
+    envelope, peer = await shell.accept(make(OTHER, sender="ITA", message_id=b"\x01" * 16))
+    assert (envelope.sender, peer) == ("ITA", ita)
 
 
 async def test_expired_ids_are_deleted_and_their_repeat_is_stale(
@@ -434,16 +435,14 @@ async def test_errors_before_the_sender_is_known(node: Node) -> None:
         assert (decode_error(envelope).code, refused.value.code) == (code, code)
 
 
-async def test_registry_keys_use_the_peer_registry(clock: FakeClock) -> None:
-    peers = {"DEU": _peer(DEU_PUB, None, None)}
-
-    class Registry:
-        async def get(self, country: str) -> Peer:
-            if country not in peers:
-                raise NotFoundError(country)
-            return peers[country]
-
-    keys = RegistryKeys(Registry(), clock)
-    assert await keys.key_for("DEU", key_id(DEU_PUB)) == PeerKey(DEU_PUB)
-    assert await keys.key_for("DEU", key_id(bytes(32))) is None
-    assert await keys.key_for("ITA", key_id(DEU_PUB)) is None
+async def test_the_receiver_reads_keys_and_revocation_from_the_registry(node: Node) -> None:
+    registry = Registry()
+    shell = receiver(node, registry)
+    assert (await shell.accept(make()))[1] == registry.peers["DEU"]
+    with pytest.raises(UnknownSenderError):
+        await shell.accept(make(OTHER))  # DEU's, under a key DEU does not hold
+    with pytest.raises(UnknownSenderError):
+        await shell.accept(make(sender="ITA"))  # not a peer at all
+    registry.peers["DEU"] = replace(registry.peers["DEU"], status=PeerStatus.REVOKED)
+    with pytest.raises(SenderRevokedError):
+        await shell.accept(make())  # revoked from the next message on

@@ -105,7 +105,7 @@ async def test_unreachable_peer_and_recovered_record(fed: Federation) -> None:
         )
     ).records[0]
     await deu.records.recover(record.id, record.version, date(2026, 1, 2), "t")
-    assert await deu.lookup_index.refresh() == 2
+    assert await deu.lookup_index.refresh(fed["DEU"].k.oprf) == 2
     answers = by_peer(await fed["FRA"].f.lookups.lookup([Query("GLK-12345")], CASE, "o"))
     assert answers["ITA"]["result"] == "unreachable"
     assert answers["DEU"] == {
@@ -126,7 +126,7 @@ async def test_hit_notice_reaches_a_peer_that_was_down(fed: Federation) -> None:
     fra, deu = fed["FRA"], fed["DEU"]
 
     output = oprf.evaluate_direct(
-        deu.n.oprf_key, oprf.serial_input(canonicalise_serial("GLK-12345")), oprf.MODE_VOPRF
+        deu.k.oprf, oprf.serial_input(canonicalise_serial("GLK-12345")), oprf.MODE_VOPRF
     )
     await fed.stop("DEU")
     notice = {"lookup_id": b"L" * 16, "output": output, "make": "Glock", "case_reference": CASE}
@@ -164,14 +164,14 @@ async def test_bad_envelopes_get_signed_errors_and_the_node_keeps_serving(
         ts = now - 3_600_000
     if fault == "unknown_type":
         kind = "lookup.everything"
-    data = seal(fra.key, "FRA", recipient, kind, body, timestamp_ms=ts)  # type: ignore[arg-type]
+    data = seal(fra.k.signing, "FRA", recipient, kind, body, timestamp_ms=ts)
     if fault == "replay":
         assert (await _post(deu.url, data))[0] == 200
     if fault == "tampered":
         data = data[:-1] + bytes([data[-1] ^ 1])
     if fault == "too_large":
         data = seal(
-            fra.key,
+            fra.k.signing,
             "FRA",
             "DEU",
             "index.get",

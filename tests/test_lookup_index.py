@@ -2,20 +2,64 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import subprocess
+import sys
 from datetime import date
+from pathlib import Path
+
+import pytest
 
 from node.app import Node
-from node.protocol import oprf
+from node.errors import IndexWorkerError
+from node.identity import load_keys
+from node.protocol import lookup_index, oprf
+from node.protocol.evaluate_worker import evaluate_serials
 from node.protocol.membership import FullIndex, IndexDelta, item_of, parse_index
+from node.protocol.oprf_workers import OprfWorkers
 from node.records.model import RecordInput
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _key(node: Node) -> bytes:
+    return load_keys(node.config, None).oprf
 
 
 def _item(node: Node, serial: str) -> int:
     canonical = node.records.normalise(RecordInput(serial, "Glock", "pistol", "stolen"))
     output = oprf.evaluate_direct(
-        node.oprf_key, oprf.serial_input(canonical.serial_canonical), oprf.MODE_VOPRF
+        _key(node), oprf.serial_input(canonical.serial_canonical), oprf.MODE_VOPRF
     )
     return item_of(output)
+
+
+def _children() -> set[int]:
+    """The pids of this process's child processes, zombies included (Linux /proc)."""
+    children = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended meanwhile
+        if ppid == os.getpid():
+            children.add(int(stat.parent.name))
+    return children
+
+
+def _in_thread(key: bytes, serials: list[str]) -> list[bytes]:
+    raise AssertionError("evaluated in a thread, not by the worker processes")
+
+
+async def _create(node: Node, prefix: str, count: int) -> list[str]:
+    """Create `count` records; return their canonical serials, in creation order."""
+    records = [
+        await node.records.create(RecordInput(f"{prefix}-{i}", "Glock", "pistol", "stolen"), "t")
+        for i in range(count)
+    ]
+    return [record.serial_canonical for record in records]
 
 
 async def test_index_follows_records(node: Node) -> None:
@@ -23,17 +67,17 @@ async def test_index_follows_records(node: Node) -> None:
         await node.records.create(RecordInput(f"IX-{i}", "Glock", "pistol", "stolen"), "t")
         for i in range(40)  # a change of 3 items stays under the 10 % that forces a full version
     ]
-    assert await node.lookup_index.refresh() == 1
+    assert await node.lookup_index.refresh(_key(node)) == 1
     docs = await node.lookups_store.get_documents(None)
     full = parse_index(docs[0][2])
     assert isinstance(full, FullIndex) and full.version == 1
     assert _item(node, "ix-0") in full.items and len(full.items) == 40
-    assert await node.lookup_index.refresh() is None  # nothing changed: nothing published
+    assert await node.lookup_index.refresh(_key(node)) is None  # nothing changed: nothing published
 
     await node.records.recover(created[0].id, 1, date(2025, 1, 1), "t")
     await node.records.delete(created[1].id, 1, "duplicate", "t")
     await node.records.create(RecordInput("IX-NEW", "Glock", "pistol", "lost"), "t")
-    assert await node.lookup_index.refresh() == 2
+    assert await node.lookup_index.refresh(_key(node)) == 2
     docs = await node.lookups_store.get_documents(1)
     delta = parse_index(docs[-1][2])
     assert isinstance(delta, IndexDelta) and (delta.version, delta.base_version) == (2, 1)
@@ -44,12 +88,127 @@ async def test_index_follows_records(node: Node) -> None:
 
 async def test_an_edited_serial_is_evaluated_again(sqlite_node: Node) -> None:
     record = await sqlite_node.records.create(RecordInput("OLD-1", "CZ", "pistol", "stolen"), "t")
-    await sqlite_node.lookup_index.refresh()
+    await sqlite_node.lookup_index.refresh(_key(sqlite_node))
     await sqlite_node.records.update(
         record.id, 1, RecordInput("NEW-1", "CZ", "pistol", "stolen"), "t"
     )
-    assert await sqlite_node.lookup_index.refresh() == 2
-    output = oprf.evaluate_direct(sqlite_node.oprf_key, oprf.serial_input("NEW1"), oprf.MODE_VOPRF)
+    assert await sqlite_node.lookup_index.refresh(_key(sqlite_node)) == 2
+    output = oprf.evaluate_direct(_key(sqlite_node), oprf.serial_input("NEW1"), oprf.MODE_VOPRF)
     assert await sqlite_node.lookups_store.get_records_by_output(output) == [
         await sqlite_node.records.get(record.id, "t")
     ]
+
+
+async def test_workers_answer_in_order_what_a_thread_computes() -> None:
+    key, _ = oprf.generate_key_pair(oprf.MODE_VOPRF)
+    serials = [f"SN{i:05d}" for i in range(101)]  # 3 workers: parts of 34, 34 and 33
+    workers = await OprfWorkers.start(key, 3)
+    try:
+        # Two overlapping requests queue per worker, as two batches of a refresh do.
+        first, second = await asyncio.gather(
+            workers.evaluate(serials), workers.evaluate(serials[:2])
+        )
+        assert await workers.evaluate([]) == []
+    finally:
+        await workers.close()
+    assert first == evaluate_serials(key, serials)
+    assert second == first[:2]
+
+
+async def test_a_refresh_with_workers_stores_the_thread_outputs(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    serials = await _create(node, "WK", 25)
+    monkeypatch.setattr(lookup_index, "evaluate_serials", _in_thread)
+    node.lookup_index.batch_size, node.lookup_index.workers = 10, 3
+    done: list[int] = []
+    before = _children()
+
+    assert await node.lookup_index.refresh(_key(node), lambda n, _: done.append(n)) == 1
+
+    assert done == [10, 20, 25]  # three batches, the last one short
+    assert _children() == before
+    for serial, output in zip(serials, evaluate_serials(_key(node), serials), strict=True):
+        found = await node.lookups_store.get_records_by_output(output)
+        assert [record.serial_canonical for record in found] == [serial]
+    assert len(await node.lookups_store.get_prefixes()) == 25
+
+
+async def test_a_failing_worker_is_a_clear_error_and_leaves_no_process() -> None:
+    before = _children()
+    workers = await OprfWorkers.start(bytes(32), 2)  # zero is not a valid key
+    try:
+        assert len(_children() - before) == 2
+        with pytest.raises(IndexWorkerError, match=r"worker failed: .*OprfError: private key"):
+            await workers.evaluate(["AB1", "AB2", "AB3"])
+    finally:
+        await workers.close()
+    assert _children() == before
+
+
+async def test_a_killed_worker_fails_the_refresh_and_leaves_no_process(
+    sqlite_node: Node,
+) -> None:
+    await _create(sqlite_node, "KW", 25)
+    sqlite_node.lookup_index.batch_size, sqlite_node.lookup_index.workers = 10, 2
+    before = _children()
+
+    def kill_workers(done: int, _total: int) -> None:
+        if done == 10:  # the first batch is stored; the third is not sent yet
+            workers = _children() - before
+            assert len(workers) == 2
+            for pid in workers:
+                os.kill(pid, signal.SIGKILL)
+
+    with pytest.raises(IndexWorkerError, match="an OPRF index worker failed: exit code -9"):
+        await sqlite_node.lookup_index.refresh(_key(sqlite_node), kill_workers)
+    assert _children() == before
+    assert await sqlite_node.lookups_store.get_documents(None) == []
+
+
+_STDIN_SCRIPT = """
+import asyncio, sys
+from pathlib import Path
+from node.app import Node
+from node.clock import FakeClock
+from node.config import load_config
+from node.identity import load_keys
+from node.initialise import init_node
+from node.protocol import lookup_index
+from node.records.model import RecordInput
+
+def in_thread(key, serials):
+    raise AssertionError("evaluated in a thread, not by the worker processes")
+
+async def main(data_dir):
+    clock = FakeClock()
+    await init_node(data_dir, "FRA", admin_password="correct horse battery staple", clock=clock)
+    node = await Node.open(load_config(data_dir), clock)
+    try:
+        for i in range(12):
+            await node.records.create(RecordInput(f"SC-{i}", "CZ", "pistol", "stolen"), "t")
+        lookup_index.evaluate_serials = in_thread
+        node.lookup_index.batch_size, node.lookup_index.workers = 5, 2
+        version = await node.lookup_index.refresh(load_keys(node.config, None).oprf)
+        print("published", version, len(await node.lookups_store.get_prefixes()))
+    finally:
+        await node.close()
+
+asyncio.run(main(Path(sys.argv[1])))
+"""
+
+
+def test_a_script_on_stdin_can_refresh_with_workers(tmp_path: Path) -> None:
+    # A process pool of the `spawn` kind re-ran the parent's __main__ in each
+    # worker, which a script read from standard input does not have.
+    done = subprocess.run(
+        [sys.executable, "-", str(tmp_path / "node")],
+        input=_STDIN_SCRIPT,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "published 1 12"

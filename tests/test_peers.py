@@ -37,7 +37,7 @@ async def test_add_with_the_right_fingerprint(fed: Federation) -> None:
     peer = await fra.n.peers.add(deu.url, "deu", spaced, "admin")
     assert (peer.country, peer.status, peer.policy) == ("DEU", PeerStatus.ACTIVE, DEFAULT_POLICY)
     assert peer.signing_key == deu.n.public_key
-    assert peer.oprf_key == oprf.public_key(deu.n.oprf_key)  # the descriptor carries it
+    assert peer.oprf_key == oprf.public_key(deu.k.oprf) == deu.n.oprf_public_key
     assert stat.S_IMODE(deu.n.config.oprf_key_file.stat().st_mode) == 0o600
     assert [p.country for p in await fra.n.peers.list_peers()] == ["DEU"]
     entry = (await fra.n.audit.recent(limit=1))[0]

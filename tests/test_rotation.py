@@ -25,7 +25,7 @@ async def fed(tmp_path: Path) -> AsyncIterator[Federation]:
     for country in ("FRA", "DEU"):
         await federation.add(country)
     await federation.peer_all(Service.LOOKUPS)
-    await federation["DEU"].n.lookup_index.refresh()
+    await federation["DEU"].n.lookup_index.refresh(federation["DEU"].k.oprf)
     yield federation
     await federation.close()
 
@@ -59,7 +59,7 @@ async def test_peers_follow_a_rotation_and_refuse_the_old_key_after_grace(
     fed: Federation,
 ) -> None:
     fra, deu = fed["FRA"], fed["DEU"]
-    old_key = deu.key
+    old_key = deu.k.signing
     old_public = deu.n.public_key
     config = deu.n.config
     rotation = rotate_signing_key(

@@ -1,5 +1,8 @@
 """Console accounts: users with roles, bureau approval of outside users, login sessions.
 
 `UsersService` hashes passwords (Argon2id via argon2-cffi), approves pending
-accounts and opens/ends sessions; `node.store.users` persists them.
+accounts and opens/ends sessions; `node.store.users` persists them. Each
+login passes the client's address through `throttle.LoginThrottle` first:
+too many failures from one address and it is refused before any password is
+hashed; the throttle also keeps failed logins from flooding the audit log.
 """

@@ -6,12 +6,13 @@ import asyncio
 import hashlib
 import re
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from node.accounts.model import ConsoleSession, Role, User, UserStatus
+from node.accounts.throttle import LoginThrottle
 from node.auditing import AuditEvent
 from node.clock import Clock
 from node.errors import AuthError, ConflictError, NotFoundError, ValidationError
@@ -62,10 +63,17 @@ def _token_hash(token: str) -> str:
 class UsersService:
     """Accounts and console sessions."""
 
-    def __init__(self, store: UsersStore, audit: AuditStore, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: UsersStore,
+        audit: AuditStore,
+        clock: Clock,
+        throttle: LoginThrottle | None = None,
+    ) -> None:
         self._store = store
         self._audit = audit
         self._clock = clock
+        self._throttle = throttle or LoginThrottle()
         self._hasher = PasswordHasher()
         self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
 
@@ -136,34 +144,17 @@ class UsersService:
         """One account; NotFoundError if none."""
         return await self._store.get_user(name)
 
-    async def authenticate(self, name: str, password: str) -> User:
-        """Check a login; AuthError with the reason an officer may be told."""
+    async def authenticate(self, name: str, password: str, *, address: str) -> User:
+        """Check a login from client `address`; AuthError with the reason an officer may be told.
+
+        The address's throttle is checked first, before any user is looked up or
+        password hashed: a throttled address (LoginThrottledError, 429) can
+        neither guess nor push an account towards its lockout.
+        """
         now = self._clock.now()
-        try:
-            user = await self._store.get_user(name)
-        except NotFoundError:
-            await asyncio.to_thread(self._verify, self._dummy_hash, password)
-            await self._audit.add_entry(
-                now, AuditEvent(name[:64], "login.fail", "console", {"reason": "unknown user"})
-            )
-            raise AuthError("wrong user name or password") from None
-        if user.locked_until and user.locked_until > now:
-            raise AuthError("too many failed logins; try again later or ask an admin")
-        if not await asyncio.to_thread(self._verify, user.password_hash, password):
-            failures = user.failed_logins + 1
-            locked = now + LOCKOUT if failures >= MAX_FAILED_LOGINS else None
-            await self._store.set_user(
-                name,
-                {"failed_logins": 0 if locked else failures, "locked_until": locked},
-                now,
-                AuditEvent(
-                    name,
-                    "login.fail",
-                    "console",
-                    {"reason": "wrong password", "locked": locked is not None},
-                ),
-            )
-            raise AuthError("wrong user name or password")
+        self._throttle.admit(address, now)
+        user = await self._verified_user(name, password, address, now)
+        self._throttle.forgive(address, now)
         if user.status is UserStatus.PENDING:
             raise AuthError("your account is awaiting approval by a bureau admin")
         if user.status is not UserStatus.ACTIVE:
@@ -175,6 +166,48 @@ class UsersService:
             AuditEvent(name, "login", "console"),
         )
         return user
+
+    async def _verified_user(self, name: str, password: str, address: str, now: datetime) -> User:
+        """The account if `password` is its password; else AuthError, after the audit."""
+        try:
+            user = await self._store.get_user(name)
+        except NotFoundError:
+            await asyncio.to_thread(self._verify, self._dummy_hash, password)
+            await self._audit_failure(address, now, unknown_user=True)
+            raise AuthError("wrong user name or password") from None
+        if user.locked_until and user.locked_until > now:
+            await self._audit_failure(address, now, unknown_user=False)
+            raise AuthError("too many failed logins; try again later or ask an admin")
+        if not await asyncio.to_thread(self._verify, user.password_hash, password):
+            failures = user.failed_logins + 1
+            locked = now + LOCKOUT if failures >= MAX_FAILED_LOGINS else None
+            details = {"reason": "wrong password", "locked": locked is not None, "address": address}
+            await self._store.set_user(
+                name,
+                {"failed_logins": 0 if locked else failures, "locked_until": locked},
+                now,
+                AuditEvent(name, "login.fail", "console", details),
+            )
+            await self._audit_failure(address, now, unknown_user=False)
+            raise AuthError("wrong user name or password")
+        return user
+
+    async def _audit_failure(self, address: str, now: datetime, *, unknown_user: bool) -> None:
+        """Write the entries the throttle says are worth it: never a password.
+
+        A name that matches no account is left out too: it is sometimes a
+        password typed into the wrong field.
+        """
+        outcome = self._throttle.failed(address, now, unknown_user=unknown_user)
+        actor = f"address:{address}"
+        details: dict[str, object] = {"address": address, "failures": outcome.failures}
+        if outcome.audit_unknown_user:
+            event = AuditEvent(actor, "login.unknown_user", "console", details)
+            await self._audit.add_entry(now, event)
+        if outcome.throttled_until is not None:
+            until = {"until": outcome.throttled_until.isoformat()}
+            event = AuditEvent(actor, "login.throttled", "console", details | until)
+            await self._audit.add_entry(now, event)
 
     def _verify(self, digest: str, password: str) -> bool:
         try:

@@ -6,10 +6,15 @@ answer becomes `PeerRefusedError` carrying the peer's stable error code. The
 client is also the outbox's `MessageSender`: each attempt is a new envelope
 (a message id belongs to one transmission), and the outbox message's own id
 travels in the body as `delivery_id`, by which the receiver stays idempotent.
+An answer that verifies (a signed error too) is contact with the peer; a
+request that gets none is a failure to reach it: both are noted in the
+registry, which shows the peer as reachable or not.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable
 from typing import Any, Protocol
 
 import msgpack
@@ -28,6 +33,8 @@ MAX_ANSWER_BYTES = 16 << 20
 #: Peer error codes after which a delivery is worth retrying; any other is final.
 RETRYABLE = frozenset({"rate_limited", "clock_skew", "internal", "unreachable"})
 
+log = logging.getLogger(__name__)
+
 
 class PeerRefusedError(IarmsError):
     """The peer answered with a signed error (its code is kept in `peer_code`)."""
@@ -45,11 +52,27 @@ class _UnknownKeyError(Exception):
 
 
 class Peers(PeerRegistry, Protocol):
-    """The peer registry, able to follow a peer's key rotation."""
+    """The peer registry, able to follow a peer's key rotation and to note contact."""
 
     async def follow_rotation(self, country: str) -> bool:
         """Switch to a peer's new key if its descriptor announces one validly."""
         ...
+
+    async def heard(self, peer: Peer) -> None:
+        """Note a verified message from `peer` (clears a failure to reach it)."""
+        ...
+
+    async def unreachable(self, peer: Peer, reason: str) -> None:
+        """Note that a request to `peer` got no answer that verifies."""
+        ...
+
+
+async def _noting(note: Awaitable[None]) -> None:
+    """Note contact or failure; a store fault must not replace the answer or the peer's error."""
+    try:
+        await note
+    except Exception:
+        log.exception("cannot note the contact with a peer")
 
 
 def pack(body: dict[str, Any]) -> bytes:
@@ -84,6 +107,20 @@ class PeerClient:
             PeerUnreachableError: no answer, or an answer that does not verify.
             PeerRefusedError: a signed error answer.
         """
+        try:
+            answer = await self._request_following_rotation(peer, type_, body)
+        except PeerUnreachableError as e:
+            await _noting(self._peers.unreachable(peer, str(e)))
+            raise
+        except PeerRefusedError:
+            await _noting(self._peers.heard(peer))  # a signed refusal is an answer
+            raise
+        await _noting(self._peers.heard(peer))
+        return answer
+
+    async def _request_following_rotation(
+        self, peer: Peer, type_: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
         try:
             return await self._request(peer, type_, body)
         except _UnknownKeyError:

@@ -56,7 +56,7 @@ class Dispatcher:
         self._clock = clock
         self._handlers = handlers
 
-    async def _accept(self, data: bytes) -> Envelope:
+    async def _accept(self, data: bytes) -> tuple[Envelope, Peer]:
         """Verify; a known peer under an unknown key may have rotated it: check once."""
         try:
             return await self._receiver.accept(data)
@@ -75,8 +75,7 @@ class Dispatcher:
     async def handle(self, data: bytes) -> tuple[int, bytes]:
         """Process one inbound message; (HTTP status, signed answer)."""
         try:
-            envelope = await self._accept(data)
-            peer = await self._peers.get(envelope.sender)
+            envelope, peer = await self._accept(data)
             await self._peers.heard(peer)
             await self._delivery.peer_heard(peer.country)
             handler = self._handlers.get(envelope.type)

@@ -11,7 +11,6 @@ from aiohttp import web
 from node import __version__
 from node.app import Federation, Node
 from node.identity import fingerprint
-from node.protocol import oprf
 from node.protocol.descriptor import PROTOCOL_VERSIONS, sign_descriptor
 from node.protocol.envelope import DEFAULT_MAX_BYTES
 from node.protocol.rotation import load_rotation
@@ -51,7 +50,7 @@ def build_federation_app(node: Node, fed: Federation) -> web.Application:
             node.config.country,
             node.config.public_url,
             node.clock.now(),
-            oprf.public_key(node.oprf_key),
+            node.oprf_public_key,
             load_rotation(node.config.data_dir),
         )
         return web.Response(body=body, content_type=MSGPACK)

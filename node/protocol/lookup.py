@@ -126,11 +126,6 @@ class LookupService:
         )
         return [r for results in per_peer for r in results]
 
-    async def peer_index_version(self, country: str) -> int | None:
-        """The version of `country`'s index cached here (None before the first lookup)."""
-        stored = await self._store.get_peer_index(country)
-        return stored[0] if stored else None
-
     async def _ask(
         self, peer: Peer, queries: list[Query], canonical: list[str], case_reference: str
     ) -> list[LookupResult]:

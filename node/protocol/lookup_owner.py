@@ -12,7 +12,9 @@ Message types (bodies are msgpack maps; PROTOCOL.md §2):
   allows `hit-details`.
 - `hit.notice {delivery_id, lookup_id, output, make, case_reference}` → `ack {}`:
   the durable notice of a hit (sent through the outbox when confirming failed).
-Every foreign lookup is audited with the peer and the count, never the values.
+Every foreign lookup is audited with the peer and the count, never the values:
+an evaluation within the rate limit is recorded as it starts (while the
+elements are evaluated), so an attempt with invalid elements is recorded too.
 """
 
 from __future__ import annotations
@@ -104,6 +106,20 @@ class LookupResponder:
                 if wait != float("inf")
                 else f"{len(elements)} evaluations exceed {peer.country}'s burst limit; send fewer"
             )
+        # Audit the attempt and read the index version while the elements are evaluated.
+        noted = asyncio.gather(
+            self._audit.add_entry(
+                now,
+                AuditEvent(
+                    f"peer:{peer.country}",
+                    "lookup.evaluate",
+                    f"peer/{peer.country}",
+                    {"count": len(elements)},
+                ),
+            ),
+            self._lookups.get_version(),
+        )
+        await asyncio.sleep(0)  # let both reach the database thread first
         try:
             if len(elements) > _INLINE_ELEMENTS:  # keep answering others meanwhile
                 evaluated, proof = await asyncio.to_thread(
@@ -112,17 +128,9 @@ class LookupResponder:
             else:
                 evaluated, proof = oprf.evaluate(self._key, elements, oprf.MODE_VOPRF)
         except OprfError as e:
+            await noted
             raise MalformedEnvelopeError(f"elements: {e}") from e
-        last = await self._lookups.get_version()
-        await self._audit.add_entry(
-            now,
-            AuditEvent(
-                f"peer:{peer.country}",
-                "lookup.evaluate",
-                f"peer/{peer.country}",
-                {"count": len(elements)},
-            ),
-        )
+        _entry, last = await noted
         return "lookup.evaluated", {
             "elements": evaluated,
             "proof": proof,

@@ -27,9 +27,22 @@ class PeerStatus(enum.StrEnum):
     REVOKED = "revoked"
 
 
+class Reachability(enum.StrEnum):
+    """Whether this node's requests reach a peer, as its last contact and failure tell."""
+
+    REACHABLE = "reachable"
+    UNREACHABLE = "unreachable"
+    NOT_CONTACTED = "not contacted yet"
+
+
 @dataclass(frozen=True, slots=True)
 class Peer:
-    """A peer country's node as this node knows it."""
+    """A peer country's node as this node knows it.
+
+    `last_contact_at` is its last verified message (a request of its own or an
+    answer to ours); `last_error_at` is when a request to it first failed after
+    that contact and `last_error` the latest failure's reason; a contact clears both.
+    """
 
     country: str
     url: str
@@ -45,10 +58,28 @@ class Peer:
     index_version: int | None
     previous_key: bytes | None
     previous_key_until: datetime | None
+    last_error_at: datetime | None = None
+    last_error: str | None = None
 
     def allows(self, service: Service) -> bool:
         """Whether this node answers `service` for this peer now."""
         return self.status is PeerStatus.ACTIVE and service in self.policy
+
+    @property
+    def reachability(self) -> Reachability:
+        """Reachable if its last contact came after the last failure to reach it."""
+        contact, error = self.last_contact_at, self.last_error_at
+        if error is not None and (contact is None or error >= contact):
+            return Reachability.UNREACHABLE
+        return Reachability.NOT_CONTACTED if contact is None else Reachability.REACHABLE
+
+    @property
+    def reachable(self) -> bool | None:
+        """`reachability` as the JSON views give it: None when never contacted."""
+        reachability = self.reachability
+        if reachability is Reachability.NOT_CONTACTED:
+            return None
+        return reachability is Reachability.REACHABLE
 
 
 class OutboxStatus(enum.StrEnum):
@@ -97,5 +128,5 @@ class Hit:
     at: datetime
     case_reference: str
     make_given: str
-    make_agrees: bool
+    make_agrees: bool | None  # None when the peer gave no make
     lookup_id: bytes

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
 from node.auditing import AuditEvent
 from node.clock import Clock
@@ -19,7 +20,7 @@ from node.countries import check_alpha3
 from node.errors import ConfigError, ConflictError, ValidationError
 from node.identity import fingerprint
 from node.protocol.descriptor import verify_descriptor
-from node.protocol.model import DEFAULT_POLICY, Peer, PeerStatus, Service
+from node.protocol.model import DEFAULT_POLICY, Peer, PeerStatus, Reachability, Service
 from node.protocol.rotation import verify_rotation
 from node.protocol.transport import PeerTransport
 from node.store.peers import PeersStore
@@ -27,6 +28,8 @@ from node.store.peers import PeersStore
 DESCRIPTOR_PATH = "/federation/v1/descriptor"
 MAX_DESCRIPTOR_BYTES = 16 * 1024
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+#: A failure's reason as kept with the peer (transport messages may quote an answer).
+MAX_ERROR_CHARS = 500
 
 
 def parse_fingerprint(text: str) -> str:
@@ -64,6 +67,8 @@ class PeersService:
         self._clock = clock
         self._country = country
         self._rotation_checked: dict[str, datetime] = {}
+        self._contact_written: dict[str, Peer] = {}  # the peer as `heard`/`unreachable` wrote it
+        self._reason_written: dict[str, datetime] = {}
 
     async def add(self, url: str, country: str, fingerprint_text: str, actor: str) -> Peer:
         """Fetch the descriptor at `url` and register the peer if its key has the fingerprint."""
@@ -124,7 +129,6 @@ class PeersService:
             "added_by": actor,
             "previous_key": None,
             "previous_key_until": None,
-            "index_version": None,
         }
         return await self._store.set_peer(country, values, now, event)
 
@@ -190,19 +194,71 @@ class PeersService:
         )
         return True
 
+    def _latest(self, peer: Peer) -> Peer:
+        """`peer`, or this service's own last write of its contact if that is newer.
+
+        Callers hold a Peer read before their requests (a lookup sends several);
+        every write here stamps the time, so the newer stamp is the newer state.
+        """
+        mine = self._contact_written.get(peer.country)
+        if mine is None or _stamp(peer) > _stamp(mine):
+            return peer
+        return mine
+
+    async def _note(self, country: str, values: dict[str, Any], now: datetime) -> None:
+        self._contact_written[country] = await self._store.set_peer(country, values, now, None)
+
     async def heard(self, peer: Peer) -> None:
-        """Note a verified message from `peer` (its last contact, at most once a minute)."""
+        """Note a verified message from `peer`: its last contact (at most once a minute, but
+        at once if it was unreachable), which clears the last failure to reach it."""
         now = self._clock.now()
-        if peer.last_contact_at is None or (now - peer.last_contact_at).total_seconds() > 60:
-            await self._store.set_peer(peer.country, {"last_contact_at": now}, now, None)
+        known = self._latest(peer)
+        contact = known.last_contact_at
+        if (
+            known.last_error_at is not None
+            or contact is None
+            or (now - contact).total_seconds() > 60
+        ):
+            values = {"last_contact_at": now, "last_error_at": None, "last_error": None}
+            await self._note(peer.country, values, now)
+
+    async def unreachable(self, peer: Peer, reason: str) -> None:
+        """Note a failed request to `peer`: from when it is unreachable (the first failure
+        since its last contact) and why (the latest reason, changed at most once a minute)."""
+        now = self._clock.now()
+        known = self._latest(peer)
+        reason = reason[:MAX_ERROR_CHARS]
+        if known.reachability is not Reachability.UNREACHABLE:
+            await self._note(peer.country, {"last_error_at": now, "last_error": reason}, now)
+            self._reason_written[peer.country] = now
+        elif reason != known.last_error:
+            written = self._reason_written.get(peer.country)
+            if written is None or (now - written).total_seconds() > 60:
+                await self._note(peer.country, {"last_error": reason}, now)
+                self._reason_written[peer.country] = now
 
     async def revoke(self, country: str, actor: str) -> Peer:
-        """Stop trusting a peer, at once."""
+        """Stop trusting a peer, at once; ConflictError if it is already revoked."""
         now = self._clock.now()
         country = country.strip().upper()
-        return await self._store.set_peer(
-            country,
-            {"status": PeerStatus.REVOKED, "revoked_at": now},
-            now,
-            AuditEvent(actor, "peer.revoke", f"peer/{country}"),
-        )
+        try:
+            return await self._store.set_peer(
+                country,
+                {"status": PeerStatus.REVOKED, "revoked_at": now},
+                now,
+                AuditEvent(actor, "peer.revoke", f"peer/{country}"),
+                if_status=PeerStatus.ACTIVE,
+            )
+        except ConflictError:
+            since = (await self._store.get_peer(country)).revoked_at
+            raise ConflictError(
+                f"{country} is already revoked since {since:%Y-%m-%d %H:%M} UTC"
+                if since
+                else f"{country} is already revoked"
+            ) from None
+
+
+def _stamp(peer: Peer) -> datetime:
+    """The newest of a peer's contact stamps."""
+    stamps = [t for t in (peer.last_contact_at, peer.last_error_at) if t is not None]
+    return max(stamps, default=datetime.min.replace(tzinfo=UTC))

@@ -1,13 +1,13 @@
-"""The receiving shell around `open_envelope`: key lookup, replay cache, signed error answers.
+"""The receiving shell around `open_envelope`: peer lookup, replay cache, signed error answers.
 
 Flow of one inbound envelope (a request, or the answer to one of ours)::
 
     bytes ─ read_header (unverified: sender, key id)
-          ─ PeerKeys.key_for(sender, key id)        may be async (the peer registry)
+          ─ PeerRegistry.get(sender) → select_key  the accepted key (one registry read)
           ─ open_envelope (pure: size, decoding, key, signature, revocation,
                            recipient, freshness)
           ─ SeenMessages.add_seen(sender, id)       the replay cache, in the database
-          → Envelope, body still undecoded; the caller dispatches on its type
+          → (Envelope, Peer), body still undecoded; the caller dispatches on its type
 
 Any failure is a `ProtocolError`; `answer_error` turns it into the signed
 error envelope that goes back on the same HTTP exchange.
@@ -15,8 +15,6 @@ error envelope that goes back on the same HTTP exchange.
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Awaitable
 from datetime import datetime
 from typing import Protocol
 
@@ -41,14 +39,6 @@ from node.protocol.model import Peer, PeerStatus
 #: The recipient of an error answer to bytes whose sender cannot be read (ICAO's
 #: "unspecified nationality"; no ISO 3166 country has it).
 UNADDRESSED = "XXX"
-
-
-class PeerKeys(Protocol):
-    """Which key this node accepts for a sender's key id (sync or async)."""
-
-    def key_for(self, sender: str, key_id: bytes) -> PeerKey | Awaitable[PeerKey | None] | None:
-        """The key, with its revocation flag; None if `sender` has no such key here."""
-        ...
 
 
 class SeenMessages(Protocol):
@@ -86,29 +76,13 @@ def select_key(peer: Peer, kid: bytes, now: datetime) -> PeerKey | None:
     return None
 
 
-class RegistryKeys:
-    """`PeerKeys` from the peer registry, with key rotation's grace period on `clock`."""
-
-    def __init__(self, peers: PeerRegistry, clock: Clock) -> None:
-        self._peers = peers
-        self._clock = clock
-
-    async def key_for(self, sender: str, key_id: bytes) -> PeerKey | None:
-        """The accepted key of `sender` with this id, or None."""
-        try:
-            peer = await self._peers.get(sender)
-        except NotFoundError:
-            return None
-        return select_key(peer, key_id, self._clock.now())
-
-
 class Receiver:
     """Accepts inbound envelopes for this node and builds its signed error answers."""
 
     def __init__(
         self,
         me: str,
-        keys: PeerKeys,
+        peers: PeerRegistry,
         seen: SeenMessages,
         clock: Clock,
         signing_key: Ed25519PrivateKey,
@@ -117,45 +91,52 @@ class Receiver:
         max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self._me = me
-        self._keys = keys
+        self._peers = peers
         self._seen = seen
         self._clock = clock
         self._signing_key = signing_key
         self._window_s = window_s
         self._max_bytes = max_bytes
 
-    async def accept(self, data: bytes) -> Envelope:
-        """Verify `data` and record its message id; the envelope, body undecoded.
+    async def accept(self, data: bytes) -> tuple[Envelope, Peer]:
+        """Verify `data` and record its message id; the envelope (body undecoded) and its sender.
 
-        A message id is kept until the message's timestamp plus the window:
-        after that, a repeat is refused as stale by `open_envelope` before the
-        replay cache is asked, so forgetting it then (`prune`) is safe.
+        The sender's keys come from the registry on every message, so a
+        revocation takes effect at once. A message id is kept until the
+        message's timestamp plus the window: after that, a repeat is refused
+        as stale by `open_envelope` before the replay cache is asked, so
+        forgetting it then (`prune`) is safe.
 
         Raises:
             ProtocolError: the first check that failed; `ReplayError` if this
                 sender's message id was accepted before (also across restarts).
         """
         header = read_header(data, self._max_bytes)
-        found = self._keys.key_for(header.sender, header.key_id)
-        peer: PeerKey | None = await found if inspect.isawaitable(found) else found
+        try:
+            peer: Peer | None = await self._peers.get(header.sender)
+        except NotFoundError:
+            peer = None
+        now = self._clock.now()
+        key = select_key(peer, header.key_id, now) if peer is not None else None
 
         def keys(sender: str, kid: bytes) -> PeerKey | None:
-            return peer if (sender, kid) == (header.sender, header.key_id) else None
+            return key if (sender, kid) == (header.sender, header.key_id) else None
 
         envelope = open_envelope(
             data,
             me=self._me,
-            now_ms=to_ms(self._clock.now()),
+            now_ms=to_ms(now),
             keys=keys,
             window_s=self._window_s,
             max_bytes=self._max_bytes,
         )
+        assert peer is not None  # open_envelope refuses a sender without a key
         expires_at = from_ms(envelope.timestamp_ms + self._window_s * 1000)
         if not await self._seen.add_seen(envelope.sender, envelope.message_id, expires_at):
             raise ReplayError(
                 f"message {envelope.message_id.hex()} from {envelope.sender} was already accepted"
             )
-        return envelope
+        return envelope, peer
 
     def answer_error(self, error: IarmsError, data: bytes) -> bytes:
         """The signed error envelope answering `data` with `error`.

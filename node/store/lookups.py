@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, insert, select
+from sqlalchemy import Row, bindparam, delete, insert, select, update
 
 from node.protocol.model import Hit
 from node.records.model import FirearmRecord, Status
@@ -17,6 +17,7 @@ from node.store.tables import (
     HitRow,
     IndexDocumentRow,
     PeerIndexRow,
+    PeerRow,
     RecordOutputRow,
     RecordRow,
     table,
@@ -26,6 +27,7 @@ _ro = table(RecordOutputRow)
 _r = table(RecordRow)
 _doc = table(IndexDocumentRow)
 _pi = table(PeerIndexRow)
+_peers = table(PeerRow)
 _h = table(HitRow)
 _HIT_FIELDS = tuple(c.name for c in _h.c if c.name != "id")
 
@@ -39,7 +41,7 @@ def _hit(row: Row[Any]) -> Hit:
         row.at,
         row.case_reference,
         row.make_given,
-        row.make_agrees,
+        row.make_agrees if row.make_given else None,  # the owner stores True for no make
         row.lookup_id,
     )
 
@@ -178,13 +180,17 @@ class LookupStore:
     async def set_peer_index(
         self, country: str, version: int, documents: bytes, at: datetime
     ) -> None:
-        """Cache a peer's index (its encoded documents) at `version`."""
+        """Cache a peer's index (its encoded documents) at `version`; the peer's
+        `index_version` becomes `version`."""
         async with self._db.write() as conn:
             await conn.execute(delete(_pi).where(_pi.c.country == country))
             await conn.execute(
                 insert(_pi).values(
                     country=country, version=version, documents=documents, fetched_at=at
                 )
+            )
+            await conn.execute(
+                update(_peers).where(_peers.c.country == country).values(index_version=version)
             )
 
     async def get_peer_index(self, country: str) -> tuple[int, bytes] | None:

@@ -37,7 +37,13 @@ def _peer(row: Any) -> Peer:
         index_version=row.index_version,
         previous_key=row.previous_key,
         previous_key_until=row.previous_key_until,
+        last_error_at=row.last_error_at,
+        last_error=row.last_error,
     )
+
+
+def _fetched(row: tuple[Any, ...]) -> Peer:
+    return _peer(SimpleNamespace(**dict(zip(_COLUMNS, row, strict=True))))
 
 
 class PeersStore:
@@ -89,29 +95,45 @@ class PeersStore:
         )
         if not rows:
             raise NotFoundError(f"{country} is not a peer of this node")
-        return _peer(SimpleNamespace(**dict(zip(_COLUMNS, rows[0], strict=True))))
+        return _fetched(rows[0])
 
     async def get_peers(self) -> list[Peer]:
         """Every peer, by country."""
-        async with self._db.read() as conn:
-            return [_peer(r) for r in await conn.execute(select(_p).order_by(_p.c.country))]
+        # Every lookup asks this: one driver round trip, as `get_peer`.
+        rows = await self._db.fetch("peers.all", lambda: select(_p).order_by(_p.c.country), {})
+        return [_fetched(row) for row in rows]
 
     async def set_peer(
-        self, country: str, values: dict[str, Any], at: datetime, audit: AuditEvent | None
+        self,
+        country: str,
+        values: dict[str, Any],
+        at: datetime,
+        audit: AuditEvent | None,
+        *,
+        if_status: PeerStatus | None = None,
     ) -> Peer:
-        """Change a peer's columns (policy, status, keys, contact), with an audit entry if given."""
+        """Change a peer's columns (policy, status, keys, contact), with an audit entry if given.
+
+        Raises:
+            NotFoundError: no such peer.
+            ConflictError: its status is not `if_status` (nothing is written).
+        """
         if "policy" in values:
             values = values | {"policy": sorted(s.value for s in values["policy"])}
         if "status" in values:
             values = values | {"status": values["status"].value}
+        query = update(_p).where(_p.c.country == country)
+        if if_status is not None:
+            query = query.where(_p.c.status == if_status.value)
         async with self._db.write() as conn:
-            row = (
-                await conn.execute(
-                    update(_p).where(_p.c.country == country).values(**values).returning(*_p.c)
-                )
-            ).first()
+            row = (await conn.execute(query.values(**values).returning(*_p.c))).first()
             if row is None:
-                raise NotFoundError(f"{country} is not a peer of this node")
+                status = (
+                    await conn.execute(select(_p.c.status).where(_p.c.country == country))
+                ).scalar()
+                if status is None:
+                    raise NotFoundError(f"{country} is not a peer of this node")
+                raise ConflictError(f"{country} is {status}")
             if audit is not None:
                 await append_entry(conn, at, audit)
         return _peer(row)

@@ -175,6 +175,9 @@ class PeerRow(Base):
     index_version: Mapped[int | None] = mapped_column(BigInteger)
     previous_key: Mapped[bytes | None] = mapped_column(LargeBinary(32))
     previous_key_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When a request to it first failed since its last contact (cleared by a contact).
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
 
 
 class SeenMessageRow(Base):
@@ -283,6 +286,22 @@ class HitRow(Base):
     lookup_id: Mapped[bytes] = mapped_column(LargeBinary(16))
 
     __table_args__ = (UniqueConstraint("peer", "lookup_id", "record_id"), Index(None, "at"))
+
+
+class HitEvidenceRow(Base):
+    """A peer's signed confirmation of a hit from one of our lookups, kept as evidence."""
+
+    __tablename__ = "hit_evidence"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    peer: Mapped[str] = mapped_column(String(3))
+    serial_number: Mapped[str] = mapped_column(Text)  # as the officer typed it
+    case_reference: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(Text)
+    bundle: Mapped[bytes] = mapped_column(LargeBinary)  # node.protocol.evidence
+
+    __table_args__ = (Index(None, "at"),)
 
 
 def table(cls: type[Base]) -> Table:

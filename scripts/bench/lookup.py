@@ -6,7 +6,7 @@ federation API on real loopback ports: the querier FRA and the owner DEU,
 which holds N generated records (imported through `node.imports.import_csv`,
 not timed). Prints one JSON line, all measured in this run:
 
-- the OPRF index build (`node.lookup_index.refresh()`, which evaluates every
+- the OPRF index build (`node.lookup_index.refresh(key)`, which evaluates every
   active record in a process pool): seconds, records/s, and bytes per indexed
   record of the published full index document;
 - the first lookup (it downloads the owner's index), then after a warm-up the
@@ -126,7 +126,7 @@ async def _build(owner: Member, n: int, workdir: Path) -> dict[str, float | int]
     with tqdm(total=report.created, unit="records", file=sys.stderr) as bar:
         start = time.perf_counter()
         version = await owner.n.lookup_index.refresh(
-            progress=lambda done, _: bar.update(done - bar.n)
+            owner.k.oprf, progress=lambda done, _: bar.update(done - bar.n)
         )
         build_s = time.perf_counter() - start
     documents = await owner.n.lookups_store.get_documents(None)
@@ -204,7 +204,7 @@ async def _bulk(
     ):
         raise RuntimeError(f"bulk check: {found} hits of {present} expected in {len(results)}")
     _say("the same batch's cryptography alone, in-process")
-    crypto_s = _crypto_only(owner.n.oprf_key, queries)
+    crypto_s = _crypto_only(owner.k.oprf, queries)
     return {
         "bulk_serials": bulk,
         "bulk_hits": found,

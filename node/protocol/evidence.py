@@ -1,0 +1,161 @@
+"""Evidence of a hit: the owner's signed answer, kept byte for byte by the querier.
+
+A peer confirms a hit with a `lookup.confirmed` envelope, signed by it,
+addressed to us, whose body names our `lookup.confirm` request (`ref`) and
+lists the records it disclosed. The querier keeps both envelopes exactly as
+they travelled, with the two Ed25519 public keys that verified them, as one
+**evidence bundle**: the msgpack map
+
+    {"format": "iarms-hit-evidence/1", "request": <our signed lookup.confirm>,
+     "answer": <the owner's signed lookup.confirmed>,
+     "requester_key": <32 bytes>, "owner_key": <32 bytes>}
+
+Anyone holding the owner's public key (its SHA-256 fingerprint is what the
+two countries' admins compared when they peered) can check a bundle offline
+with `verify_bundle`: both signatures, that the answer came from the
+request's recipient to its sender, that it answers that request (`ref`), and
+the message types. The freshness window does not apply: evidence is old by
+nature. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import msgpack
+
+from node.errors import EvidenceError, ProtocolError
+from node.identity import fingerprint
+from node.protocol.envelope import Envelope, PeerKey, from_ms, open_envelope, read_header
+
+FORMAT = "iarms-hit-evidence/1"
+MAX_BUNDLE_BYTES = 4 << 20
+_FIELDS = {
+    "format": str,
+    "request": bytes,
+    "answer": bytes,
+    "requester_key": bytes,
+    "owner_key": bytes,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceEntry:
+    """A kept bundle and what the querier noted with it (`bundle` empty in listings)."""
+
+    id: int
+    at: datetime
+    peer: str
+    serial: str  # as the officer typed it
+    case_reference: str
+    actor: str
+    bundle: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedEvidence:
+    """What a verified bundle proves: who answered what, when, for which case."""
+
+    owner: str
+    owner_fingerprint: str
+    requester: str
+    requester_fingerprint: str
+    asked_at: datetime
+    answered_at: datetime
+    case_reference: str
+    make_given: str
+    records: list[dict[str, Any]]
+    make_agrees: bool | None
+    details: bool
+
+
+def bundle(request: bytes, answer: bytes, requester_key: bytes, owner_key: bytes) -> bytes:
+    """The evidence bundle of a confirmed hit (see the module docstring)."""
+    return bytes(
+        msgpack.packb(
+            {
+                "format": FORMAT,
+                "request": request,
+                "answer": answer,
+                "requester_key": requester_key,
+                "owner_key": owner_key,
+            },
+            use_bin_type=True,
+        )
+    )
+
+
+def _open(data: bytes, key: bytes, what: str) -> Envelope:
+    """Verify one envelope of the bundle under `key`, at its own timestamp."""
+    try:
+        header = read_header(data)
+        trusted = PeerKey(key)
+        return open_envelope(
+            data,
+            me=header.recipient,
+            now_ms=header.timestamp_ms,
+            keys=lambda sender, kid: trusted if sender == header.sender else None,
+        )
+    except (ProtocolError, ValueError) as e:
+        raise EvidenceError(f"evidence: the {what} does not verify: {e}") from e
+
+
+def _body(envelope: Envelope, what: str) -> dict[str, Any]:
+    try:
+        body = msgpack.unpackb(envelope.body, raw=False)
+    except (ValueError, msgpack.ExtraData) as e:
+        raise EvidenceError(f"evidence: the {what}'s body is not msgpack") from e
+    if not isinstance(body, dict):
+        raise EvidenceError(f"evidence: the {what}'s body is not a map")
+    return body
+
+
+def verify_bundle(data: bytes) -> VerifiedEvidence:
+    """Check an evidence bundle; what it proves, or EvidenceError naming the first fault."""
+    if len(data) > MAX_BUNDLE_BYTES:
+        raise EvidenceError(f"evidence: larger than {MAX_BUNDLE_BYTES} bytes")
+    try:
+        fields = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except (ValueError, msgpack.ExtraData) as e:
+        raise EvidenceError("evidence: not an evidence bundle (not msgpack)") from e
+    if not isinstance(fields, dict) or set(fields) != set(_FIELDS):
+        raise EvidenceError(f"evidence: expected exactly the fields {', '.join(_FIELDS)}")
+    for name, kind in _FIELDS.items():
+        if not isinstance(fields[name], kind):
+            raise EvidenceError(f"evidence: {name} must be {kind.__name__}")
+    if fields["format"] != FORMAT:
+        raise EvidenceError(f"evidence: unknown format {fields['format'][:64]!r}")
+    if len(fields["requester_key"]) != 32 or len(fields["owner_key"]) != 32:
+        raise EvidenceError("evidence: the keys must be 32-byte Ed25519 public keys")
+    request = _open(fields["request"], fields["requester_key"], "request")
+    answer = _open(fields["answer"], fields["owner_key"], "answer")
+    if (request.type, answer.type) != ("lookup.confirm", "lookup.confirmed"):
+        raise EvidenceError(
+            f"evidence: expected a lookup.confirm and its lookup.confirmed, "
+            f"got {request.type} and {answer.type}"
+        )
+    if (answer.sender, answer.recipient) != (request.recipient, request.sender):
+        raise EvidenceError("evidence: the answer is not between the request's two countries")
+    asked, answered = _body(request, "request"), _body(answer, "answer")
+    if answered.get("ref") != request.message_id:
+        raise EvidenceError("evidence: the answer does not refer to this request")
+    records = answered.get("records")
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise EvidenceError("evidence: the answer lists no records")
+    return VerifiedEvidence(
+        owner=answer.sender,
+        owner_fingerprint=fingerprint(fields["owner_key"]),
+        requester=request.sender,
+        requester_fingerprint=fingerprint(fields["requester_key"]),
+        asked_at=from_ms(request.timestamp_ms),
+        answered_at=from_ms(answer.timestamp_ms),
+        case_reference=str(asked.get("case_reference", "")),
+        make_given=str(asked.get("make", "")),
+        records=records,
+        make_agrees=answered.get("make_agrees")
+        if isinstance(answered.get("make_agrees"), bool)
+        else None,
+        details=answered.get("details") is True,
+    )
