@@ -18,6 +18,7 @@ from aiohttp.typedefs import Handler
 
 from admin_ui import (
     views_admin,
+    views_evidence,
     views_home,
     views_import,
     views_lookup,
@@ -44,6 +45,8 @@ PAGES: tuple[tuple[str, Handler], ...] = (
     ("/users", views_admin.users_list),
     ("/lookup", views_lookup.lookup_form),
     ("/hits", views_lookup.hits_list),
+    ("/evidence", views_evidence.evidence_list),
+    (f"/evidence/{_ID}", views_evidence.evidence_view),
     ("/peers", views_peers.peers_list),
 )
 #: (method, path, handler) of the forms and actions; only the lookups have a `.json` twin.
@@ -67,6 +70,7 @@ ACTIONS: tuple[tuple[str, str, Handler], ...] = (
     ("POST", "/lookup.json", views_lookup.lookup_run),
     ("POST", "/lookup/bulk", views_lookup.lookup_bulk),
     ("POST", "/lookup/bulk.json", views_lookup.lookup_bulk),
+    ("GET", f"/evidence/{_ID}/bundle", views_evidence.evidence_bundle),
     ("POST", "/peers", views_peers.peer_add),
     ("POST", f"/peers/{views_peers.COUNTRY}/policy", views_peers.peer_policy),
     ("POST", f"/peers/{views_peers.COUNTRY}/revoke", views_peers.peer_revoke),

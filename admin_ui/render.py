@@ -51,6 +51,7 @@ NAV: tuple[tuple[str, str, tuple[Role, ...]], ...] = (
 FEDERATION_NAV: tuple[tuple[str, str, tuple[Role, ...]], ...] = (
     ("/lookup", "Lookup", (Role.OFFICER,)),
     ("/hits", "Hits on our records", (Role.OFFICER, Role.AUDITOR)),
+    ("/evidence", "Evidence", (Role.OFFICER, Role.AUDITOR)),
     ("/peers", "Peers", (Role.ADMIN,)),
 )
 
@@ -60,11 +61,13 @@ def _json_default(value: object) -> object:
         return value.isoformat()
     if isinstance(value, Enum):
         return value.value
+    if isinstance(value, bytes):  # a peer's record may carry them: shown, never a 500
+        return value.hex()
     raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 
 
 def dumps(data: object) -> str:
-    """JSON text for a page's data (dates as ISO 8601, enums as their values)."""
+    """JSON text for a page's data (dates as ISO 8601, enums as their values, bytes as hex)."""
     return json.dumps(data, default=_json_default, ensure_ascii=False)
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from node.accounts.service import UsersService
+from node.accounts.throttle import LoginThrottle
 from node.audit import AuditService
 from node.clock import Clock, SystemClock
 from node.config import NodeConfig
@@ -18,6 +19,7 @@ from node.identity import NodeKeys, load_oprf_public_key, load_public_key
 from node.protocol.client import PeerClient
 from node.protocol.delivery import DeliveryService
 from node.protocol.dispatch import Dispatcher
+from node.protocol.evidence import EvidenceService
 from node.protocol.lookup import LookupService
 from node.protocol.lookup_index import LookupIndex
 from node.protocol.lookup_owner import LookupResponder
@@ -30,6 +32,7 @@ from node.records.reference import ReferenceTable, load_reference
 from node.records.service import RecordsService
 from node.store.audit import AuditStore
 from node.store.database import Database
+from node.store.evidence import EvidenceStore
 from node.store.lookups import LookupStore
 from node.store.outbox import OutboxStore
 from node.store.peers import PeersStore
@@ -59,6 +62,7 @@ class Node:
     delivery: DeliveryService
     lookup_index: LookupIndex
     lookups_store: LookupStore
+    evidence: EvidenceService
     transport: PeerTransport
     public_key: bytes
     oprf_public_key: bytes | None  # None until the OPRF key is made (`load_keys`)
@@ -93,12 +97,15 @@ class Node:
             reference=reference,
             records=records,
             imports=ImportService(records_store, audit_store, reference, clock),
-            users=UsersService(UsersStore(db), audit_store, clock),
+            users=UsersService(
+                UsersStore(db), audit_store, clock, LoginThrottle(config.login_throttle)
+            ),
             audit=AuditService(audit_store, clock),
             peers=PeersService(PeersStore(db), transport, clock, config.country),
-            delivery=DeliveryService(OutboxStore(db), clock),
+            delivery=DeliveryService(OutboxStore(db), clock, config.delivery_backoff),
             lookup_index=LookupIndex(lookups_store, config.country, clock),
             lookups_store=lookups_store,
+            evidence=EvidenceService(EvidenceStore(db)),
             transport=transport,
             public_key=load_public_key(config.signing_key_file),
             oprf_public_key=load_oprf_public_key(config.oprf_key_file),
@@ -122,7 +129,11 @@ class Federation:
 
 
 def federation(node: Node, keys: NodeKeys, rate_limit: RateLimitConfig | None = None) -> Federation:
-    """Wire the federation services of `node`, which speak with `keys`."""
+    """Wire the federation services of `node`, which speak with `keys`.
+
+    `rate_limit`, if given, is every peer's evaluation limit instead of the
+    config's (`[federation]` and its `peer_limits`): for tests and benchmarks.
+    """
     me, clock, signing_key = node.config.country, node.clock, keys.signing
     client = PeerClient(node.transport, signing_key, me, clock, node.peers)
     receiver = Receiver(me, node.peers, ReplayStore(node.db), clock, signing_key)
@@ -131,13 +142,21 @@ def federation(node: Node, keys: NodeKeys, rate_limit: RateLimitConfig | None = 
         AuditStore(node.db),
         node.reference,
         keys.oprf,
-        TokenBuckets(rate_limit or RateLimitConfig()),
+        TokenBuckets(rate_limit)
+        if rate_limit
+        else TokenBuckets(node.config.rate_limit, dict(node.config.peer_rate_limits)),
         clock,
     )
     dispatcher = Dispatcher(
         receiver, node.peers, node.delivery, signing_key, me, clock, responder.handlers()
     )
     lookups = LookupService(
-        node.peers, client, node.lookups_store, node.delivery, AuditStore(node.db), clock
+        node.peers,
+        client,
+        node.lookups_store,
+        node.delivery,
+        AuditStore(node.db),
+        node.evidence,
+        clock,
     )
     return Federation(client, lookups, dispatcher, receiver, signing_key)

@@ -180,6 +180,22 @@ def build_parser() -> argparse.ArgumentParser:
         "hits", parents=[data], help="peers' lookups that matched our records"
     ).add_argument("--json", action="store_true")
 
+    evidence = sub.add_parser(
+        "evidence", help="peers' signed confirmations of our lookups' hits"
+    ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = evidence.add_parser("list", parents=[data], help="kept evidence, newest first")
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--json", action="store_true")
+    show_evidence = evidence.add_parser("show", parents=[data], help="verify and show one")
+    show_evidence.add_argument("id", type=int)
+    show_evidence.add_argument("--json", action="store_true")
+    export = evidence.add_parser("export", parents=[data], help="write one bundle to a file")
+    export.add_argument("id", type=int)
+    export.add_argument("--out", type=Path, required=True, metavar="FILE")
+    check = evidence.add_parser("verify", help="verify a bundle file (no node needed)")
+    check.add_argument("file", type=Path)
+    check.add_argument("--json", action="store_true")
+
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(
         dest="action", required=True, metavar="ACTION"
     )
@@ -197,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     key = args.command if args.command in COMMANDS else f"{args.command} {args.action}"
-    if getattr(args, "data_dir", None) is None:
+    if "data_dir" in vars(args) and args.data_dir is None:
         parser.error(f"--data-dir is required (or set {DATA_DIR_ENV})")
     handler = COMMANDS[key]
     try:

@@ -30,6 +30,7 @@ from node.identity import (
     read_passphrase_file,
 )
 from node.initialise import init_node
+from node.protocol.evidence import verify_bundle
 from node.protocol.lookup import Query
 from node.protocol.model import Peer, Reachability
 from node.protocol.peers import parse_services
@@ -464,6 +465,65 @@ async def cmd_rotate_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_proved(info: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print_json(info)
+        return
+    for name, value in info.items():
+        if name != "records":
+            print(f"{name}: {value}")
+    for record in info["records"]:
+        print("record: " + ", ".join(f"{k}={v}" for k, v in record.items() if v))
+    print(
+        f"verified: signed by {info['owner']} with the key of fingerprint "
+        f"{info['owner_fingerprint']}; compare it with the fingerprint its admin gave yours"
+    )
+
+
+async def cmd_evidence_list(args: argparse.Namespace) -> int:
+    async with _open(args) as node:
+        entries, total = await node.evidence.list(limit=args.limit)
+    for e in entries:
+        if args.json:
+            print_json(e.to_json())
+        else:
+            case = e.case_reference or "-"
+            print(f"{e.id:>6} {e.at:%Y-%m-%d %H:%M} {e.peer} {e.serial:<20} case {case}")
+    if not args.json and total > len(entries):
+        print(f"({total - len(entries)} older not shown; use --limit)")
+    return 0
+
+
+async def cmd_evidence_show(args: argparse.Namespace) -> int:
+    async with _open(args) as node:
+        entry, proved = await node.evidence.open(args.id)
+    _print_proved({"id": entry.id, "serial": entry.serial} | proved.to_json(), args.json)
+    return 0
+
+
+async def cmd_evidence_export(args: argparse.Namespace) -> int:
+    async with _open(args) as node:
+        entry, _ = await node.evidence.open(args.id)  # export only what verifies
+    try:
+        with args.out.open("xb") as f:
+            f.write(entry.bundle)
+    except FileExistsError:
+        raise ValidationError(f"{args.out} exists; refusing to overwrite it") from None
+    except OSError as e:
+        raise ValidationError(f"cannot write {args.out}: {e.strerror}") from e
+    print(f"wrote evidence {entry.id} ({len(entry.bundle)} bytes) to {args.out}")
+    return 0
+
+
+async def cmd_evidence_verify(args: argparse.Namespace) -> int:
+    try:
+        data = args.file.read_bytes()
+    except OSError as e:
+        raise ValidationError(f"cannot read {args.file}: {e.strerror}") from e
+    _print_proved(verify_bundle(data).to_json(), args.json)
+    return 0
+
+
 COMMANDS: dict[str, Handler] = {
     "init": cmd_init,
     "run": cmd_run,
@@ -484,6 +544,10 @@ COMMANDS: dict[str, Handler] = {
     "lookup": cmd_lookup,
     "rotate-key": cmd_rotate_key,
     "hits": cmd_hits,
+    "evidence list": cmd_evidence_list,
+    "evidence show": cmd_evidence_show,
+    "evidence export": cmd_evidence_export,
+    "evidence verify": cmd_evidence_verify,
     "audit verify": cmd_audit_verify,
     "audit show": cmd_audit_show,
 }

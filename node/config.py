@@ -15,9 +15,34 @@ listen = "127.0.0.1:8080"
 listen = "127.0.0.1:8443"
 
 [keys]
-signing_key = "signing_key.pem"      # Ed25519, PKCS#8 PEM, mode 0600
+signing_key = "signing_key.pem"      # Ed25519, mode 0600: PKCS#8 PEM, sealed when encrypted
 encrypted = false                    # true: a passphrase is needed to start the node
 oprf_key = "oprf_key.bin"            # VOPRF key of the lookups, mode 0600, sealed if encrypted
+```
+
+The limits are optional: `init` does not write them, and the values below
+(all but the example peer override) are the defaults. They go in the same
+tables as the keys above and are checked at start-up like them (numbers,
+positive, whole where they count something, never booleans):
+
+```toml
+[federation]
+evaluations_burst = 20000            # blind evaluations a peer may ask for at once
+evaluations_per_second = 50          # refill rate of each peer's bucket
+
+[federation.peer_limits.DEU]         # a peer's own limits; a key left out keeps the value above
+evaluations_burst = 100000
+evaluations_per_second = 200
+
+[delivery]                           # retries of must-arrive messages to a peer that fails
+retry_initial_s = 10                 # first wait (jittered ×0.8–1.4)
+retry_multiplier = 2                 # each further wait is the last one times this (jittered)
+retry_max_s = 3600                   # longest wait; a peer back from an outage is retried by then
+
+[console]
+login_failures = 10                  # failed sign-ins per client address ...
+login_window_s = 900                 # ... within this window, then refused until it passes
+login_tracked_addresses = 10000      # addresses remembered; the least recently failed go first
 ```
 """
 
@@ -25,15 +50,19 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import tomli_w
 
+from node.accounts.throttle import LoginThrottleConfig
 from node.countries import check_alpha3
 from node.errors import ConfigError, ValidationError
+from node.protocol.backoff import BackoffConfig
+from node.protocol.ratelimit import RateLimitConfig
 from node.store.database import check_url
 
 CONFIG_NAME = "config.toml"
@@ -42,13 +71,19 @@ DEFAULT_FEDERATION = "127.0.0.1:8443"
 DEFAULT_DB_URL = "sqlite+aiosqlite:///node.db"
 KEY_NAME = "signing_key.pem"
 OPRF_KEY_NAME = "oprf_key.bin"
+RATE_LIMIT_KEYS = {"evaluations_burst", "evaluations_per_second"}
 SECTIONS = {
     "node": {"country", "public_url"},
     "database": {"url"},
-    "console": {"listen"},
-    "federation": {"listen"},
+    "console": {"listen", "login_failures", "login_window_s", "login_tracked_addresses"},
+    "federation": {"listen", "peer_limits", *RATE_LIMIT_KEYS},
+    "delivery": {"retry_initial_s", "retry_multiplier", "retry_max_s"},
     "keys": {"signing_key", "encrypted", "oprf_key"},
 }
+# Upper bounds that keep the arithmetic on times and token counts in range.
+MAX_COUNT = 1_000_000_000
+MAX_SECONDS = 366 * 86_400
+MAX_MULTIPLIER = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +138,11 @@ class NodeConfig:
     signing_key_file: Path
     key_encrypted: bool
     oprf_key_file: Path
+    rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
+    # Per-peer overrides of `rate_limit`, sorted by country (a tuple keeps the config hashable).
+    peer_rate_limits: tuple[tuple[str, RateLimitConfig], ...] = ()
+    delivery_backoff: BackoffConfig = field(default_factory=BackoffConfig)
+    login_throttle: LoginThrottleConfig = field(default_factory=LoginThrottleConfig)
 
     @property
     def public_key_file(self) -> Path:
@@ -173,6 +213,7 @@ def config_from_dict(raw: dict[str, Any], data_dir: Path, where: str) -> NodeCon
     encrypted = _get(raw, "keys", "encrypted", where, False)
     if not isinstance(encrypted, bool):
         raise ConfigError(f"{where}: keys.encrypted must be true or false")
+    rate_limit, peer_rate_limits = _rate_limits(raw.get("federation", {}), where)
     key_file = Path(str(_get(raw, "keys", "signing_key", where, KEY_NAME)))
     oprf_file = Path(str(_get(raw, "keys", "oprf_key", where, OPRF_KEY_NAME)))
     return NodeConfig(
@@ -185,6 +226,108 @@ def config_from_dict(raw: dict[str, Any], data_dir: Path, where: str) -> NodeCon
         signing_key_file=key_file if key_file.is_absolute() else data_dir / key_file,
         key_encrypted=encrypted,
         oprf_key_file=oprf_file if oprf_file.is_absolute() else data_dir / oprf_file,
+        rate_limit=rate_limit,
+        peer_rate_limits=peer_rate_limits,
+        delivery_backoff=_backoff(raw.get("delivery", {}), where),
+        login_throttle=_login_throttle(raw.get("console", {}), where),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Bounds:
+    """What a numeric setting may be: `minimum` (excluded if `above`) to `maximum`."""
+
+    minimum: int
+    maximum: int
+    whole: bool = False
+    above: bool = False
+
+    def describe(self) -> str:
+        kind = "a whole number" if self.whole else "a number"
+        low = f"greater than {self.minimum:,}" if self.above else f"at least {self.minimum:,}"
+        return f"{kind} {low} and at most {self.maximum:,}"
+
+
+COUNT = _Bounds(1, MAX_COUNT, whole=True)
+RATE = _Bounds(0, MAX_COUNT, above=True)
+SECONDS = _Bounds(0, MAX_SECONDS, above=True)
+MULTIPLIER = _Bounds(1, MAX_MULTIPLIER)
+
+
+def _number(table: dict[str, Any], key: str, path: str, default: float, bounds: _Bounds) -> float:
+    """`table[key]` within `bounds` (`default` if absent); `path` is "FILE: section" for errors.
+
+    Booleans are refused although TOML's `true` is a Python int; NaN fails both
+    comparisons and the infinities the bounds.
+    """
+    if key not in table:
+        return default
+    value = table[key]
+    ok = isinstance(value, int if bounds.whole else (int, float)) and not isinstance(value, bool)
+    low_ok = ok and (value > bounds.minimum if bounds.above else value >= bounds.minimum)
+    if not (low_ok and value <= bounds.maximum):
+        raise ConfigError(f"{path}.{key} must be {bounds.describe()}, got {value!r}")
+    return float(value)
+
+
+def _rate_limit(table: dict[str, Any], path: str, fallback: RateLimitConfig) -> RateLimitConfig:
+    return RateLimitConfig(
+        capacity=_number(table, "evaluations_burst", path, fallback.capacity, COUNT),
+        rate=_number(table, "evaluations_per_second", path, fallback.rate, RATE),
+    )
+
+
+def _rate_limits(
+    section: dict[str, Any], where: str
+) -> tuple[RateLimitConfig, tuple[tuple[str, RateLimitConfig], ...]]:
+    """The node-wide evaluation limit and each `[federation.peer_limits.XXX]` override of it."""
+    default = _rate_limit(section, f"{where}: federation", RateLimitConfig())
+    tables = section.get("peer_limits", {})
+    if not isinstance(tables, dict):
+        raise ConfigError(
+            f"{where}: federation.peer_limits must hold tables such as [federation.peer_limits.DEU]"
+        )
+    overrides = []
+    for country, table in sorted(tables.items()):
+        path = f"{where}: federation.peer_limits.{country}"
+        try:
+            check_alpha3(country, path)
+        except ValidationError as e:
+            raise ConfigError(str(e)) from e
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path} must be a table ([federation.peer_limits.{country}])")
+        unknown = set(table) - RATE_LIMIT_KEYS
+        if unknown:
+            raise ConfigError(
+                f"{path}: unknown key(s): {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(sorted(RATE_LIMIT_KEYS))}"
+            )
+        overrides.append((country, _rate_limit(table, path, default)))
+    return default, tuple(overrides)
+
+
+def _backoff(section: dict[str, Any], where: str) -> BackoffConfig:
+    """`[delivery]`: how long to wait before retrying a peer that failed."""
+    path, default = f"{where}: delivery", BackoffConfig()
+    initial = _number(section, "retry_initial_s", path, default.initial, SECONDS)
+    maximum = _number(section, "retry_max_s", path, default.maximum, SECONDS)
+    multiplier = _number(section, "retry_multiplier", path, default.multiplier, MULTIPLIER)
+    if initial > maximum:
+        raise ConfigError(
+            f"{path}.retry_initial_s ({initial:g}) must not exceed "
+            f"delivery.retry_max_s ({maximum:g})"
+        )
+    return BackoffConfig(initial=initial, multiplier=multiplier, maximum=maximum)
+
+
+def _login_throttle(section: dict[str, Any], where: str) -> LoginThrottleConfig:
+    """`[console]`: how many failed sign-ins an address may make, and within what window."""
+    path, default = f"{where}: console", LoginThrottleConfig()
+    failures = _number(section, "login_failures", path, default.max_failures, COUNT)
+    window = _number(section, "login_window_s", path, default.window.total_seconds(), SECONDS)
+    addresses = _number(section, "login_tracked_addresses", path, default.max_addresses, COUNT)
+    return LoginThrottleConfig(
+        max_failures=int(failures), window=timedelta(seconds=window), max_addresses=int(addresses)
     )
 
 

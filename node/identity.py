@@ -1,34 +1,37 @@
 """The node's identity and secrets: its Ed25519 signing key (RFC 8032) and its VOPRF key
 (RFC 9497, ristretto255-SHA512), both through `cryptography` and our `oprf` module.
 
-The signing key is stored as PKCS#8 PEM with mode 0600, optionally encrypted
-with a passphrase (`BestAvailableEncryption`); the public key is stored beside
-it as hex so that commands that only need the fingerprint never ask for the
-passphrase. The fingerprint is the hex SHA-256 of the raw 32-byte public key.
+Both secrets are 32 bytes: the Ed25519 private seed and a ristretto255 scalar.
+Each is stored with mode 0600 and its public key beside it as hex
+(`signing_key.pub`, `oprf_key.pub`), so that commands that only need the
+fingerprint or the descriptor's `pkS` never ask for the passphrase. The
+fingerprint is the hex SHA-256 of the raw 32-byte Ed25519 public key. Whoever
+holds the OPRF scalar can test serials against this node's index offline, so
+it is as secret as the signing key.
 
-The VOPRF key is a 32-byte ristretto255 scalar (`keys.oprf_key`, mode 0600),
-its public element `pkS` beside it as hex (`oprf_key.pub`), which is what the
-descriptor publishes. Whoever holds the scalar can test serials against this
-node's index offline, so it is as secret as the signing key: when
-`keys.encrypted` is true it is sealed with the same passphrase. PKCS#8 has no
-type for a ristretto255 scalar, hence this file format (ADR 0005), version 1,
-94 bytes:
+When `keys.encrypted` is false, the signing key is unencrypted PKCS#8 PEM and
+the OPRF key its 32 raw bytes. When it is true, both are sealed with the one
+passphrase in this file format (ADR 0005), version 1, which binds the kind of
+secret (its magic) into the associated data; `m` is the magic's length:
 
     offset  size  field
-       0     14   magic b"iarms-oprf-key"
-      14      1   format version: 1
-      15      1   scrypt log2(N)  (15: N = 32768)
-      16      1   scrypt r        (8)
-      17      1   scrypt p        (1)
-      18     16   scrypt salt (random)
-      34     12   ChaCha20-Poly1305 nonce (random)
-      46     48   ChaCha20-Poly1305 of the scalar (32 bytes + 16-byte tag) under
+       0      m   magic: b"iarms-signing-key" (m = 17) or b"iarms-oprf-key" (m = 14)
+      m+0     1   format version: 1
+      m+1     1   scrypt log2(N)  (15: N = 32768)
+      m+2     1   scrypt r        (8)
+      m+3     1   scrypt p        (1)
+      m+4    16   scrypt salt (random)
+      m+20   12   ChaCha20-Poly1305 nonce (random)
+      m+32   48   ChaCha20-Poly1305 of the secret (32 bytes + 16-byte tag) under
                   key = scrypt(passphrase, salt, N, r, p, length 32),
-                  associated data = bytes 0-45 (everything above)
+                  associated data = bytes 0 to m+31 (everything above)
 
-A node whose keys are not encrypted keeps the 32 raw bytes of the scalar (the
-only format before version 1), and so do older encrypted nodes until their
-keys are first loaded with the passphrase (`load_keys` then seals it).
+so a sealed signing key is 97 bytes and a sealed OPRF key 94. Files are told
+apart by content, not by name (`signing_key.pem` keeps its configured name).
+Encrypted nodes made by older versions hold the signing key as PKCS#8 PEM
+encrypted by `BestAvailableEncryption` (PBKDF2-HMAC-SHA256, 2,048 iterations)
+and may hold the OPRF key raw: both still load, and `load_keys` seals them in
+place the first time it loads them with the passphrase.
 """
 
 from __future__ import annotations
@@ -57,12 +60,24 @@ if TYPE_CHECKING:
 
 PASSPHRASE_ENV = "IARMS_KEY_PASSPHRASE"  # noqa: S105 - a variable name
 
-OPRF_MAGIC = b"iarms-oprf-key"
-OPRF_FORMAT = 1
-_OPRF_HEADER = struct.Struct(">14sBBBB16s12s")  # magic, version, log2 N, r, p, salt, nonce
+SEALED_FORMAT = 1
+_SEALED_PARAMS = struct.Struct(">BBBB16s12s")  # after the magic: version, log2 N, r, p, salt, nonce
 SCRYPT_LOG2_N, SCRYPT_R, SCRYPT_P = 15, 8, 1  # interactive strength: 32 MiB, ~0.1 s
 _SCRYPT_MAX_MEMORY = 1 << 30  # refuse parameters from a damaged file that would need more
-_SCALAR_BYTES = 32
+_SECRET_BYTES = 32  # an Ed25519 seed or a ristretto255 scalar
+
+
+@dataclass(frozen=True, slots=True)
+class SecretKind:
+    """A kind of sealed secret: its name in messages and the magic that opens its file."""
+
+    what: str
+    magic: bytes
+
+
+SIGNING_KEY = SecretKind("signing key", b"iarms-signing-key")
+OPRF_KEY = SecretKind("OPRF key", b"iarms-oprf-key")
+_KINDS = (SIGNING_KEY, OPRF_KEY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,23 +127,31 @@ def _needs_passphrase(what: str, path: Path) -> SigningKeyError:
     )
 
 
+def _signing_key_file(key: Ed25519PrivateKey, passphrase: bytes | None) -> bytes:
+    """The signing key file's contents: sealed under `passphrase`, else unencrypted PKCS#8 PEM."""
+    if passphrase:
+        return seal(SIGNING_KEY, key.private_bytes_raw(), passphrase)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
 def create_signing_key(path: Path, passphrase: bytes | None) -> bytes:
     """Generate and store a new key (refusing to overwrite); return the raw public key."""
     if path.exists():
         raise SigningKeyError(f"{path} already exists; refusing to overwrite a signing key")
     key = Ed25519PrivateKey.generate()
-    encryption: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(passphrase)
-        if passphrase
-        else serialization.NoEncryption()
-    )
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-    )
-    _write_secret(path, pem)
+    _write_secret(path, _signing_key_file(key, passphrase))
     public = public_bytes(key.public_key())
     path.with_suffix(".pub").write_text(public.hex() + "\n", encoding="ascii")
     return public
+
+
+def save_signing_key(path: Path, key: Ed25519PrivateKey, passphrase: bytes | None) -> None:
+    """Write `key` to `path` (atomically replacing it), sealed under `passphrase` if given."""
+    _replace_secret(path, _signing_key_file(key, passphrase))
 
 
 def _read_secret(path: Path, what: str) -> bytes:
@@ -145,9 +168,24 @@ def _read_secret(path: Path, what: str) -> bytes:
     return data
 
 
-def load_signing_key(path: Path, passphrase: bytes | None) -> Ed25519PrivateKey:
-    """Read the signing key; SigningKeyError with the fix when it cannot be used."""
-    data = _read_secret(path, "signing key")
+def _open_secret(kind: SecretKind, path: Path, passphrase: bytes | None) -> tuple[bytes, bool]:
+    """The file's bytes, unsealed if it is sealed as `kind`, and whether it was sealed."""
+    data = _read_secret(path, kind.what)
+    for other in _KINDS:
+        if other != kind and data.startswith(other.magic):
+            raise SigningKeyError(f"{path} holds a sealed {other.what}, not the {kind.what}")
+    if not data.startswith(kind.magic):
+        return data, False
+    if not passphrase:
+        raise _needs_passphrase(kind.what, path)
+    return unseal(kind, data, passphrase, path), True
+
+
+def _read_signing_key(path: Path, passphrase: bytes | None) -> tuple[Ed25519PrivateKey, bool]:
+    """The signing key in `path` and whether it is in the old passphrase-encrypted PEM."""
+    data, sealed = _open_secret(SIGNING_KEY, path, passphrase)
+    if sealed:
+        return Ed25519PrivateKey.from_private_bytes(data), False
     encrypted = b"ENCRYPTED" in data.split(b"\n", 1)[0]
     if encrypted and not passphrase:
         raise _needs_passphrase("signing key", path)
@@ -158,7 +196,12 @@ def load_signing_key(path: Path, passphrase: bytes | None) -> Ed25519PrivateKey:
         raise SigningKeyError(f"cannot load the signing key {path}: {reason}") from e
     if not isinstance(key, Ed25519PrivateKey):
         raise SigningKeyError(f"the signing key {path} is not an Ed25519 key")
-    return key
+    return key, encrypted
+
+
+def load_signing_key(path: Path, passphrase: bytes | None) -> Ed25519PrivateKey:
+    """Read the signing key; SigningKeyError with the fix when it cannot be used."""
+    return _read_signing_key(path, passphrase)[0]
 
 
 def _read_public(pub: Path, what: str) -> bytes:
@@ -188,34 +231,37 @@ def _scrypt_key(passphrase: bytes, salt: bytes, log2_n: int, r: int, p: int) -> 
     return Scrypt(salt=salt, length=32, n=1 << log2_n, r=r, p=p).derive(passphrase)
 
 
-def seal_oprf_key(sk: bytes, passphrase: bytes) -> bytes:
-    """The sealed (format 1) file contents of the scalar `sk` under `passphrase`."""
+def seal(kind: SecretKind, secret: bytes, passphrase: bytes) -> bytes:
+    """The sealed (format 1) file contents of the 32-byte `secret` of `kind` under `passphrase`."""
+    if len(secret) != _SECRET_BYTES:
+        raise ValueError(f"a sealed {kind.what} holds {_SECRET_BYTES} bytes")
     salt, nonce = os.urandom(16), os.urandom(12)
-    header = _OPRF_HEADER.pack(
-        OPRF_MAGIC, OPRF_FORMAT, SCRYPT_LOG2_N, SCRYPT_R, SCRYPT_P, salt, nonce
-    )
+    params = (SEALED_FORMAT, SCRYPT_LOG2_N, SCRYPT_R, SCRYPT_P, salt, nonce)
+    header = kind.magic + _SEALED_PARAMS.pack(*params)
     key = _scrypt_key(passphrase, salt, SCRYPT_LOG2_N, SCRYPT_R, SCRYPT_P)
-    return header + ChaCha20Poly1305(key).encrypt(nonce, sk, header)
+    return header + ChaCha20Poly1305(key).encrypt(nonce, secret, header)
 
 
-def _unseal_oprf_key(data: bytes, passphrase: bytes, path: Path) -> bytes:
-    if len(data) != _OPRF_HEADER.size + _SCALAR_BYTES + 16:
-        raise SigningKeyError(f"the OPRF key {path} is truncated or damaged")
-    header, sealed = data[: _OPRF_HEADER.size], data[_OPRF_HEADER.size :]
-    _magic, version, log2_n, r, p, salt, nonce = _OPRF_HEADER.unpack(header)
-    if version != OPRF_FORMAT:
+def unseal(kind: SecretKind, data: bytes, passphrase: bytes, path: Path) -> bytes:
+    """The secret of `kind` in sealed file contents; SigningKeyError naming `path` if refused."""
+    header_size = len(kind.magic) + _SEALED_PARAMS.size
+    if len(data) != header_size + _SECRET_BYTES + 16 or not data.startswith(kind.magic):
+        raise SigningKeyError(f"the {kind.what} {path} is truncated or damaged")
+    header, sealed = data[:header_size], data[header_size:]
+    version, log2_n, r, p, salt, nonce = _SEALED_PARAMS.unpack(header[len(kind.magic) :])
+    if version != SEALED_FORMAT:
         raise SigningKeyError(
-            f"the OPRF key {path} is in format {version}; this version of iarms-node "
-            f"reads format {OPRF_FORMAT} only"
+            f"the {kind.what} {path} is in format {version}; this version of iarms-node "
+            f"reads format {SEALED_FORMAT} only"
         )
     if not (log2_n >= 1 and r >= 1 and 1 <= p <= 16 and (128 * r << log2_n) <= _SCRYPT_MAX_MEMORY):
-        raise SigningKeyError(f"the OPRF key {path} has unusable scrypt parameters")
+        raise SigningKeyError(f"the {kind.what} {path} has unusable scrypt parameters")
     key = _scrypt_key(passphrase, salt, log2_n, r, p)
     try:
         return ChaCha20Poly1305(key).decrypt(nonce, sealed, header)
     except InvalidTag as e:
         raise SigningKeyError(
-            f"cannot load the OPRF key {path}: wrong passphrase (or the file was altered)"
+            f"cannot load the {kind.what} {path}: wrong passphrase (or the file was altered)"
         ) from e
 
 
@@ -228,7 +274,7 @@ def create_oprf_key(path: Path, passphrase: bytes | None) -> bytes:
     """
     pub = oprf_public_key_file(path)
     sk, pk = oprf.generate_key_pair(oprf.MODE_VOPRF)
-    _write_secret(path, seal_oprf_key(sk, passphrase) if passphrase else sk)
+    _write_secret(path, seal(OPRF_KEY, sk, passphrase) if passphrase else sk)
     _write_public(pub, pk)
     return pk
 
@@ -242,11 +288,7 @@ def _write_public(pub: Path, public: bytes) -> None:
 
 def _read_oprf_key(path: Path, passphrase: bytes | None) -> tuple[bytes, bool]:
     """The scalar in `path` and whether the file is sealed."""
-    data = _read_secret(path, "OPRF key")
-    sealed = data.startswith(OPRF_MAGIC)
-    if sealed and not passphrase:
-        raise _needs_passphrase("OPRF key", path)
-    sk = _unseal_oprf_key(data, passphrase, path) if sealed and passphrase else data
+    sk, sealed = _open_secret(OPRF_KEY, path, passphrase)
     try:
         oprf.public_key(sk)
     except (OprfError, ValueError) as e:
@@ -291,10 +333,14 @@ def load_keys(config: NodeConfig, passphrase: bytes | None) -> NodeKeys:
 
     The OPRF key is made on first use by nodes initialised before private
     lookups existed, and sealed on first use by encrypted nodes that kept it
-    raw; both with `passphrase`, checked first against the signing key.
+    raw; both with `passphrase`, checked first against the signing key. An
+    encrypted signing key in the PEM of older versions (PBKDF2, 2,048
+    iterations) is sealed in its place the same way.
     """
-    signing = load_signing_key(config.signing_key_file, passphrase)
+    signing, old_pem = _read_signing_key(config.signing_key_file, passphrase)
     seal_with = passphrase if config.key_encrypted else None
+    if seal_with and old_pem:
+        save_signing_key(config.signing_key_file, signing, seal_with)
     path = config.oprf_key_file
     if not path.exists():
         if load_oprf_public_key(path) is not None:
@@ -306,7 +352,7 @@ def load_keys(config: NodeConfig, passphrase: bytes | None) -> NodeKeys:
             create_oprf_key(path, seal_with)
     sk, sealed = _read_oprf_key(path, passphrase)
     if seal_with and not sealed:
-        _replace_secret(path, seal_oprf_key(sk, seal_with))
+        _replace_secret(path, seal(OPRF_KEY, sk, seal_with))
     _check_oprf_public_key(path, sk)
     return NodeKeys(signing, sk)
 

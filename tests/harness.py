@@ -8,7 +8,10 @@ restart), and given their own clocks (clock skew).
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import sys
+from asyncio.subprocess import PIPE
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +36,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+CLI = str(Path(sys.executable).parent / "iarms-node")
+
+
+async def run_cli(*args: str) -> tuple[int, str, str]:
+    """Run `iarms-node` without blocking the event loop that serves the federation."""
+    proc = await asyncio.create_subprocess_exec(CLI, *args, stdout=PIPE, stderr=PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    return proc.returncode or 0, out.decode(), err.decode()
 
 
 def init_args(data_dir: Path, admin_password_file: Path) -> list[str]:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import stat
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from node.accounts.throttle import LoginThrottleConfig
 from node.config import config_from_dict, load_config
 from node.errors import ConfigError, NodeExistsError, SigningKeyError, ValidationError
 from node.identity import (
@@ -18,6 +20,8 @@ from node.identity import (
     public_bytes,
 )
 from node.initialise import init_node
+from node.protocol.backoff import BackoffConfig
+from node.protocol.ratelimit import RateLimitConfig
 from tests.conftest import ADMIN_PASSWORD
 
 GOOD: dict[str, Any] = {
@@ -72,6 +76,147 @@ def test_bad_values_are_named(
     assert message in str(info.value)
 
 
+def test_limits_default_when_absent(tmp_path: Path) -> None:
+    config = config_from_dict(GOOD, tmp_path, "config.toml")
+    assert config.rate_limit == RateLimitConfig(capacity=20_000, rate=50)
+    assert config.peer_rate_limits == ()
+    assert config.delivery_backoff == BackoffConfig(initial=10, multiplier=2, maximum=3600)
+    assert config.login_throttle == LoginThrottleConfig(
+        max_failures=10, window=timedelta(minutes=15), max_addresses=10_000
+    )
+    hash(config)  # still a frozen, hashable value
+
+
+LIMITS_TOML = """
+[node]
+country = "FRA"
+
+[federation]
+evaluations_burst = 300
+evaluations_per_second = 2.5
+
+[federation.peer_limits.DEU]
+evaluations_burst = 100000
+evaluations_per_second = 200
+
+[federation.peer_limits.ITA]
+evaluations_burst = 40
+
+[delivery]
+retry_initial_s = 1.5
+retry_multiplier = 3
+retry_max_s = 60
+
+[console]
+login_failures = 3
+login_window_s = 120
+login_tracked_addresses = 50
+"""
+
+
+def test_limits_are_read(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text(LIMITS_TOML, encoding="utf-8")
+    config = load_config(tmp_path)
+    assert config.rate_limit == RateLimitConfig(capacity=300, rate=2.5)
+    assert dict(config.peer_rate_limits) == {
+        "DEU": RateLimitConfig(capacity=100_000, rate=200),
+        "ITA": RateLimitConfig(capacity=40, rate=2.5),  # the rate left out is the node's
+    }
+    assert config.delivery_backoff == BackoffConfig(initial=1.5, multiplier=3, maximum=60)
+    assert config.login_throttle == LoginThrottleConfig(
+        max_failures=3, window=timedelta(minutes=2), max_addresses=50
+    )
+
+
+async def test_init_writes_no_limits_so_the_defaults_apply(tmp_path: Path) -> None:
+    result = await init_node(tmp_path / "node", "FRA", admin_password=ADMIN_PASSWORD)
+    text = (tmp_path / "node" / "config.toml").read_text(encoding="utf-8")
+    assert "evaluations" not in text and "retry" not in text and "login" not in text
+    assert result.config.rate_limit == RateLimitConfig()
+    assert result.config.delivery_backoff == BackoffConfig()
+    assert result.config.login_throttle == LoginThrottleConfig()
+
+
+WHOLE = "must be a whole number at least 1 and at most 1,000,000,000"
+POSITIVE = "must be a number greater than 0 and at most"
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [
+        ("federation", "evaluations_burst", True, f"federation.evaluations_burst {WHOLE}"),
+        ("federation", "evaluations_burst", 0, f"federation.evaluations_burst {WHOLE}"),
+        ("federation", "evaluations_burst", -5, f"federation.evaluations_burst {WHOLE}"),
+        ("federation", "evaluations_burst", 2.5, f"federation.evaluations_burst {WHOLE}"),
+        ("federation", "evaluations_burst", 10**30, f"federation.evaluations_burst {WHOLE}"),
+        (
+            "federation",
+            "evaluations_per_second",
+            0,
+            f"federation.evaluations_per_second {POSITIVE}",
+        ),
+        ("federation", "evaluations_per_second", -1.0, "federation.evaluations_per_second must"),
+        ("federation", "evaluations_per_second", "50", "federation.evaluations_per_second must"),
+        ("federation", "evaluations_per_second", float("nan"), "evaluations_per_second must"),
+        ("federation", "evaluations_per_second", float("inf"), "evaluations_per_second must"),
+        ("delivery", "retry_initial_s", 0, f"delivery.retry_initial_s {POSITIVE}"),
+        ("delivery", "retry_max_s", False, f"delivery.retry_max_s {POSITIVE}"),
+        ("delivery", "retry_max_s", 1e12, f"delivery.retry_max_s {POSITIVE} 31,622,400"),
+        (
+            "delivery",
+            "retry_multiplier",
+            0.5,
+            "delivery.retry_multiplier must be a number at least 1",
+        ),
+        (
+            "delivery",
+            "retry_initial_s",
+            7200,
+            "delivery.retry_initial_s (7200) must not exceed delivery.retry_max_s (3600)",
+        ),
+        ("delivery", "retry", 5, "unknown key(s) in [delivery]: retry"),
+        ("console", "login_failures", 0, f"console.login_failures {WHOLE}"),
+        ("console", "login_failures", True, f"console.login_failures {WHOLE}"),
+        ("console", "login_window_s", -900, f"console.login_window_s {POSITIVE}"),
+        ("console", "login_tracked_addresses", 0.5, f"console.login_tracked_addresses {WHOLE}"),
+        (
+            "federation",
+            "peer_limits",
+            {"XXX": {"evaluations_burst": 5}},
+            "federation.peer_limits.XXX: 'XXX' is not an ISO 3166-1 alpha-3",
+        ),
+        ("federation", "peer_limits", {"DE": {}}, "did you mean DEU"),
+        (
+            "federation",
+            "peer_limits",
+            {"DEU": {"burst": 5}},
+            "federation.peer_limits.DEU: unknown key(s): burst",
+        ),
+        (
+            "federation",
+            "peer_limits",
+            {"DEU": {"evaluations_burst": 0}},
+            f"federation.peer_limits.DEU.evaluations_burst {WHOLE}",
+        ),
+        (
+            "federation",
+            "peer_limits",
+            {"DEU": {"evaluations_per_second": True}},
+            f"federation.peer_limits.DEU.evaluations_per_second {POSITIVE}",
+        ),
+        ("federation", "peer_limits", {"DEU": 5}, "federation.peer_limits.DEU must be a table"),
+        ("federation", "peer_limits", 5, "federation.peer_limits must hold tables"),
+    ],
+)
+def test_bad_limits_are_named(
+    tmp_path: Path, section: str, key: str, value: Any, message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(_with(section, key, value), tmp_path, "config.toml")
+    assert str(info.value).startswith("config.toml: ")
+    assert message in str(info.value)
+
+
 def test_missing_and_broken_config_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not an iarms-node data directory"):
         load_config(tmp_path)
@@ -97,7 +242,7 @@ def test_signing_key_is_private_and_loads(tmp_path: Path) -> None:
 def test_encrypted_signing_key(tmp_path: Path) -> None:
     path = tmp_path / "k.pem"
     create_signing_key(path, b"open sesame")
-    assert b"ENCRYPTED" in path.read_bytes()
+    assert path.read_bytes().startswith(b"iarms-signing-key\x01")
     with pytest.raises(SigningKeyError, match="is encrypted; give its passphrase"):
         load_signing_key(path, None)
     with pytest.raises(SigningKeyError, match="wrong passphrase"):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import msgpack
 import pytest
@@ -10,10 +12,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.errors import EvidenceError
+from node.errors import EvidenceError, NotFoundError
 from node.identity import fingerprint
 from node.protocol.envelope import read_header, seal, to_ms
 from node.protocol.evidence import FORMAT, bundle, verify_bundle
+from node.protocol.lookup import Query
+from tests.harness import Federation, run_cli
 
 FRA = Ed25519PrivateKey.from_private_bytes(b"\x01" * 32)
 DEU = Ed25519PrivateKey.from_private_bytes(b"\x02" * 32)
@@ -128,3 +132,53 @@ def test_random_and_mutated_bundles_fail_only_with_evidence_errors(noise: bytes,
     for data in (noise, mutated):
         with pytest.raises(EvidenceError):
             verify_bundle(data)
+
+
+# Kept by lookups, read back by the CLI (real nodes over loopback: `fed` in conftest).
+
+
+async def test_a_confirmed_hit_keeps_the_owners_signed_answer(
+    fed: Federation, tmp_path: Path
+) -> None:
+    fra = fed["FRA"]
+    results = await fra.f.lookups.lookup([Query("glk 12345", "glock")], "FR-9", "officer.dupont")
+    hit = next(r for r in results if r.result == "hit")
+    assert [r.evidence_id for r in results if r.result != "hit"] == [None]
+    assert hit.evidence_id is not None and hit.to_json()["evidence"] == hit.evidence_id
+    entry, proved = await fra.n.evidence.open(hit.evidence_id)
+    assert (entry.peer, entry.serial, entry.case_reference, entry.actor) == (
+        "DEU",
+        "glk 12345",
+        "FR-9",
+        "officer.dupont",
+    )
+    assert (proved.owner, proved.owner_fingerprint) == ("DEU", fed["DEU"].fingerprint)
+    assert (proved.requester_fingerprint, proved.case_reference) == (fra.fingerprint, "FR-9")
+    assert (proved.records, proved.make_agrees) == (hit.records, True)
+    with pytest.raises(NotFoundError):
+        await fra.n.evidence.open(hit.evidence_id + 1)
+
+    data = str(fra.data_dir)
+    code, out, err = await run_cli("evidence", "list", "--json", "--data-dir", data)
+    assert code == 0, err
+    assert [json.loads(line)["id"] for line in out.splitlines()] == [hit.evidence_id]
+    code, out, err = await run_cli(
+        "evidence", "show", str(hit.evidence_id), "--json", "--data-dir", data
+    )
+    shown = json.loads(out)
+    assert (shown["owner_fingerprint"], shown["records"]) == (fed["DEU"].fingerprint, hit.records)
+    exported = tmp_path / "evidence.msgpack"
+    code, out, err = await run_cli(
+        "evidence", "export", str(hit.evidence_id), "--out", str(exported), "--data-dir", data
+    )
+    assert code == 0, err
+    assert exported.read_bytes() == entry.bundle
+    code, _out, err = await run_cli(
+        "evidence", "export", str(hit.evidence_id), "--out", str(exported), "--data-dir", data
+    )
+    assert code == 1 and "refusing to overwrite" in err
+    code, out, err = await run_cli("evidence", "verify", str(exported))  # no node needed
+    assert code == 0 and "verified: signed by DEU" in out and fed["DEU"].fingerprint in out
+    exported.write_bytes(_flip_last(entry.bundle))
+    code, _out, err = await run_cli("evidence", "verify", str(exported))
+    assert code == 1 and "does not verify" in err

@@ -1,4 +1,4 @@
-"""The node's keys at rest: the OPRF key sealed with the passphrase, loaded with the signing key."""
+"""The node's keys at rest: both sealed with the passphrase; older files load and are sealed."""
 
 from __future__ import annotations
 
@@ -9,9 +9,13 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
@@ -19,12 +23,19 @@ from node.app import Node
 from node.config import NodeConfig, load_config
 from node.errors import SigningKeyError
 from node.identity import (
+    OPRF_KEY,
     PASSPHRASE_ENV,
+    SIGNING_KEY,
+    SecretKind,
     create_oprf_key,
+    create_signing_key,
     load_keys,
     load_oprf_key,
     load_oprf_public_key,
-    seal_oprf_key,
+    load_public_key,
+    load_signing_key,
+    public_bytes,
+    seal,
 )
 from node.initialise import init_node
 from node.protocol import oprf
@@ -36,90 +47,141 @@ PASSPHRASE = b"correct horse battery staple, again"
 CLI = str(Path(sys.executable).parent / "iarms-node")
 
 
-def test_sealed_oprf_key_round_trip(tmp_path: Path) -> None:
-    path = tmp_path / "oprf_key.bin"
-    pk = create_oprf_key(path, PASSPHRASE)
-    sk = load_oprf_key(path, PASSPHRASE)
-    assert oprf.public_key(sk) == pk == load_oprf_public_key(path)
+@dataclass(frozen=True)
+class Secret:
+    """One kind of sealed secret as the tests make and read it, the sizes from the docstring."""
+
+    kind: SecretKind
+    create: Callable[[Path, bytes | None], bytes]  # returns the public key
+    load: Callable[[Path, bytes | None], bytes]  # returns the 32-byte secret
+    public: Callable[[bytes], bytes]  # the public key of a secret
+    stored_public: Callable[[Path], bytes | None]  # the public key stored beside it
+    size: int  # of the sealed file
+
+
+def _load_seed(path: Path, passphrase: bytes | None) -> bytes:
+    return load_signing_key(path, passphrase).private_bytes_raw()
+
+
+def _seed_public(seed: bytes) -> bytes:
+    return public_bytes(Ed25519PrivateKey.from_private_bytes(seed).public_key())
+
+
+SIGNING = Secret(SIGNING_KEY, create_signing_key, _load_seed, _seed_public, load_public_key, 97)
+OPRF = Secret(OPRF_KEY, create_oprf_key, load_oprf_key, oprf.public_key, load_oprf_public_key, 94)
+BOTH = pytest.mark.parametrize("secret", [SIGNING, OPRF], ids=["signing", "oprf"])
+
+
+@BOTH
+def test_sealed_key_round_trip(tmp_path: Path, secret: Secret) -> None:
+    path = tmp_path / "key"
+    public = secret.create(path, PASSPHRASE)
+    sk = secret.load(path, PASSPHRASE)
+    assert secret.public(sk) == public == secret.stored_public(path)
     data = path.read_bytes()
-    assert len(data) == 94 and data.startswith(b"iarms-oprf-key\x01")
-    assert sk not in data
+    assert len(data) == secret.size and data.startswith(secret.kind.magic + b"\x01")
+    assert sk not in data and b"-----BEGIN" not in data
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    with pytest.raises(FileExistsError):
-        create_oprf_key(path, PASSPHRASE)
+    with pytest.raises((FileExistsError, SigningKeyError)):
+        secret.create(path, PASSPHRASE)
 
 
-def test_sealed_file_follows_the_documented_format(tmp_path: Path) -> None:
+@BOTH
+def test_sealed_file_follows_the_documented_format(tmp_path: Path, secret: Secret) -> None:
     """Decoded independently of `identity`, from the layout in its docstring."""
-    path = tmp_path / "oprf_key.bin"
-    create_oprf_key(path, PASSPHRASE)
-    data = path.read_bytes()
-    version, log2_n, r, p = data[14:18]
-    salt, nonce, sealed = data[18:34], data[34:46], data[46:]
+    path = tmp_path / "key"
+    secret.create(path, PASSPHRASE)
+    data, m = path.read_bytes(), len(secret.kind.magic)
+    version, log2_n, r, p = data[m : m + 4]
+    salt, nonce, sealed = data[m + 4 : m + 20], data[m + 20 : m + 32], data[m + 32 :]
     assert (version, log2_n, r, p) == (1, 15, 8, 1)
     key = Scrypt(salt=salt, length=32, n=1 << log2_n, r=r, p=p).derive(PASSPHRASE)
-    assert ChaCha20Poly1305(key).decrypt(nonce, sealed, data[:46]) == load_oprf_key(
-        path, PASSPHRASE
-    )
-    again = seal_oprf_key(load_oprf_key(path, PASSPHRASE), PASSPHRASE)
-    assert again[18:46] != data[18:46]  # a fresh salt and nonce every time
+    plain = ChaCha20Poly1305(key).decrypt(nonce, sealed, data[: m + 32])
+    assert plain == secret.load(path, PASSPHRASE)
+    again = seal(secret.kind, plain, PASSPHRASE)
+    assert again[m + 4 : m + 32] != data[m + 4 : m + 32]  # a fresh salt and nonce every time
 
 
-def test_wrong_or_missing_passphrase_is_explained(tmp_path: Path) -> None:
-    path = tmp_path / "oprf_key.bin"
-    create_oprf_key(path, PASSPHRASE)
-    with pytest.raises(SigningKeyError, match="wrong passphrase"):
-        load_oprf_key(path, b"guess")
+@BOTH
+def test_wrong_or_missing_passphrase_is_explained(tmp_path: Path, secret: Secret) -> None:
+    path = tmp_path / "key"
+    secret.create(path, PASSPHRASE)
+    what = secret.kind.what
+    with pytest.raises(SigningKeyError, match=f"{what} {path}: wrong passphrase"):
+        secret.load(path, b"guess")
     with pytest.raises(
         SigningKeyError,
-        match=f"OPRF key {path} is encrypted; give its passphrase in {PASSPHRASE_ENV} "
+        match=f"{what} {path} is encrypted; give its passphrase in {PASSPHRASE_ENV} "
         "or with --key-passphrase-file",
     ):
-        load_oprf_key(path, None)
+        secret.load(path, None)
 
 
+@BOTH
 @pytest.mark.parametrize(
-    ("offset", "message"),
+    ("offset", "message"),  # from the end of the magic
     [
-        (14, "is in format 0"),  # the version
-        (15, "wrong passphrase"),  # scrypt log2(N): the header is bound
-        (16, "wrong passphrase"),  # scrypt r
-        (17, "unusable scrypt parameters"),  # p = 0
-        (20, "wrong passphrase"),  # the salt
-        (40, "wrong passphrase"),  # the nonce
-        (50, "wrong passphrase"),  # the ciphertext
-        (93, "wrong passphrase"),  # the tag
+        (0, "is in format 0"),  # the version
+        (1, "wrong passphrase"),  # scrypt log2(N): the header is bound
+        (2, "wrong passphrase"),  # scrypt r
+        (3, "unusable scrypt parameters"),  # p = 0
+        (6, "wrong passphrase"),  # the salt
+        (26, "wrong passphrase"),  # the nonce
+        (36, "wrong passphrase"),  # the ciphertext
+        (79, "wrong passphrase"),  # the tag
     ],
 )
-def test_tampered_file_is_refused(tmp_path: Path, offset: int, message: str) -> None:
-    path = tmp_path / "oprf_key.bin"
-    create_oprf_key(path, PASSPHRASE)
+def test_tampered_file_is_refused(
+    tmp_path: Path, secret: Secret, offset: int, message: str
+) -> None:
+    path = tmp_path / "key"
+    secret.create(path, PASSPHRASE)
     data = bytearray(path.read_bytes())
-    data[offset] ^= 1
+    data[len(secret.kind.magic) + offset] ^= 1
     path.write_bytes(bytes(data))
     with pytest.raises(SigningKeyError, match=message):
-        load_oprf_key(path, PASSPHRASE)
+        secret.load(path, PASSPHRASE)
 
 
-def test_truncated_or_shared_file_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "oprf_key.bin"
-    create_oprf_key(path, PASSPHRASE)
+@BOTH
+def test_truncated_or_shared_file_is_refused(tmp_path: Path, secret: Secret) -> None:
+    path = tmp_path / "key"
+    secret.create(path, PASSPHRASE)
     path.write_bytes(path.read_bytes()[:-1])
     with pytest.raises(SigningKeyError, match="truncated or damaged"):
-        load_oprf_key(path, PASSPHRASE)
+        secret.load(path, PASSPHRASE)
     path.unlink()
-    create_oprf_key(path, PASSPHRASE)
+    secret.create(path, PASSPHRASE)
     path.chmod(0o640)
     with pytest.raises(SigningKeyError, match=f"run: chmod 600 {path}"):
-        load_oprf_key(path, PASSPHRASE)
+        secret.load(path, PASSPHRASE)
 
 
-def test_unencrypted_node_keeps_the_raw_scalar(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("secret", "other"), [(SIGNING, OPRF), (OPRF, SIGNING)])
+def test_a_sealed_key_of_the_other_kind_is_refused(
+    tmp_path: Path, secret: Secret, other: Secret
+) -> None:
+    """A key copied over the other is refused; relabelled, it fails the AEAD (the kind is bound)."""
+    path = tmp_path / "key"
+    other.create(path, PASSPHRASE)
+    with pytest.raises(SigningKeyError, match=f"holds a sealed {other.kind.what}, not the"):
+        secret.load(path, PASSPHRASE)
+    relabelled = secret.kind.magic + path.read_bytes()[len(other.kind.magic) :]
+    path.write_bytes(relabelled)
+    with pytest.raises(SigningKeyError, match=r"wrong passphrase \(or the file was altered\)"):
+        secret.load(path, PASSPHRASE)
+
+
+def test_unencrypted_node_keeps_pem_and_the_raw_scalar(tmp_path: Path) -> None:
     path = tmp_path / "oprf_key.bin"
     pk = create_oprf_key(path, None)
     sk = path.read_bytes()
     assert len(sk) == 32 and oprf.public_key(sk) == pk
     assert load_oprf_key(path, None) == load_oprf_key(path, b"ignored") == sk
+    pem = tmp_path / "signing_key.pem"
+    public = create_signing_key(pem, None)
+    assert pem.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----\n")
+    assert public_bytes(load_signing_key(pem, None).public_key()) == public
 
 
 async def _node(tmp_path: Path, passphrase: bytes | None) -> NodeConfig:
@@ -147,6 +209,7 @@ async def test_legacy_raw_key_loads_and_gains_its_public_key(tmp_path: Path) -> 
     assert node.oprf_public_key is None  # opening a node never reads the secret
     keys = load_keys(config, None)
     assert keys.oprf == sk == config.oprf_key_file.read_bytes()
+    assert config.signing_key_file.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----\n")
     assert load_oprf_public_key(config.oprf_key_file) == oprf.public_key(sk)
 
 
@@ -161,6 +224,50 @@ async def test_encrypted_node_seals_a_legacy_raw_key(tmp_path: Path) -> None:
     assert stat.S_IMODE(config.oprf_key_file.stat().st_mode) == 0o600
     assert load_oprf_key(config.oprf_key_file, PASSPHRASE) == sk
     assert [p.name for p in config.data_dir.iterdir() if p.name.startswith(".")] == []
+
+
+def _make_legacy_pem(config: NodeConfig) -> bytes:
+    """Rewrite the node's signing key as older versions did: PKCS#8 PEM, PBKDF2 (2,048 rounds)."""
+    key = load_signing_key(config.signing_key_file, PASSPHRASE)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(PASSPHRASE),
+    )
+    config.signing_key_file.write_bytes(pem)  # keeps its mode, 0600
+    return pem
+
+
+async def test_encrypted_node_seals_a_legacy_pem_signing_key(tmp_path: Path) -> None:
+    config = await _node(tmp_path, PASSPHRASE)
+    path, public = config.signing_key_file, load_public_key(config.signing_key_file)
+    pem = _make_legacy_pem(config)
+    assert pem.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----\n")
+    with pytest.raises(SigningKeyError, match=f"the signing key {path} is encrypted; give its"):
+        load_keys(config, None)
+    with pytest.raises(SigningKeyError, match=f"signing key {path}: wrong passphrase"):
+        load_keys(config, b"guess")
+    assert path.read_bytes() == pem  # nothing is rewritten without the passphrase
+    keys = load_keys(config, PASSPHRASE)
+    assert public_bytes(keys.signing.public_key()) == public
+    data = path.read_bytes()
+    assert data.startswith(b"iarms-signing-key\x01") and len(data) == 97
+    assert keys.signing.private_bytes_raw() not in data
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in config.data_dir.iterdir() if p.name.startswith(".")] == []
+    assert public_bytes(load_signing_key(path, PASSPHRASE).public_key()) == public
+    assert public_bytes(load_keys(config, PASSPHRASE).signing.public_key()) == public
+    assert path.read_bytes() == data  # sealed once, not again on every load
+    assert load_public_key(path) == public
+
+
+async def test_loading_a_legacy_pem_alone_rewrites_nothing(tmp_path: Path) -> None:
+    """Only `load_keys`, which knows `keys.encrypted`, seals an old file."""
+    config = await _node(tmp_path, PASSPHRASE)
+    pem = _make_legacy_pem(config)
+    key = load_signing_key(config.signing_key_file, PASSPHRASE)
+    assert public_bytes(key.public_key()) == load_public_key(config.signing_key_file)
+    assert config.signing_key_file.read_bytes() == pem
 
 
 async def test_node_from_before_lookups_gets_a_sealed_key(tmp_path: Path) -> None:
@@ -212,13 +319,20 @@ def encrypted_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return data
 
 
-def test_init_seals_the_oprf_key(encrypted_dir: Path) -> None:
+def test_init_seals_both_keys(encrypted_dir: Path) -> None:
     config = load_config(encrypted_dir)
     assert config.key_encrypted
-    assert config.oprf_key_file.read_bytes().startswith(b"iarms-oprf-key")
-    with pytest.raises(SigningKeyError, match="is encrypted; give its passphrase"):
-        load_oprf_key(config.oprf_key_file, None)
+    assert config.signing_key_file.name == "signing_key.pem"
+    assert config.signing_key_file.read_bytes().startswith(b"iarms-signing-key\x01")
+    assert config.oprf_key_file.read_bytes().startswith(b"iarms-oprf-key\x01")
+    for load, path in (
+        (load_signing_key, config.signing_key_file),
+        (load_oprf_key, config.oprf_key_file),
+    ):
+        with pytest.raises(SigningKeyError, match="is encrypted; give its passphrase"):
+            load(path, None)
     keys = load_keys(config, PASSPHRASE)
+    assert public_bytes(keys.signing.public_key()) == load_public_key(config.signing_key_file)
     assert load_oprf_public_key(config.oprf_key_file) == oprf.public_key(keys.oprf)
 
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
-from asyncio.subprocess import PIPE
 from collections.abc import AsyncIterator
 from datetime import date
 from pathlib import Path
@@ -21,10 +18,9 @@ from node.protocol.model import Service
 from node.protocol.ratelimit import RateLimitConfig
 from node.protocol.receive import select_key
 from node.records.serials import canonicalise_serial
-from tests.harness import Federation, assert_seeded_lookup, seeded_federation
+from tests.harness import Federation, assert_seeded_lookup, run_cli, seeded_federation
 
 CASE = "FR-2026-0042"
-CLI = str(Path(sys.executable).parent / "iarms-node")
 
 
 @pytest.fixture
@@ -204,15 +200,9 @@ async def test_bad_envelopes_get_signed_errors_and_the_node_keeps_serving(
     assert by_peer(good)["DEU"]["result"] == "hit"
 
 
-async def _cli(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(CLI, *args, stdout=PIPE, stderr=PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    return proc.returncode or 0, out.decode(), err.decode()
-
-
 async def test_lookup_and_hits_from_the_command_line(fed: Federation, tmp_path: Path) -> None:
     fra, deu = str(fed["FRA"].data_dir), str(fed["DEU"].data_dir)
-    code, out, err = await _cli(
+    code, out, err = await run_cli(
         "lookup",
         "--serial",
         "GLK 12345",
@@ -235,15 +225,15 @@ async def test_lookup_and_hits_from_the_command_line(fed: Federation, tmp_path: 
     }
     bulk = tmp_path / "seized.csv"
     bulk.write_text("serial_number,make\nB-777,Beretta\nX-1,\n", encoding="utf-8")
-    code, out, err = await _cli("lookup", "--bulk", str(bulk), "--json", "--data-dir", fra)
+    code, out, err = await run_cli("lookup", "--bulk", str(bulk), "--json", "--data-dir", fra)
     assert code == 0, err
     table = {(r["peer"], r["serial"]): r["result"] for r in map(json.loads, out.splitlines())}
     assert table[("ITA", "B-777")] == "hit" and table[("DEU", "X-1")] == "no_hit"
     bad = tmp_path / "bad.csv"
     bad.write_text("serial\nA\n", encoding="utf-8")
-    code, _out, err = await _cli("lookup", "--bulk", str(bad), "--data-dir", fra)
+    code, _out, err = await run_cli("lookup", "--bulk", str(bad), "--data-dir", fra)
     assert code == 1 and "serial_number column" in err
-    code, out, err = await _cli("hits", "--json", "--data-dir", deu)
+    code, out, err = await run_cli("hits", "--json", "--data-dir", deu)
     assert code == 0, err
     hits = [json.loads(x) for x in out.splitlines()]
     assert [(h["peer"], h["serial_number"], h["case_reference"]) for h in hits] == [

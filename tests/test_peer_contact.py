@@ -10,12 +10,8 @@ the store's part of it all on each database backend.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
-from asyncio.subprocess import PIPE
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,22 +25,14 @@ from node.protocol.model import Peer, PeerStatus, Reachability, Service
 from node.records.service import FilterText
 from node.store.peers import PeersStore
 from tests.console_helpers import Console, console_for
-from tests.harness import ADMIN_PASSWORD, Federation
+from tests.harness import ADMIN_PASSWORD, Federation, run_cli
 
 CASE = "FR-2026-0099"
-CLI = str(Path(sys.executable).parent / "iarms-node")
-
-
-async def cli(*args: str) -> tuple[int, str, str]:
-    """Run the CLI without blocking the event loop that serves the federation."""
-    proc = await asyncio.create_subprocess_exec(CLI, *args, stdout=PIPE, stderr=PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    return proc.returncode or 0, out.decode(), err.decode()
 
 
 async def cli_json(fed: Federation, country: str, *args: str) -> list[dict[str, Any]]:
     """The `--json` lines a CLI command prints for `country`'s node."""
-    code, out, err = await cli(*args, "--json", "--data-dir", str(fed[country].data_dir))
+    code, out, err = await run_cli(*args, "--json", "--data-dir", str(fed[country].data_dir))
     assert code == 0, err
     return [json.loads(line) for line in out.splitlines()]
 
@@ -131,10 +119,10 @@ async def test_answers_give_the_querier_contact_and_the_peers_index_versions(
     assert (deu_json["index_version"], deu_json["reachable"]) == (2, True)
     listed = {p["country"]: p for p in await cli_json(fed, "FRA", "peers", "list")}
     assert {c: p["index_version"] for c, p in listed.items()} == {"DEU": 2, "ITA": 1}
-    code, out, err = await cli("peers", "show", "DEU", "--data-dir", str(fed["FRA"].data_dir))
+    code, out, err = await run_cli("peers", "show", "DEU", "--data-dir", str(fed["FRA"].data_dir))
     assert code == 0, err
     assert "index_version: 2" in out and "reachability: reachable" in out
-    code, out, err = await cli("peers", "list", "--data-dir", str(fed["FRA"].data_dir))
+    code, out, err = await run_cli("peers", "list", "--data-dir", str(fed["FRA"].data_dir))
     assert code == 0, err
     assert [line.split()[:5] for line in out.splitlines()] == [
         ["DEU", "active", "hit-details,lookups", "index", "2"],
@@ -169,7 +157,7 @@ async def test_a_peer_that_is_down_is_shown_unreachable_until_it_answers_again(
     assert shown["last_error_at"] == down_since.isoformat()
     html = await (await fra.get("/peers")).text()
     assert f"since {down_since:%Y-%m-%d %H:%M}" in html
-    code, out, err = await cli("peers", "show", "DEU", "--data-dir", str(fed["FRA"].data_dir))
+    code, out, err = await run_cli("peers", "show", "DEU", "--data-dir", str(fed["FRA"].data_dir))
     assert code == 0, err
     assert f"reachability: unreachable since {down_since:%Y-%m-%d %H:%M} UTC: " in out
     [deu_json] = await cli_json(fed, "FRA", "peers", "show", "DEU")
@@ -202,7 +190,8 @@ async def test_revoking_twice_is_refused_and_audited_once(fed: Federation, fra: 
     ):
         await peers.revoke("deu", "admin")
     assert (await peers.get("DEU")).revoked_at == revoked.revoked_at
-    code, _out, err = await cli("peers", "revoke", "DEU", "--data-dir", str(fed["FRA"].data_dir))
+    fra_dir = str(fed["FRA"].data_dir)
+    code, _out, err = await run_cli("peers", "revoke", "DEU", "--data-dir", fra_dir)
     assert code == 1 and "DEU is already revoked since" in err
     again = await fra.post("/peers/DEU/revoke", {"confirm": "yes"})
     assert again.status == 409 and "DEU is already revoked since" in await again.text()

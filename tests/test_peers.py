@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import stat
-import sys
-from asyncio.subprocess import PIPE
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,9 +13,7 @@ from node.errors import ConflictError, NotFoundError, ValidationError
 from node.protocol import oprf
 from node.protocol.model import DEFAULT_POLICY, PeerStatus, Service
 from node.protocol.transport import PeerUnreachableError
-from tests.harness import Federation, free_port
-
-CLI = str(Path(sys.executable).parent / "iarms-node")
+from tests.harness import Federation, free_port, run_cli
 
 
 @pytest.fixture
@@ -83,12 +77,7 @@ async def test_peers_from_the_command_line(fed: Federation) -> None:
     data = str(fra.data_dir)
 
     async def cli(*args: str) -> tuple[int, str, str]:
-        # The harness serves in this event loop: the CLI must not block it.
-        proc = await asyncio.create_subprocess_exec(
-            CLI, *args, "--data-dir", data, stdout=PIPE, stderr=PIPE, env=dict(os.environ)
-        )
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
-        return proc.returncode or 0, out.decode(), err.decode()
+        return await run_cli(*args, "--data-dir", data)
 
     ident = json.loads((await cli("identity", "--json"))[1])
     assert ident == {"country": "FRA", "fingerprint": fra.fingerprint, "public_url": fra.url}

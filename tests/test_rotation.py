@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import stat
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from node.identity import load_signing_key
+from node.identity import load_public_key, load_signing_key, public_bytes
 from node.protocol.client import pack
 from node.protocol.envelope import ERROR, decode_error, open_envelope, seal, to_ms
 from node.protocol.lookup import Query
@@ -80,3 +83,31 @@ async def test_peers_follow_a_rotation_and_refuse_the_old_key_after_grace(
     fed.clock.advance(2 * 86400)
     assert await _post_as_deu(fed, old_key) == "unknown_sender"
     assert await _post_as_deu(fed, load_signing_key(config.signing_key_file, None)) == "index"
+
+
+def test_rotation_with_a_passphrase_seals_the_new_and_the_retired_key(tmp_path: Path) -> None:
+    """Even an old key in the PBKDF2 PEM of older versions is sealed as it is retired."""
+    passphrase, key_file = b"a passphrase", tmp_path / "signing_key.pem"
+    old = Ed25519PrivateKey.generate()
+    key_file.write_bytes(
+        old.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(passphrase),
+        )
+    )
+    key_file.chmod(0o600)
+    at = datetime(2025, 1, 1, tzinfo=UTC)
+    rotation = rotate_signing_key(key_file, passphrase, "FRA", at, timedelta(days=1))
+    assert rotation.old_key == public_bytes(old.public_key())
+    (retired,) = tmp_path.glob("signing_key.*.retired.pem")
+    for path, public in ((key_file, rotation.new_key), (retired, rotation.old_key)):
+        assert path.read_bytes().startswith(b"iarms-signing-key\x01")
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert public_bytes(load_signing_key(path, passphrase).public_key()) == public
+    assert load_public_key(key_file) == rotation.new_key
+    assert sorted(p.name for p in tmp_path.iterdir() if p != retired) == [
+        "rotation.msgpack",
+        "signing_key.pem",
+        "signing_key.pub",
+    ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgpack
@@ -23,7 +24,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from node.clock import Clock
 from node.errors import IarmsError, NotFoundError, ProtocolError, UnknownSenderError
 from node.protocol.delivery import Outcome, SendResult
-from node.protocol.envelope import ERROR, decode_error, open_envelope, read_header, seal, to_ms
+from node.protocol.envelope import (
+    ERROR,
+    PeerKey,
+    decode_error,
+    open_envelope,
+    read_header,
+    seal,
+    to_ms,
+)
 from node.protocol.model import OutboxMessage, Peer, PeerStatus
 from node.protocol.receive import PeerRegistry, select_key
 from node.protocol.transport import PeerTransport, PeerUnreachableError
@@ -75,6 +84,16 @@ async def _noting(note: Awaitable[None]) -> None:
         log.exception("cannot note the contact with a peer")
 
 
+@dataclass(frozen=True, slots=True)
+class SignedAnswer:
+    """A verified answer: its body, and both envelopes exactly as they travelled."""
+
+    body: dict[str, Any]
+    request: bytes  # our signed request
+    answer: bytes  # the peer's signed answer
+    signer_key: bytes  # the peer's Ed25519 public key that verified it
+
+
 def pack(body: dict[str, Any]) -> bytes:
     """A message body as msgpack."""
     return msgpack.packb(body, use_bin_type=True)
@@ -96,9 +115,14 @@ class PeerClient:
         self._key = signing_key
         self._me = me
         self._clock = clock
+        self.public_key = signing_key.public_key().public_bytes_raw()
 
     async def request(self, peer: Peer, type_: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Send one request; the answer's body (a map) once verified.
+        """Send one request; the answer's body (a map) once verified (see `request_signed`)."""
+        return (await self.request_signed(peer, type_, body)).body
+
+    async def request_signed(self, peer: Peer, type_: str, body: dict[str, Any]) -> SignedAnswer:
+        """Send one request; its verified answer, with both envelopes as they travelled.
 
         An answer under a key we do not know may follow a key rotation: the
         peer's descriptor is checked once and the request sent again.
@@ -120,7 +144,7 @@ class PeerClient:
 
     async def _request_following_rotation(
         self, peer: Peer, type_: str, body: dict[str, Any]
-    ) -> dict[str, Any]:
+    ) -> SignedAnswer:
         try:
             return await self._request(peer, type_, body)
         except _UnknownKeyError:
@@ -137,7 +161,7 @@ class PeerClient:
         except _UnknownKeyError as e:
             raise PeerUnreachableError(f"{peer.country}: {e}") from None
 
-    async def _request(self, peer: Peer, type_: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def _request(self, peer: Peer, type_: str, body: dict[str, Any]) -> SignedAnswer:
         data = seal(
             self._key,
             self._me,
@@ -148,15 +172,17 @@ class PeerClient:
         )
         answer = await self._transport.post(peer.url + MESSAGES_PATH, data, MAX_ANSWER_BYTES)
         now = self._clock.now()
+        used: list[PeerKey] = []
+
+        def keys(sender: str, kid: bytes) -> PeerKey | None:
+            key = select_key(peer, kid, now) if sender == peer.country else None
+            if key is not None:
+                used.append(key)
+            return key
+
         try:
             envelope = open_envelope(
-                answer,
-                me=self._me,
-                now_ms=to_ms(now),
-                max_bytes=MAX_ANSWER_BYTES,
-                keys=lambda sender, kid: (
-                    select_key(peer, kid, now) if sender == peer.country else None
-                ),
+                answer, me=self._me, now_ms=to_ms(now), max_bytes=MAX_ANSWER_BYTES, keys=keys
             )
             if envelope.type == ERROR:
                 error = decode_error(envelope)
@@ -170,7 +196,7 @@ class PeerClient:
             raise PeerUnreachableError(f"{peer.country}: its answer is malformed") from e
         if not isinstance(result, dict) or result.get("ref") != read_header(data).message_id:
             raise PeerUnreachableError(f"{peer.country}: its answer is not for this request")
-        return result
+        return SignedAnswer(result, data, answer, used[0].public_key)
 
     async def deliver(self, message: OutboxMessage) -> SendResult:
         """One delivery attempt of an outbox message (see the module docstring)."""

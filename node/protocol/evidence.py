@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import msgpack
 
@@ -53,6 +53,17 @@ class EvidenceEntry:
     actor: str
     bundle: bytes
 
+    def to_json(self) -> dict[str, Any]:
+        """What was noted with the bundle, as the CLI and the console list it."""
+        return {
+            "id": self.id,
+            "at": self.at.isoformat(),
+            "peer": self.peer,
+            "serial": self.serial,
+            "case_reference": self.case_reference,
+            "actor": self.actor,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class VerifiedEvidence:
@@ -69,6 +80,22 @@ class VerifiedEvidence:
     records: list[dict[str, Any]]
     make_agrees: bool | None
     details: bool
+
+    def to_json(self) -> dict[str, Any]:
+        """What the bundle proves, as the CLI and the console show it."""
+        return {
+            "owner": self.owner,
+            "owner_fingerprint": self.owner_fingerprint,
+            "requester": self.requester,
+            "requester_fingerprint": self.requester_fingerprint,
+            "asked_at": self.asked_at.isoformat(),
+            "answered_at": self.answered_at.isoformat(),
+            "case_reference": self.case_reference,
+            "make_given": self.make_given,
+            "make_agrees": self.make_agrees,
+            "details": self.details,
+            "records": self.records,
+        }
 
 
 def bundle(request: bytes, answer: bytes, requester_key: bytes, owner_key: bytes) -> bytes:
@@ -159,3 +186,43 @@ def verify_bundle(data: bytes) -> VerifiedEvidence:
         else None,
         details=answered.get("details") is True,
     )
+
+
+class EvidenceKeeper(Protocol):
+    """Where bundles are kept (`node.store.evidence.EvidenceStore`)."""
+
+    async def add_evidence(
+        self, at: datetime, peer: str, serial: str, case_reference: str, actor: str, bundle: bytes
+    ) -> int:
+        """Keep one bundle; its id."""
+        ...
+
+    async def get_evidence(self, evidence_id: int) -> EvidenceEntry:
+        """One bundle; NotFoundError if there is none with this id."""
+        ...
+
+    async def list_evidence(self, limit: int, offset: int = 0) -> tuple[list[EvidenceEntry], int]:
+        """Summaries (no bundle), newest first, and how many there are."""
+        ...
+
+
+class EvidenceService:
+    """Keeps the evidence of our lookups' hits and reads it back, verified."""
+
+    def __init__(self, store: EvidenceKeeper) -> None:
+        self._store = store
+
+    async def keep(
+        self, at: datetime, peer: str, serial: str, case_reference: str, actor: str, data: bytes
+    ) -> int:
+        """Keep a bundle (built by `bundle`); its id."""
+        return await self._store.add_evidence(at, peer, serial, case_reference, actor, data)
+
+    async def list(self, limit: int = 50, offset: int = 0) -> tuple[list[EvidenceEntry], int]:
+        """Kept evidence, newest first, and how much there is."""
+        return await self._store.list_evidence(limit, offset)
+
+    async def open(self, evidence_id: int) -> tuple[EvidenceEntry, VerifiedEvidence]:
+        """One kept bundle and what it proves (EvidenceError if it no longer verifies)."""
+        entry = await self._store.get_evidence(evidence_id)
+        return entry, verify_bundle(entry.bundle)

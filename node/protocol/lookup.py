@@ -4,7 +4,8 @@ For each active peer, concurrently: bring its membership index up to date
 (`index.get`), blind the canonical serials (one batch), have the peer evaluate
 them (`lookup.evaluate`), verify its batched proof against the OPRF key in its
 descriptor, finalise, check the index locally, and only for a match ask the
-peer to confirm (`lookup.confirm`). A peer that cannot be reached for a
+peer to confirm (`lookup.confirm`); its signed confirmation is kept as the
+hit's evidence (`node.protocol.evidence`). A peer that cannot be reached for a
 confirmation gets a durable `hit.notice` through the outbox instead. Each
 peer's result for each serial is `hit`, `no_hit` (with the index version
 checked), `unreachable` or `refused`.
@@ -25,6 +26,7 @@ from node.errors import OprfError, ValidationError
 from node.protocol import oprf
 from node.protocol.client import PeerClient, PeerRefusedError, pack
 from node.protocol.delivery import DeliveryService
+from node.protocol.evidence import EvidenceService, bundle
 from node.protocol.membership import (
     FullIndex,
     IndexFormatError,
@@ -54,12 +56,17 @@ class LookupResult:
     records: list[dict[str, Any]] = field(default_factory=list)
     make_agrees: bool | None = None
     reason: str = ""
+    evidence_id: int | None = None  # the kept signed confirmation of a hit
 
     def to_json(self) -> dict[str, Any]:
         """The CLI's and console's JSON form."""
         out: dict[str, Any] = {"peer": self.peer, "serial": self.serial, "result": self.result}
         if self.result == "hit":
-            out |= {"records": self.records, "make_agrees": self.make_agrees}
+            out |= {
+                "records": self.records,
+                "make_agrees": self.make_agrees,
+                "evidence": self.evidence_id,
+            }
         elif self.result == "no_hit":
             out["index_version"] = self.index_version
         else:
@@ -85,6 +92,7 @@ class LookupService:
         store: LookupStore,
         delivery: DeliveryService,
         audit: AuditStore,
+        evidence: EvidenceService,
         clock: Clock,
     ) -> None:
         self._peers = peers
@@ -92,6 +100,7 @@ class LookupService:
         self._store = store
         self._delivery = delivery
         self._audit = audit
+        self._evidence = evidence
         self._clock = clock
         self._indexes: dict[str, MembershipIndex] = {}
 
@@ -122,12 +131,17 @@ class LookupService:
             ),
         )
         per_peer = await asyncio.gather(
-            *(self._ask(p, queries, canonical, case_reference) for p in peers)
+            *(self._ask(p, queries, canonical, case_reference, actor) for p in peers)
         )
         return [r for results in per_peer for r in results]
 
     async def _ask(
-        self, peer: Peer, queries: list[Query], canonical: list[str], case_reference: str
+        self,
+        peer: Peer,
+        queries: list[Query],
+        canonical: list[str],
+        case_reference: str,
+        actor: str,
     ) -> list[LookupResult]:
         def every(result: str, reason: str) -> list[LookupResult]:
             return [LookupResult(peer.country, q.serial, result, reason=reason) for q in queries]
@@ -148,7 +162,7 @@ class LookupService:
                     LookupResult(peer.country, query.serial, "no_hit", index_version=index.version)
                 )
                 continue
-            results.append(await self._confirm(peer, query, output, case_reference, index))
+            results.append(await self._confirm(peer, query, output, case_reference, actor, index))
         return results
 
     async def _evaluate(self, peer: Peer, canonical: list[str]) -> tuple[list[bytes], int]:
@@ -179,6 +193,7 @@ class LookupService:
         query: Query,
         output: bytes,
         case_reference: str,
+        actor: str,
         index: MembershipIndex,
     ) -> LookupResult:
         body = {
@@ -188,7 +203,7 @@ class LookupService:
             "case_reference": case_reference,
         }
         try:
-            answer = await self._client.request(peer, "lookup.confirm", body)
+            signed = await self._client.request_signed(peer, "lookup.confirm", body)
         except PeerUnreachableError as e:
             await self._delivery.enqueue(peer.country, "hit.notice", pack(body))
             return LookupResult(
@@ -199,16 +214,26 @@ class LookupService:
             )
         except PeerRefusedError as e:
             return LookupResult(peer.country, query.serial, "refused", reason=str(e))
-        records = answer.get("records")
+        records = signed.body.get("records")
         if not isinstance(records, list) or not records:  # an index false positive (2^-32)
             return LookupResult(peer.country, query.serial, "no_hit", index_version=index.version)
+        make_agrees = signed.body.get("make_agrees")
+        evidence_id = await self._evidence.keep(
+            self._clock.now(),
+            peer.country,
+            query.serial,
+            case_reference,
+            actor,
+            bundle(signed.request, signed.answer, self._client.public_key, signed.signer_key),
+        )
         return LookupResult(
             peer.country,
             query.serial,
             "hit",
             index_version=index.version,
             records=[r for r in records if isinstance(r, dict)],
-            make_agrees=answer.get("make_agrees"),
+            make_agrees=make_agrees if isinstance(make_agrees, bool) else None,
+            evidence_id=evidence_id,
         )
 
     async def _index(self, peer: Peer, current: int) -> MembershipIndex:

@@ -2,12 +2,15 @@
 
 A peer may ask for `capacity` blind evaluations at once and `rate` more per
 second after that; a request for more than it has is refused whole (never
-partly served), with the time after which it would fit. Pure: time is passed in.
+partly served), with the time after which it would fit. Every peer has the
+node's default limit unless it has its own (`[federation.peer_limits.XXX]` in
+the config). Pure: time is passed in.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,12 +31,19 @@ class _Bucket:
     at: float
 
 
-@dataclass(slots=True)
 class TokenBuckets:
-    """One bucket per peer, full when first seen."""
+    """One bucket per peer, full when first seen, sized by the peer's own limit or the default."""
 
-    config: RateLimitConfig
-    _buckets: dict[str, _Bucket] = field(default_factory=dict)
+    def __init__(
+        self, default: RateLimitConfig, per_peer: Mapping[str, RateLimitConfig] | None = None
+    ) -> None:
+        self.default = default
+        self.per_peer = dict(per_peer or {})
+        self._buckets: dict[str, _Bucket] = {}
+
+    def limit_for(self, peer: str) -> RateLimitConfig:
+        """The limit that applies to `peer`."""
+        return self.per_peer.get(peer, self.default)
 
     def take(self, peer: str, cost: float, now: float) -> float:
         """Take `cost` tokens for `peer` at time `now` (seconds).
@@ -42,7 +52,7 @@ class TokenBuckets:
             0.0 if taken; otherwise the seconds to wait before the same request fits
             (infinite if it can never fit), and nothing is taken.
         """
-        cfg = self.config
+        cfg = self.limit_for(peer)
         bucket = self._buckets.get(peer)
         if bucket is None:
             bucket = self._buckets[peer] = _Bucket(cfg.capacity, now)

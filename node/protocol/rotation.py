@@ -21,7 +21,13 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from node.errors import ValidationError
-from node.identity import create_signing_key, fingerprint, load_signing_key, public_bytes
+from node.identity import (
+    create_signing_key,
+    fingerprint,
+    load_signing_key,
+    public_bytes,
+    save_signing_key,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +76,11 @@ def rotate_signing_key(
 ) -> KeyRotation:
     """Replace the node's signing key, keeping the old one aside, and write the statement.
 
-    The statement goes to `rotation.msgpack` beside the key; the node serves it
-    in its descriptor once restarted with the new key.
+    Both the new key and the retired copy of the old one are sealed under
+    `passphrase` when it is given (an old key in the PEM of older versions is
+    re-sealed as it is retired), else written as unencrypted PKCS#8 PEM. The
+    statement goes to `rotation.msgpack` beside the key; the node serves it in
+    its descriptor once restarted with the new key.
     """
     old = load_signing_key(key_file, passphrase)
     staged = key_file.with_name(key_file.name + ".new")
@@ -84,8 +93,8 @@ def rotate_signing_key(
     retired = key_file.with_name(
         f"{key_file.stem}.{fingerprint(public_bytes(old.public_key()))[:12]}.retired.pem"
     )
-    os.replace(key_file, retired)
-    os.replace(staged, key_file)
+    save_signing_key(retired, old, passphrase)
+    os.replace(staged, key_file)  # the key file is never missing, not even for a moment
     os.replace(staged.with_suffix(".pub"), key_file.with_suffix(".pub"))
     (key_file.parent / ROTATION_FILE).write_bytes(statement)
     return verify_rotation(statement, public_bytes(old.public_key()))
