@@ -135,7 +135,9 @@ def federation(node: Node, keys: NodeKeys, rate_limit: RateLimitConfig | None = 
     config's (`[federation]` and its `peer_limits`): for tests and benchmarks.
     """
     me, clock, signing_key = node.config.country, node.clock, keys.signing
-    client = PeerClient(node.transport, signing_key, me, clock, node.peers)
+    client = PeerClient(
+        node.transport, signing_key, me, clock, node.peers, node.delivery.peer_heard
+    )
     receiver = Receiver(me, node.peers, ReplayStore(node.db), clock, signing_key)
     responder = LookupResponder(
         node.lookups_store,

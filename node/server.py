@@ -31,6 +31,16 @@ async def _every(seconds: float, stop: asyncio.Event, job: Callable[[], Awaitabl
             await asyncio.wait_for(stop.wait(), seconds)
 
 
+async def _greet(node: Node, fed: Federation) -> None:
+    """Tell the peers we are back, so that what they hold for us comes now."""
+    try:
+        answered = await fed.client.greet(await node.peers.list_peers())
+    except Exception:
+        log.exception("greeting the peers failed")
+    else:
+        log.info("%d peer(s) answered our hello", answered)
+
+
 async def start_sites(node: Node, fed: Federation) -> list[web.AppRunner]:
     """Start the console and federation servers; return their runners (to clean up)."""
     from admin_ui.app import build_console_app
@@ -70,6 +80,7 @@ async def serve(node: Node, keys: NodeKeys, announce: Callable[[str], None]) -> 
             _every(INDEX_REFRESH_S, stop, lambda: node.lookup_index.refresh(keys.oprf))
         ),
         asyncio.create_task(_every(PRUNE_S, stop, fed.receiver.prune)),
+        asyncio.create_task(_greet(node, fed)),
     ]
     announce(f"console:        http://{node.config.console}/")
     announce(

@@ -118,7 +118,9 @@ async def test_rate_limit(fed: Federation) -> None:
     assert answers["DEU"]["result"] == "refused" and "rate_limited" in answers["DEU"]["reason"]
 
 
-async def test_hit_notice_reaches_a_peer_that_was_down(fed: Federation) -> None:
+@pytest.mark.parametrize("back", ["it greets us", "it answers us"])
+async def test_hit_notice_reaches_a_peer_that_was_down(fed: Federation, back: str) -> None:
+    """Queued while DEU was down; sent as soon as DEU is heard from, not after the backoff."""
     fra, deu = fed["FRA"], fed["DEU"]
 
     output = oprf.evaluate_direct(
@@ -129,7 +131,11 @@ async def test_hit_notice_reaches_a_peer_that_was_down(fed: Federation) -> None:
     await fra.n.delivery.enqueue("DEU", "hit.notice", pack(notice))
     assert await fra.n.delivery.deliver_due(fra.f.client) == 0
     await fed.start("DEU")
-    await fra.n.delivery.peer_heard("DEU")  # as if DEU had written to us
+    assert await fra.n.delivery.deliver_due(fra.f.client) == 0  # still backing off
+    if back == "it greets us":  # as `iarms-node run` does when it starts
+        assert await fed["DEU"].f.client.greet(await fed["DEU"].n.peers.list_peers()) == 2
+    else:
+        await fra.f.lookups.lookup([Query("NOT-HELD-1")], CASE, "o")
     assert await fra.n.delivery.deliver_due(fra.f.client) == 1
     hits = await fed["DEU"].n.lookup_index.hits()
     assert [(h.peer, h.case_reference) for h in hits] == [("FRA", CASE)]

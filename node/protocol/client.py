@@ -6,15 +6,17 @@ answer becomes `PeerRefusedError` carrying the peer's stable error code. The
 client is also the outbox's `MessageSender`: each attempt is a new envelope
 (a message id belongs to one transmission), and the outbox message's own id
 travels in the body as `delivery_id`, by which the receiver stays idempotent.
-An answer that verifies (a signed error too) is contact with the peer; a
-request that gets none is a failure to reach it: both are noted in the
-registry, which shows the peer as reachable or not.
+An answer that verifies (a signed error too) is contact with the peer, and
+what waits for it in the outbox is retried at once (`retry_now`); a request
+that gets none is a failure to reach it: both are noted in the registry,
+which shows the peer as reachable or not.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -109,8 +111,10 @@ class PeerClient:
         me: str,
         clock: Clock,
         peers: Peers,
+        retry_now: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self._peers = peers
+        self._retry_now = retry_now
         self._transport = transport
         self._key = signing_key
         self._me = me
@@ -137,10 +141,15 @@ class PeerClient:
             await _noting(self._peers.unreachable(peer, str(e)))
             raise
         except PeerRefusedError:
-            await _noting(self._peers.heard(peer))  # a signed refusal is an answer
+            await self._heard(peer)  # a signed refusal is an answer
             raise
-        await _noting(self._peers.heard(peer))
+        await self._heard(peer)
         return answer
+
+    async def _heard(self, peer: Peer) -> None:
+        await _noting(self._peers.heard(peer))
+        if self._retry_now is not None:  # it is back: what waits for it goes now
+            await _noting(self._retry_now(peer.country))
 
     async def _request_following_rotation(
         self, peer: Peer, type_: str, body: dict[str, Any]
@@ -197,6 +206,18 @@ class PeerClient:
         if not isinstance(result, dict) or result.get("ref") != read_header(data).message_id:
             raise PeerUnreachableError(f"{peer.country}: its answer is not for this request")
         return SignedAnswer(result, data, answer, used[0].public_key)
+
+    async def greet(self, peers: list[Peer]) -> int:
+        """Say `hello` to every active peer at once (after a start); how many answered.
+
+        Each answer is contact: the peer shows as reachable here and retries
+        what its outbox holds for us at once (a failure is noted as usual).
+        """
+        active = [p for p in peers if p.status is PeerStatus.ACTIVE]
+        answers = await asyncio.gather(
+            *(self.request(p, "hello", {}) for p in active), return_exceptions=True
+        )
+        return sum(not isinstance(a, BaseException) for a in answers)
 
     async def deliver(self, message: OutboxMessage) -> SendResult:
         """One delivery attempt of an outbox message (see the module docstring)."""

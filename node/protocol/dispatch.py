@@ -2,7 +2,8 @@
 
 Every answer is a signed envelope to the sender whose body names the request
 (`ref`); every failure is a signed `error` envelope with a stable code. A
-verified message from a peer clears its delivery backoff: it is back.
+verified message from a peer clears its delivery backoff: it is back (a node
+that starts says `hello` to its peers for that reason).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from node.errors import (
 )
 from node.protocol.client import pack
 from node.protocol.delivery import DeliveryService
-from node.protocol.envelope import Envelope, read_header, seal, to_ms
+from node.protocol.envelope import Envelope, decode_body, read_header, seal, to_ms
 from node.protocol.model import Peer
 from node.protocol.peers import PeersService
 from node.protocol.receive import Receiver
@@ -33,6 +34,12 @@ log = logging.getLogger(__name__)
 
 #: A handler answers a verified envelope from a known peer with (answer type, answer body).
 Handler = Callable[[Envelope, Peer], Awaitable[tuple[str, dict[str, Any]]]]
+
+
+async def _hello(envelope: Envelope, _peer: Peer) -> tuple[str, dict[str, Any]]:
+    """`hello {}` → `ack {}`: a node that starts greets its peers, which retry what waits for it."""
+    decode_body(envelope, {})
+    return "ack", {}
 
 
 class Dispatcher:
@@ -54,7 +61,7 @@ class Dispatcher:
         self._key = signing_key
         self._me = me
         self._clock = clock
-        self._handlers = handlers
+        self._handlers: Mapping[str, Handler] = {"hello": _hello, **handlers}
 
     async def _accept(self, data: bytes) -> tuple[Envelope, Peer]:
         """Verify; a known peer under an unknown key may have rotated it: check once."""
