@@ -471,7 +471,7 @@ def _print_proved(info: dict[str, Any], as_json: bool) -> None:
         return
     for name, value in info.items():
         if name != "records":
-            print(f"{name}: {value}")
+            print(f"{name}: {'-' if value in (None, '') else value}")
     for record in info["records"]:
         print("record: " + ", ".join(f"{k}={v}" for k, v in record.items() if v))
     print(

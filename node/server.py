@@ -70,6 +70,8 @@ async def serve(node: Node, keys: NodeKeys, announce: Callable[[str], None]) -> 
     """Serve until SIGINT or SIGTERM, then shut down cleanly."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # A parent may have blocked them (the mask is inherited): they must reach us.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     fed = federation(node, keys)

@@ -129,6 +129,9 @@ def peer_all(base: Path) -> None:
             )
 
 
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
 def main() -> None:
     base = Path(os.environ.get("DEMO_DIR", ".demo")).resolve()
     records = int(os.environ.get("DEMO_RECORDS", "5000"))
@@ -156,7 +159,9 @@ def main() -> None:
             )
         print("\n  Try: Lookup on ITA's console with a serial from FRA's shared records,")
         print(f"  e.g. {next(generate_rows(1, seed=4242))['serial_number']}\n", flush=True)
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        # Blocked here, not before the nodes start: a blocked mask is inherited.
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        signal.sigwait(STOP_SIGNALS)
     finally:
         for node in nodes:
             node.terminate()
@@ -165,5 +170,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     main()

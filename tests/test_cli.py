@@ -173,13 +173,19 @@ def test_identity(data_dir: Path) -> None:
 
 
 def test_run_serves_and_stops_cleanly(data_dir: Path) -> None:
+    """Even when started by a parent that blocks SIGTERM (the child inherits the mask)."""
     fed_port = load_config(data_dir).federation.port
-    proc = subprocess.Popen(
-        [CLI, "run", "--data-dir", str(data_dir)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    try:
+        proc = subprocess.Popen(
+            [CLI, "run", "--data-dir", str(data_dir)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     try:
         health = None
         for _ in range(100):
