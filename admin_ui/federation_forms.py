@@ -7,15 +7,14 @@ of `/lookup`, `/hits` and `/peers` return.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from admin_ui.forms import RECORD_LABELS
 from node.errors import ValidationError
-from node.protocol.lookup import MAX_SERIALS, LookupResult, Query
+from node.protocol import bulk
+from node.protocol.lookup import LookupResult, Query
 from node.protocol.model import Hit, OutboxMessage, Peer, Service
 from node.protocol.oprf import MAX_SERIAL_BYTES
 from node.protocol.peers import parse_services
@@ -86,49 +85,15 @@ def single_query(values: Mapping[str, str]) -> Query:
     return Query(serial, values.get("make", "").strip())
 
 
-def _header(row: list[str] | None) -> tuple[int, int | None]:
-    names = [name.strip().lower() for name in row or []]
-    if "serial_number" not in names:
-        raise ValidationError(
-            "file: the first line must be a header with a serial_number column "
-            "(and, if you have them, a make column)",
-            "file",
-        )
-    return names.index("serial_number"), names.index("make") if "make" in names else None
-
-
 def parse_bulk(data: bytes) -> list[Query]:
     """The serials (and makes) of a bulk lookup file: a UTF-8 CSV with a header row.
+
+    Read by `node.protocol.bulk.parse_bulk`, which the CLI's `lookup --bulk` shares.
 
     Raises:
         ValidationError: naming the field `file` and, for a bad row, its line.
     """
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ValidationError(
-            f"file: it is not UTF-8 text (byte {e.start}); save it as CSV UTF-8", "file"
-        ) from e
-    reader = csv.reader(io.StringIO(text, newline=""))
-    queries: list[Query] = []
-    try:
-        serial_at, make_at = _header(next(reader, None))
-        for row in reader:
-            serial = row[serial_at].strip() if serial_at < len(row) else ""
-            if not serial:
-                continue
-            _check_serial(serial, f"line {reader.line_num}: ", "file")
-            make = row[make_at].strip() if make_at is not None and make_at < len(row) else ""
-            queries.append(Query(serial, make))
-            if len(queries) > MAX_SERIALS:
-                raise ValidationError(
-                    f"file: more than {MAX_SERIALS} serials; split it into smaller files", "file"
-                )
-    except csv.Error as e:
-        raise ValidationError(f"file: line {reader.line_num} is not valid CSV ({e})", "file") from e
-    if not queries:
-        raise ValidationError("file: it has no serial numbers under its header", "file")
-    return queries
+    return bulk.parse_bulk(data, "file")
 
 
 def results_context(results: list[LookupResult] | None, max_rows: int) -> dict[str, Any]:

@@ -1,18 +1,22 @@
 """The `iarms-node` command line.
 
 Exit status: 0 success; 1 an error (one line on stderr); 2 bad arguments;
-3 an import that stored the good rows but rejected some.
+3 an import that stored the good rows but rejected some; 130 interrupted;
+141 standard output closed early (`iarms-node hits | head -1`), the status a
+shell shows for a program ended by SIGPIPE.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
+import io
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +25,11 @@ from node.errors import IarmsError
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_REJECTED_ROWS = 3
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what `set -o pipefail` scripts expect of `| head`
 DATA_DIR_ENV = "IARMS_DATA_DIR"
+#: The largest --limit or --offset: past any table's size, within every database's integers.
+MAX_COUNT = 1_000_000_000
 FILTERS = ("serial", "make", "model", "type", "calibre", "status", "country", "from", "to")
 
 
@@ -30,6 +38,23 @@ def _actor() -> str:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):
         return "cli"
+
+
+def _count(least: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from `least` to `MAX_COUNT`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not least <= value <= MAX_COUNT:
+            raise argparse.ArgumentTypeError(
+                f"expected a whole number from {least} to {MAX_COUNT:,}, got {text!r}"
+            )
+        return value
+
+    return parse
 
 
 def _data_dir_parent() -> argparse.ArgumentParser:
@@ -109,10 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file", type=Path)
     imp.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     exp = records.add_parser("export", parents=[data, filters], help="export to CSV")
-    exp.add_argument("file", help="output file, or - for standard output")
+    exp.add_argument("file", type=Path, help="output file, or - for standard output")
     search = records.add_parser("search", parents=[data, filters], help="search records")
-    search.add_argument("--limit", type=int, default=50)
-    search.add_argument("--offset", type=int, default=0)
+    search.add_argument("--limit", type=_count(1), default=50)
+    search.add_argument("--offset", type=_count(0), default=0)
     search.add_argument("--json", action="store_true", help="one JSON object per line")
 
     users = sub.add_parser("users", help="console accounts").add_subparsers(
@@ -165,26 +190,31 @@ def build_parser() -> argparse.ArgumentParser:
         "lookup", parents=[data], help="check serials against every peer, privately"
     )
     what = lookup.add_mutually_exclusive_group(required=True)
-    what.add_argument("--serial", help="one serial number")
+    what.add_argument(
+        "--serial", help="one serial number (one that starts with '-': --serial=-12345)"
+    )
     what.add_argument(
         "--bulk",
         type=Path,
         metavar="FILE.csv",
         help="a CSV with a serial_number column (and optionally make)",
     )
-    lookup.add_argument("--make", default="", help="the make as read on the firearm")
+    lookup.add_argument("--make", help="the make as read on the firearm (with --serial)")
     lookup.add_argument("--case-ref", default="", help="your case reference (told to the owner)")
     lookup.add_argument("--key-passphrase-file", type=Path)
     lookup.add_argument("--json", action="store_true", help="one JSON object per peer and serial")
-    sub.add_parser(
-        "hits", parents=[data], help="peers' lookups that matched our records"
-    ).add_argument("--json", action="store_true")
+    hits = sub.add_parser("hits", parents=[data], help="peers' lookups that matched our records")
+    hits.add_argument(
+        "--limit", type=_count(1), default=1000, help="show at most N, newest first (default 1000)"
+    )
+    hits.add_argument("--offset", type=_count(0), default=0, help="skip the N newest")
+    hits.add_argument("--json", action="store_true", help="one JSON object per line")
 
     evidence = sub.add_parser(
         "evidence", help="peers' signed confirmations of our lookups' hits"
     ).add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = evidence.add_parser("list", parents=[data], help="kept evidence, newest first")
-    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--limit", type=_count(1), default=50)
     listing.add_argument("--json", action="store_true")
     show_evidence = evidence.add_parser("show", parents=[data], help="verify and show one")
     show_evidence.add_argument("id", type=int)
@@ -201,9 +231,63 @@ def build_parser() -> argparse.ArgumentParser:
     )
     audit.add_parser("verify", parents=[data], help="check the hash chain")
     show = audit.add_parser("show", parents=[data], help="newest entries")
-    show.add_argument("--limit", type=int, default=20)
+    show.add_argument("--limit", type=_count(1), default=20)
     show.add_argument("--json", action="store_true")
     return parser
+
+
+def _chosen_parser(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> argparse.ArgumentParser:
+    """The (sub)parser of the command given, e.g. that of `peers show`."""
+    chosen = parser
+    while subs := [a for a in chosen._actions if isinstance(a, argparse._SubParsersAction)]:
+        chosen = subs[0].choices[getattr(args, subs[0].dest)]
+    return chosen
+
+
+def _not_utf8(value: object) -> bool:
+    """A text argument from argv bytes that were not UTF-8 (Python made them surrogates)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _check_text(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse text arguments that are not UTF-8, naming the option.
+
+    Paths are not text: their bytes are a legitimate file name, kept as they are.
+    """
+    names = {
+        action.dest: max(action.option_strings, key=len, default=action.dest)
+        for action in parser._actions
+    }
+    for dest, value in vars(args).items():
+        values = value if isinstance(value, list) else [value]
+        if any(_not_utf8(v) for v in values):
+            parser.error(f"argument {names.get(dest, dest)}: not valid UTF-8 text")
+
+
+def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """What argparse cannot say: a required data directory, options that conflict."""
+    _check_text(parser, args)
+    if "data_dir" in vars(args) and args.data_dir is None:
+        parser.error(f"--data-dir is required (or set {DATA_DIR_ENV})")
+    if args.command == "lookup" and args.bulk is not None and args.make is not None:
+        parser.error("--make applies to --serial; give a make column in the CSV for --bulk")
+
+
+def _stdout_gone() -> int:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    # Not a real file (tests, embedding): then there is no final flush to fail.
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return EXIT_BROKEN_PIPE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -212,18 +296,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    _check_arguments(_chosen_parser(parser, args), args)
     key = args.command if args.command in COMMANDS else f"{args.command} {args.action}"
-    if "data_dir" in vars(args) and args.data_dir is None:
-        parser.error(f"--data-dir is required (or set {DATA_DIR_ENV})")
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        # File names given as arguments may hold bytes that are not UTF-8: print them back as
+        # they were given rather than fail on them.
+        sys.stdout.reconfigure(errors="surrogateescape")
     handler = COMMANDS[key]
     try:
-        return asyncio.run(handler(args))
+        status = asyncio.run(handler(args))
+        sys.stdout.flush()  # a reader gone away shows here, not in the interpreter's exit
+    except BrokenPipeError:
+        return _stdout_gone()
     except IarmsError as e:
         print(f"iarms-node: {e}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("iarms-node: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    return status
 
 
 def print_json(obj: Any) -> None:

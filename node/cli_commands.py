@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 import tempfile
@@ -30,8 +29,9 @@ from node.identity import (
     read_passphrase_file,
 )
 from node.initialise import init_node
+from node.protocol.bulk import TooManySerialsError, parse_bulk
 from node.protocol.evidence import verify_bundle
-from node.protocol.lookup import Query
+from node.protocol.lookup import MAX_SERIALS, Query
 from node.protocol.model import Peer, Reachability
 from node.protocol.peers import parse_services
 from node.protocol.rotation import rotate_signing_key
@@ -126,6 +126,11 @@ def _filter_text(args: argparse.Namespace) -> FilterText:
     )
 
 
+def _text_name(path: Path) -> str:
+    """The file's name as text for the audit log: bytes that are not UTF-8 shown as U+FFFD."""
+    return os.fsencode(path.name).decode("utf-8", "replace")
+
+
 async def cmd_import(args: argparse.Namespace) -> int:
     if not args.file.is_file():
         raise ValidationError(f"{args.file}: no such file")
@@ -141,7 +146,10 @@ async def cmd_import(args: argparse.Namespace) -> int:
             file=sys.stderr,
         ) as bar:
             report = await node.imports.import_csv(
-                args.file, _actor(), progress=lambda done: bar.update(done - bar.n)
+                args.file,
+                _actor(),
+                progress=lambda done: bar.update(done - bar.n),
+                source=_text_name(args.file),
             )
     print(
         f"{args.file}: {report.rows} rows, {report.created} created, "
@@ -158,12 +166,12 @@ async def cmd_import(args: argparse.Namespace) -> int:
 async def cmd_export(args: argparse.Namespace) -> int:
     async with _open(args) as node:
         f = node.records.parse_filter(_filter_text(args))
-        if args.file == "-":
+        if str(args.file) == "-":
             writer = RecordCsvWriter(sys.stdout)
             async for record in node.records.export(f, _actor()):
                 writer.write(record)
             return 0
-        target = Path(args.file)
+        target = args.file
         # Write beside the target and rename: a failed export never leaves half a file.
         fd, tmp = tempfile.mkstemp(
             dir=target.parent if target.parent.exists() else None, prefix=".export-", suffix=".csv"
@@ -377,31 +385,22 @@ def _print_info(info: dict[str, Any], as_json: bool) -> None:
 
 def _bulk_queries(path: Path) -> list[Query]:
     try:
-        with path.open(encoding="utf-8-sig", newline="") as f:
-            reader = csv.DictReader(f)
-            if not reader.fieldnames or "serial_number" not in [
-                n.strip().lower() for n in reader.fieldnames
-            ]:
-                raise ValidationError(f"{path}: needs a header row with a serial_number column")
-            rows = [
-                {(k or "").strip().lower(): (v or "") for k, v in row.items()} for row in reader
-            ]
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise ValidationError(f"{path}: cannot read it as a UTF-8 CSV file ({e})") from e
-    queries = [
-        Query(r["serial_number"].strip(), r.get("make", "").strip())
-        for r in rows
-        if r["serial_number"].strip()
-    ]
-    if not queries:
-        raise ValidationError(f"{path}: no serial numbers in it")
-    return queries
+        data = path.read_bytes()
+    except OSError as e:
+        raise ValidationError(f"cannot read {path}: {e.strerror}") from e
+    try:
+        return parse_bulk(data, str(path))
+    except TooManySerialsError as e:
+        raise ValidationError(
+            f"{path} has {e.count:,} serials; one lookup checks at most {MAX_SERIALS:,}: "
+            "split the file"
+        ) from e
 
 
 async def cmd_lookup(args: argparse.Namespace) -> int:
+    queries = _bulk_queries(args.bulk) if args.bulk else [Query(args.serial, args.make or "")]
     config = load_config(args.data_dir)
     keys = _keys(config, args.key_passphrase_file)
-    queries = _bulk_queries(args.bulk) if args.bulk else [Query(args.serial, args.make)]
     async with _open(args) as node:
         results = await federation(node, keys).lookups.lookup(queries, args.case_ref, _actor())
     if not results:
@@ -425,7 +424,8 @@ async def cmd_lookup(args: argparse.Namespace) -> int:
 
 async def cmd_hits(args: argparse.Namespace) -> int:
     async with _open(args) as node:
-        hits = await node.lookup_index.hits(limit=1000)
+        found = await node.lookup_index.hits(limit=args.limit + 1, offset=args.offset)
+    hits, more = found[: args.limit], len(found) > args.limit
     for h in hits:
         info = {
             "record_id": h.record_id,
@@ -442,6 +442,12 @@ async def cmd_hits(args: argparse.Namespace) -> int:
                 f"{h.at:%Y-%m-%d %H:%M}  {h.peer}  record {h.record_id:<8} "
                 f"{h.serial_number:<20} case {h.case_reference or '-'}"
             )
+    if more:  # on stderr, so that --json output stays pure JSON lines
+        print(
+            f"(more not shown; use --offset {args.offset + args.limit} for the next ones, "
+            "or a larger --limit)",
+            file=sys.stderr,
+        )
     return 0
 
 

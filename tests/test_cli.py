@@ -230,3 +230,165 @@ def test_pending_user_is_activated_only_by_approval(data_dir: Path) -> None:
     result = run("users", "enable", "border.nice", "--data-dir", str(data_dir))
     assert result.returncode == 1
     assert "pending; approve the account instead" in result.stderr
+
+
+def run_bytes(
+    *args: str | bytes, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """Run with arguments that may be bytes, as a shell passes `$'\\xff'`."""
+    return subprocess.run(
+        [os.fsencode(CLI), *(os.fsencode(a) for a in args)],
+        capture_output=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["lookup", "--serial", "X", "--make", b"\xff"], "--make"),
+        (["lookup", "--serial", "X", "--case-ref", b"\xff"], "--case-ref"),
+        (["lookup", "--serial", b"GLK-\xff1"], "--serial"),
+        (["peers", "show", b"D\xffU"], "country"),
+        (["peers", "revoke", b"D\xffU"], "country"),
+        (["records", "search", "--from", b"2020\xff"], "--from"),
+        (["users", "add", b"b\xffb", "--role", "officer"], "name"),
+    ],
+)
+def test_text_that_is_not_utf8_is_refused_naming_the_option(
+    data_dir: Path, args: list[str | bytes], option: str
+) -> None:
+    result = run_bytes(*args, "--data-dir", str(data_dir))
+    assert result.returncode == 2
+    assert f"error: argument {option}: not valid UTF-8 text" in result.stderr.decode()
+    assert b"Traceback" not in result.stderr
+
+
+def test_a_file_name_that_is_not_utf8_is_still_a_file_name(data_dir: Path, tmp_path: Path) -> None:
+    name = os.fsencode(tmp_path) + b"/seized-\xff.csv"
+    with open(name, "w", encoding="utf-8") as f:
+        f.write("serial_number,make,firearm_type,status\nUTF8-NAME-1,Glock,pistol,stolen\n")
+    # A strict stdout (as under LANG=en_US.UTF-8) must not fail on printing the name back.
+    result = run_bytes(
+        "records", "import", name, "--data-dir", str(data_dir), env={"PYTHONIOENCODING": "utf-8"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert b"seized-\xff.csv: 1 rows, 1 created" in result.stdout
+    audit = run("audit", "show", "--json", "--data-dir", str(data_dir)).stdout.splitlines()
+    assert json.loads(audit[0])["target"] == "seized-\ufffd.csv"
+
+
+@pytest.fixture(scope="module")
+def with_hits(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the node with 1,500 peers' hits on its records (hit i at minute i)."""
+    copy = tmp_path_factory.mktemp("hits") / "fra"
+    subprocess.run(["cp", "-a", str(data_dir), str(copy)], check=True)
+    with sqlite3.connect(copy / "node.db") as db:
+        db.executemany(
+            "INSERT INTO hits (record_id, serial_number, peer, at, case_reference, make_given,"
+            " make_agrees, lookup_id) VALUES (?, ?, 'DEU', ?, 'case 7', 'Glock', 1, ?)",
+            [
+                (
+                    i,
+                    f"HIT-{i}",
+                    f"2025-01-0{1 + i // 1440} {i // 60 % 24:02}:{i % 60:02}:00.000000",
+                    i.to_bytes(16, "big"),
+                )
+                for i in range(1500)
+            ],
+        )
+    return copy
+
+
+def test_hits_are_paged_with_a_notice_on_stderr(with_hits: Path) -> None:
+    result = run("hits", "--data-dir", str(with_hits))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1000 and "HIT-1499" in lines[0]
+    assert "(more not shown; use --offset 1000" in result.stderr
+
+    result = run("hits", "--json", "--limit", "2", "--offset", "1", "--data-dir", str(with_hits))
+    assert [json.loads(line)["serial_number"] for line in result.stdout.splitlines()] == [
+        "HIT-1498",
+        "HIT-1497",
+    ]
+    assert "more not shown; use --offset 3" in result.stderr
+
+    result = run("hits", "--json", "--offset", "1498", "--data-dir", str(with_hits))
+    assert [json.loads(line)["serial_number"] for line in result.stdout.splitlines()] == [
+        "HIT-1",
+        "HIT-0",
+    ]
+    assert result.stderr == ""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["hits", "--limit", "0"],
+        ["hits", "--offset", "-1"],
+        ["records", "search", "--offset", str(10**20)],
+        ["audit", "show", "--limit", "many"],
+    ],
+)
+def test_counts_out_of_range_are_bad_arguments(data_dir: Path, args: list[str]) -> None:
+    result = run(*args, "--data-dir", str(data_dir))
+    assert result.returncode == 2
+    assert "expected a whole number from" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_reader_that_goes_away_ends_the_output_quietly(with_hits: Path) -> None:
+    """`iarms-node hits --json | head -1`: 1,000 lines are more than the pipe holds."""
+    proc = subprocess.Popen(
+        [CLI, "hits", "--json", "--data-dir", str(with_hits)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=60) == 141
+    assert json.loads(first)["serial_number"] == "HIT-1499"
+    assert stderr == b""
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"serial_number\nGLK-1\n---\n", "bulk.csv: line 3: '---' is not a serial number"),
+        (
+            b"serial_number\n" + b"".join(b"S-%d\n" % i for i in range(10_001)),
+            "bulk.csv has 10,001 serials; one lookup checks at most 10,000: split the file",
+        ),
+        (b"serial,make\nGLK-1,Glock\n", "bulk.csv: the first line must be a header"),
+        (b"serial_number\n\n", "bulk.csv: it has no serial numbers under its header"),
+        (b"serial_number\n\xffGLK\n", "bulk.csv: it is not UTF-8 text"),
+    ],
+)
+def test_a_bad_bulk_file_is_refused_naming_the_file_and_line(
+    data_dir: Path, tmp_path: Path, content: bytes, message: str
+) -> None:
+    bulk = tmp_path / "bulk.csv"
+    bulk.write_bytes(content)
+    result = run("lookup", "--bulk", str(bulk), "--data-dir", str(data_dir))
+    assert result.returncode == 1
+    assert f"iarms-node: {tmp_path}/{message}" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_make_with_bulk_is_refused(data_dir: Path, tmp_path: Path) -> None:
+    bulk = tmp_path / "bulk.csv"
+    bulk.write_text("serial_number\nGLK-1\n", encoding="utf-8")
+    result = run("lookup", "--bulk", str(bulk), "--make", "Glock", "--data-dir", str(data_dir))
+    assert result.returncode == 2
+    assert "--make applies to --serial; give a make column in the CSV for --bulk" in result.stderr
+
+
+def test_a_serial_that_starts_with_a_dash(data_dir: Path) -> None:
+    assert "--serial=-12345" in run("lookup", "--help").stdout
+    result = run("lookup", "--serial=-12345", "--data-dir", str(data_dir))
+    assert result.returncode == 0, result.stderr
+    assert "no active peers" in result.stderr

@@ -4,21 +4,42 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from node.errors import NotFoundError, RateLimitedError, ValidationError
+from node.initialise import init_node
 from node.protocol import oprf
 from node.protocol.client import pack
-from node.protocol.envelope import decode_error, open_envelope, seal, to_ms
+from node.protocol.envelope import (
+    Envelope,
+    decode_error,
+    open_envelope,
+    read_header,
+    seal,
+    to_ms,
+)
 from node.protocol.lookup import Query
-from node.protocol.model import Service
+from node.protocol.model import OutboxStatus, Peer, Service
 from node.protocol.ratelimit import RateLimitConfig
 from node.protocol.receive import select_key
+from node.protocol.rotation import ROTATION_FILE, rotate_signing_key, sign_rotation
+from node.records.model import RecordInput
 from node.records.serials import canonicalise_serial
-from tests.harness import Federation, assert_seeded_lookup, run_cli, seeded_federation
+from tests.harness import (
+    ADMIN_PASSWORD,
+    Federation,
+    Member,
+    assert_seeded_lookup,
+    free_port,
+    run_cli,
+    seeded_federation,
+)
 
 CASE = "FR-2026-0042"
 
@@ -253,3 +274,203 @@ async def test_lookup_and_hits_from_the_command_line(fed: Federation, tmp_path: 
         "case_reference",
         "make_agrees",
     }
+
+
+async def _reinstall(fed: Federation, country: str) -> Member:
+    """`country` installs its node afresh (new keys, versions from 1) at the same URL."""
+    listen = f"{fed[country].n.config.federation.host}:{fed[country].n.config.federation.port}"
+    await fed.stop(country)
+    data_dir = fed.base / f"{country}-reinstalled"
+    await init_node(
+        data_dir,
+        country,
+        admin_password=ADMIN_PASSWORD,
+        clock=fed.clock,
+        federation_listen=listen,
+        console_listen=f"127.0.0.1:{free_port()}",
+    )
+    fed.members[country] = Member(country, data_dir, fed.clock)
+    await fed.start(country)
+    return fed[country]
+
+
+async def test_a_peer_reinstalled_with_new_keys_is_not_checked_against_its_old_index(
+    fed: Federation,
+) -> None:
+    fra = fed["FRA"]
+    answers = by_peer(await fra.f.lookups.lookup([Query("NEW-1")], CASE, "o"))
+    assert answers["DEU"] == {
+        "peer": "DEU",
+        "serial": "NEW-1",
+        "result": "no_hit",
+        "index_version": 1,
+    }
+    deu = await _reinstall(fed, "DEU")
+    await deu.n.peers.add(fra.url, "FRA", fra.fingerprint, "admin")
+    await deu.n.records.create(RecordInput("NEW-1", "Glock", "pistol", "stolen"), "t")
+    assert await deu.n.lookup_index.refresh(deu.k.oprf) == 1  # the version FRA holds
+    await fra.n.peers.revoke("DEU", "admin")
+    await fra.n.peers.add(deu.url, "DEU", deu.fingerprint, "admin")
+    assert (await fra.n.peers.get("DEU")).index_version is None
+    assert await fra.n.lookups_store.get_peer_index("DEU") is None
+    answers = by_peer(await fra.f.lookups.lookup([Query("NEW-1")], CASE, "o"))
+    assert answers["DEU"]["result"] == "hit", answers["DEU"]
+    assert [h.peer for h in await deu.n.lookup_index.hits()] == ["FRA"]
+
+
+async def test_a_peer_with_a_forged_rotation_is_unreachable_and_the_others_answer(
+    fed: Federation,
+) -> None:
+    """DEU signs with a new key, announced by a statement that FRA cannot verify."""
+    deu = fed["DEU"]
+    key_file = deu.n.config.signing_key_file
+    rotation = rotate_signing_key(key_file, None, "DEU", deu.clock.now(), timedelta(days=1))
+    forged = sign_rotation(
+        Ed25519PrivateKey.generate(), "DEU", rotation.new_key, rotation.at, rotation.grace_until
+    )
+    (key_file.parent / ROTATION_FILE).write_bytes(forged)
+    await fed.stop("DEU")
+    await fed.start("DEU")
+    answers = by_peer(await fed["FRA"].f.lookups.lookup([Query("B-777")], CASE, "o"))
+    assert answers["ITA"]["result"] == "hit"
+    assert answers["DEU"]["result"] == "unreachable"
+    assert "signed with a key this node does not trust" in answers["DEU"]["reason"]
+    assert "not signed by the key this node trusted" in answers["DEU"]["reason"]
+    assert (await fed["FRA"].n.peers.get("DEU")).signing_key != rotation.new_key
+
+
+@pytest.mark.parametrize(
+    ("error", "result", "reason"),
+    [
+        (NotFoundError("no such thing"), "refused", "DEU: no such thing"),
+        (RuntimeError("a bug"), "unreachable", "DEU: this node failed to ask it (RuntimeError)"),
+    ],
+)
+async def test_whatever_fails_with_one_peer_is_that_peers_result_only(
+    fed: Federation,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    error: Exception,
+    result: str,
+    reason: str,
+) -> None:
+    fra, deu_url = fed["FRA"], fed["DEU"].url
+    post = fra.n.transport.post
+
+    async def failing_at_deu(url: str, data: bytes, max_bytes: int) -> bytes:
+        if url.startswith(deu_url):
+            raise error
+        return await post(url, data, max_bytes)
+
+    monkeypatch.setattr(fra.n.transport, "post", failing_at_deu)
+    answers = by_peer(await fra.f.lookups.lookup([Query("B-777")], CASE, "o"))
+    assert answers["ITA"]["result"] == "hit"
+    assert (answers["DEU"]["result"], answers["DEU"]["reason"]) == (result, reason)
+    logged = [r for r in caplog.records if r.exc_info and r.exc_info[1] is error]
+    assert len(logged) == (result == "unreachable")  # only the unexpected is logged
+
+
+LONG = "x" * 201
+
+
+@pytest.mark.parametrize(
+    ("queries", "case_reference", "field", "message"),
+    [
+        ([Query("GLK-12345", LONG)], CASE, "make", "make: longer than 200 characters"),
+        ([Query("GLK-12345")], LONG, "case_reference", "case_reference: longer than 200"),
+        ([Query("GLK-12345", "Gl\udcffck")], CASE, "make", "make: 'Gl\\udcffck' is not valid"),
+        ([Query("GLK-12345")], "FR-\udcff", "case_reference", "case_reference: 'FR-"),
+        ([Query("GLK\udcff12345")], CASE, "serial", "serial: 'GLK\\udcff12345' is not valid"),
+        (
+            [Query("A-1"), Query("B-777", LONG)],
+            CASE,
+            "make",
+            "serial 2 of 2 ('B-777'): make: longer than 200",
+        ),
+        (
+            [Query("A-1"), Query("B-2"), Query("C\udcff3")],
+            CASE,
+            "serial",
+            "serial 3 of 3 ('C\\udcff3'): serial: ",
+        ),
+    ],
+)
+async def test_what_the_owners_would_refuse_is_refused_before_anything_is_sent(
+    fed: Federation, queries: list[Query], case_reference: str, field: str, message: str
+) -> None:
+    fra = fed["FRA"]
+    with pytest.raises(ValidationError) as raised:
+        await fra.f.lookups.lookup(queries, case_reference, "o")
+    assert raised.value.field == field
+    assert message in str(raised.value)
+    assert await fra.n.audit.recent(action="lookup.query") == []
+    assert await fed["DEU"].n.audit.recent(action="lookup.evaluate") == []
+    ok = by_peer(await fra.f.lookups.lookup([Query("GLK-12345", "x" * 200)], "c" * 200, "o"))
+    assert ok["DEU"]["result"] == "hit"
+
+
+async def test_a_confirmation_refused_for_now_queues_a_hit_notice(
+    fed: Federation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fra, deu = fed["FRA"], fed["DEU"]
+
+    async def busy(_envelope: Envelope, _peer: Peer) -> tuple[str, dict[str, Any]]:
+        raise RateLimitedError("too many confirmations")
+
+    monkeypatch.setitem(deu.f.dispatcher._handlers, "lookup.confirm", busy)  # type: ignore[index]
+    answers = by_peer(await fra.f.lookups.lookup([Query("GLK-12345", "Glock")], CASE, "o"))
+    deu_answer = answers["DEU"]
+    assert deu_answer["result"] == "unreachable"
+    assert deu_answer["reason"].startswith(
+        "the index matches; the confirmation was refused for now"
+    )
+    assert "(rate_limited)" in deu_answer["reason"]
+    assert deu_answer["reason"].endswith("a hit notice is queued")
+    [notice] = await fra.n.delivery.messages(OutboxStatus.PENDING)
+    assert (notice.recipient, notice.type) == ("DEU", "hit.notice")
+    assert await deu.n.lookup_index.hits() == []
+    monkeypatch.undo()
+    assert await fra.n.delivery.deliver_due(fra.f.client) == 1
+    hits = await deu.n.lookup_index.hits()
+    assert [(h.peer, h.serial_number, h.case_reference) for h in hits] == [
+        ("FRA", "GLK-12345", CASE)
+    ]
+
+
+async def test_a_confirmation_refused_for_good_queues_nothing(
+    fed: Federation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def no(_envelope: Envelope, _peer: Peer) -> tuple[str, dict[str, Any]]:
+        raise ValidationError("no")
+
+    monkeypatch.setitem(fed["DEU"].f.dispatcher._handlers, "lookup.confirm", no)  # type: ignore[index]
+    answers = by_peer(await fed["FRA"].f.lookups.lookup([Query("GLK-12345")], CASE, "o"))
+    assert answers["DEU"]["result"] == "refused" and "(invalid)" in answers["DEU"]["reason"]
+    assert await fed["FRA"].n.delivery.messages() == []
+
+
+async def test_an_owner_down_before_the_confirmation_records_the_hit_from_its_notice(
+    fed: Federation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DEU answers the evaluation, then goes down: the hit reaches it through FRA's outbox."""
+    fra = fed["FRA"]
+    post = fra.n.transport.post
+
+    async def down_before_confirm(url: str, data: bytes, max_bytes: int) -> bytes:
+        if read_header(data).type == "lookup.confirm":
+            await fed.stop("DEU")
+        return await post(url, data, max_bytes)
+
+    monkeypatch.setattr(fra.n.transport, "post", down_before_confirm)
+    answers = by_peer(await fra.f.lookups.lookup([Query("GLK-12345", "Glock")], CASE, "o"))
+    assert answers["DEU"]["result"] == "unreachable"
+    assert answers["DEU"]["reason"].startswith("the index matches; confirmation failed")
+    assert answers["ITA"]["result"] == "no_hit"
+    assert await fra.n.delivery.deliver_due(fra.f.client) == 0  # DEU is still down
+    await fed.start("DEU")
+    assert await fed["DEU"].f.client.greet(await fed["DEU"].n.peers.list_peers()) == 2
+    assert await fra.n.delivery.deliver_due(fra.f.client) == 1
+    hits = await fed["DEU"].n.lookup_index.hits()
+    assert [(h.peer, h.serial_number, h.case_reference, h.make_agrees) for h in hits] == [
+        ("FRA", "GLK-12345", CASE, True)
+    ]

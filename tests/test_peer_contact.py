@@ -222,7 +222,7 @@ async def test_the_store_keeps_index_version_reachability_and_revocation(node: N
         "DEU", "http://127.0.0.1:1", b"k" * 32, None, b"d", frozenset(), at,
         AuditEvent("admin", "peer.add", "peer/DEU"),
     )  # fmt: skip
-    await lookups.set_peer_index("DEU", 7, b"documents", at)
+    await lookups.set_peer_index("DEU", 7, b"documents", at, oprf_key=None)
     assert (await store.get_peer("DEU")).index_version == 7
     await store.set_peer("DEU", {"last_error_at": at, "last_error": "down"}, at, None)
     peer = await store.get_peer("DEU")
@@ -243,5 +243,25 @@ async def test_the_store_keeps_index_version_reachability_and_revocation(node: N
         "record_id": 1, "serial_number": "A-1", "peer": "DEU", "at": at, "case_reference": "c",
         "make_given": "", "make_agrees": True, "lookup_id": b"L" * 16,
     }  # fmt: skip
-    assert await lookups.add_hit(hit)
+    assert await lookups.record_hits("DEU", b"L" * 16, [hit], at, event)
     assert [h.make_agrees for h in await lookups.get_hits()] == [None]
+
+
+async def test_a_peers_cached_index_belongs_to_its_oprf_key(node: Node) -> None:
+    """On each backend: a new OPRF key (re-added, rotated) drops the index cached under
+    the old one, and an index fetched under the old key is not cached afterwards."""
+    store, lookups, at = PeersStore(node.db), node.lookups_store, node.clock.now()
+    old, new = b"o" * 32, b"n" * 32
+    await store.add_peer(
+        "DEU", "http://127.0.0.1:1", b"k" * 32, old, b"d", frozenset(), at,
+        AuditEvent("admin", "peer.add", "peer/DEU"),
+    )  # fmt: skip
+    assert await lookups.set_peer_index("DEU", 3, b"documents", at, oprf_key=old)
+    await store.set_peer("DEU", {"oprf_key": old, "descriptor": b"d2"}, at, None)
+    assert await lookups.get_peer_index("DEU") == (3, b"documents")  # the same key: kept
+    peer = await store.set_peer("DEU", {"oprf_key": new}, at, None)
+    assert (peer.oprf_key, peer.index_version) == (new, None)
+    assert await lookups.get_peer_index("DEU") is None
+    assert not await lookups.set_peer_index("DEU", 3, b"documents", at, oprf_key=old)
+    assert await lookups.get_peer_index("DEU") is None
+    assert (await store.get_peer("DEU")).index_version is None

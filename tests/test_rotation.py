@@ -12,13 +12,14 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from node.errors import ValidationError
 from node.identity import load_public_key, load_signing_key, public_bytes
 from node.protocol.client import pack
 from node.protocol.envelope import ERROR, decode_error, open_envelope, seal, to_ms
 from node.protocol.lookup import Query
 from node.protocol.model import Service
 from node.protocol.receive import select_key
-from node.protocol.rotation import rotate_signing_key
+from node.protocol.rotation import rotate_signing_key, sign_rotation, verify_rotation
 from tests.harness import Federation
 
 
@@ -111,3 +112,27 @@ def test_rotation_with_a_passphrase_seals_the_new_and_the_retired_key(tmp_path: 
         "signing_key.pem",
         "signing_key.pub",
     ]
+
+
+OLD = Ed25519PrivateKey.from_private_bytes(b"\x0a" * 32)
+NEW = Ed25519PrivateKey.from_private_bytes(b"\x0b" * 32).public_key().public_bytes_raw()
+T0 = 1_780_000_000
+
+
+@pytest.mark.parametrize(
+    ("statement", "message"),
+    [
+        (sign_rotation(Ed25519PrivateKey.generate(), "DEU", NEW, T0, T0 + 3600), "not signed by"),
+        (sign_rotation(OLD, "DEU", NEW, T0, T0 + 91 * 86400), r"at most 7776000 s \(90 days\)"),
+        (sign_rotation(OLD, "DEU", NEW, T0, T0 - 1), "a grace period of -1 s"),
+        (sign_rotation(OLD, "DEU", public_bytes(OLD.public_key()), T0, T0), "is the old key"),
+        (b"\x81\xa6signed\xc0", "malformed statement"),
+    ],
+)
+def test_a_statement_the_old_key_did_not_make_or_that_overreaches_is_refused(
+    statement: bytes, message: str
+) -> None:
+    old = public_bytes(OLD.public_key())
+    assert verify_rotation(sign_rotation(OLD, "DEU", NEW, T0, T0 + 90 * 86400), old).new_key == NEW
+    with pytest.raises(ValidationError, match=message):
+        verify_rotation(statement, old)

@@ -132,7 +132,8 @@ class PeerClient:
         peer's descriptor is checked once and the request sent again.
 
         Raises:
-            PeerUnreachableError: no answer, or an answer that does not verify.
+            PeerUnreachableError: no answer, or an answer that does not verify (also
+                under a new key whose rotation statement does not verify).
             PeerRefusedError: a signed error answer.
         """
         try:
@@ -157,18 +158,30 @@ class PeerClient:
         try:
             return await self._request(peer, type_, body)
         except _UnknownKeyError:
-            fresh = await self._peers.get(peer.country)  # `peer` may predate a rotation
-            if fresh.signing_key == peer.signing_key and not await self._peers.follow_rotation(
-                peer.country
-            ):
-                raise PeerUnreachableError(
-                    f"{peer.country}: its answer is signed with a key this node does not trust"
-                ) from None
-            peer = await self._peers.get(peer.country)
+            peer = await self._rotated(peer)
         try:
             return await self._request(peer, type_, body)
         except _UnknownKeyError as e:
             raise PeerUnreachableError(f"{peer.country}: {e}") from None
+
+    async def _rotated(self, peer: Peer) -> Peer:
+        """`peer` under the new key its descriptor announces validly (or announced meanwhile).
+
+        Raises:
+            PeerUnreachableError: no such key, or it cannot be followed (a statement or
+                descriptor that does not verify, for one): this peer's failure only.
+        """
+        distrust = f"{peer.country}: its answer is signed with a key this node does not trust"
+        try:
+            fresh = await self._peers.get(peer.country)  # `peer` may predate a rotation
+            followed = fresh.signing_key != peer.signing_key or await self._peers.follow_rotation(
+                peer.country
+            )
+            if followed:
+                return await self._peers.get(peer.country)
+        except IarmsError as e:
+            raise PeerUnreachableError(f"{distrust}: {e}") from e
+        raise PeerUnreachableError(distrust)
 
     async def _request(self, peer: Peer, type_: str, body: dict[str, Any]) -> SignedAnswer:
         data = seal(

@@ -6,14 +6,17 @@ them (`lookup.evaluate`), verify its batched proof against the OPRF key in its
 descriptor, finalise, check the index locally, and only for a match ask the
 peer to confirm (`lookup.confirm`); its signed confirmation is kept as the
 hit's evidence (`node.protocol.evidence`). A peer that cannot be reached for a
-confirmation gets a durable `hit.notice` through the outbox instead. Each
-peer's result for each serial is `hit`, `no_hit` (with the index version
-checked), `unreachable` or `refused`.
+confirmation, or refuses it for now (a retryable code), gets a durable
+`hit.notice` through the outbox instead. A peer's cached index is its OPRF
+key's: a peer re-added with a new key starts afresh. Each peer's result for
+each serial is `hit`, `no_hit` (with the index version checked), `unreachable`
+or `refused`; whatever goes wrong with one peer is that peer's result only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,9 +25,9 @@ import msgpack
 
 from node.auditing import AuditEvent
 from node.clock import Clock
-from node.errors import OprfError, ValidationError
+from node.errors import IarmsError, OprfError, ValidationError
 from node.protocol import oprf
-from node.protocol.client import PeerClient, PeerRefusedError, pack
+from node.protocol.client import RETRYABLE, PeerClient, PeerRefusedError, SignedAnswer, pack
 from node.protocol.delivery import DeliveryService
 from node.protocol.evidence import EvidenceService, bundle
 from node.protocol.membership import (
@@ -43,6 +46,10 @@ from node.store.audit import AuditStore
 from node.store.lookups import LookupStore
 
 MAX_SERIALS = 10_000
+#: The longest make and case reference the owner accepts (`lookup_owner`).
+MAX_TEXT_CHARS = 200
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,20 +109,23 @@ class LookupService:
         self._audit = audit
         self._evidence = evidence
         self._clock = clock
-        self._indexes: dict[str, MembershipIndex] = {}
+        # By country, with the OPRF key the index was built under (a re-added peer's differs).
+        self._indexes: dict[str, tuple[bytes | None, MembershipIndex]] = {}
 
     async def lookup(
         self, queries: list[Query], case_reference: str, actor: str
     ) -> list[LookupResult]:
-        """Ask every active peer about every serial; one result per peer and serial."""
+        """Ask every active peer about every serial; one result per peer and serial.
+
+        Raises:
+            ValidationError: a serial, make or the case reference the owners would
+                refuse (naming the field, and in a bulk lookup which serial), before
+                anything is sent.
+        """
         if not 1 <= len(queries) <= MAX_SERIALS:
             raise ValidationError(f"serials: between 1 and {MAX_SERIALS} per lookup", "serial")
-        canonical = []
-        for q in queries:
-            c = canonicalise_serial(q.serial)
-            if not c or len(c.encode()) > oprf.MAX_SERIAL_BYTES:
-                raise ValidationError(f"serial: {q.serial!r} is not a serial number", "serial")
-            canonical.append(c)
+        _check_text("case_reference", case_reference, "")
+        canonical = [_checked(q, i, len(queries)) for i, q in enumerate(queries)]
         peers = [p for p in await self._peers.list_peers() if p.status is PeerStatus.ACTIVE]
         await self._audit.add_entry(
             self._clock.now(),
@@ -143,18 +153,13 @@ class LookupService:
         case_reference: str,
         actor: str,
     ) -> list[LookupResult]:
-        def every(result: str, reason: str) -> list[LookupResult]:
-            return [LookupResult(peer.country, q.serial, result, reason=reason) for q in queries]
-
+        """One peer's results; whatever goes wrong with it is its result, never the others'."""
         try:
             outputs, version = await self._evaluate(peer, canonical)
             index = await self._index(peer, version)
-        except PeerUnreachableError as e:
-            return every("unreachable", str(e))
-        except PeerRefusedError as e:
-            return every("refused", str(e))
-        except (OprfError, IndexFormatError) as e:
-            return every("refused", f"{peer.country} answered with invalid data: {e}")
+        except Exception as e:
+            result, reason = _failure(peer, e)
+            return [LookupResult(peer.country, q.serial, result, reason=reason) for q in queries]
         results = []
         for query, output in zip(queries, outputs, strict=True):
             if item_of(output) not in index:
@@ -162,7 +167,12 @@ class LookupService:
                     LookupResult(peer.country, query.serial, "no_hit", index_version=index.version)
                 )
                 continue
-            results.append(await self._confirm(peer, query, output, case_reference, actor, index))
+            try:
+                hit = await self._confirm(peer, query, output, case_reference, actor, index)
+            except Exception as e:
+                result, reason = _failure(peer, e)
+                hit = LookupResult(peer.country, query.serial, result, reason=reason)
+            results.append(hit)
         return results
 
     async def _evaluate(self, peer: Peer, canonical: list[str]) -> tuple[list[bytes], int]:
@@ -205,15 +215,31 @@ class LookupService:
         try:
             signed = await self._client.request_signed(peer, "lookup.confirm", body)
         except PeerUnreachableError as e:
-            await self._delivery.enqueue(peer.country, "hit.notice", pack(body))
-            return LookupResult(
-                peer.country,
-                query.serial,
-                "unreachable",
-                reason=f"the index matches; confirmation failed ({e}); a hit notice is queued",
-            )
+            reason = f"confirmation failed ({e})"
         except PeerRefusedError as e:
-            return LookupResult(peer.country, query.serial, "refused", reason=str(e))
+            if e.peer_code not in RETRYABLE:
+                return LookupResult(peer.country, query.serial, "refused", reason=str(e))
+            reason = f"the confirmation was refused for now ({e})"
+        else:
+            return await self._confirmed(peer, query, signed, case_reference, actor, index)
+        # The owner records the hit when the notice reaches it (by lookup id, once).
+        await self._delivery.enqueue(peer.country, "hit.notice", pack(body))
+        return LookupResult(
+            peer.country,
+            query.serial,
+            "unreachable",
+            reason=f"the index matches; {reason}; a hit notice is queued",
+        )
+
+    async def _confirmed(
+        self,
+        peer: Peer,
+        query: Query,
+        signed: SignedAnswer,
+        case_reference: str,
+        actor: str,
+        index: MembershipIndex,
+    ) -> LookupResult:
         records = signed.body.get("records")
         if not isinstance(records, list) or not records:  # an index false positive (2^-32)
             return LookupResult(peer.country, query.serial, "no_hit", index_version=index.version)
@@ -242,7 +268,8 @@ class LookupService:
         The cache keeps the peer's full version and its newest delta (deltas are
         cumulative), so a restart resumes without downloading the full version.
         """
-        index = self._indexes.get(peer.country)
+        cached = self._indexes.get(peer.country)
+        index = cached[1] if cached is not None and cached[0] == peer.oprf_key else None
         if index is not None and index.version == current:
             return index  # the usual case: no round trip, no database read
         stored = await self._store.get_peer_index(peer.country)
@@ -272,6 +299,49 @@ class LookupService:
                 index.version,
                 msgpack.packb(kept, use_bin_type=True),
                 self._clock.now(),
+                oprf_key=peer.oprf_key,
             )
-        self._indexes[peer.country] = index
+        self._indexes[peer.country] = (peer.oprf_key, index)
         return index
+
+
+def _check_text(name: str, value: str, where: str) -> None:
+    """A make or case reference the owner accepts (PROTOCOL.md §2), before it is sent."""
+    if len(value) > MAX_TEXT_CHARS:
+        raise ValidationError(f"{where}{name}: longer than {MAX_TEXT_CHARS} characters", name)
+    _check_utf8(name, value, where)
+
+
+def _check_utf8(name: str, value: str, where: str) -> None:
+    """Text that can travel: invalid bytes in a CLI argument arrive as lone surrogates."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(
+            f"{where}{name}: {value!r} is not valid text (invalid bytes or characters)", name
+        ) from None
+
+
+def _checked(query: Query, i: int, count: int) -> str:
+    """The canonical serial of the `i`-th of `count` queries, its make checked too."""
+    where = f"serial {i + 1} of {count} ({query.serial!r}): " if count > 1 else ""
+    _check_utf8("serial", query.serial, where)
+    _check_text("make", query.make, where)
+    canonical = canonicalise_serial(query.serial)
+    if not canonical or len(canonical.encode()) > oprf.MAX_SERIAL_BYTES:
+        raise ValidationError(f"{where}serial: {query.serial!r} is not a serial number", "serial")
+    return canonical
+
+
+def _failure(peer: Peer, error: Exception) -> tuple[str, str]:
+    """A failed exchange with `peer` as its result (`unreachable` or `refused`) and reason."""
+    if isinstance(error, PeerUnreachableError):
+        return "unreachable", str(error)
+    if isinstance(error, PeerRefusedError):
+        return "refused", str(error)
+    if isinstance(error, (OprfError, IndexFormatError)):
+        return "refused", f"{peer.country} answered with invalid data: {error}"
+    if isinstance(error, IarmsError):
+        return "refused", f"{peer.country}: {error}"
+    log.error("asking %s failed", peer.country, exc_info=error)
+    return "unreachable", f"{peer.country}: this node failed to ask it ({type(error).__name__})"

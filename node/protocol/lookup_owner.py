@@ -12,6 +12,8 @@ Message types (bodies are msgpack maps; PROTOCOL.md §2):
   allows `hit-details`.
 - `hit.notice {delivery_id, lookup_id, output, make, case_reference}` → `ack {}`:
   the durable notice of a hit (sent through the outbox when confirming failed).
+A lookup id is recorded (hits and audit entry) once, however many times its
+confirmation or notice arrives.
 Every foreign lookup is audited with the peer and the count, never the values:
 an evaluation within the rate limit is recorded as it starts (while the
 elements are evaluated), so an attempt with invalid elements is recorded too.
@@ -86,7 +88,11 @@ class LookupResponder:
         _require(peer, Service.LOOKUPS)
         since = decode_body(envelope, {"since": (int, type(None))})["since"]
         documents = await self._lookups.get_documents(since)
-        version = documents[-1][0] if documents else (since or 0)
+        if documents:
+            version = documents[-1][0]
+        else:  # the peer is current, or we have published nothing yet
+            last = await self._lookups.get_version()
+            version = last[0] if last else 0
         return "index", {"version": version, "documents": [d for _v, _b, d in documents]}
 
     async def evaluate(self, envelope: Envelope, peer: Peer) -> tuple[str, dict[str, Any]]:
@@ -127,9 +133,9 @@ class LookupResponder:
                 )
             else:
                 evaluated, proof = oprf.evaluate(self._key, elements, oprf.MODE_VOPRF)
-        except OprfError as e:
+        except OprfError:  # answered with its own code, `oprf`
             await noted
-            raise MalformedEnvelopeError(f"elements: {e}") from e
+            raise
         _entry, last = await noted
         return "lookup.evaluated", {
             "elements": evaluated,
@@ -168,27 +174,26 @@ class LookupResponder:
         given = body["make"].strip()
         make = self._ref.normalise_make(given).value if given else None
         now = self._clock.now()
-        for record in records:
-            await self._lookups.add_hit(
-                {
-                    "record_id": record.id,
-                    "serial_number": record.serial_number,
-                    "peer": peer.country,
-                    "at": now,
-                    "case_reference": body["case_reference"],
-                    "make_given": given,
-                    "make_agrees": make is None or make == record.make,
-                    "lookup_id": body["lookup_id"],
-                }
-            )
-        await self._audit.add_entry(
-            now,
-            AuditEvent(
-                f"peer:{peer.country}",
-                action,
-                f"peer/{peer.country}",
-                {"records": [r.id for r in records], "case_reference": body["case_reference"]},
-            ),
+        hits = [
+            {
+                "record_id": record.id,
+                "serial_number": record.serial_number,
+                "peer": peer.country,
+                "at": now,
+                "case_reference": body["case_reference"],
+                "make_given": given,
+                "make_agrees": make is None or make == record.make,
+                "lookup_id": body["lookup_id"],
+            }
+            for record in records
+        ]
+        event = AuditEvent(
+            f"peer:{peer.country}",
+            action,
+            f"peer/{peer.country}",
+            {"records": [r.id for r in records], "case_reference": body["case_reference"]},
         )
+        # Once per lookup: its confirmation and its hit notice, or a notice sent twice.
+        await self._lookups.record_hits(peer.country, body["lookup_id"], hits, now, event)
         agrees = None if make is None else any(make == r.make for r in records)
         return [r.to_row() for r in records], agrees

@@ -7,6 +7,7 @@ signature by `old_key` over exactly those bytes. The node serves it in its
 descriptor (field `rotation`). A peer that finds a new key in the descriptor
 switches to it only if the statement verifies under the key it trusted;
 messages under the old key are accepted until `grace_until`, then refused.
+A statement giving the old key more than `MAX_GRACE_S` of grace is refused.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ from node.identity import (
     public_bytes,
     save_signing_key,
 )
+
+#: The longest grace period a statement may give its old key (a leaked old key
+#: must not stay valid for long); `rotate-key --grace-days` is capped to match.
+MAX_GRACE_S = 90 * 86400
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +70,13 @@ def verify_rotation(data: bytes, old_key: bytes) -> KeyRotation:
         raise ValidationError(f"key rotation: malformed statement ({e})") from e
     if rotation.old_key != old_key or len(rotation.new_key) != 32:
         raise ValidationError("key rotation: the statement is for another key")
+    if rotation.new_key == old_key:
+        raise ValidationError("key rotation: the new key is the old key")
+    if not 0 <= rotation.grace_until - rotation.at <= MAX_GRACE_S:
+        raise ValidationError(
+            f"key rotation: a grace period of {rotation.grace_until - rotation.at} s; "
+            f"at most {MAX_GRACE_S} s ({MAX_GRACE_S // 86400} days) is accepted"
+        )
     return rotation
 
 

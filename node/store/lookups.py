@@ -8,10 +8,13 @@ from typing import Any
 
 from sqlalchemy import Row, bindparam, delete, insert, select, update
 
+from node.auditing import AuditEvent
 from node.protocol.model import Hit
 from node.records.model import FirearmRecord, Status
+from node.store.audit import append_entry
 from node.store.database import Database
 from node.store.dialect import insert_ignoring
+from node.store.outbox import claim_inbox
 from node.store.records import RECORD_COLUMNS, record_from_row
 from node.store.tables import (
     HitRow,
@@ -163,12 +166,15 @@ class LookupStore:
 
     async def get_documents(self, since: int | None) -> list[tuple[int, int, bytes]]:
         """What a peer holding version `since` needs: nothing if it is current; the newest
-        delta if it holds the current base; else the newest full version and delta."""
+        delta if it holds the current base or later; else (nothing held, or a version
+        we never published) the newest full version and delta."""
         newest = await self.get_version()
-        if newest is None or (since is not None and since >= newest[0]):
+        if newest is None or since == newest[0]:
             return []
         version, base = newest
-        wanted = [version] if since is not None and since >= base else sorted({base, version})
+        # A `since` beyond our newest version is a copy of a node that started afresh.
+        delta_will_do = since is not None and base <= since < version
+        wanted = [version] if delta_will_do else sorted({base, version})
         async with self._db.read() as conn:
             rows = await conn.execute(
                 select(_doc.c.version, _doc.c.base_version, _doc.c.data)
@@ -178,11 +184,22 @@ class LookupStore:
             return [(r.version, r.base_version, r.data) for r in rows]
 
     async def set_peer_index(
-        self, country: str, version: int, documents: bytes, at: datetime
-    ) -> None:
-        """Cache a peer's index (its encoded documents) at `version`; the peer's
-        `index_version` becomes `version`."""
+        self, country: str, version: int, documents: bytes, at: datetime, *, oprf_key: bytes | None
+    ) -> bool:
+        """Cache a peer's index (its encoded documents) at `version`, fetched while the
+        peer had `oprf_key`; the peer's `index_version` becomes `version`.
+
+        False, and nothing written, if the peer's OPRF key is no longer `oprf_key`
+        (it was re-added or rotated meanwhile: the index is of its old key).
+        """
         async with self._db.write() as conn:
+            key = (
+                await conn.execute(
+                    select(_peers.c.oprf_key).where(_peers.c.country == country).with_for_update()
+                )
+            ).first()
+            if key is None or key.oprf_key != oprf_key:
+                return False
             await conn.execute(delete(_pi).where(_pi.c.country == country))
             await conn.execute(
                 insert(_pi).values(
@@ -192,6 +209,7 @@ class LookupStore:
             await conn.execute(
                 update(_peers).where(_peers.c.country == country).values(index_version=version)
             )
+        return True
 
     async def get_peer_index(self, country: str) -> tuple[int, bytes] | None:
         """A peer's cached index: (version, encoded documents)."""
@@ -199,19 +217,24 @@ class LookupStore:
             row = (await conn.execute(select(_pi).where(_pi.c.country == country))).first()
         return (row.version, row.documents) if row else None
 
-    async def add_hit(self, hit: dict[str, Any]) -> bool:
-        """Record a hit on one of our records; False if this lookup was recorded before."""
-        rows = await self._db.fetch(
-            "lookups.add_hit",
-            lambda: (
-                insert_ignoring(self._db.dialect, _h)
-                .values({name: bindparam(name) for name in _HIT_FIELDS})
-                .returning(_h.c.id)
-            ),
-            hit,
-            write=True,
-        )
-        return bool(rows)
+    async def record_hits(
+        self,
+        peer: str,
+        lookup_id: bytes,
+        hits: list[dict[str, Any]],
+        at: datetime,
+        audit: AuditEvent,
+    ) -> bool:
+        """Record a peer's lookup that matched our records (`hits`, maybe none) with its
+        audit entry, once per (peer, lookup id): False, and nothing written, if it was
+        recorded before (a confirmation followed by its hit notice, or a notice repeated)."""
+        async with self._db.write() as conn:
+            if not await claim_inbox(conn, peer, lookup_id, "lookup.hit", at):
+                return False
+            if hits:
+                await conn.execute(insert_ignoring(self._db.dialect, _h), hits)
+            await append_entry(conn, at, audit)
+        return True
 
     async def get_hits(self, limit: int = 100, offset: int = 0) -> list[Hit]:
         """Hits on our records, newest first."""

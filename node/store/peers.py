@@ -6,7 +6,7 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from node.auditing import AuditEvent
@@ -15,9 +15,10 @@ from node.identity import fingerprint
 from node.protocol.model import Peer, PeerStatus, Service
 from node.store.audit import append_entry
 from node.store.database import Database
-from node.store.tables import PeerRow, table
+from node.store.tables import PeerIndexRow, PeerRow, table
 
 _p = table(PeerRow)
+_pi = table(PeerIndexRow)
 _COLUMNS = tuple(c.name for c in _p.c)
 
 
@@ -114,6 +115,11 @@ class PeersStore:
     ) -> Peer:
         """Change a peer's columns (policy, status, keys, contact), with an audit entry if given.
 
+        A peer's cached index was built under its OPRF key: a new `oprf_key`
+        drops it (and the peer's `index_version`) in the same transaction, or
+        a reinstalled peer whose versions reach the cached one would be
+        checked against its old index.
+
         Raises:
             NotFoundError: no such peer.
             ConflictError: its status is not `if_status` (nothing is written).
@@ -126,6 +132,12 @@ class PeersStore:
         if if_status is not None:
             query = query.where(_p.c.status == if_status.value)
         async with self._db.write() as conn:
+            rekeyed = False
+            if "oprf_key" in values:
+                current = select(_p.c.oprf_key).where(_p.c.country == country).with_for_update()
+                rekeyed = (await conn.execute(current)).scalar() != values["oprf_key"]
+            if rekeyed:
+                values = values | {"index_version": None}
             row = (await conn.execute(query.values(**values).returning(*_p.c))).first()
             if row is None:
                 status = (
@@ -134,6 +146,8 @@ class PeersStore:
                 if status is None:
                     raise NotFoundError(f"{country} is not a peer of this node")
                 raise ConflictError(f"{country} is {status}")
+            if rekeyed:
+                await conn.execute(delete(_pi).where(_pi.c.country == country))
             if audit is not None:
                 await append_entry(conn, at, audit)
         return _peer(row)
