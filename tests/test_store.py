@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
@@ -13,6 +14,7 @@ from node.app import Node
 from node.auditing import AuditEvent
 from node.config import load_config
 from node.records.model import RecordInput
+from node.store.audit import append_in_sqlite_transaction
 from node.store.tables import Base
 
 
@@ -54,3 +56,24 @@ async def test_sqlite_file_is_in_wal_mode_with_foreign_keys(sqlite_node: Node) -
         fks = (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar()
     assert (mode, fks) == ("wal", 1)
     assert Path(sqlite_node.config.database_url.split("///", 1)[1]).exists()
+
+
+async def test_a_failed_sqlite_transaction_writes_nothing_and_frees_the_writer(
+    sqlite_node: Node,
+) -> None:
+    db, clock = sqlite_node.db, sqlite_node.clock
+    event = AuditEvent("t", "test.append", "x")
+    before = len(await sqlite_node.audit.recent(limit=1000))
+
+    async def append_then_fail() -> None:
+        async with db.sqlite_transaction() as run:
+            await append_in_sqlite_transaction(run, clock.now(), event)
+            raise RuntimeError("half way")
+
+    with pytest.raises(RuntimeError, match="half way"):
+        await append_then_fail()
+    assert len(await sqlite_node.audit.recent(limit=1000)) == before
+    async with db.sqlite_transaction() as run:  # the connection is not left in a transaction
+        await append_in_sqlite_transaction(run, clock.now(), event)
+    assert [e.action for e in await sqlite_node.audit.recent(limit=1)] == ["test.append"]
+    assert (await sqlite_node.audit.verify()).ok

@@ -11,7 +11,7 @@ from sqlalchemy import Integer, Row, String, bindparam, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from node.auditing import GENESIS_HASH, AuditEntry, AuditEvent, entry_hash
-from node.store.database import Database
+from node.store.database import Database, Run
 from node.store.tables import AuditHeadRow, AuditRow, UTCDateTime, table
 
 _log = table(AuditRow)
@@ -72,6 +72,11 @@ def _sqlite_params(at: datetime, event: AuditEvent) -> dict[str, Any]:
         "target": event.target,
         "details": json.dumps(event.details, ensure_ascii=False),
     }
+
+
+async def append_in_sqlite_transaction(run: Run, at: datetime, event: AuditEvent) -> None:
+    """Append one entry inside a `Database.sqlite_transaction` (one driver round trip)."""
+    await run("audit.append", lambda: _SQLITE_APPEND, _sqlite_params(at, event))
 
 
 async def _append_sqlite(conn: AsyncConnection, at: datetime, event: AuditEvent) -> AuditEntry:

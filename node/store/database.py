@@ -10,8 +10,8 @@ their own pool and never wait for the writer. PostgreSQL uses one engine for bot
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Hashable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, cast
@@ -81,6 +81,12 @@ def _sqlite_engine(url: str, *, pool: int, begin: str | None) -> AsyncEngine:
             connection.exec_driver_sql(begin)
 
     return engine
+
+
+#: Runs one statement of a `Database.sqlite_transaction`: (shape, build, params) -> rows.
+Run = Callable[
+    [Hashable, Callable[[], ClauseElement], Mapping[str, Any]], Awaitable[list[tuple[Any, ...]]]
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,17 +198,54 @@ class Database:
                 result = await conn.execute(cast(Executable, build()), params)
                 return [tuple(row) for row in result]
         engine = self._single if write else self._reader
-        compiled = self._compiled.get(shape)
-        if compiled is None:
-            compiled = self._compiled[shape] = _compile_sqlite(build(), engine.dialect)
         async with engine.connect() as conn:
             driver = (await conn.get_raw_connection()).driver_connection
-            assert driver is not None
-            try:
-                raw = await driver.execute_fetchall(compiled.sql, compiled.args(params))
-            except sqlite3.Error as e:
-                raise DBAPIError.instance(compiled.sql, None, e, sqlite3.Error) from e
+            return await self._run_sqlite(driver, shape, build, params)
+
+    async def _run_sqlite(
+        self,
+        driver: Any,
+        shape: Hashable,
+        build: Callable[[], ClauseElement],
+        params: Mapping[str, Any],
+    ) -> list[tuple[Any, ...]]:
+        """One statement through aiosqlite's `execute_fetchall`: one trip to its thread."""
+        compiled = self._compiled.get(shape)
+        if compiled is None:
+            compiled = self._compiled[shape] = _compile_sqlite(build(), self._single.dialect)
+        try:
+            raw = await driver.execute_fetchall(compiled.sql, compiled.args(params))
+        except sqlite3.Error as e:
+            raise DBAPIError.instance(compiled.sql, None, e, sqlite3.Error) from e
         return [compiled.row(r) for r in raw]
+
+    @asynccontextmanager
+    async def sqlite_transaction(self) -> AsyncIterator[Run]:
+        """A write transaction of statements shaped as for `fetch`, each one driver round
+        trip (SQLite only: the hot paths that must write several rows atomically).
+
+        `BEGIN IMMEDIATE`, the statements and `COMMIT` (or `ROLLBACK` on an
+        exception) all run on the single-statement writer's connection, which
+        is otherwise in autocommit mode.
+        """
+        assert self.is_sqlite, "PostgreSQL uses write()"
+        async with self._single.connect() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            assert driver is not None
+
+            async def run(
+                shape: Hashable, build: Callable[[], ClauseElement], params: Mapping[str, Any]
+            ) -> list[tuple[Any, ...]]:
+                return await self._run_sqlite(driver, shape, build, params)
+
+            await driver.execute_fetchall("BEGIN IMMEDIATE")
+            try:
+                yield run
+                await driver.execute_fetchall("COMMIT")
+            except BaseException:
+                with suppress(sqlite3.Error):  # none left open on the pooled connection
+                    await driver.execute_fetchall("ROLLBACK")
+                raise
 
     async def migrate(self) -> None:
         """Bring the schema to the newest revision (Alembic `upgrade head`)."""

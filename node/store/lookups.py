@@ -7,17 +7,19 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, bindparam, delete, insert, select, update
+from sqlalchemy.sql.elements import ClauseElement
 
 from node.auditing import AuditEvent
 from node.protocol.model import Hit
 from node.records.model import FirearmRecord, Status
-from node.store.audit import append_entry
+from node.store.audit import append_entry, append_in_sqlite_transaction
 from node.store.database import Database
 from node.store.dialect import insert_ignoring
 from node.store.outbox import claim_inbox
 from node.store.records import RECORD_COLUMNS, record_from_row
 from node.store.tables import (
     HitRow,
+    InboxRow,
     IndexDocumentRow,
     PeerIndexRow,
     PeerRow,
@@ -29,6 +31,7 @@ from node.store.tables import (
 _ro = table(RecordOutputRow)
 _r = table(RecordRow)
 _doc = table(IndexDocumentRow)
+_i = table(InboxRow)
 _pi = table(PeerIndexRow)
 _peers = table(PeerRow)
 _h = table(HitRow)
@@ -47,6 +50,15 @@ def _hit(row: Row[Any]) -> Hit:
         row.make_agrees if row.make_given else None,  # the owner stores True for no make
         row.lookup_id,
     )
+
+
+def _claim_statement() -> ClauseElement:
+    row: dict[str, Any] = {n: bindparam(n) for n in ("sender", "message_id", "type", "received_at")}
+    return insert_ignoring("sqlite", _i).values(row).returning(_i.c.message_id)
+
+
+def _hit_statement() -> ClauseElement:
+    return insert_ignoring("sqlite", _h).values({name: bindparam(name) for name in _HIT_FIELDS})
 
 
 class LookupStore:
@@ -228,12 +240,22 @@ class LookupStore:
         """Record a peer's lookup that matched our records (`hits`, maybe none) with its
         audit entry, once per (peer, lookup id): False, and nothing written, if it was
         recorded before (a confirmation followed by its hit notice, or a notice repeated)."""
-        async with self._db.write() as conn:
-            if not await claim_inbox(conn, peer, lookup_id, "lookup.hit", at):
+        if not self._db.is_sqlite:
+            async with self._db.write() as conn:
+                if not await claim_inbox(conn, peer, lookup_id, "lookup.hit", at):
+                    return False
+                if hits:
+                    await conn.execute(insert_ignoring(self._db.dialect, _h), hits)
+                await append_entry(conn, at, audit)
+            return True
+        # The confirmation path: one driver round trip per statement.
+        claim = {"sender": peer, "message_id": lookup_id, "type": "lookup.hit", "received_at": at}
+        async with self._db.sqlite_transaction() as run:
+            if not await run("lookups.claim", _claim_statement, claim):
                 return False
-            if hits:
-                await conn.execute(insert_ignoring(self._db.dialect, _h), hits)
-            await append_entry(conn, at, audit)
+            for hit in hits:
+                await run("lookups.add_hit", _hit_statement, hit)
+            await append_in_sqlite_transaction(run, at, audit)
         return True
 
     async def get_hits(self, limit: int = 100, offset: int = 0) -> list[Hit]:
