@@ -6,6 +6,7 @@ them from `Node.open`.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -62,6 +63,8 @@ class Node:
     delivery: DeliveryService
     lookup_index: LookupIndex
     lookups_store: LookupStore
+    #: Set when this process stores a record change: the lookup index follows promptly.
+    records_changed: asyncio.Event
     evidence: EvidenceService
     transport: PeerTransport
     public_key: bytes
@@ -89,14 +92,16 @@ class Node:
         lookups_store = LookupStore(db)
         records_store = RecordsStore(db)
         reference = load_reference()
-        records = RecordsService(records_store, audit_store, reference, clock)
+        changed = asyncio.Event()
+        records = RecordsService(records_store, audit_store, reference, clock, changed.set)
         return cls(
             config=config,
             clock=clock,
             db=db,
             reference=reference,
             records=records,
-            imports=ImportService(records_store, audit_store, reference, clock),
+            imports=ImportService(records_store, audit_store, reference, clock, changed.set),
+            records_changed=changed,
             users=UsersService(
                 UsersStore(db), audit_store, clock, LoginThrottle(config.login_throttle)
             ),

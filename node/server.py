@@ -17,6 +17,7 @@ from node.protocol.http_app import build_federation_app
 
 log = logging.getLogger(__name__)
 INDEX_REFRESH_S = 30.0
+SETTLE_S = 0.5
 PRUNE_S = 600.0
 
 
@@ -29,6 +30,30 @@ async def _every(seconds: float, stop: asyncio.Event, job: Callable[[], Awaitabl
             log.exception("background job failed; it runs again in %.0f s", seconds)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def follow_records(
+    node: Node, oprf_key: bytes, stop: asyncio.Event, every_s: float = INDEX_REFRESH_S
+) -> None:
+    """Keep the lookup index in line with the records until `stop`.
+
+    A change stored by this process (console, import) is published within
+    about `SETTLE_S`; changes made by another process (the CLI) are caught by
+    the refresh every `every_s`. A failed refresh is logged and tried again.
+    """
+    changed = node.records_changed
+    while not stop.is_set():
+        changed.clear()
+        try:
+            await node.lookup_index.refresh(oprf_key)
+        except Exception:
+            log.exception("refreshing the lookup index failed; it runs again in %.0f s", every_s)
+        waits = [asyncio.ensure_future(e.wait()) for e in (changed, stop)]
+        await asyncio.wait(waits, timeout=every_s, return_when=asyncio.FIRST_COMPLETED)
+        for waiting in waits:
+            waiting.cancel()
+        if changed.is_set() and not stop.is_set():
+            await asyncio.sleep(SETTLE_S)  # let a burst of edits or import batches settle
 
 
 async def _greet(node: Node, fed: Federation) -> None:
@@ -78,9 +103,7 @@ async def serve(node: Node, keys: NodeKeys, announce: Callable[[str], None]) -> 
     runners = await start_sites(node, fed)
     background = [
         asyncio.create_task(node.delivery.run(fed.client, stop)),
-        asyncio.create_task(
-            _every(INDEX_REFRESH_S, stop, lambda: node.lookup_index.refresh(keys.oprf))
-        ),
+        asyncio.create_task(follow_records(node, keys.oprf, stop)),
         asyncio.create_task(_every(PRUNE_S, stop, fed.receiver.prune)),
         asyncio.create_task(_greet(node, fed)),
     ]

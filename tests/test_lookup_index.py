@@ -20,6 +20,7 @@ from node.protocol.evaluate_worker import evaluate_serials
 from node.protocol.membership import FullIndex, IndexDelta, item_of, parse_index
 from node.protocol.oprf_workers import OprfWorkers
 from node.records.model import RecordInput
+from node.server import follow_records
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -212,3 +213,32 @@ def test_a_script_on_stdin_can_refresh_with_workers(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "published 1 12"
+
+
+async def test_the_served_index_follows_a_record_change_without_waiting_for_the_timer(
+    sqlite_node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run` publishes a change stored in its own process (console, import) at once;
+    the 30 s timer is for changes made by other processes (here: an hour, never reached)."""
+    node, published = sqlite_node, asyncio.Queue[int | None]()
+    refresh = node.lookup_index.refresh
+
+    async def refresh_and_tell(key: bytes) -> int | None:
+        version = await refresh(key)
+        published.put_nowait(version)
+        return version
+
+    monkeypatch.setattr(node.lookup_index, "refresh", refresh_and_tell)
+    stop = asyncio.Event()
+    follower = asyncio.create_task(follow_records(node, _key(node), stop, every_s=3600))
+    try:
+        assert await asyncio.wait_for(published.get(), 30) == 1  # the refresh at start
+        entry = RecordInput("FOLLOW-1", "Glock", "pistol", "stolen")
+        record = await node.records.create(entry, "t")
+        assert await asyncio.wait_for(published.get(), 30) == 2
+        await node.records.recover(record.id, record.version, None, "t")
+        assert await asyncio.wait_for(published.get(), 30) == 3
+    finally:
+        stop.set()
+        await follower
+    assert published.empty()  # no refresh without a change

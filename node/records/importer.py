@@ -44,12 +44,18 @@ class ImportService:
     """Imports records from CSV files."""
 
     def __init__(
-        self, store: RecordsStore, audit: AuditStore, reference: ReferenceTable, clock: Clock
+        self,
+        store: RecordsStore,
+        audit: AuditStore,
+        reference: ReferenceTable,
+        clock: Clock,
+        changed: Callable[[], None] = lambda: None,
     ) -> None:
         self._store = store
         self._audit = audit
         self._reference = reference
         self._clock = clock
+        self._changed = changed  # told after each stored batch (the lookup index follows)
 
     async def import_csv(
         self,
@@ -106,6 +112,8 @@ class ImportService:
             return AuditEvent(actor, "records.import_batch", name, details)
 
         created = await self._store.add_many(batch.records, self._clock.now(), audit)
+        if created:
+            self._changed()
         report.created += created
         report.duplicates += len(batch.records) - created
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, fields
 from datetime import date
 
@@ -59,12 +59,18 @@ class RecordsService:
     """Create, change, find and export this node's firearm records."""
 
     def __init__(
-        self, store: RecordsStore, audit: AuditStore, reference: ReferenceTable, clock: Clock
+        self,
+        store: RecordsStore,
+        audit: AuditStore,
+        reference: ReferenceTable,
+        clock: Clock,
+        changed: Callable[[], None] = lambda: None,
     ) -> None:
         self._store = store
         self._audit = audit
         self._ref = reference
         self._clock = clock
+        self._changed = changed  # told after every stored change (the lookup index follows)
 
     def normalise(self, entry: RecordInput) -> NewRecord:
         """Validate an entry and normalise it against the reference table."""
@@ -107,9 +113,11 @@ class RecordsService:
         """Store a new record; ConflictError if its external id is taken."""
         new = self.normalise(entry)
         key = f"ext:{new.external_id}" if new.external_id else None
-        return await self._store.add_record(
+        record = await self._store.add_record(
             new, self._clock.now(), lambda r: _event(actor, "record.create", r), key
         )
+        self._changed()
+        return record
 
     async def get(self, record_id: int, actor: str) -> FirearmRecord:
         """One record (the view is audited)."""
@@ -124,9 +132,11 @@ class RecordsService:
     ) -> FirearmRecord:
         """Replace a record's fields; ConflictError if someone changed it since `version`."""
         new = self.normalise(entry)
-        return await self._store.set_record(
+        record = await self._store.set_record(
             record_id, version, new, self._clock.now(), lambda r: _event(actor, "record.update", r)
         )
+        self._changed()
+        return record
 
     async def recover(
         self, record_id: int, version: int, on: date | None, actor: str
@@ -136,9 +146,11 @@ class RecordsService:
         on = on or today
         if on > today:
             raise ValidationError("recovered_on: the date is in the future", "recovered_on")
-        return await self._store.set_recovered(
+        record = await self._store.set_recovered(
             record_id, version, on, self._clock.now(), lambda r: _event(actor, "record.recover", r)
         )
+        self._changed()
+        return record
 
     async def delete(self, record_id: int, version: int, reason: str, actor: str) -> FirearmRecord:
         """Delete a record; the reason and the record's last state go to the audit log."""
@@ -150,7 +162,9 @@ class RecordsService:
             details = {"reason": reason, "record": record.to_row()}
             return AuditEvent(actor, "record.delete", f"record/{record.id}", details)
 
-        return await self._store.delete_record(record_id, version, self._clock.now(), event)
+        record = await self._store.delete_record(record_id, version, self._clock.now(), event)
+        self._changed()
+        return record
 
     async def search(self, f: RecordFilter, actor: str, offset: int = 0, limit: int = 50) -> Page:
         """One page of matching records, newest first; the search is audited."""
