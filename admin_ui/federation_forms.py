@@ -15,7 +15,7 @@ from admin_ui.forms import RECORD_LABELS
 from node.errors import ValidationError
 from node.protocol import bulk
 from node.protocol.lookup import LookupResult, Query
-from node.protocol.model import Hit, OutboxMessage, Peer, Service
+from node.protocol.model import Hit, OutboxMessage, Service
 from node.protocol.oprf import MAX_SERIAL_BYTES
 from node.protocol.peers import parse_services
 from node.records.serials import canonicalise_serial
@@ -117,29 +117,6 @@ def parse_policy(values: Iterable[object]) -> frozenset[Service]:
     """The services ticked on a peer's policy form."""
     names = [v for v in values if isinstance(v, str)]
     return parse_services(",".join(names))
-
-
-def peer_json(peer: Peer) -> dict[str, Any]:
-    """A peer as `/peers.json` shows it (its keys as fingerprints only).
-
-    `reachable` is None for a peer never contacted; `last_error_at` is when it
-    became unreachable, `last_error` the latest reason.
-    """
-    return {
-        "country": peer.country,
-        "url": peer.url,
-        "fingerprint": peer.fingerprint,
-        "status": peer.status.value,
-        "policy": sorted(s.value for s in peer.policy),
-        "added_at": peer.added_at,
-        "added_by": peer.added_by,
-        "revoked_at": peer.revoked_at,
-        "last_contact_at": peer.last_contact_at,
-        "index_version": peer.index_version,
-        "reachable": peer.reachable,
-        "last_error_at": peer.last_error_at,
-        "last_error": peer.last_error,
-    }
 
 
 def dead_letter_json(message: OutboxMessage) -> dict[str, Any]:

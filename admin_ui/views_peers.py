@@ -17,7 +17,6 @@ from admin_ui.federation_forms import (
     SERVICE_LABELS,
     dead_letter_json,
     parse_policy,
-    peer_json,
 )
 from admin_ui.forms import text_values
 from admin_ui.render import field_errors, page
@@ -51,7 +50,7 @@ async def _peers_page(
         "added": added,
     }
     data = {
-        "peers": [peer_json(p) for p in peers],
+        "peers": [p.to_json() for p in peers],
         "dead_letters": [dead_letter_json(m) for m in dead],
     }
     return page(request, "peers.html", context, data=data, status=status)

@@ -289,23 +289,6 @@ async def cmd_audit_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _peer_info(peer: Peer) -> dict[str, Any]:
-    return {
-        "country": peer.country,
-        "url": peer.url,
-        "fingerprint": peer.fingerprint,
-        "status": peer.status.value,
-        "policy": sorted(s.value for s in peer.policy),
-        "added_at": peer.added_at.isoformat(),
-        "added_by": peer.added_by,
-        "last_contact_at": peer.last_contact_at.isoformat() if peer.last_contact_at else None,
-        "index_version": peer.index_version,
-        "reachable": peer.reachable,
-        "last_error_at": peer.last_error_at.isoformat() if peer.last_error_at else None,
-        "last_error": peer.last_error,
-    }
-
-
 def _reachability(peer: Peer) -> str:
     """'reachable', 'unreachable since <time>: <reason>' or 'not contacted yet'."""
     if peer.reachability is Reachability.UNREACHABLE and peer.last_error_at is not None:
@@ -327,7 +310,7 @@ async def cmd_peers_list(args: argparse.Namespace) -> int:
     async with _open(args) as node:
         peers = await node.peers.list_peers()
     for peer in peers:
-        info = _peer_info(peer)
+        info = peer.to_json()
         if args.json:
             print_json(info)
         else:
@@ -342,7 +325,7 @@ async def cmd_peers_list(args: argparse.Namespace) -> int:
 async def cmd_peers_show(args: argparse.Namespace) -> int:
     async with _open(args) as node:
         peer = await node.peers.get(args.country)
-    info = _peer_info(peer)
+    info = peer.to_json()
     _print_info(info if args.json else info | {"reachability": _reachability(peer)}, args.json)
     return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 
 class Service(enum.StrEnum):
@@ -80,6 +81,32 @@ class Peer:
         if reachability is Reachability.NOT_CONTACTED:
             return None
         return reachability is Reachability.REACHABLE
+
+    def to_json(self) -> dict[str, Any]:
+        """The peer as `peers show --json` and `/peers.json` give it (keys as a fingerprint).
+
+        `reachable` is None for a peer never contacted; `last_error_at` is when
+        it became unreachable, `last_error` the latest reason.
+        """
+
+        def iso(moment: datetime | None) -> str | None:
+            return moment.isoformat() if moment else None
+
+        return {
+            "country": self.country,
+            "url": self.url,
+            "fingerprint": self.fingerprint,
+            "status": self.status.value,
+            "policy": sorted(s.value for s in self.policy),
+            "added_at": self.added_at.isoformat(),
+            "added_by": self.added_by,
+            "revoked_at": iso(self.revoked_at),
+            "last_contact_at": iso(self.last_contact_at),
+            "index_version": self.index_version,
+            "reachable": self.reachable,
+            "last_error_at": iso(self.last_error_at),
+            "last_error": self.last_error,
+        }
 
 
 class OutboxStatus(enum.StrEnum):
