@@ -9,6 +9,8 @@ restart), and given their own clocks (clock skew).
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 import socket
 import sys
 from asyncio.subprocess import PIPE
@@ -31,11 +33,31 @@ from node.records.model import RecordInput
 ADMIN_PASSWORD = "harness admin password"
 
 
+#: Ports handed out by `free_port`: below the range the kernel gives outgoing
+#: connections (32768-60999 here), in a block of its own per xdist worker.
+PORT_BLOCK = 2000
+_ports = itertools.count()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on right now.
+
+    Not one the kernel picks (port 0): between our check and the server's
+    bind, an outgoing connection of another test process could be given the
+    same ephemeral port. Each xdist worker takes ports from its own block,
+    in turn, skipping any that cannot be bound.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    base = 12000 + (int(worker) % 8 if worker.isdigit() else 0) * PORT_BLOCK
+    for _ in range(PORT_BLOCK):
+        port = base + next(_ports) % PORT_BLOCK
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port from {base} to {base + PORT_BLOCK - 1}")
 
 
 CLI = str(Path(sys.executable).parent / "iarms-node")
