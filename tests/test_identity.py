@@ -23,10 +23,7 @@ from node.app import Node
 from node.config import NodeConfig, load_config
 from node.errors import SigningKeyError
 from node.identity import (
-    OPRF_KEY,
     PASSPHRASE_ENV,
-    SIGNING_KEY,
-    SecretKind,
     create_oprf_key,
     create_signing_key,
     load_keys,
@@ -35,11 +32,11 @@ from node.identity import (
     load_public_key,
     load_signing_key,
     public_bytes,
-    seal,
 )
 from node.initialise import init_node
 from node.protocol import oprf
 from node.protocol.descriptor import verify_descriptor
+from node.sealed import OPRF_KEY, SIGNING_KEY, SecretKind, seal
 from tests.conftest import ADMIN_PASSWORD
 from tests.harness import init_args
 
@@ -88,7 +85,7 @@ def test_sealed_key_round_trip(tmp_path: Path, secret: Secret) -> None:
 
 @BOTH
 def test_sealed_file_follows_the_documented_format(tmp_path: Path, secret: Secret) -> None:
-    """Decoded independently of `identity`, from the layout in its docstring."""
+    """Decoded independently of `node.sealed`, from the layout in its docstring."""
     path = tmp_path / "key"
     secret.create(path, PASSPHRASE)
     data, m = path.read_bytes(), len(secret.kind.magic)
