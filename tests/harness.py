@@ -35,7 +35,9 @@ ADMIN_PASSWORD = "harness admin password"
 
 #: Ports handed out by `free_port`: below the range the kernel gives outgoing
 #: connections (32768-60999 here), in a block of its own per xdist worker.
+#: `IARMS_TEST_PORT_BASE` moves the blocks, so that two suites can run at once.
 PORT_BLOCK = 2000
+PORT_BASE = int(os.environ.get("IARMS_TEST_PORT_BASE", "12000"))
 _ports = itertools.count()
 
 
@@ -48,7 +50,7 @@ def free_port() -> int:
     in turn, skipping any that cannot be bound.
     """
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
-    base = 12000 + (int(worker) % 8 if worker.isdigit() else 0) * PORT_BLOCK
+    base = PORT_BASE + (int(worker) % 8 if worker.isdigit() else 0) * PORT_BLOCK
     for _ in range(PORT_BLOCK):
         port = base + next(_ports) % PORT_BLOCK
         with socket.socket() as s:
