@@ -140,10 +140,17 @@ def federation(node: Node, keys: NodeKeys, rate_limit: RateLimitConfig | None = 
     config's (`[federation]` and its `peer_limits`): for tests and benchmarks.
     """
     me, clock, signing_key = node.config.country, node.clock, keys.signing
+    limit = node.config.max_envelope_bytes
     client = PeerClient(
-        node.transport, signing_key, me, clock, node.peers, node.delivery.peer_heard
+        node.transport,
+        signing_key,
+        me,
+        clock,
+        node.peers,
+        node.delivery.peer_heard,
+        max_answer_bytes=limit,
     )
-    receiver = Receiver(me, node.peers, ReplayStore(node.db), clock, signing_key)
+    receiver = Receiver(me, node.peers, ReplayStore(node.db), clock, signing_key, max_bytes=limit)
     responder = LookupResponder(
         node.lookups_store,
         AuditStore(node.db),

@@ -30,6 +30,9 @@ positive, whole where they count something, never booleans):
 evaluations_burst = 20000            # blind evaluations a peer may ask for at once
 evaluations_per_second = 50          # refill rate of each peer's bucket
 
+max_envelope_bytes = 1048576         # the largest envelope taken from a peer: raise it only
+                                     # when the peers' admins agree (PROTOCOL.md §1.2)
+
 [federation.peer_limits.DEU]         # a peer's own limits; a key left out keeps the value above
 evaluations_burst = 100000
 evaluations_per_second = 200
@@ -38,6 +41,8 @@ evaluations_per_second = 200
 retry_initial_s = 10                 # first wait (jittered ×0.8–1.4)
 retry_multiplier = 2                 # each further wait is the last one times this (jittered)
 retry_max_s = 3600                   # longest wait; a peer back from an outage is retried by then
+max_failed_answers = 5               # a message the peer answers `internal` this often is
+                                     # dead-lettered (no answer at all never counts)
 
 [console]
 login_failures = 10                  # failed sign-ins per client address ...
@@ -62,6 +67,7 @@ from node.accounts.throttle import LoginThrottleConfig
 from node.countries import check_alpha3
 from node.errors import ConfigError, ValidationError
 from node.protocol.backoff import BackoffConfig
+from node.protocol.envelope import DEFAULT_MAX_BYTES, MAX_ENVELOPE_LIMIT
 from node.protocol.ratelimit import RateLimitConfig
 from node.store.database import check_url
 
@@ -76,8 +82,8 @@ SECTIONS = {
     "node": {"country", "public_url"},
     "database": {"url"},
     "console": {"listen", "login_failures", "login_window_s", "login_tracked_addresses"},
-    "federation": {"listen", "peer_limits", *RATE_LIMIT_KEYS},
-    "delivery": {"retry_initial_s", "retry_multiplier", "retry_max_s"},
+    "federation": {"listen", "peer_limits", "max_envelope_bytes", *RATE_LIMIT_KEYS},
+    "delivery": {"retry_initial_s", "retry_multiplier", "retry_max_s", "max_failed_answers"},
     "keys": {"signing_key", "encrypted", "oprf_key"},
 }
 # Upper bounds that keep the arithmetic on times and token counts in range.
@@ -142,6 +148,8 @@ class NodeConfig:
     # Per-peer overrides of `rate_limit`, sorted by country (a tuple keeps the config hashable).
     peer_rate_limits: tuple[tuple[str, RateLimitConfig], ...] = ()
     delivery_backoff: BackoffConfig = field(default_factory=BackoffConfig)
+    #: The largest envelope accepted from a peer (requests, and answers but `index`).
+    max_envelope_bytes: int = DEFAULT_MAX_BYTES
     login_throttle: LoginThrottleConfig = field(default_factory=LoginThrottleConfig)
 
     @property
@@ -229,6 +237,15 @@ def config_from_dict(raw: dict[str, Any], data_dir: Path, where: str) -> NodeCon
         rate_limit=rate_limit,
         peer_rate_limits=peer_rate_limits,
         delivery_backoff=_backoff(raw.get("delivery", {}), where),
+        max_envelope_bytes=int(
+            _number(
+                raw.get("federation", {}),
+                "max_envelope_bytes",
+                f"{where}: federation",
+                DEFAULT_MAX_BYTES,
+                ENVELOPE_BYTES,
+            )
+        ),
         login_throttle=_login_throttle(raw.get("console", {}), where),
     )
 
@@ -252,6 +269,7 @@ COUNT = _Bounds(1, MAX_COUNT, whole=True)
 RATE = _Bounds(0, MAX_COUNT, above=True)
 SECONDS = _Bounds(0, MAX_SECONDS, above=True)
 MULTIPLIER = _Bounds(1, MAX_MULTIPLIER)
+ENVELOPE_BYTES = _Bounds(DEFAULT_MAX_BYTES, MAX_ENVELOPE_LIMIT, whole=True)
 
 
 def _number(table: dict[str, Any], key: str, path: str, default: float, bounds: _Bounds) -> float:
@@ -312,12 +330,15 @@ def _backoff(section: dict[str, Any], where: str) -> BackoffConfig:
     initial = _number(section, "retry_initial_s", path, default.initial, SECONDS)
     maximum = _number(section, "retry_max_s", path, default.maximum, SECONDS)
     multiplier = _number(section, "retry_multiplier", path, default.multiplier, MULTIPLIER)
+    failed = _number(section, "max_failed_answers", path, default.max_failed_answers, COUNT)
     if initial > maximum:
         raise ConfigError(
             f"{path}.retry_initial_s ({initial:g}) must not exceed "
             f"delivery.retry_max_s ({maximum:g})"
         )
-    return BackoffConfig(initial=initial, multiplier=multiplier, maximum=maximum)
+    return BackoffConfig(
+        initial=initial, multiplier=multiplier, maximum=maximum, max_failed_answers=int(failed)
+    )
 
 
 def _login_throttle(section: dict[str, Any], where: str) -> LoginThrottleConfig:

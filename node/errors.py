@@ -238,6 +238,20 @@ class RateLimitedError(ProtocolError):
     code = "rate_limited"
 
 
+class LookupIdUsedError(ProtocolError):
+    """A `lookup.confirm` names a lookup id this node has already confirmed for the sender."""
+
+    status = 409
+    code = "already_confirmed"
+
+
+class PeerAnswerError(IarmsError):
+    """A peer's signed answer verifies but does not have the shape its type requires."""
+
+    status = 502
+    code = "invalid_answer"
+
+
 class EvidenceError(ValidationError):
     """A hit's evidence bundle does not verify (or is not one)."""
 

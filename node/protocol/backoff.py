@@ -20,10 +20,16 @@ class BackoffConfig:
     initial: float = 10.0
     multiplier: float = 2.0
     maximum: float = 3600.0
+    #: A message the peer answers with a failure (`internal`) this many times is
+    #: dead-lettered, so that it cannot hold up the messages queued behind it.
+    #: Attempts the peer does not answer never count: an outage loses nothing.
+    max_failed_answers: int = 5
 
     def __post_init__(self) -> None:
         if not (0 < self.initial <= self.maximum and self.multiplier >= 1):
             raise ValueError("backoff: need 0 < initial <= maximum and multiplier >= 1")
+        if self.max_failed_answers < 1:
+            raise ValueError("backoff: max_failed_answers must be at least 1")
 
 
 def next_interval(previous: float | None, config: BackoffConfig, rng: random.Random) -> float:

@@ -27,6 +27,7 @@ from node.clock import Clock
 from node.errors import IarmsError, NotFoundError, ProtocolError, UnknownSenderError
 from node.protocol.delivery import Outcome, SendResult
 from node.protocol.envelope import (
+    DEFAULT_MAX_BYTES,
     ERROR,
     PeerKey,
     decode_error,
@@ -40,7 +41,9 @@ from node.protocol.receive import PeerRegistry, select_key
 from node.protocol.transport import PeerTransport, PeerUnreachableError
 
 MESSAGES_PATH = "/federation/v1/messages"
-MAX_ANSWER_BYTES = 16 << 20
+#: The largest `index` answer read (a full index of 2 million records is about 8.4 MB);
+#: every other answer is held to the node's envelope limit (`federation.max_envelope_bytes`).
+INDEX_MAX_BYTES = 16 << 20
 #: Peer error codes after which a delivery is worth retrying; any other is final.
 RETRYABLE = frozenset({"rate_limited", "clock_skew", "internal", "unreachable"})
 
@@ -112,8 +115,10 @@ class PeerClient:
         clock: Clock,
         peers: Peers,
         retry_now: Callable[[str], Awaitable[None]] | None = None,
+        max_answer_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self._peers = peers
+        self._max_answer = max_answer_bytes
         self._retry_now = retry_now
         self._transport = transport
         self._key = signing_key
@@ -121,23 +126,30 @@ class PeerClient:
         self._clock = clock
         self.public_key = signing_key.public_key().public_bytes_raw()
 
-    async def request(self, peer: Peer, type_: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def request(
+        self, peer: Peer, type_: str, body: dict[str, Any], max_bytes: int | None = None
+    ) -> dict[str, Any]:
         """Send one request; the answer's body (a map) once verified (see `request_signed`)."""
-        return (await self.request_signed(peer, type_, body)).body
+        return (await self.request_signed(peer, type_, body, max_bytes)).body
 
-    async def request_signed(self, peer: Peer, type_: str, body: dict[str, Any]) -> SignedAnswer:
+    async def request_signed(
+        self, peer: Peer, type_: str, body: dict[str, Any], max_bytes: int | None = None
+    ) -> SignedAnswer:
         """Send one request; its verified answer, with both envelopes as they travelled.
 
         An answer under a key we do not know may follow a key rotation: the
-        peer's descriptor is checked once and the request sent again.
+        peer's descriptor is checked once and the request sent again. An
+        answer larger than `max_bytes` (by default the node's envelope limit)
+        is not read: the peer is unreachable for this request.
 
         Raises:
             PeerUnreachableError: no answer, or an answer that does not verify (also
                 under a new key whose rotation statement does not verify).
             PeerRefusedError: a signed error answer.
         """
+        limit = max_bytes or self._max_answer
         try:
-            answer = await self._request_following_rotation(peer, type_, body)
+            answer = await self._request_following_rotation(peer, type_, body, limit)
         except PeerUnreachableError as e:
             await _noting(self._peers.unreachable(peer, str(e)))
             raise
@@ -153,14 +165,14 @@ class PeerClient:
             await _noting(self._retry_now(peer.country))
 
     async def _request_following_rotation(
-        self, peer: Peer, type_: str, body: dict[str, Any]
+        self, peer: Peer, type_: str, body: dict[str, Any], max_bytes: int
     ) -> SignedAnswer:
         try:
-            return await self._request(peer, type_, body)
+            return await self._request(peer, type_, body, max_bytes)
         except _UnknownKeyError:
             peer = await self._rotated(peer)
         try:
-            return await self._request(peer, type_, body)
+            return await self._request(peer, type_, body, max_bytes)
         except _UnknownKeyError as e:
             raise PeerUnreachableError(f"{peer.country}: {e}") from None
 
@@ -183,7 +195,9 @@ class PeerClient:
             raise PeerUnreachableError(f"{distrust}: {e}") from e
         raise PeerUnreachableError(distrust)
 
-    async def _request(self, peer: Peer, type_: str, body: dict[str, Any]) -> SignedAnswer:
+    async def _request(
+        self, peer: Peer, type_: str, body: dict[str, Any], max_bytes: int
+    ) -> SignedAnswer:
         data = seal(
             self._key,
             self._me,
@@ -192,7 +206,7 @@ class PeerClient:
             pack(body),
             timestamp_ms=to_ms(self._clock.now()),
         )
-        answer = await self._transport.post(peer.url + MESSAGES_PATH, data, MAX_ANSWER_BYTES)
+        answer = await self._transport.post(peer.url + MESSAGES_PATH, data, max_bytes)
         now = self._clock.now()
         used: list[PeerKey] = []
 
@@ -204,12 +218,12 @@ class PeerClient:
 
         try:
             envelope = open_envelope(
-                answer, me=self._me, now_ms=to_ms(now), max_bytes=MAX_ANSWER_BYTES, keys=keys
+                answer, me=self._me, now_ms=to_ms(now), max_bytes=max_bytes, keys=keys
             )
             if envelope.type == ERROR:
                 error = decode_error(envelope)
                 raise PeerRefusedError(peer.country, error.code, error.message)
-            result = msgpack.unpackb(envelope.body, raw=False, max_bin_len=MAX_ANSWER_BYTES)
+            result = msgpack.unpackb(envelope.body, raw=False, max_bin_len=max_bytes)
         except UnknownSenderError as e:
             raise _UnknownKeyError(str(e)) from e
         except ProtocolError as e:
@@ -247,5 +261,5 @@ class PeerClient:
             return SendResult(Outcome.RETRY, str(e))
         except PeerRefusedError as e:
             outcome = Outcome.RETRY if e.peer_code in RETRYABLE else Outcome.DEAD
-            return SendResult(outcome, str(e))
+            return SendResult(outcome, str(e), answered=e.peer_code == "internal")
         return SendResult(Outcome.DELIVERED)

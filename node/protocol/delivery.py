@@ -6,7 +6,11 @@ pending message is sent first and only one is in flight. A peer that fails
 is retried after a jittered, capped backoff (`node.protocol.backoff`), kept
 in the database; hearing a verified message from it clears the backoff.
 Outcomes: delivered; dead (the peer refused it for good: shown to the admin);
-retry (429, 5xx, network).
+retry (429, 5xx, network). A message that the peer keeps answering with a
+failure (`internal`), or that this node fails to send, is a poisoned one: after
+`max_failed_answers` such attempts it is dead-lettered too, so the messages
+behind it in the peer's queue go on. No answer at all (the peer is down) never
+counts: an outage delays messages and never loses them.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ class SendResult:
 
     outcome: Outcome
     error: str | None = None
+    answered: bool = False  # a RETRY whose failure the peer itself answered (`internal`)
 
 
 class MessageSender(Protocol):
@@ -95,7 +100,7 @@ class DeliveryService:
             result = await sender.deliver(message)
         except Exception as e:  # a bug in a sender must not stop delivery to other peers
             log.exception("delivery of %s to %s failed", message.type, message.recipient)
-            result = SendResult(Outcome.RETRY, f"internal error: {e}")
+            result = SendResult(Outcome.RETRY, f"internal error: {e}", answered=True)
         now = self._clock.now()
         if result.outcome is Outcome.DELIVERED:
             await self._store.set_outcome(message, OutboxStatus.DELIVERED, now, None)
@@ -103,11 +108,19 @@ class DeliveryService:
         if result.outcome is Outcome.DEAD:
             await self._store.set_outcome(message, OutboxStatus.DEAD, now, result.error)
             return result.outcome
+        if result.answered and message.failed_answers + 1 >= self._config.max_failed_answers:
+            error = f"{result.error} (failed {message.failed_answers + 1} times; given up)"
+            await self._store.set_outcome(
+                message, OutboxStatus.DEAD, now, error, failed_answer=True
+            )
+            return Outcome.DEAD
         self._fine.discard(message.recipient)
         state = await self._store.get_state(message.recipient)
         interval = next_interval(state.interval_s if state else None, self._config, self._rng)
         retry = (interval, now + timedelta(seconds=interval))
-        await self._store.set_outcome(message, OutboxStatus.PENDING, now, result.error, retry)
+        await self._store.set_outcome(
+            message, OutboxStatus.PENDING, now, result.error, retry, result.answered
+        )
         return Outcome.RETRY
 
     async def peer_heard(self, country: str) -> None:

@@ -63,6 +63,8 @@ KEY_ID_BYTES = 8
 SIGNATURE_BYTES = 64
 DEFAULT_WINDOW_S = 300
 DEFAULT_MAX_BYTES = 1 << 20
+#: The largest envelope limit a node may configure (`federation.max_envelope_bytes`).
+MAX_ENVELOPE_LIMIT = 16 << 20
 
 _COUNTRY = re.compile(r"[A-Z]{3}")
 _TYPE = re.compile(r"[a-z][a-z0-9._-]{0,63}")
@@ -299,19 +301,43 @@ def _has_type(value: Any, expected: FieldType) -> bool:
     return isinstance(value, kinds)
 
 
+def _find_nul(value: Any) -> bool:
+    """Whether a decoded msgpack value holds U+0000 in any string, at any depth.
+
+    Iterative: a body may nest deeper than Python's recursion limit.
+    """
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
 def decode_body(envelope: Envelope, schema: Mapping[str, FieldType]) -> dict[str, Any]:
     """Decode a verified envelope's body: a map with exactly `schema`'s keys and value types.
 
     Values are checked at the top level only (`bytes`, `str`, `int`, `list`,
     `dict`, `type(None)` or a tuple of these); message decoders check deeper.
+    No string anywhere in a body may hold U+0000 (NUL): a PostgreSQL text
+    column cannot store it, and no field of the protocol needs it.
 
     Raises:
-        MalformedEnvelopeError: naming the field that is missing, unexpected or mistyped.
+        MalformedEnvelopeError: naming the field that is missing, unexpected or mistyped,
+            or saying that a string holds NUL.
     """
     what = f"{envelope.type} body"
     body = _unpack(envelope.body, what, max_map_len=len(envelope.body))
     if not isinstance(body, dict):
         raise MalformedEnvelopeError(f"{what}: expected a map")
+    if _find_nul(body):
+        raise MalformedEnvelopeError(f"{what}: a string holds the NUL character (U+0000)")
     for name in body:
         if name not in schema:
             raise MalformedEnvelopeError(f"{what}: unexpected field {str(name)[:40]!r}")

@@ -28,10 +28,19 @@ import msgpack
 
 from node.errors import EvidenceError, ProtocolError
 from node.identity import fingerprint
-from node.protocol.envelope import Envelope, PeerKey, from_ms, open_envelope, read_header
+from node.protocol.envelope import (
+    MAX_ENVELOPE_LIMIT,
+    Envelope,
+    PeerKey,
+    from_ms,
+    open_envelope,
+    read_header,
+)
 
 FORMAT = "iarms-hit-evidence/1"
-MAX_BUNDLE_BYTES = 4 << 20
+#: Two envelopes of the largest size a node may accept, and the keys around them: every
+#: bundle a node keeps can be shown, verified and exported.
+MAX_BUNDLE_BYTES = 2 * MAX_ENVELOPE_LIMIT + 4096
 _FIELDS = {
     "format": str,
     "request": bytes,
@@ -117,13 +126,14 @@ def bundle(request: bytes, answer: bytes, requester_key: bytes, owner_key: bytes
 def _open(data: bytes, key: bytes, what: str) -> Envelope:
     """Verify one envelope of the bundle under `key`, at its own timestamp."""
     try:
-        header = read_header(data)
+        header = read_header(data, MAX_ENVELOPE_LIMIT)
         trusted = PeerKey(key)
         return open_envelope(
             data,
             me=header.recipient,
             now_ms=header.timestamp_ms,
             keys=lambda sender, kid: trusted if sender == header.sender else None,
+            max_bytes=MAX_ENVELOPE_LIMIT,
         )
     except (ProtocolError, ValueError) as e:
         raise EvidenceError(f"evidence: the {what} does not verify: {e}") from e

@@ -12,7 +12,6 @@ from node import __version__
 from node.app import Federation, Node
 from node.identity import fingerprint
 from node.protocol.descriptor import PROTOCOL_VERSIONS, sign_descriptor
-from node.protocol.envelope import DEFAULT_MAX_BYTES
 from node.protocol.rotation import load_rotation
 
 MSGPACK = "application/msgpack"
@@ -22,11 +21,13 @@ def build_federation_app(node: Node, fed: Federation) -> web.Application:
     """The aiohttp application peers talk to."""
     app = web.Application()
 
+    limit = node.config.max_envelope_bytes
+
     async def messages(request: web.Request) -> web.Response:
         # Read at most one byte over the limit: the receiver answers "too large", signed.
         data = bytearray()
-        while len(data) <= DEFAULT_MAX_BYTES:
-            chunk = await request.content.read(DEFAULT_MAX_BYTES + 1 - len(data))
+        while len(data) <= limit:
+            chunk = await request.content.read(limit + 1 - len(data))
             if not chunk:
                 break
             data += chunk

@@ -1,11 +1,14 @@
 """The querier's side of a private lookup, against every peer at once.
 
-For each active peer, concurrently: bring its membership index up to date
-(`index.get`), blind the canonical serials (one batch), have the peer evaluate
-them (`lookup.evaluate`), verify its batched proof against the OPRF key in its
-descriptor, finalise, check the index locally, and only for a match ask the
-peer to confirm (`lookup.confirm`); its signed confirmation is kept as the
-hit's evidence (`node.protocol.evidence`). A peer that cannot be reached for a
+For each active peer, concurrently: blind the canonical serials, have the peer
+evaluate them (`lookup.evaluate`) in batches no larger than the allowance its
+last answer stated (so a request that times out never costs it more than one
+batch of its budget), verify each batched proof against the OPRF key in its
+descriptor and finalise (the cryptography of large batches runs in a thread,
+off the event loop), bring its membership index up to date (`index.get`),
+check the index locally, and only for a match ask the peer to confirm
+(`lookup.confirm`); its signed confirmation is kept as the hit's evidence
+(`node.protocol.evidence`). A peer that cannot be reached for a
 confirmation, or refuses it for now (a retryable code), gets a durable
 `hit.notice` through the outbox instead. A peer's cached index is its OPRF
 key's: a peer re-added with a new key starts afresh. Each peer's result for
@@ -18,16 +21,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 
 from node.auditing import AuditEvent
 from node.clock import Clock
-from node.errors import IarmsError, OprfError, ValidationError
+from node.errors import IarmsError, OprfError, PeerAnswerError, ValidationError
 from node.protocol import oprf
-from node.protocol.client import RETRYABLE, PeerClient, PeerRefusedError, SignedAnswer, pack
+from node.protocol.client import (
+    INDEX_MAX_BYTES,
+    RETRYABLE,
+    PeerClient,
+    PeerRefusedError,
+    SignedAnswer,
+    pack,
+)
 from node.protocol.delivery import DeliveryService
 from node.protocol.evidence import EvidenceService, bundle
 from node.protocol.membership import (
@@ -48,8 +60,73 @@ from node.store.lookups import LookupStore
 MAX_SERIALS = 10_000
 #: The longest make and case reference the owner accepts (`lookup_owner`).
 MAX_TEXT_CHARS = 200
+#: Blinded elements per `lookup.evaluate`: the first request's size, and the most
+#: any later one asks for (fewer when the peer's stated allowance is lower).
+BATCH = 1_000
+#: Batches up to this size are blinded and finalised on the event loop; larger in a thread.
+INLINE_ELEMENTS = 64
+#: The most records a confirmation may name (`lookup_owner.MAX_CONFIRMED_RECORDS`).
+MAX_RECORDS = 100
+#: The keys a confirmed record may have (`FirearmRecord.to_row`; only `status` without details).
+RECORD_KEYS = frozenset(
+    {
+        "id",
+        "serial_number",
+        "make",
+        "model",
+        "firearm_type",
+        "calibre",
+        "status",
+        "country_of_manufacture",
+        "event_date",
+        "event_place",
+        "reporting_agency",
+        "case_reference",
+        "contact",
+        "markings",
+        "notes",
+        "external_id",
+        "recovered_on",
+    }
+)
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+
+async def _off_loop(count: int, work: Callable[..., _T], *args: Any) -> _T:
+    """Run the cryptography of `count` elements; in a thread when there are many of them."""
+    if count > INLINE_ELEMENTS:
+        return await asyncio.to_thread(work, *args)
+    return work(*args)
+
+
+def _blind_all(inputs: list[bytes]) -> list[tuple[bytes, bytes]]:
+    return [oprf.blind(i, oprf.MODE_VOPRF) for i in inputs]
+
+
+def _finish(
+    key: bytes,
+    inputs: list[bytes],
+    blinded: list[tuple[bytes, bytes]],
+    evaluated: list[bytes],
+    proof: bytes,
+) -> list[bytes]:
+    """Verify one batch's proof and finalise its outputs (OprfError if anything is off)."""
+    oprf.verify_proof(key, [b for _s, b in blinded], evaluated, proof)
+    return [
+        oprf.finalize(i, s, e) for i, (s, _b), e in zip(inputs, blinded, evaluated, strict=True)
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class _Evaluation:
+    """What a peer evaluated of our serials: the outputs of the first `len(outputs)`,
+    the index version it named, and why it stopped short (result, reason), if it did."""
+
+    outputs: list[bytes]
+    index_version: int
+    stopped: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,13 +232,14 @@ class LookupService:
     ) -> list[LookupResult]:
         """One peer's results; whatever goes wrong with it is its result, never the others'."""
         try:
-            outputs, version = await self._evaluate(peer, canonical)
-            index = await self._index(peer, version)
+            evaluation = await self._evaluate(peer, canonical)
+            index = await self._index(peer, evaluation.index_version)
         except Exception as e:
             result, reason = _failure(peer, e)
             return [LookupResult(peer.country, q.serial, result, reason=reason) for q in queries]
+        checked = len(evaluation.outputs)
         results = []
-        for query, output in zip(queries, outputs, strict=True):
+        for query, output in zip(queries[:checked], evaluation.outputs, strict=True):
             if item_of(output) not in index:
                 results.append(
                     LookupResult(peer.country, query.serial, "no_hit", index_version=index.version)
@@ -173,29 +251,63 @@ class LookupService:
                 result, reason = _failure(peer, e)
                 hit = LookupResult(peer.country, query.serial, result, reason=reason)
             results.append(hit)
+        if evaluation.stopped is not None:
+            result, reason = evaluation.stopped
+            results += [
+                LookupResult(peer.country, q.serial, result, reason=reason)
+                for q in queries[checked:]
+            ]
         return results
 
-    async def _evaluate(self, peer: Peer, canonical: list[str]) -> tuple[list[bytes], int]:
-        """The OPRF outputs of the serials, and the index version the peer says is current."""
+    async def _evaluate(self, peer: Peer, canonical: list[str]) -> _Evaluation:
+        """Have the peer evaluate the serials, batch by batch, within its stated allowance.
+
+        A failure after some batches keeps what they evaluated (the peer has
+        counted them against our budget): the rest of the serials get the
+        failure as their result.
+        """
         if peer.oprf_key is None:
             raise PeerRefusedError(peer.country, "no_oprf_key", "its descriptor has no OPRF key")
         inputs = [oprf.serial_input(c) for c in canonical]
-        blinded = [oprf.blind(i, oprf.MODE_VOPRF) for i in inputs]
-        answer = await self._client.request(
-            peer, "lookup.evaluate", {"elements": [b for _s, b in blinded]}
-        )
-        evaluated = answer.get("elements")
-        proof = answer.get("proof")
-        version = answer.get("index_version")
-        if not (
-            isinstance(evaluated, list) and isinstance(proof, bytes) and isinstance(version, int)
-        ):
-            raise OprfError("lookup.evaluated: elements, proof and index_version are required")
-        oprf.verify_proof(peer.oprf_key, [b for _s, b in blinded], evaluated, proof)
-        outputs = [
-            oprf.finalize(i, s, e) for i, (s, _b), e in zip(inputs, blinded, evaluated, strict=True)
-        ]
-        return outputs, version
+        blinded = await _off_loop(len(inputs), _blind_all, inputs)
+        finishing: list[asyncio.Future[list[bytes]]] = []
+        version, allowance, start, stopped = 0, BATCH, 0, None
+        while start < len(inputs):
+            size = min(BATCH, allowance, len(inputs) - start)
+            if size < 1:
+                stopped = (
+                    "refused",
+                    f"{peer.country}'s rate limit allows no more evaluations now; "
+                    "not checked: look these serials up again later",
+                )
+                break
+            batch = slice(start, start + size)
+            try:
+                answer = await self._client.request(
+                    peer, "lookup.evaluate", {"elements": [b for _s, b in blinded[batch]]}
+                )
+            except Exception as e:
+                if not finishing:
+                    raise
+                stopped = _failure(peer, e)
+                break
+            evaluated, proof, version, allowance = _evaluated(answer, size)
+            finishing.append(
+                asyncio.ensure_future(
+                    _off_loop(
+                        size,
+                        _finish,
+                        peer.oprf_key,
+                        inputs[batch],
+                        blinded[batch],
+                        evaluated,
+                        proof,
+                    )
+                )
+            )
+            start += size
+        outputs = [o for part in await asyncio.gather(*finishing) for o in part]
+        return _Evaluation(outputs, version, stopped)
 
     async def _confirm(
         self,
@@ -240,8 +352,8 @@ class LookupService:
         actor: str,
         index: MembershipIndex,
     ) -> LookupResult:
-        records = signed.body.get("records")
-        if not isinstance(records, list) or not records:  # an index false positive (2^-32)
+        records = _records(signed.body.get("records"))
+        if not records:  # an index false positive (2^-32)
             return LookupResult(peer.country, query.serial, "no_hit", index_version=index.version)
         make_agrees = signed.body.get("make_agrees")
         evidence_id = await self._evidence.keep(
@@ -257,7 +369,7 @@ class LookupService:
             query.serial,
             "hit",
             index_version=index.version,
-            records=[r for r in records if isinstance(r, dict)],
+            records=records,
             make_agrees=make_agrees if isinstance(make_agrees, bool) else None,
             evidence_id=evidence_id,
         )
@@ -280,7 +392,7 @@ class LookupService:
         if index is not None and current < index.version:  # the peer started afresh
             index, kept = None, []
         answer = await self._client.request(
-            peer, "index.get", {"since": index.version if index else None}
+            peer, "index.get", {"since": index.version if index else None}, INDEX_MAX_BYTES
         )
         documents = answer.get("documents")
         if not isinstance(documents, list):
@@ -309,28 +421,72 @@ def _check_text(name: str, value: str, where: str) -> None:
     """A make or case reference the owner accepts (PROTOCOL.md §2), before it is sent."""
     if len(value) > MAX_TEXT_CHARS:
         raise ValidationError(f"{where}{name}: longer than {MAX_TEXT_CHARS} characters", name)
-    _check_utf8(name, value, where)
+    _check_chars(name, value, where)
 
 
-def _check_utf8(name: str, value: str, where: str) -> None:
-    """Text that can travel: invalid bytes in a CLI argument arrive as lone surrogates."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValidationError(
-            f"{where}{name}: {value!r} is not valid text (invalid bytes or characters)", name
-        ) from None
+def _check_chars(name: str, value: str, where: str) -> None:
+    """Text that can travel and be stored: no control characters (NUL above all: the
+    owner refuses it, and PostgreSQL cannot store it); invalid bytes in a CLI argument
+    arrive as lone surrogates."""
+    for i, char in enumerate(value):
+        category = unicodedata.category(char)
+        if category == "Cs":
+            raise ValidationError(
+                f"{where}{name}: {value!r} is not valid text (invalid bytes or characters)", name
+            )
+        if category == "Cc":
+            raise ValidationError(
+                f"{where}{name}: character {i + 1} is a control character "
+                f"(U+{ord(char):04X}); type the text without it",
+                name,
+            )
 
 
 def _checked(query: Query, i: int, count: int) -> str:
     """The canonical serial of the `i`-th of `count` queries, its make checked too."""
     where = f"serial {i + 1} of {count} ({query.serial!r}): " if count > 1 else ""
-    _check_utf8("serial", query.serial, where)
+    _check_chars("serial", query.serial, where)
     _check_text("make", query.make, where)
     canonical = canonicalise_serial(query.serial)
     if not canonical or len(canonical.encode()) > oprf.MAX_SERIAL_BYTES:
         raise ValidationError(f"{where}serial: {query.serial!r} is not a serial number", "serial")
     return canonical
+
+
+def _evaluated(answer: dict[str, Any], size: int) -> tuple[list[bytes], bytes, int, int]:
+    """A `lookup.evaluated` body's elements, proof, index version and allowance."""
+    evaluated = answer.get("elements")
+    proof, version, allowance = (answer.get(k) for k in ("proof", "index_version", "allowance"))
+    if not (
+        isinstance(evaluated, list)
+        and len(evaluated) == size
+        and all(isinstance(e, bytes) for e in evaluated)
+        and isinstance(proof, bytes)
+        and type(version) is int
+        and type(allowance) is int
+    ):
+        raise OprfError(
+            f"lookup.evaluated: {size} elements, a proof, index_version and allowance are required"
+        )
+    return evaluated, proof, version, allowance
+
+
+def _records(records: Any) -> list[dict[str, str]]:
+    """The records of a `lookup.confirmed` body, checked: at most `MAX_RECORDS` maps of
+    known keys to strings (PROTOCOL.md §2.3); `ValidationError` otherwise."""
+
+    def valid(record: Any) -> bool:
+        return (
+            isinstance(record, dict)
+            and set(record) <= RECORD_KEYS
+            and all(isinstance(v, str) for v in record.values())
+        )
+
+    if not (isinstance(records, list) and len(records) <= MAX_RECORDS):
+        raise PeerAnswerError(f"records must be a list of at most {MAX_RECORDS}")
+    if not all(valid(r) for r in records):
+        raise PeerAnswerError("each record must map known fields to strings")
+    return records
 
 
 def _failure(peer: Peer, error: Exception) -> tuple[str, str]:
@@ -339,7 +495,7 @@ def _failure(peer: Peer, error: Exception) -> tuple[str, str]:
         return "unreachable", str(error)
     if isinstance(error, PeerRefusedError):
         return "refused", str(error)
-    if isinstance(error, (OprfError, IndexFormatError)):
+    if isinstance(error, (OprfError, IndexFormatError, PeerAnswerError)):
         return "refused", f"{peer.country} answered with invalid data: {error}"
     if isinstance(error, IarmsError):
         return "refused", f"{peer.country}: {error}"

@@ -131,6 +131,7 @@ class OutboxMessage:
     attempts: int
     delivered_at: datetime | None
     last_error: str | None
+    failed_answers: int = 0  # attempts that got an answer saying it failed (`internal`)
 
 
 @dataclass(frozen=True, slots=True)

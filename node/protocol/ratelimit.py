@@ -45,6 +45,19 @@ class TokenBuckets:
         """The limit that applies to `peer`."""
         return self.per_peer.get(peer, self.default)
 
+    def _refilled(self, peer: str, now: float) -> tuple[RateLimitConfig, _Bucket]:
+        cfg = self.limit_for(peer)
+        bucket = self._buckets.get(peer)
+        if bucket is None:
+            bucket = self._buckets[peer] = _Bucket(cfg.capacity, now)
+        bucket.tokens = min(cfg.capacity, bucket.tokens + max(0.0, now - bucket.at) * cfg.rate)
+        bucket.at = now
+        return cfg, bucket
+
+    def available(self, peer: str, now: float) -> int:
+        """How many tokens `peer` may take at once at time `now` (whole ones)."""
+        return int(self._refilled(peer, now)[1].tokens)
+
     def take(self, peer: str, cost: float, now: float) -> float:
         """Take `cost` tokens for `peer` at time `now` (seconds).
 
@@ -52,12 +65,7 @@ class TokenBuckets:
             0.0 if taken; otherwise the seconds to wait before the same request fits
             (infinite if it can never fit), and nothing is taken.
         """
-        cfg = self.limit_for(peer)
-        bucket = self._buckets.get(peer)
-        if bucket is None:
-            bucket = self._buckets[peer] = _Bucket(cfg.capacity, now)
-        bucket.tokens = min(cfg.capacity, bucket.tokens + max(0.0, now - bucket.at) * cfg.rate)
-        bucket.at = now
+        cfg, bucket = self._refilled(peer, now)
         if cost > cfg.capacity:
             return float("inf")
         if cost <= bucket.tokens:

@@ -30,6 +30,7 @@ def _message(row: Row[Any]) -> OutboxMessage:
         attempts=row.attempts,
         delivered_at=row.delivered_at,
         last_error=row.last_error,
+        failed_answers=row.failed_answers,
     )
 
 
@@ -63,6 +64,7 @@ class OutboxStore:
             "created_at": at,
             "status": OutboxStatus.PENDING.value,
             "attempts": 0,
+            "failed_answers": 0,
         }
         async with self._db.write() as conn:
             row = (await conn.execute(insert(_o).values(**values).returning(*_o.c))).one()
@@ -102,13 +104,20 @@ class OutboxStore:
         at: datetime,
         error: str | None,
         retry: tuple[float, datetime] | None = None,
+        failed_answer: bool = False,
     ) -> None:
-        """Record an attempt; on a retryable failure `retry` = (interval, retry_at) for its peer."""
+        """Record an attempt; on a retryable failure `retry` = (interval, retry_at) for its peer.
+
+        `failed_answer`: the peer answered this attempt with a failure (counted apart
+        from attempts it did not answer).
+        """
         values: dict[str, Any] = {
             "status": status.value,
             "attempts": _o.c.attempts + 1,
             "last_error": error,
         }
+        if failed_answer:
+            values["failed_answers"] = _o.c.failed_answers + 1
         if status is OutboxStatus.DELIVERED:
             values["delivered_at"] = at
         async with self._db.write() as conn:

@@ -205,6 +205,8 @@ class OutboxRow(Base):
     attempts: Mapped[int] = mapped_column(Integer)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
+    #: Attempts the peer answered with a failure (not the ones it did not answer).
+    failed_answers: Mapped[int] = mapped_column(Integer, server_default="0")
 
     __table_args__ = (Index(None, "recipient", "status", "id"),)
 
