@@ -140,13 +140,16 @@ class Federation:
     members: dict[str, Member] = field(default_factory=dict)
     rate_limit: RateLimitConfig | None = None
 
-    async def add(self, country: str, clock: FakeClock | None = None) -> Member:
-        """Create, open and serve a new node for `country`."""
+    async def add(
+        self, country: str, clock: FakeClock | None = None, db_url: str | None = None
+    ) -> Member:
+        """Create, open and serve a new node for `country` (on SQLite unless `db_url`)."""
         data_dir = self.base / country
         port = free_port()
         await init_node(
             data_dir,
             country,
+            db_url=db_url,
             admin_password=ADMIN_PASSWORD,
             clock=clock or self.clock,
             federation_listen=f"127.0.0.1:{port}",

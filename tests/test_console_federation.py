@@ -111,6 +111,10 @@ async def test_a_lookup_form_with_errors_is_shown_again(fra: Console) -> None:
     refused = await fra.post("/lookup.json", {"serial": "GLK-1", "case_reference": ""})
     assert refused.status == 400
     assert (await refused.json())["error"]["field"] == "case_reference"
+    form = {"serial": "GLK-1", "make": "G\x00", "case_reference": CASE}
+    nul = await fra.post("/lookup.json", form)
+    assert nul.status == 400
+    assert (await nul.json())["error"]["field"] == "make"
     assert await lookup_queries(fra) == []
 
 
@@ -142,6 +146,8 @@ async def test_a_bulk_lookup_checks_every_serial_of_the_file(fra: Console) -> No
         (b"serial_number\n\n  \n", "no serial numbers under its header"),
         (b"serial_number\n\xff\xfeGLK\n", "not UTF-8 text"),
         (b"serial_number\nGLK-1\n---\n", "line 3: '---' is not a serial number"),
+        (b"serial_number,make\nGLK-1,Gl\x00ock\n", "line 2: make: character 3 is a control"),
+        (b"serial_number\nGLK\x1b[2J-1\n", "line 2: serial_number: character 4 is a control"),
         (b"serial_number\n" + b"".join(b"S-%d\n" % i for i in range(10_001)), "more than 10000"),
     ],
 )

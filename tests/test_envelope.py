@@ -427,7 +427,18 @@ async def test_errors_before_the_sender_is_known(node: Node) -> None:
         await shell.accept(forged)
     answer = decode_error(await _open_answer(node, shell.answer_error(caught.value, forged), "DEU"))
     assert (answer.code, answer.ref) == ("bad_signature", read_header(forged).message_id)
-    for data, code in [(b"\xc1garbage", "malformed"), (b"\x00" * (2 << 20), "too_large")]:
+    header = [2, "DEU", "FRA", "ping", bytes(16), 0, bytes(8), b"\x80"]  # version 2
+    version_2 = msgpack.packb([msgpack.packb(header), bytes(64)])
+    typed = msgpack.packb(
+        [msgpack.packb([1, "DEU", "FRA", "ping", "id", 0, bytes(8), b"\x80"]), bytes(64)]
+    )
+    cases = [
+        (b"\xc1garbage", "malformed"),
+        (b"\x00" * (2 << 20), "too_large"),
+        (version_2, "malformed"),  # PROTOCOL.md §1.7: step 2 fails, so XXX and no ref
+        (typed, "malformed"),  # a header field of the wrong type
+    ]
+    for data, code in cases:
         with pytest.raises(ProtocolError) as refused:
             await shell.accept(data)
         envelope = await _open_answer(node, shell.answer_error(refused.value, data), UNADDRESSED)

@@ -12,7 +12,7 @@ import csv
 import io
 
 from node.errors import ValidationError
-from node.protocol.lookup import MAX_SERIALS, Query
+from node.protocol.lookup import MAX_SERIALS, Query, check_chars
 from node.protocol.oprf import MAX_SERIAL_BYTES
 from node.records.serials import canonicalise_serial
 
@@ -41,7 +41,12 @@ def _header(row: list[str] | None, name: str) -> tuple[int, int | None]:
     return names.index("serial_number"), names.index("make") if "make" in names else None
 
 
-def _check_serial(serial: str, line: int, name: str) -> None:
+def _check_row(serial: str, make: str, line: int, name: str) -> None:
+    for column, value in (("serial_number", serial), ("make", make)):
+        try:
+            check_chars(column, value, f"{name}: line {line}: ")
+        except ValidationError as e:
+            raise ValidationError(str(e), FIELD) from None
     canonical = canonicalise_serial(serial)
     if not canonical or len(canonical.encode()) > MAX_SERIAL_BYTES:
         raise ValidationError(
@@ -81,8 +86,8 @@ def parse_bulk(data: bytes, name: str = FIELD) -> list[Query]:
             count += 1
             if count > MAX_SERIALS:
                 continue  # only counted, for the message
-            _check_serial(serial, reader.line_num, name)
             make = row[make_at].strip() if make_at is not None and make_at < len(row) else ""
+            _check_row(serial, make, reader.line_num, name)
             queries.append(Query(serial, make))
     except csv.Error as e:
         raise ValidationError(

@@ -12,7 +12,7 @@ admin gave out of band.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import msgpack
 from cryptography.exceptions import InvalidSignature
@@ -22,6 +22,8 @@ from node.errors import ValidationError
 
 PROTOCOL_VERSIONS = ("1",)
 VALIDITY = timedelta(days=30)
+#: How far ahead of this node's clock a descriptor's `valid_from` may be (clock skew).
+VALIDITY_SKEW_S = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,4 +93,25 @@ def verify_descriptor(data: bytes) -> NodeDescriptor:
         raise ValidationError("descriptor: oprf_key must be 32 bytes")
     if "federation" not in descriptor.endpoints:
         raise ValidationError("descriptor: no federation endpoint")
+    if descriptor.valid_from > descriptor.valid_until:
+        raise ValidationError("descriptor: valid_from is after valid_until")
     return descriptor
+
+
+def check_current(descriptor: NodeDescriptor, country: str, url: str, now: datetime) -> None:
+    """A descriptor this node may act on: of `country`, and valid at `now` (PROTOCOL.md §3.1).
+
+    Raises:
+        ValidationError: naming the country it claims, or its validity and our clock.
+    """
+    if descriptor.country != country:
+        raise ValidationError(
+            f"the node at {url} says it is {descriptor.country}, not {country}", "country"
+        )
+    if not descriptor.valid_from - VALIDITY_SKEW_S <= now.timestamp() <= descriptor.valid_until:
+        raise ValidationError(
+            f"the descriptor of {url} is valid from "
+            f"{datetime.fromtimestamp(descriptor.valid_from, UTC):%Y-%m-%d %H:%M} to "
+            f"{datetime.fromtimestamp(descriptor.valid_until, UTC):%Y-%m-%d %H:%M} UTC; "
+            f"this node's clock says {now:%Y-%m-%d %H:%M} UTC"
+        )

@@ -42,6 +42,12 @@ async def _hello(envelope: Envelope, _peer: Peer) -> tuple[str, dict[str, Any]]:
     return "ack", {}
 
 
+async def _ping(envelope: Envelope, _peer: Peer) -> tuple[str, dict[str, Any]]:
+    """`ping {}` → `pong {}`: is the peer there, and does it trust our key? (PROTOCOL.md §1.8)."""
+    decode_body(envelope, {})
+    return "pong", {}
+
+
 class Dispatcher:
     """Turns inbound envelope bytes into signed answer bytes (with an HTTP status hint)."""
 
@@ -61,7 +67,12 @@ class Dispatcher:
         self._key = signing_key
         self._me = me
         self._clock = clock
-        self._handlers: Mapping[str, Handler] = {"hello": _hello, **handlers}
+        self._handlers: Mapping[str, Handler] = {"hello": _hello, "ping": _ping, **handlers}
+
+    @property
+    def types(self) -> frozenset[str]:
+        """The request types this node answers."""
+        return frozenset(self._handlers)
 
     async def _accept(self, data: bytes) -> tuple[Envelope, Peer]:
         """Verify; a known peer under an unknown key may have rotated it: check once."""

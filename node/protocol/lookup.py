@@ -63,6 +63,9 @@ MAX_TEXT_CHARS = 200
 #: Blinded elements per `lookup.evaluate`: the first request's size, and the most
 #: any later one asks for (fewer when the peer's stated allowance is lower).
 BATCH = 1_000
+#: Evaluations of a peer's stated allowance left unasked, for the confirmations of
+#: hits (each costs one): the hits beyond them wait for the peer as hit notices.
+CONFIRM_RESERVE = 16
 #: Batches up to this size are blinded and finalised on the event loop; larger in a thread.
 INLINE_ELEMENTS = 64
 #: The most records a confirmation may name (`lookup_owner.MAX_CONFIRMED_RECORDS`).
@@ -271,9 +274,9 @@ class LookupService:
         inputs = [oprf.serial_input(c) for c in canonical]
         blinded = await _off_loop(len(inputs), _blind_all, inputs)
         finishing: list[asyncio.Future[list[bytes]]] = []
-        version, allowance, start, stopped = 0, BATCH, 0, None
+        version, allowance, start, stopped = 0, BATCH + CONFIRM_RESERVE, 0, None
         while start < len(inputs):
-            size = min(BATCH, allowance, len(inputs) - start)
+            size = min(BATCH, allowance - CONFIRM_RESERVE, len(inputs) - start)
             if size < 1:
                 stopped = (
                     "refused",
@@ -421,13 +424,17 @@ def _check_text(name: str, value: str, where: str) -> None:
     """A make or case reference the owner accepts (PROTOCOL.md §2), before it is sent."""
     if len(value) > MAX_TEXT_CHARS:
         raise ValidationError(f"{where}{name}: longer than {MAX_TEXT_CHARS} characters", name)
-    _check_chars(name, value, where)
+    check_chars(name, value, where)
 
 
-def _check_chars(name: str, value: str, where: str) -> None:
+def check_chars(name: str, value: str, where: str = "") -> None:
     """Text that can travel and be stored: no control characters (NUL above all: the
     owner refuses it, and PostgreSQL cannot store it); invalid bytes in a CLI argument
-    arrive as lone surrogates."""
+    arrive as lone surrogates.
+
+    Raises:
+        ValidationError: for `name`, its message starting with `where`.
+    """
     for i, char in enumerate(value):
         category = unicodedata.category(char)
         if category == "Cs":
@@ -445,7 +452,7 @@ def _check_chars(name: str, value: str, where: str) -> None:
 def _checked(query: Query, i: int, count: int) -> str:
     """The canonical serial of the `i`-th of `count` queries, its make checked too."""
     where = f"serial {i + 1} of {count} ({query.serial!r}): " if count > 1 else ""
-    _check_chars("serial", query.serial, where)
+    check_chars("serial", query.serial, where)
     _check_text("make", query.make, where)
     canonical = canonicalise_serial(query.serial)
     if not canonical or len(canonical.encode()) > oprf.MAX_SERIAL_BYTES:

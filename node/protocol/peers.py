@@ -19,7 +19,7 @@ from node.config import check_public_url
 from node.countries import check_alpha3
 from node.errors import ConfigError, ConflictError, ValidationError
 from node.identity import fingerprint
-from node.protocol.descriptor import verify_descriptor
+from node.protocol.descriptor import check_current, verify_descriptor
 from node.protocol.model import DEFAULT_POLICY, Peer, PeerStatus, Reachability, Service
 from node.protocol.rotation import verify_rotation
 from node.protocol.transport import PeerTransport
@@ -82,24 +82,14 @@ class PeersService:
             raise ValidationError(f"country: {country} is this node's own country", "country")
         data = await self._transport.get(url + DESCRIPTOR_PATH, MAX_DESCRIPTOR_BYTES)
         descriptor = verify_descriptor(data)
-        if descriptor.country != country:
-            raise ValidationError(
-                f"the node at {url} says it is {descriptor.country}, not {country}", "country"
-            )
+        now = self._clock.now()
+        check_current(descriptor, country, url, now)
         actual = fingerprint(descriptor.signing_key)
         if actual != expected:
             raise ValidationError(
                 f"fingerprint mismatch: the node at {url} has key {actual}, not the {expected} "
                 f"you were given; do not add it until {country}'s admin confirms the key",
                 "fingerprint",
-            )
-        now = self._clock.now()
-        if not descriptor.valid_from - 300 <= now.timestamp() <= descriptor.valid_until:
-            raise ValidationError(
-                f"the descriptor of {url} is valid from "
-                f"{datetime.fromtimestamp(descriptor.valid_from, UTC):%Y-%m-%d %H:%M} to "
-                f"{datetime.fromtimestamp(descriptor.valid_until, UTC):%Y-%m-%d %H:%M} UTC; "
-                f"this node's clock says {now:%Y-%m-%d %H:%M} UTC"
             )
         details = {"url": url, "fingerprint": actual, "policy": sorted(DEFAULT_POLICY)}
         event = AuditEvent(actor, "peer.add", f"peer/{country}", details)
@@ -169,6 +159,7 @@ class PeersService:
             return False
         data = await self._transport.get(peer.url + DESCRIPTOR_PATH, MAX_DESCRIPTOR_BYTES)
         descriptor = verify_descriptor(data)
+        check_current(descriptor, country, peer.url, now)
         if descriptor.signing_key == peer.signing_key or descriptor.rotation is None:
             return False
         rotation = verify_rotation(descriptor.rotation, peer.signing_key)

@@ -7,7 +7,9 @@ canonical form for the same stamped serial, so these rules are part of the
 protocol: changing them changes every node's lookup index (see
 `docs/serials.md`).
 
-Rules, applied in this order:
+Rules, applied in this order, with the character data of Unicode 14.0.0 (that
+of Python 3.11; characters not assigned in 14.0.0 are removed first, so a
+node on newer Unicode data computes the same form):
 
 1. Unicode NFKC, so full-width, circled, superscript and other compatibility
    forms become their plain equivalents (``"ＡＢ１２"`` -> ``"AB12"``).
@@ -35,7 +37,13 @@ exact path.
 
 from __future__ import annotations
 
+import bisect
+import functools
 import unicodedata
+from importlib import resources
+
+#: The Unicode version whose character data defines the canonical form.
+UNICODE_VERSION = "14.0.0"
 
 #: Letters folded to the digit they are mistaken for (rule 5).
 MISREADINGS: dict[str, str] = {
@@ -109,7 +117,31 @@ _UNICODE_TABLE = str.maketrans(
 )
 
 
+@functools.cache
+def _assigned() -> tuple[list[int], list[int]]:
+    """The first and last code points of the ranges assigned in `UNICODE_VERSION`."""
+    data = resources.files("node.records").joinpath(
+        "data", f"unicode-{UNICODE_VERSION}-assigned.txt"
+    )
+    firsts: list[int] = []
+    lasts: list[int] = []
+    for line in data.read_text("ascii").splitlines():
+        if line and not line.startswith("#"):
+            first, _, last = line.partition("..")
+            firsts.append(int(first, 16))
+            lasts.append(int(last, 16))
+    return firsts, lasts
+
+
+def assigned_in_pinned_unicode(char: str) -> bool:
+    """Whether `char` was assigned in `UNICODE_VERSION` (the canonicaliser keeps no other)."""
+    firsts, lasts = _assigned()
+    at = bisect.bisect_right(firsts, ord(char)) - 1
+    return at >= 0 and ord(char) <= lasts[at]
+
+
 def _canonicalise_unicode(text: str) -> str:
+    text = "".join(c for c in text if c.isascii() or assigned_in_pinned_unicode(c))
     text = unicodedata.normalize("NFKC", text).upper().translate(_UNICODE_TABLE)
     if text.isascii():
         return text
