@@ -11,16 +11,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import getpass
 import io
-import json
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, TextIO
 
-from node.errors import IarmsError
+from node.errors import IarmsError, StorageFullError
+from node.protocol.rotation import MAX_GRACE_S
+from node.terminal import json_line, shown
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -30,6 +33,10 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what `set -o pipefail` scripts expect o
 DATA_DIR_ENV = "IARMS_DATA_DIR"
 #: The largest --limit or --offset: past any table's size, within every database's integers.
 MAX_COUNT = 1_000_000_000
+#: The largest row id: the databases' 64-bit signed integer.
+MAX_ID = 2**63 - 1
+#: The longest --grace-days: what peers accept of a rotation statement.
+MAX_GRACE_DAYS = MAX_GRACE_S // 86400
 FILTERS = ("serial", "make", "model", "type", "calibre", "status", "country", "from", "to")
 
 
@@ -40,21 +47,41 @@ def _actor() -> str:
         return "cli"
 
 
-def _count(least: int) -> Callable[[str], int]:
-    """An argparse type: a whole number from `least` to `MAX_COUNT`."""
+def _count(least: int, most: int = MAX_COUNT) -> Callable[[str], int]:
+    """An argparse type: a whole number from `least` to `most`."""
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             value = None
-        if value is None or not least <= value <= MAX_COUNT:
+        if value is None or not least <= value <= most:
             raise argparse.ArgumentTypeError(
-                f"expected a whole number from {least} to {MAX_COUNT:,}, got {text!r}"
+                f"expected a whole number from {least} to {most:,}, got {text!r}"
             )
         return value
 
     return parse
+
+
+def _grace_days(text: str) -> float:
+    """An argparse type: a number of days above 0 and at most `MAX_GRACE_DAYS`."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= MAX_GRACE_DAYS:  # NaN fails too
+        raise argparse.ArgumentTypeError(
+            f"expected a number of days above 0 and at most {MAX_GRACE_DAYS}, got {text!r}"
+        )
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose error messages quote arguments with control characters escaped."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(shown(message))
 
 
 def _data_dir_parent() -> argparse.ArgumentParser:
@@ -87,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     data = _data_dir_parent()
     filters = _filter_parent()
-    parser = argparse.ArgumentParser(prog="iarms-node", description=__doc__.split("\n")[0])
+    parser: argparse.ArgumentParser = _Parser(prog="iarms-node", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     init = sub.add_parser("init", parents=[data], help="create a node")
@@ -121,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rotate.add_argument(
         "--grace-days",
-        type=float,
+        type=_grace_days,
         default=7.0,
         help="how long peers still accept the old key (default 7)",
     )
@@ -217,10 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--limit", type=_count(1), default=50)
     listing.add_argument("--json", action="store_true")
     show_evidence = evidence.add_parser("show", parents=[data], help="verify and show one")
-    show_evidence.add_argument("id", type=int)
+    show_evidence.add_argument("id", type=_count(1, MAX_ID))
     show_evidence.add_argument("--json", action="store_true")
     export = evidence.add_parser("export", parents=[data], help="write one bundle to a file")
-    export.add_argument("id", type=int)
+    export.add_argument("id", type=_count(1, MAX_ID))
     export.add_argument("--out", type=Path, required=True, metavar="FILE")
     check = evidence.add_parser("verify", help="verify a bundle file (no node needed)")
     check.add_argument("file", type=Path)
@@ -309,7 +336,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return _stdout_gone()
     except IarmsError as e:
-        print(f"iarms-node: {e}", file=sys.stderr)
+        echo(f"iarms-node: {e}", sys.stderr)
+        return EXIT_ERROR
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        echo(f"iarms-node: {disk_full(e, None)}", sys.stderr)
+        _stdout_gone()  # it may be the full file: the final flush must not fail again
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("iarms-node: interrupted", file=sys.stderr)
@@ -317,9 +350,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     return status
 
 
+def disk_full(error: OSError, target: Path | None) -> StorageFullError:
+    """The StorageFullError of writing `target` (None: the standard output) on a full disk."""
+    if target is None and error.filename is not None:
+        target = Path(os.fsdecode(error.filename))
+    where = "the standard output's file" if target is None else str(target.absolute().parent)
+    return StorageFullError(where, error.strerror or "no space left on device")
+
+
+def echo(line: str, file: TextIO | None = None, *, flush: bool = False) -> None:
+    """Print one line, its control and disguising characters escaped (`node.terminal.shown`).
+
+    Every human-readable line goes through here: it may quote a peer's record
+    fields or error messages, or text from the database.
+    """
+    print(shown(line), file=file or sys.stdout, flush=flush)
+
+
 def print_json(obj: Any) -> None:
-    """One JSON object on one line."""
-    print(json.dumps(obj, ensure_ascii=False, default=str))
+    """One JSON object on one line, with no raw control character (`node.terminal.json_line`)."""
+    print(json_line(obj))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import tempfile
@@ -17,9 +18,9 @@ from tqdm import tqdm
 from node.accounts.model import UserStatus
 from node.accounts.service import parse_role
 from node.app import Node, federation
-from node.cli import EXIT_REJECTED_ROWS, _actor, print_json
+from node.cli import EXIT_REJECTED_ROWS, _actor, disk_full, echo, print_json
 from node.config import NodeConfig, load_config
-from node.errors import ConfigError, ValidationError
+from node.errors import ConfigError, IarmsError, ValidationError
 from node.identity import (
     PASSPHRASE_ENV,
     NodeKeys,
@@ -77,13 +78,13 @@ async def cmd_init(args: argparse.Namespace) -> int:
         passphrase=passphrase,
     )
     public_key = load_public_key(result.config.signing_key_file)
-    print(f"initialised node {result.config.country} in {result.config.data_dir}")
-    print(f"signing key fingerprint: {fingerprint(public_key)}")
-    print(f"console: http://{result.config.console}/")
+    echo(f"initialised node {result.config.country} in {result.config.data_dir}")
+    echo(f"signing key fingerprint: {fingerprint(public_key)}")
+    echo(f"console: http://{result.config.console}/")
     if args.admin_password_file is None:
-        print(f"first admin: {result.admin_name}  one-time password: {result.admin_password}")
+        echo(f"first admin: {result.admin_name}  one-time password: {result.admin_password}")
     else:
-        print(f"first admin: {result.admin_name} (password from {args.admin_password_file})")
+        echo(f"first admin: {result.admin_name} (password from {args.admin_password_file})")
     return 0
 
 
@@ -94,8 +95,8 @@ async def cmd_run(args: argparse.Namespace) -> int:
     keys = _keys(config, args.key_passphrase_file)
     node = await Node.open(config)
     try:
-        print(f"iarms-node {config.country} serving", flush=True)
-        await serve(node, keys, lambda line: print(line, flush=True))
+        echo(f"iarms-node {config.country} serving", flush=True)
+        await serve(node, keys, lambda line: echo(line, flush=True))
     finally:
         await node.close()
     return 0
@@ -151,16 +152,23 @@ async def cmd_import(args: argparse.Namespace) -> int:
                 progress=lambda done: bar.update(done - bar.n),
                 source=_text_name(args.file),
             )
-    print(
+    echo(
         f"{args.file}: {report.rows} rows, {report.created} created, "
         f"{report.duplicates} already present, {report.rejected} rejected"
     )
     for error in report.errors:
         column = f", column {error.column}" if error.column else ""
-        print(f"{args.file}: line {error.line}{column}: {error.reason}", file=sys.stderr)
+        echo(f"{args.file}: line {error.line}{column}: {error.reason}", sys.stderr)
     if report.rejected > len(report.errors):
-        print(f"... and {report.rejected - len(report.errors)} more rejected rows", file=sys.stderr)
+        echo(f"... and {report.rejected - len(report.errors)} more rejected rows", sys.stderr)
     return EXIT_REJECTED_ROWS if report.rejected else 0
+
+
+def _write_error(error: OSError, target: Path) -> IarmsError:
+    """Why writing `target` failed, in one line: a full disk, or the system's reason."""
+    if error.errno == errno.ENOSPC:
+        return disk_full(error, target)
+    return ValidationError(f"cannot write {target}: {error.strerror}")
 
 
 async def cmd_export(args: argparse.Namespace) -> int:
@@ -184,11 +192,11 @@ async def cmd_export(args: argparse.Namespace) -> int:
             os.replace(tmp, target)
         except OSError as e:
             Path(tmp).unlink(missing_ok=True)
-            raise ConfigError(f"cannot write {target}: {e.strerror}") from e
+            raise _write_error(e, target) from e
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-    print(f"exported {writer.count} records to {target}", file=sys.stderr)
+    echo(f"exported {writer.count} records to {target}", sys.stderr)
     return 0
 
 
@@ -201,14 +209,14 @@ async def cmd_search(args: argparse.Namespace) -> int:
         if args.json:
             print_json(row)
         else:
-            print(
+            echo(
                 f"{row['id']:>8}  {row['serial_number']:<16} {row['make']:<22} "
                 f"{row['model']:<14} {row['firearm_type']:<14} {row['calibre']:<18} "
                 f"{row['status']:<10} {row['country_of_manufacture']:<3} {row['event_date']}"
             )
     if not args.json:
         more = f"; more with --offset {args.offset + args.limit}" if page.has_more else ""
-        print(f"{len(page.records)} records{more}", file=sys.stderr)
+        echo(f"{len(page.records)} records{more}", sys.stderr)
     return 0
 
 
@@ -220,23 +228,23 @@ async def cmd_users_add(args: argparse.Namespace) -> int:
             args.name, role, args.external, password, _actor()
         )
     state = "pending approval by a bureau admin" if user.status is UserStatus.PENDING else "active"
-    print(f"added {user.name} ({user.role.value}, {state})")
+    echo(f"added {user.name} ({user.role.value}, {state})")
     if args.password_file is None:
-        print(f"one-time password: {password}")
+        echo(f"one-time password: {password}")
     return 0
 
 
 async def cmd_users_approve(args: argparse.Namespace) -> int:
     async with _open(args) as node:
         user = await node.users.approve(args.name, _actor())
-    print(f"approved {user.name}; the account can now log in")
+    echo(f"approved {user.name}; the account can now log in")
     return 0
 
 
 async def _set_status(args: argparse.Namespace, status: UserStatus) -> int:
     async with _open(args) as node:
         user = await node.users.set_status(args.name, status, _actor())
-    print(f"{user.name} is now {user.status.value}")
+    echo(f"{user.name} is now {user.status.value}")
     return 0
 
 
@@ -255,7 +263,7 @@ async def cmd_users_list(args: argparse.Namespace) -> int:
             print_json(info)
         else:
             external = "external" if user.external else "bureau"
-            print(f"{user.name:<24} {user.role.value:<8} {external:<8} {user.status.value}")
+            echo(f"{user.name:<24} {user.role.value:<8} {external:<8} {user.status.value}")
     return 0
 
 
@@ -263,9 +271,9 @@ async def cmd_audit_verify(args: argparse.Namespace) -> int:
     async with _open(args) as node:
         report = await node.audit.verify()
     if not report.ok:
-        print(f"audit log BROKEN at entry {report.broken_seq}: {report.message}", file=sys.stderr)
+        echo(f"audit log BROKEN at entry {report.broken_seq}: {report.message}", sys.stderr)
         return 1
-    print(f"audit log intact: {report.message}")
+    echo(f"audit log intact: {report.message}")
     return 0
 
 
@@ -285,7 +293,7 @@ async def cmd_audit_show(args: argparse.Namespace) -> int:
                 }
             )
         else:
-            print(f"{e.seq:>8} {e.at:%Y-%m-%d %H:%M:%S} {e.actor:<20} {e.action:<20} {e.target}")
+            echo(f"{e.seq:>8} {e.at:%Y-%m-%d %H:%M:%S} {e.actor:<20} {e.action:<20} {e.target}")
     return 0
 
 
@@ -299,7 +307,7 @@ def _reachability(peer: Peer) -> str:
 async def cmd_peers_add(args: argparse.Namespace) -> int:
     async with _open(args) as node:
         peer = await node.peers.add(args.url, args.country, args.fingerprint, _actor())
-    print(
+    echo(
         f"added {peer.country} at {peer.url} (key {peer.fingerprint}); "
         f"it may use: {', '.join(sorted(peer.policy))}"
     )
@@ -315,7 +323,7 @@ async def cmd_peers_list(args: argparse.Namespace) -> int:
             print_json(info)
         else:
             version = "-" if peer.index_version is None else peer.index_version
-            print(
+            echo(
                 f"{peer.country}  {peer.status.value:<8} {','.join(info['policy']):<24} "
                 f"index {version:<6} {peer.url}  {_reachability(peer)}"
             )
@@ -333,7 +341,7 @@ async def cmd_peers_show(args: argparse.Namespace) -> int:
 async def cmd_peers_revoke(args: argparse.Namespace) -> int:
     async with _open(args) as node:
         peer = await node.peers.revoke(args.country, _actor())
-    print(f"revoked {peer.country}: its messages are refused from now on")
+    echo(f"revoked {peer.country}: its messages are refused from now on")
     return 0
 
 
@@ -341,7 +349,7 @@ async def cmd_peers_policy(args: argparse.Namespace) -> int:
     services = parse_services(args.allow)
     async with _open(args) as node:
         peer = await node.peers.set_policy(args.country, services, _actor())
-    print(f"{peer.country} may use: {', '.join(sorted(peer.policy)) or 'nothing'}")
+    echo(f"{peer.country} may use: {', '.join(sorted(peer.policy)) or 'nothing'}")
     return 0
 
 
@@ -363,7 +371,7 @@ def _print_info(info: dict[str, Any], as_json: bool) -> None:
         print_json(info)
     else:
         for name, value in info.items():
-            print(f"{name}: {value}")
+            echo(f"{name}: {value}")
 
 
 def _bulk_queries(path: Path) -> list[Query]:
@@ -387,7 +395,7 @@ async def cmd_lookup(args: argparse.Namespace) -> int:
     async with _open(args) as node:
         results = await federation(node, keys).lookups.lookup(queries, args.case_ref, _actor())
     if not results:
-        print("this node has no active peers: add one with 'iarms-node peers add'", file=sys.stderr)
+        echo("this node has no active peers: add one with 'iarms-node peers add'", sys.stderr)
     for r in results:
         if args.json:
             print_json(r.to_json())
@@ -397,11 +405,11 @@ async def cmd_lookup(args: argparse.Namespace) -> int:
             details = "; ".join(
                 ", ".join(f"{k}={v}" for k, v in rec.items() if v) for rec in r.records
             )
-            print(f"{r.peer}  {r.serial:<20} HIT ({agrees[r.make_agrees]})  {details}")
+            echo(f"{r.peer}  {r.serial:<20} HIT ({agrees[r.make_agrees]})  {details}")
         elif r.result == "no_hit":
-            print(f"{r.peer}  {r.serial:<20} no hit (index version {r.index_version})")
+            echo(f"{r.peer}  {r.serial:<20} no hit (index version {r.index_version})")
         else:
-            print(f"{r.peer}  {r.serial:<20} {r.result}: {r.reason}")
+            echo(f"{r.peer}  {r.serial:<20} {r.result}: {r.reason}")
     return 0
 
 
@@ -421,22 +429,20 @@ async def cmd_hits(args: argparse.Namespace) -> int:
         if args.json:
             print_json(info)
         else:
-            print(
+            echo(
                 f"{h.at:%Y-%m-%d %H:%M}  {h.peer}  record {h.record_id:<8} "
                 f"{h.serial_number:<20} case {h.case_reference or '-'}"
             )
     if more:  # on stderr, so that --json output stays pure JSON lines
-        print(
+        echo(
             f"(more not shown; use --offset {args.offset + args.limit} for the next ones, "
             "or a larger --limit)",
-            file=sys.stderr,
+            sys.stderr,
         )
     return 0
 
 
 async def cmd_rotate_key(args: argparse.Namespace) -> int:
-    if not 0 < args.grace_days <= 90:
-        raise ValidationError("--grace-days: between 0 and 90 days")
     config = load_config(args.data_dir)
     rotation = rotate_signing_key(
         config.signing_key_file,
@@ -445,8 +451,8 @@ async def cmd_rotate_key(args: argparse.Namespace) -> int:
         datetime.now(UTC),
         timedelta(days=args.grace_days),
     )
-    print(f"new signing key fingerprint: {fingerprint(rotation.new_key)}")
-    print(
+    echo(f"new signing key fingerprint: {fingerprint(rotation.new_key)}")
+    echo(
         f"peers accept the old key until "
         f"{datetime.fromtimestamp(rotation.grace_until, UTC):%Y-%m-%d %H:%M} UTC; "
         "restart the node to sign with the new key"
@@ -460,10 +466,10 @@ def _print_proved(info: dict[str, Any], as_json: bool) -> None:
         return
     for name, value in info.items():
         if name != "records":
-            print(f"{name}: {'-' if value in (None, '') else value}")
+            echo(f"{name}: {'-' if value in (None, '') else value}")
     for record in info["records"]:
-        print("record: " + ", ".join(f"{k}={v}" for k, v in record.items() if v))
-    print(
+        echo("record: " + ", ".join(f"{k}={v}" for k, v in record.items() if v))
+    echo(
         f"verified: signed by {info['owner']} with the key of fingerprint "
         f"{info['owner_fingerprint']}; compare it with the fingerprint its admin gave yours"
     )
@@ -477,9 +483,9 @@ async def cmd_evidence_list(args: argparse.Namespace) -> int:
             print_json(e.to_json())
         else:
             case = e.case_reference or "-"
-            print(f"{e.id:>6} {e.at:%Y-%m-%d %H:%M} {e.peer} {e.serial:<20} case {case}")
+            echo(f"{e.id:>6} {e.at:%Y-%m-%d %H:%M} {e.peer} {e.serial:<20} case {case}")
     if not args.json and total > len(entries):
-        print(f"({total - len(entries)} older not shown; use --limit)")
+        echo(f"({total - len(entries)} older not shown; use --limit)")
     return 0
 
 
@@ -499,8 +505,8 @@ async def cmd_evidence_export(args: argparse.Namespace) -> int:
     except FileExistsError:
         raise ValidationError(f"{args.out} exists; refusing to overwrite it") from None
     except OSError as e:
-        raise ValidationError(f"cannot write {args.out}: {e.strerror}") from e
-    print(f"wrote evidence {entry.id} ({len(entry.bundle)} bytes) to {args.out}")
+        raise _write_error(e, args.out) from e
+    echo(f"wrote evidence {entry.id} ({len(entry.bundle)} bytes) to {args.out}")
     return 0
 
 

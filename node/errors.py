@@ -45,6 +45,30 @@ class SigningKeyError(IarmsError):
     code = "signing_key"
 
 
+class StorageFullError(IarmsError):
+    """The disk holding the database, or a file being written, is full.
+
+    The store raises it for its driver's own error (SQLite's SQLITE_FULL,
+    PostgreSQL's SQLSTATE 53100), after the failed transaction was rolled
+    back: what was committed before is intact. `where` names what the disk
+    holds (a directory, a PostgreSQL database), `reason` the driver's words.
+    """
+
+    status = 507
+    code = "storage_full"
+
+    def __init__(
+        self, where: str, reason: str, advice: str = "free some space and try again"
+    ) -> None:
+        super().__init__(f"the disk holding {where} is full ({reason}); {advice}")
+        self.where = where
+        self.reason = reason
+
+    def advising(self, advice: str) -> StorageFullError:
+        """The same error with `advice` (what was kept, what to do) instead of the generic one."""
+        return StorageFullError(self.where, self.reason, advice)
+
+
 class ValidationError(IarmsError):
     """Input from a user (form, CLI argument, CSV row) is invalid."""
 

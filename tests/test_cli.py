@@ -269,12 +269,13 @@ def test_a_file_name_that_is_not_utf8_is_still_a_file_name(data_dir: Path, tmp_p
     name = os.fsencode(tmp_path) + b"/seized-\xff.csv"
     with open(name, "w", encoding="utf-8") as f:
         f.write("serial_number,make,firearm_type,status\nUTF8-NAME-1,Glock,pistol,stolen\n")
-    # A strict stdout (as under LANG=en_US.UTF-8) must not fail on printing the name back.
+    # A strict stdout (as under LANG=en_US.UTF-8) must not fail on printing the name back;
+    # the byte that is not UTF-8 is shown escaped, as any byte that could upset a terminal.
     result = run_bytes(
         "records", "import", name, "--data-dir", str(data_dir), env={"PYTHONIOENCODING": "utf-8"}
     )
     assert result.returncode == 0, result.stderr
-    assert b"seized-\xff.csv: 1 rows, 1 created" in result.stdout
+    assert b"seized-\\xff.csv: 1 rows, 1 created" in result.stdout
     audit = run("audit", "show", "--json", "--data-dir", str(data_dir)).stdout.splitlines()
     assert json.loads(audit[0])["target"] == "seized-\ufffd.csv"
 
@@ -329,6 +330,9 @@ def test_hits_are_paged_with_a_notice_on_stderr(with_hits: Path) -> None:
         ["hits", "--limit", "0"],
         ["hits", "--offset", "-1"],
         ["records", "search", "--offset", str(10**20)],
+        ["hits", "--offset", "9223372036854775807"],
+        ["evidence", "show", "9223372036854775808"],
+        ["evidence", "export", "0", "--out", "/tmp/never-made"],
         ["audit", "show", "--limit", "many"],
     ],
 )
@@ -337,6 +341,29 @@ def test_counts_out_of_range_are_bad_arguments(data_dir: Path, args: list[str]) 
     assert result.returncode == 2
     assert "expected a whole number from" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("days", ["0", "-1", "90.5", "nan", "inf", "1e400", "seven"])
+def test_grace_days_out_of_range_are_bad_arguments(data_dir: Path, days: str) -> None:
+    result = run("rotate-key", "--grace-days", days, "--data-dir", str(data_dir))
+    assert result.returncode == 2
+    assert f"expected a number of days above 0 and at most 90, got '{days}'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "shown"),
+    [
+        (["hits", "\x1b[2J"], 2, "unrecognized arguments: \\x1b[2J"),
+        (["peers", "show", "\x1b[2J\r\x9b\u202e"], 1, "\\x1b[2J\\r\\x9b\\u202e is not a peer"),
+    ],
+)
+def test_errors_quote_arguments_escaped(
+    data_dir: Path, args: list[str], code: int, shown: str
+) -> None:
+    result = run(*args, "--data-dir", str(data_dir))
+    assert result.returncode == code
+    assert shown in result.stderr
+    assert not any(c in result.stderr for c in "\x1b\r\x9b\u202e")
 
 
 def test_a_reader_that_goes_away_ends_the_output_quietly(with_hits: Path) -> None:

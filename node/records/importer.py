@@ -18,7 +18,7 @@ from pathlib import Path
 
 from node.auditing import AuditEvent
 from node.clock import Clock
-from node.errors import CsvFormatError, IarmsError
+from node.errors import CsvFormatError, IarmsError, StorageFullError
 from node.records.csvio import RecordCsvReader
 from node.records.import_parse import ParsedBatch, parse_batches
 from node.records.model import ImportReport
@@ -68,6 +68,10 @@ class ImportService:
     ) -> ImportReport:
         """Import `path`; bad rows are reported, good rows stored. CsvFormatError if unreadable.
 
+        A full disk stops the import with a StorageFullError that says how many
+        rows were imported: the batches stored before it are kept, and running
+        the same import again stores the rest (nothing twice).
+
         Args:
             path: the CSV file.
             actor: who imports (for the audit log).
@@ -84,15 +88,28 @@ class ImportService:
             if size >= worker_min_bytes
             else self._local_batches(path, batch_rows)
         )
-        async with aclosing(batches):  # stops the worker if storing fails
-            async for batch in batches:
-                report.rows += batch.rows
-                for error in batch.errors:
-                    report.reject(error)
-                if batch.records:
-                    await self._store_batch(batch, report, actor, name)
-                if progress:
-                    progress(batch.bytes_read)
+        done = 0  # rows of the batches stored so far
+        try:
+            async with aclosing(batches):  # stops the worker if storing fails
+                async for batch in batches:
+                    report.rows += batch.rows
+                    for error in batch.errors:
+                        report.reject(error)
+                    if batch.records:
+                        await self._store_batch(batch, report, actor, name)
+                    done = report.rows
+                    if progress:
+                        progress(batch.bytes_read)
+            await self._audit_import(report, actor, name)
+        except StorageFullError as e:
+            raise e.advising(
+                f"the first {done:,} rows of {name} were imported ({report.created:,} new "
+                "records), the rest were not; free some space and run the same import again "
+                "(rows already stored are not stored twice)"
+            ) from e
+        return report
+
+    async def _audit_import(self, report: ImportReport, actor: str, name: str) -> None:
         details = {
             "rows": report.rows,
             "created": report.created,
@@ -102,7 +119,6 @@ class ImportService:
         await self._audit.add_entry(
             self._clock.now(), AuditEvent(actor, "records.import", name, details)
         )
-        return report
 
     async def _store_batch(
         self, batch: ParsedBatch, report: ImportReport, actor: str, name: str

@@ -10,10 +10,19 @@ their own pool and never wait for the writer. PostgreSQL uses one engine for bot
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
-from contextlib import asynccontextmanager, suppress
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Hashable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import event
@@ -25,7 +34,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
 from node.auditing import sql_entry_hash
-from node.errors import ConfigError
+from node.errors import ConfigError, StorageFullError
 
 SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 SQLITE_PRAGMAS = (
@@ -36,6 +45,8 @@ SQLITE_PRAGMAS = (
     "PRAGMA cache_size=-65536",
     "PRAGMA temp_store=MEMORY",
 )
+#: PostgreSQL's SQLSTATE for "disk full" (asyncpg's DiskFullError).
+PG_DISK_FULL = "53100"
 
 
 def check_url(url: str) -> str:
@@ -81,6 +92,37 @@ def _sqlite_engine(url: str, *, pool: int, begin: str | None) -> AsyncEngine:
             connection.exec_driver_sql(begin)
 
     return engine
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """`error`, then what it wraps: SQLAlchemy's `orig`, then each `__cause__`."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        wrapped = getattr(current, "orig", None)
+        current = wrapped if isinstance(wrapped, BaseException) else current.__cause__
+
+
+def disk_full_reason(error: BaseException) -> str | None:
+    """The driver's words if `error` says the disk is full (SQLITE_FULL, SQLSTATE 53100)."""
+    found = None
+    for cause in _causes(error):
+        code = getattr(cause, "sqlite_errorcode", None)
+        if (isinstance(code, int) and code & 0xFF == sqlite3.SQLITE_FULL) or getattr(
+            cause, "sqlstate", None
+        ) == PG_DISK_FULL:
+            found = cause  # the innermost says it plainest (no SQL, no class name)
+    return None if found is None else str(found).strip().split("\n")[0]
+
+
+def storage_name(url: str) -> str:
+    """What the database's disk holds, for a message: SQLite's directory, PostgreSQL's database."""
+    parsed = make_url(url)
+    if parsed.drivername.startswith("sqlite"):
+        return str(Path(parsed.database or ".").resolve().parent)
+    return f"the PostgreSQL database {parsed.database} on {parsed.host or 'localhost'}"
 
 
 #: Runs one statement of a `Database.sqlite_transaction`: (shape, build, params) -> rows.
@@ -133,6 +175,7 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = check_url(url)
         self.is_sqlite = url.startswith("sqlite")
+        self._storage = storage_name(url)
         self._compiled: dict[Hashable, _Compiled] = {}
         if self.is_sqlite:
             self._reader = _sqlite_engine(url, pool=4, begin=None)
@@ -151,18 +194,20 @@ class Database:
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A connection for reading (each statement sees a consistent snapshot)."""
-        async with self._reader.connect() as conn:
-            if self.is_sqlite:
-                yield conn
-            else:
-                async with conn.begin():
+        with self._full_disk():
+            async with self._reader.connect() as conn:
+                if self.is_sqlite:
                     yield conn
+                else:
+                    async with conn.begin():
+                        yield conn
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A connection in a write transaction, committed on clean exit."""
-        async with self._writer.connect() as conn, conn.begin():
-            yield conn
+        with self._full_disk():
+            async with self._writer.connect() as conn, conn.begin():
+                yield conn
 
     @asynccontextmanager
     async def write_one(self) -> AsyncIterator[AsyncConnection]:
@@ -171,8 +216,20 @@ class Database:
             async with self.write() as conn:
                 yield conn
             return
-        async with self._single.connect() as conn:
-            yield conn
+        with self._full_disk():
+            async with self._single.connect() as conn:
+                yield conn
+
+    @contextmanager
+    def _full_disk(self) -> Iterator[None]:
+        """Turn the driver's "disk full" into StorageFullError (the transaction is undone)."""
+        try:
+            yield
+        except (SQLAlchemyError, sqlite3.Error) as e:
+            reason = disk_full_reason(e)
+            if reason is None:
+                raise
+            raise StorageFullError(self._storage, reason) from e
 
     async def fetch(
         self,
@@ -194,13 +251,14 @@ class Database:
         PostgreSQL runs it through SQLAlchemy as usual.
         """
         if not self.is_sqlite:
-            async with self.write() if write else self.read() as conn:
+            async with self.write() if write else self.read() as conn:  # they translate
                 result = await conn.execute(cast(Executable, build()), params)
                 return [tuple(row) for row in result]
         engine = self._single if write else self._reader
-        async with engine.connect() as conn:
-            driver = (await conn.get_raw_connection()).driver_connection
-            return await self._run_sqlite(driver, shape, build, params)
+        with self._full_disk():
+            async with engine.connect() as conn:
+                driver = (await conn.get_raw_connection()).driver_connection
+                return await self._run_sqlite(driver, shape, build, params)
 
     async def _run_sqlite(
         self,
@@ -229,23 +287,24 @@ class Database:
         is otherwise in autocommit mode.
         """
         assert self.is_sqlite, "PostgreSQL uses write()"
-        async with self._single.connect() as conn:
-            driver = (await conn.get_raw_connection()).driver_connection
-            assert driver is not None
+        with self._full_disk():
+            async with self._single.connect() as conn:
+                driver = (await conn.get_raw_connection()).driver_connection
+                assert driver is not None
 
-            async def run(
-                shape: Hashable, build: Callable[[], ClauseElement], params: Mapping[str, Any]
-            ) -> list[tuple[Any, ...]]:
-                return await self._run_sqlite(driver, shape, build, params)
+                async def run(
+                    shape: Hashable, build: Callable[[], ClauseElement], params: Mapping[str, Any]
+                ) -> list[tuple[Any, ...]]:
+                    return await self._run_sqlite(driver, shape, build, params)
 
-            await driver.execute_fetchall("BEGIN IMMEDIATE")
-            try:
-                yield run
-                await driver.execute_fetchall("COMMIT")
-            except BaseException:
-                with suppress(sqlite3.Error):  # none left open on the pooled connection
-                    await driver.execute_fetchall("ROLLBACK")
-                raise
+                await driver.execute_fetchall("BEGIN IMMEDIATE")
+                try:
+                    yield run
+                    await driver.execute_fetchall("COMMIT")
+                except BaseException:
+                    with suppress(sqlite3.Error):  # none left open on the pooled connection
+                        await driver.execute_fetchall("ROLLBACK")
+                    raise
 
     async def migrate(self) -> None:
         """Bring the schema to the newest revision (Alembic `upgrade head`)."""
@@ -253,9 +312,10 @@ class Database:
 
         config = alembic_config(self.url)
         try:
-            async with self._writer.connect() as conn:
-                await conn.run_sync(_upgrade, config, command)
-                await conn.commit()
+            with self._full_disk():
+                async with self._writer.connect() as conn:
+                    await conn.run_sync(_upgrade, config, command)
+                    await conn.commit()
         except (SQLAlchemyError, OSError) as e:
             raise ConfigError(f"cannot migrate the database at {self.url}: {e}") from e
 
