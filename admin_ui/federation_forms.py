@@ -13,10 +13,10 @@ from typing import Any
 
 from admin_ui.forms import RECORD_LABELS
 from node.errors import ValidationError
-from node.protocol import bulk
-from node.protocol.lookup import LookupResult, Query
+from node.lookup import bulk
+from node.lookup.oprf import MAX_SERIAL_BYTES
+from node.lookup.querier import LookupResult, Query
 from node.protocol.model import Hit, OutboxMessage, Service
-from node.protocol.oprf import MAX_SERIAL_BYTES
 from node.protocol.peers import parse_services
 from node.records.serials import canonicalise_serial
 
@@ -88,7 +88,7 @@ def single_query(values: Mapping[str, str]) -> Query:
 def parse_bulk(data: bytes) -> list[Query]:
     """The serials (and makes) of a bulk lookup file: a UTF-8 CSV with a header row.
 
-    Read by `node.protocol.bulk.parse_bulk`, which the CLI's `lookup --bulk` shares.
+    Read by `node.lookup.bulk.parse_bulk`, which the CLI's `lookup --bulk` shares.
 
     Raises:
         ValidationError: naming the field `file` and, for a bad row, its line.

@@ -1,7 +1,7 @@
 """The evidence of our lookups' hits (officers, auditors): the owners' signed confirmations.
 
 Each hit of a lookup keeps the owner's signed `lookup.confirmed` answer with
-our signed request as one bundle (`node.protocol.evidence`). The list shows
+our signed request as one bundle (`node.lookup.evidence`). The list shows
 what was kept; a bundle's page verifies it on every view and shows what it
 proves, or, if it no longer verifies (altered in the database), says so with
 status 422 and offers no download. The download is the bundle byte for byte,
@@ -22,7 +22,7 @@ from admin_ui.forms import DEFAULT_LIMIT, parse_int
 from admin_ui.render import page
 from node.accounts.model import Role
 from node.errors import EvidenceError
-from node.protocol.evidence import EvidenceEntry, VerifiedEvidence
+from node.lookup.evidence import EvidenceEntry, VerifiedEvidence
 
 reader = requires(Role.OFFICER, Role.AUDITOR)
 MAX_EVIDENCE_LIMIT = 500

@@ -40,7 +40,7 @@ from admin_ui.jobs import CHUNK, size_text
 from admin_ui.render import field_errors, page
 from node.accounts.model import Role
 from node.errors import IarmsError, ValidationError
-from node.protocol.lookup import MAX_SERIALS, LookupResult, LookupService
+from node.lookup.querier import MAX_SERIALS, LookupResult, LookupService
 
 officer = requires(Role.OFFICER)
 #: Rows without a hit shown on the page (every hit is shown; the `.json` twin has all rows).

@@ -17,17 +17,17 @@ from node.audit import AuditService
 from node.clock import Clock, SystemClock
 from node.config import NodeConfig
 from node.identity import NodeKeys, load_oprf_public_key, load_public_key
+from node.lookup.evidence import EvidenceService
+from node.lookup.index import LookupIndex
+from node.lookup.owner import LookupResponder
+from node.lookup.querier import LookupService
 from node.protocol.client import PeerClient
 from node.protocol.delivery import DeliveryService
 from node.protocol.dispatch import Dispatcher
-from node.protocol.evidence import EvidenceService
-from node.protocol.lookup import LookupService
-from node.protocol.lookup_index import LookupIndex
-from node.protocol.lookup_owner import LookupResponder
 from node.protocol.peers import PeersService
 from node.protocol.ratelimit import RateLimitConfig, TokenBuckets
 from node.protocol.receive import Receiver
-from node.protocol.transport import HttpTransport, PeerTransport
+from node.protocol.transport import PeerTransport
 from node.records.importer import ImportService
 from node.records.reference import ReferenceTable, load_reference
 from node.records.service import RecordsService
@@ -40,6 +40,7 @@ from node.store.peers import PeersStore
 from node.store.records import RecordsStore
 from node.store.replay import ReplayStore
 from node.store.users import UsersStore
+from node.web.http_transport import HttpTransport
 
 
 @dataclass(frozen=True, slots=True)

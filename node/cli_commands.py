@@ -30,9 +30,9 @@ from node.identity import (
     read_passphrase_file,
 )
 from node.initialise import init_node
-from node.protocol.bulk import TooManySerialsError, parse_bulk
-from node.protocol.evidence import verify_bundle
-from node.protocol.lookup import MAX_SERIALS, Query
+from node.lookup.bulk import TooManySerialsError, parse_bulk
+from node.lookup.evidence import verify_bundle
+from node.lookup.querier import MAX_SERIALS, Query
 from node.protocol.model import Peer, Reachability
 from node.protocol.peers import parse_services
 from node.protocol.rotation import rotate_signing_key

@@ -157,6 +157,13 @@ class IndexWorkerError(IarmsError):
     code = "index_worker"
 
 
+class PeerUnreachableError(IarmsError):
+    """A peer did not answer (connection refused, timeout, oversized answer)."""
+
+    status = 502
+    code = "unreachable"
+
+
 class ProtocolError(IarmsError):
     """A peer message was refused; answered with a signed error envelope carrying `code`.
 

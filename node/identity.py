@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from node.errors import OprfError, SigningKeyError
-from node.protocol import oprf
+from node.lookup import oprf
 from node.sealed import KINDS, OPRF_KEY, SIGNING_KEY, SecretKind, seal, unseal
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from aiohttp import web
 from node.app import Federation, Node, federation
 from node.errors import ConfigError
 from node.identity import NodeKeys
-from node.protocol.http_app import build_federation_app
+from node.web.federation_api import build_federation_app
 
 log = logging.getLogger(__name__)
 INDEX_REFRESH_S = 30.0

@@ -25,10 +25,10 @@ from node.clock import FakeClock, SystemClock
 from node.config import load_config
 from node.identity import NodeKeys, fingerprint, load_keys
 from node.initialise import init_node
-from node.protocol.http_app import build_federation_app
 from node.protocol.model import Service
 from node.protocol.ratelimit import RateLimitConfig
 from node.records.model import RecordInput
+from node.web.federation_api import build_federation_app
 
 ADMIN_PASSWORD = "harness admin password"
 

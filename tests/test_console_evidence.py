@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 
 from node.accounts.model import Role
 from node.app import Node
-from node.protocol.evidence import verify_bundle
+from node.lookup.evidence import verify_bundle
 from node.records.model import RecordInput
 from node.store.tables import HitEvidenceRow, table
 from tests.console_helpers import OFFICER_PASSWORD, Console, console_for

@@ -24,8 +24,8 @@ from admin_ui.app import build_console_app
 from admin_ui.federation_forms import parse_bulk, results_context
 from node.accounts.model import Role
 from node.errors import ValidationError
+from node.lookup.querier import LookupResult, Query
 from node.protocol.client import pack
-from node.protocol.lookup import LookupResult, Query
 from node.protocol.model import PeerStatus, Service
 from node.records.serials import canonicalise_serial
 from tests.console_helpers import OFFICER_PASSWORD, Console, console_for

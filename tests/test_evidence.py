@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from node.errors import EvidenceError, NotFoundError
 from node.identity import fingerprint
+from node.lookup.evidence import FORMAT, bundle, verify_bundle
+from node.lookup.querier import Query
 from node.protocol.envelope import read_header, seal, to_ms
-from node.protocol.evidence import FORMAT, bundle, verify_bundle
-from node.protocol.lookup import Query
 from tests.harness import Federation, run_cli
 
 FRA = Ed25519PrivateKey.from_private_bytes(b"\x01" * 32)

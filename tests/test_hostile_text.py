@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from node.protocol import oprf
+from node.lookup import oprf
 from node.protocol.model import Service
 from node.records.model import RecordInput
 from node.records.serials import canonicalise_serial

@@ -34,7 +34,7 @@ from node.identity import (
     public_bytes,
 )
 from node.initialise import init_node
-from node.protocol import oprf
+from node.lookup import oprf
 from node.protocol.descriptor import verify_descriptor
 from node.sealed import OPRF_KEY, SIGNING_KEY, SecretKind, seal
 from tests.conftest import ADMIN_PASSWORD

@@ -14,7 +14,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from node.errors import NotFoundError, RateLimitedError, ValidationError
 from node.initialise import init_node
-from node.protocol import oprf
+from node.lookup import oprf
+from node.lookup.querier import Query
 from node.protocol.client import pack
 from node.protocol.envelope import (
     Envelope,
@@ -24,7 +25,6 @@ from node.protocol.envelope import (
     seal,
     to_ms,
 )
-from node.protocol.lookup import Query
 from node.protocol.model import OutboxStatus, Peer, Service
 from node.protocol.ratelimit import RateLimitConfig
 from node.protocol.receive import select_key

@@ -15,12 +15,13 @@ from typing import Any
 import pytest
 
 from node.errors import ValidationError
-from node.protocol import lookup as lookup_module
-from node.protocol import lookup_owner, oprf
+from node.lookup import oprf
+from node.lookup import owner as lookup_owner
+from node.lookup import querier as lookup_module
+from node.lookup.owner import rate_limited
+from node.lookup.querier import Query
 from node.protocol.client import PeerRefusedError, pack
 from node.protocol.delivery import Outcome
-from node.protocol.lookup import Query
-from node.protocol.lookup_owner import rate_limited
 from node.protocol.model import OutboxStatus, Service
 from node.protocol.ratelimit import RateLimitConfig
 from node.records.model import RecordInput

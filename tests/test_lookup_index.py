@@ -15,10 +15,11 @@ import pytest
 from node.app import Node
 from node.errors import IndexWorkerError
 from node.identity import load_keys
-from node.protocol import lookup_index, oprf
-from node.protocol.evaluate_worker import evaluate_serials
-from node.protocol.membership import FullIndex, IndexDelta, item_of, parse_index
-from node.protocol.oprf_workers import OprfWorkers
+from node.lookup import index as lookup_index
+from node.lookup import oprf
+from node.lookup.evaluate_worker import evaluate_serials
+from node.lookup.membership import FullIndex, IndexDelta, item_of, parse_index
+from node.lookup.oprf_workers import OprfWorkers
 from node.records.model import RecordInput
 from node.server import follow_records
 
@@ -175,7 +176,7 @@ from node.clock import FakeClock
 from node.config import load_config
 from node.identity import load_keys
 from node.initialise import init_node
-from node.protocol import lookup_index
+from node.lookup import index as lookup_index
 from node.records.model import RecordInput
 
 def in_thread(key, serials):

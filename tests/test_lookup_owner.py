@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from node.protocol import oprf
+from node.lookup import oprf
 from node.protocol.client import PeerRefusedError, pack
 from node.protocol.delivery import Outcome
 from node.records.serials import canonicalise_serial

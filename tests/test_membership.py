@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from node.protocol.golomb import GolombCodedSet
-from node.protocol.index_builder import IndexBuilder
-from node.protocol.membership import (
+from node.lookup.golomb import GolombCodedSet
+from node.lookup.index_builder import IndexBuilder
+from node.lookup.membership import (
     MAGIC,
     FullIndex,
     IndexDelta,

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.protocol import oprf
-from node.protocol.oprf import MODE_OPRF, MODE_VOPRF, OprfError
+from node.lookup import oprf
+from node.lookup.oprf import MODE_OPRF, MODE_VOPRF, OprfError
 
 VECTORS: dict[str, Any] = json.loads(
     (Path(__file__).parent / "data" / "rfc9497-ristretto255-sha512.json").read_text()

@@ -19,8 +19,8 @@ import pytest
 from node.app import Node
 from node.auditing import AuditEvent
 from node.errors import ConflictError
+from node.lookup.querier import Query
 from node.protocol.client import pack
-from node.protocol.lookup import Query
 from node.protocol.model import Peer, PeerStatus, Reachability, Service
 from node.records.service import FilterText
 from node.store.peers import PeersStore

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from node.errors import ConflictError, NotFoundError, ValidationError
-from node.protocol import oprf
+from node.lookup import oprf
 from node.protocol.model import DEFAULT_POLICY, PeerStatus, Service
 from node.protocol.transport import PeerUnreachableError
 from tests.harness import Federation, free_port, run_cli

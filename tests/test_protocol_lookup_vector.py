@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from node.protocol import oprf
-from node.protocol.membership import build_full, item_of, parse_index
+from node.lookup import oprf
+from node.lookup.membership import build_full, item_of, parse_index
 from node.records.serials import canonicalise_serial
 from tests.test_protocol_vectors import vector
 

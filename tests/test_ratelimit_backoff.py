@@ -14,8 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from node.config import config_path
+from node.lookup.querier import Query
 from node.protocol.backoff import BackoffConfig, next_interval
-from node.protocol.lookup import Query
 from node.protocol.ratelimit import RateLimitConfig, TokenBuckets
 from tests.harness import seeded_federation
 

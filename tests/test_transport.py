@@ -6,7 +6,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from node.protocol.transport import HttpTransport, PeerUnreachableError
+from node.errors import PeerUnreachableError
+from node.web.http_transport import HttpTransport
 
 BIG = bytes(range(256)) * (12 * 1024)  # 3 MiB, streamed in chunks
 

@@ -1,27 +1,19 @@
-"""How this node reaches its peers: a small protocol, and its HTTP implementation.
+"""How this node reaches its peers: the `PeerTransport` protocol.
 
-Domain code depends on `PeerTransport` only; tests can hand in another one.
-Every peer answer is a signed envelope even when the HTTP status says
-"error", so `post` returns the body whatever the status; the caller
-verifies it.
+Domain code depends on this protocol only; the node uses its HTTP
+implementation (`node.web.http_transport`), and tests may hand in an
+in-memory one. Every peer answer is a signed envelope even when the HTTP
+status says "error", so `post` returns the body whatever the status; the
+caller verifies it. A peer that does not answer raises `PeerUnreachableError`.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-import aiohttp
+from node.errors import PeerUnreachableError
 
-from node.errors import IarmsError
-
-MSGPACK = "application/msgpack"
-
-
-class PeerUnreachableError(IarmsError):
-    """A peer did not answer (connection refused, timeout, oversized answer)."""
-
-    status = 502
-    code = "unreachable"
+__all__ = ["PeerTransport", "PeerUnreachableError"]
 
 
 class PeerTransport(Protocol):
@@ -38,54 +30,3 @@ class PeerTransport(Protocol):
     async def close(self) -> None:
         """Release connections."""
         ...
-
-
-class HttpTransport:
-    """`PeerTransport` over aiohttp, one connection pool for all peers."""
-
-    def __init__(self, timeout_s: float = 10.0) -> None:
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(timeout_s, 5.0))
-        self._session: aiohttp.ClientSession | None = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=self._timeout, headers={"User-Agent": "iarms-node"}
-            )
-        return self._session
-
-    async def _read(self, response: aiohttp.ClientResponse, url: str, max_bytes: int) -> bytes:
-        body = bytearray()
-        while len(body) <= max_bytes:  # read() may return less than asked: loop to the end
-            chunk = await response.content.read(max_bytes + 1 - len(body))
-            if not chunk:
-                break
-            body += chunk
-        if len(body) > max_bytes:
-            raise PeerUnreachableError(f"{url}: answer larger than {max_bytes} bytes")
-        return bytes(body)
-
-    async def get(self, url: str, max_bytes: int) -> bytes:
-        """GET `url`; PeerUnreachableError unless it answers 2xx."""
-        try:
-            async with self._client().get(url) as response:
-                if response.status // 100 != 2:
-                    raise PeerUnreachableError(f"{url}: HTTP {response.status}")
-                return await self._read(response, url, max_bytes)
-        except (aiohttp.ClientError, TimeoutError) as e:
-            raise PeerUnreachableError(f"{url}: {e.__class__.__name__} {e}".strip()) from e
-
-    async def post(self, url: str, data: bytes, max_bytes: int) -> bytes:
-        """POST `data`; the answer's body whatever its status."""
-        try:
-            async with self._client().post(
-                url, data=data, headers={"Content-Type": MSGPACK}
-            ) as response:
-                return await self._read(response, url, max_bytes)
-        except (aiohttp.ClientError, TimeoutError) as e:
-            raise PeerUnreachableError(f"{url}: {e.__class__.__name__} {e}".strip()) from e
-
-    async def close(self) -> None:
-        """Close the connection pool."""
-        if self._session is not None:
-            await self._session.close()

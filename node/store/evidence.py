@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, insert, select
 
 from node.errors import NotFoundError
-from node.protocol.evidence import EvidenceEntry
+from node.lookup.evidence import EvidenceEntry
 from node.store.database import Database
 from node.store.tables import HitEvidenceRow, table
 
@@ -23,7 +23,7 @@ def _entry(row: Any, bundle: bytes = b"") -> EvidenceEntry:
 
 
 class EvidenceStore:
-    """Keeps and reads evidence bundles (`node.protocol.evidence`)."""
+    """Keeps and reads evidence bundles (`node.lookup.evidence`)."""
 
     def __init__(self, db: Database) -> None:
         self._db = db

@@ -301,7 +301,7 @@ class HitEvidenceRow(Base):
     serial_number: Mapped[str] = mapped_column(Text)  # as the officer typed it
     case_reference: Mapped[str] = mapped_column(Text)
     actor: Mapped[str] = mapped_column(Text)
-    bundle: Mapped[bytes] = mapped_column(LargeBinary)  # node.protocol.evidence
+    bundle: Mapped[bytes] = mapped_column(LargeBinary)  # node.lookup.evidence
 
     __table_args__ = (Index(None, "at"),)
 

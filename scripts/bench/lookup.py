@@ -46,8 +46,8 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # for the one harness: tests/
 
-from node.protocol import oprf
-from node.protocol.lookup import MAX_SERIALS, LookupResult, Query
+from node.lookup import oprf
+from node.lookup.querier import MAX_SERIALS, LookupResult, Query
 from node.protocol.model import Service
 from node.protocol.ratelimit import RateLimitConfig
 from node.records.serials import canonicalise_serial

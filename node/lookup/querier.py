@@ -8,7 +8,7 @@ descriptor and finalise (the cryptography of large batches runs in a thread,
 off the event loop), bring its membership index up to date (`index.get`),
 check the index locally, and only for a match ask the peer to confirm
 (`lookup.confirm`); its signed confirmation is kept as the hit's evidence
-(`node.protocol.evidence`). A peer that cannot be reached for a
+(`node.lookup.evidence`). A peer that cannot be reached for a
 confirmation, or refuses it for now (a retryable code), gets a durable
 `hit.notice` through the outbox instead. A peer's cached index is its OPRF
 key's: a peer re-added with a new key starts afresh. Each peer's result for
@@ -31,7 +31,16 @@ import msgpack
 from node.auditing import AuditEvent
 from node.clock import Clock
 from node.errors import IarmsError, OprfError, PeerAnswerError, ValidationError
-from node.protocol import oprf
+from node.lookup import oprf
+from node.lookup.evidence import EvidenceService, bundle
+from node.lookup.membership import (
+    FullIndex,
+    IndexFormatError,
+    MembershipIndex,
+    item_of,
+    parse_index,
+    update_index,
+)
 from node.protocol.client import (
     INDEX_MAX_BYTES,
     RETRYABLE,
@@ -41,15 +50,6 @@ from node.protocol.client import (
     pack,
 )
 from node.protocol.delivery import DeliveryService
-from node.protocol.evidence import EvidenceService, bundle
-from node.protocol.membership import (
-    FullIndex,
-    IndexFormatError,
-    MembershipIndex,
-    item_of,
-    parse_index,
-    update_index,
-)
 from node.protocol.model import Peer, PeerStatus
 from node.protocol.peers import PeersService
 from node.protocol.transport import PeerUnreachableError

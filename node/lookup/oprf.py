@@ -17,7 +17,7 @@ querier looks `y` up in that index.
 Everything that comes from a peer (elements, proofs, public keys) is validated
 and raises `OprfError`; local misuse (an unknown mode, an input longer than
 RFC 9497 allows, a proof nonce in OPRF mode) raises `ValueError`. Group
-operations are libsodium's (see `node.protocol.ristretto`).
+operations are libsodium's (see `node.lookup.ristretto`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import hmac
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from node.protocol.ristretto import (
+from node.lookup.ristretto import (
     ELEMENT_SIZE,
     HASH_SIZE,
     SCALAR_SIZE,

@@ -18,11 +18,11 @@ import os
 from collections.abc import Callable
 
 from node.clock import Clock
-from node.protocol.evaluate_worker import evaluate_serials
-from node.protocol.index_builder import IndexBuilder
-from node.protocol.membership import SortedItems
+from node.lookup.evaluate_worker import evaluate_serials
+from node.lookup.index_builder import IndexBuilder
+from node.lookup.membership import SortedItems
+from node.lookup.oprf_workers import OprfWorkers
 from node.protocol.model import Hit
-from node.protocol.oprf_workers import OprfWorkers
 from node.store.lookups import LookupStore
 
 BATCH = 10_000

@@ -40,7 +40,7 @@ from node.errors import (
     PolicyRefusedError,
     RateLimitedError,
 )
-from node.protocol import oprf
+from node.lookup import oprf
 from node.protocol.client import pack
 from node.protocol.envelope import Envelope, decode_body
 from node.protocol.model import Peer, Service

@@ -2,9 +2,9 @@
 
 Indexing a million records costs about a minute of one core's elliptic-curve
 multiplications, so `LookupIndex` spreads large jobs over worker processes
-(`node.protocol.oprf_workers`). A worker is `python -m
-node.protocol.evaluate_worker`: a fresh interpreter that imports only this
-module, `node.protocol.oprf` and the standard library, so it starts quickly
+(`node.lookup.oprf_workers`). A worker is `python -m
+node.lookup.evaluate_worker`: a fresh interpreter that imports only this
+module, `node.lookup.oprf` and the standard library, so it starts quickly
 and never re-imports whatever script drives the node.
 
 Its standard input carries first the 32-byte OPRF private key (never argv or
@@ -23,7 +23,7 @@ from __future__ import annotations
 import sys
 from typing import BinaryIO
 
-from node.protocol import oprf
+from node.lookup import oprf
 
 KEY_SIZE = 32
 _SEPARATOR = "\n"

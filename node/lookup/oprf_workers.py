@@ -1,6 +1,6 @@
 """Worker processes that evaluate the OPRF of this node's serials, for `LookupIndex`.
 
-`OprfWorkers.start` runs N `python -m node.protocol.evaluate_worker`
+`OprfWorkers.start` runs N `python -m node.lookup.evaluate_worker`
 processes (see that module for the protocol) and hands each the key;
 `evaluate` splits a list of serials across them and joins their answers in
 order; `close` kills and reaps them. Each worker answers one request at a
@@ -19,9 +19,9 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 
 from node.errors import IndexWorkerError
-from node.protocol.evaluate_worker import decode_answer, encode_request, frame
+from node.lookup.evaluate_worker import decode_answer, encode_request, frame
 
-_MODULE = "node.protocol.evaluate_worker"
+_MODULE = "node.lookup.evaluate_worker"
 
 
 @dataclass

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from itertools import islice
 from operator import lt
 
-from node.protocol.golomb import (
+from node.lookup.golomb import (
     DEFAULT_MAX_ITEMS,
     GolombCodedSet,
     IndexFormatError,

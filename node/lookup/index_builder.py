@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from node.protocol.golomb import check_item
-from node.protocol.membership import (
+from node.lookup.golomb import check_item
+from node.lookup.membership import (
     MAX_VERSION,
     SortedItems,
     build_delta,

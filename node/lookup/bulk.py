@@ -12,8 +12,8 @@ import csv
 import io
 
 from node.errors import ValidationError
-from node.protocol.lookup import MAX_SERIALS, Query, check_chars
-from node.protocol.oprf import MAX_SERIAL_BYTES
+from node.lookup.oprf import MAX_SERIAL_BYTES
+from node.lookup.querier import MAX_SERIALS, Query, check_chars
 from node.records.serials import canonicalise_serial
 
 #: The form field every error names (the console shows the message next to it).
