@@ -14,9 +14,10 @@ from typing import Any
 from admin_ui.forms import RECORD_LABELS
 from node.errors import ValidationError
 from node.lookup import bulk
+from node.lookup.model import Hit
 from node.lookup.oprf import MAX_SERIAL_BYTES
 from node.lookup.querier import LookupResult, Query
-from node.protocol.model import Hit, OutboxMessage, Service
+from node.protocol.model import OutboxMessage, Service
 from node.protocol.peers import parse_services
 from node.records.serials import canonicalise_serial
 

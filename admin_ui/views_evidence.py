@@ -22,7 +22,8 @@ from admin_ui.forms import DEFAULT_LIMIT, parse_int
 from admin_ui.render import page
 from node.accounts.model import Role
 from node.errors import EvidenceError
-from node.lookup.evidence import EvidenceEntry, VerifiedEvidence
+from node.lookup.evidence import VerifiedEvidence
+from node.lookup.model import EvidenceEntry
 
 reader = requires(Role.OFFICER, Role.AUDITOR)
 MAX_EVIDENCE_LIMIT = 500

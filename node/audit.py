@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from node.auditing import GENESIS_HASH, AuditEntry, AuditEvent, first_broken
+from node.auditing import GENESIS_HASH, AuditEntry, AuditEvent, AuditStorage, first_broken
 from node.clock import Clock
-from node.store.audit import AuditStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +21,7 @@ class VerifyReport:
 class AuditService:
     """Records what happened and proves it was not altered."""
 
-    def __init__(self, store: AuditStore, clock: Clock) -> None:
+    def __init__(self, store: AuditStorage, clock: Clock) -> None:
         self._store = store
         self._clock = clock
 

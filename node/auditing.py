@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 GENESIS_HASH = "0" * 64
 
@@ -87,3 +88,34 @@ def first_broken(entries: list[AuditEntry], prev_hash: str) -> AuditEntry | None
         prev_hash = entry.hash
         expected_seq += 1
     return None
+
+
+class AuditLog(Protocol):
+    """Where services append their audit entries (`node.store.audit.AuditStore`)."""
+
+    async def add_entry(self, at: datetime, event: AuditEvent) -> AuditEntry:
+        """Append one entry, chained to the last."""
+        ...
+
+
+class AuditStorage(AuditLog, Protocol):
+    """The whole audit log, read back for the audit service (`node.store.audit.AuditStore`)."""
+
+    async def get_entries(
+        self,
+        *,
+        before_seq: int | None = None,
+        limit: int = 50,
+        action: str | None = None,
+        actor: str | None = None,
+    ) -> list[AuditEntry]:
+        """Newest entries first, optionally before a sequence number and filtered."""
+        ...
+
+    def iter_entries(self, batch: int = 5000) -> AsyncIterator[list[AuditEntry]]:
+        """Every entry in sequence order, in batches (bounded memory)."""
+        ...
+
+    async def get_head(self) -> tuple[int, str]:
+        """The last sequence number and hash as the head row records them."""
+        ...

@@ -28,6 +28,7 @@ from node.identity import (
     load_keys,
     load_public_key,
     read_passphrase_file,
+    rotate_signing_key,
 )
 from node.initialise import init_node
 from node.lookup.bulk import TooManySerialsError, parse_bulk
@@ -35,7 +36,6 @@ from node.lookup.evidence import verify_bundle
 from node.lookup.querier import MAX_SERIALS, Query
 from node.protocol.model import Peer, Reachability
 from node.protocol.peers import parse_services
-from node.protocol.rotation import rotate_signing_key
 from node.records.csvio import RecordCsvWriter
 from node.records.service import FilterText
 

@@ -59,7 +59,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import tomli_w
 
@@ -67,6 +66,7 @@ from node.accounts.throttle import LoginThrottleConfig
 from node.countries import check_alpha3
 from node.errors import ConfigError, ValidationError
 from node.protocol.backoff import BackoffConfig
+from node.protocol.descriptor import check_node_url
 from node.protocol.envelope import DEFAULT_MAX_BYTES, MAX_ENVELOPE_LIMIT
 from node.protocol.ratelimit import RateLimitConfig
 from node.store.database import check_url
@@ -113,14 +113,11 @@ def parse_listen(text: str, what: str) -> Listen:
 
 
 def check_public_url(text: str, what: str = "node.public_url") -> str:
-    """An http(s) URL with a host and no query; trailing slash removed."""
-    parts = urlsplit(str(text))
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise ConfigError(
-            f"{what}: expected an http:// or https:// URL such as "
-            f"https://iarms.police.example:8443, got {text!r}"
-        )
-    return str(text).rstrip("/")
+    """An http(s) URL with a host and no query; trailing slash removed (ConfigError)."""
+    try:
+        return check_node_url(text, what)
+    except ValidationError as e:
+        raise ConfigError(str(e)) from None
 
 
 def resolve_db_url(url: str, data_dir: Path) -> str:

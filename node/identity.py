@@ -21,19 +21,21 @@ with the passphrase.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import stat
 import tempfile
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from node.errors import OprfError, SigningKeyError
 from node.lookup import oprf
+from node.protocol.keys import fingerprint, public_bytes
+from node.protocol.rotation import KeyRotation, sign_rotation, verify_rotation
 from node.sealed import KINDS, OPRF_KEY, SIGNING_KEY, SecretKind, seal, unseal
 
 if TYPE_CHECKING:
@@ -48,16 +50,6 @@ class NodeKeys:
 
     signing: Ed25519PrivateKey
     oprf: bytes
-
-
-def public_bytes(key: Ed25519PublicKey) -> bytes:
-    """The raw 32-byte public key."""
-    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-
-
-def fingerprint(public_key: bytes) -> str:
-    """The fingerprint admins compare when they add a peer: hex SHA-256 of the raw key."""
-    return hashlib.sha256(public_key).hexdigest()
 
 
 def _write_secret(path: Path, data: bytes) -> None:
@@ -290,3 +282,41 @@ def read_passphrase_file(path: Path) -> bytes:
     if not text or not text[0]:
         raise SigningKeyError(f"the passphrase file {path} is empty")
     return text[0].encode()
+
+
+ROTATION_FILE = "rotation.msgpack"
+
+
+def rotate_signing_key(
+    key_file: Path, passphrase: bytes | None, country: str, now: datetime, grace: timedelta
+) -> KeyRotation:
+    """Replace the node's signing key, keeping the old one aside, and write the statement.
+
+    Both the new key and the retired copy of the old one are sealed under
+    `passphrase` when it is given (an old key in the PEM of older versions is
+    re-sealed as it is retired), else written as unencrypted PKCS#8 PEM. The
+    statement goes to `rotation.msgpack` beside the key; the node serves it in
+    its descriptor once restarted with the new key.
+    """
+    old = load_signing_key(key_file, passphrase)
+    staged = key_file.with_name(key_file.name + ".new")
+    staged.unlink(missing_ok=True)
+    staged.with_suffix(".pub").unlink(missing_ok=True)
+    new_public = create_signing_key(staged, passphrase)
+    statement = sign_rotation(
+        old, country, new_public, int(now.timestamp()), int((now + grace).timestamp())
+    )
+    retired = key_file.with_name(
+        f"{key_file.stem}.{fingerprint(public_bytes(old.public_key()))[:12]}.retired.pem"
+    )
+    save_signing_key(retired, old, passphrase)
+    os.replace(staged, key_file)  # the key file is never missing, not even for a moment
+    os.replace(staged.with_suffix(".pub"), key_file.with_suffix(".pub"))
+    (key_file.parent / ROTATION_FILE).write_bytes(statement)
+    return verify_rotation(statement, public_bytes(old.public_key()))
+
+
+def load_rotation(data_dir: Path) -> bytes | None:
+    """The node's latest rotation statement, if it ever rotated its key."""
+    path = data_dir / ROTATION_FILE
+    return path.read_bytes() if path.exists() else None

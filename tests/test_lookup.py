@@ -13,6 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from node.errors import NotFoundError, RateLimitedError, ValidationError
+from node.identity import ROTATION_FILE, rotate_signing_key
 from node.initialise import init_node
 from node.lookup import oprf
 from node.lookup.querier import Query
@@ -28,7 +29,7 @@ from node.protocol.envelope import (
 from node.protocol.model import OutboxStatus, Peer, Service
 from node.protocol.ratelimit import RateLimitConfig
 from node.protocol.receive import select_key
-from node.protocol.rotation import ROTATION_FILE, rotate_signing_key, sign_rotation
+from node.protocol.rotation import sign_rotation
 from node.records.model import RecordInput
 from node.records.serials import canonicalise_serial
 from tests.harness import (

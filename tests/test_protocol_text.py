@@ -17,12 +17,12 @@ import pytest
 
 from node.clock import FakeClock
 from node.errors import ValidationError
+from node.identity import rotate_signing_key
 from node.lookup import oprf
 from node.lookup.querier import RECORD_KEYS
 from node.protocol.client import PeerRefusedError
 from node.protocol.descriptor import check_current, verify_descriptor
 from node.protocol.model import Service
-from node.protocol.rotation import rotate_signing_key
 from node.records.serials import LOOKALIKES, assigned_in_pinned_unicode, canonicalise_serial
 from tests.harness import Federation
 

@@ -13,13 +13,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from node.errors import ValidationError
-from node.identity import load_public_key, load_signing_key, public_bytes
+from node.identity import load_public_key, load_signing_key, public_bytes, rotate_signing_key
 from node.lookup.querier import Query
 from node.protocol.client import pack
 from node.protocol.envelope import ERROR, decode_error, open_envelope, seal, to_ms
 from node.protocol.model import Service
 from node.protocol.receive import select_key
-from node.protocol.rotation import rotate_signing_key, sign_rotation, verify_rotation
+from node.protocol.rotation import sign_rotation, verify_rotation
 from tests.harness import Federation
 
 

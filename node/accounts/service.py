@@ -12,12 +12,11 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from node.accounts.model import ConsoleSession, Role, User, UserStatus
+from node.accounts.storage import UserStorage
 from node.accounts.throttle import LoginThrottle
-from node.auditing import AuditEvent
+from node.auditing import AuditEvent, AuditLog
 from node.clock import Clock
 from node.errors import AuthError, ConflictError, NotFoundError, ValidationError
-from node.store.audit import AuditStore
-from node.store.users import UsersStore
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{1,63}")
 MIN_PASSWORD = 12
@@ -65,8 +64,8 @@ class UsersService:
 
     def __init__(
         self,
-        store: UsersStore,
-        audit: AuditStore,
+        store: UserStorage,
+        audit: AuditLog,
         clock: Clock,
         throttle: LoginThrottle | None = None,
     ) -> None:

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import msgpack
 
 from node.errors import EvidenceError, ProtocolError
-from node.identity import fingerprint
+from node.lookup.model import EvidenceEntry
+from node.lookup.storage import EvidenceStorage
 from node.protocol.envelope import (
     MAX_ENVELOPE_LIMIT,
     Envelope,
@@ -36,6 +37,7 @@ from node.protocol.envelope import (
     open_envelope,
     read_header,
 )
+from node.protocol.keys import fingerprint
 
 FORMAT = "iarms-hit-evidence/1"
 #: Two envelopes of the largest size a node may accept, and the keys around them: every
@@ -48,30 +50,6 @@ _FIELDS = {
     "requester_key": bytes,
     "owner_key": bytes,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class EvidenceEntry:
-    """A kept bundle and what the querier noted with it (`bundle` empty in listings)."""
-
-    id: int
-    at: datetime
-    peer: str
-    serial: str  # as the officer typed it
-    case_reference: str
-    actor: str
-    bundle: bytes
-
-    def to_json(self) -> dict[str, Any]:
-        """What was noted with the bundle, as the CLI and the console list it."""
-        return {
-            "id": self.id,
-            "at": self.at.isoformat(),
-            "peer": self.peer,
-            "serial": self.serial,
-            "case_reference": self.case_reference,
-            "actor": self.actor,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,28 +176,10 @@ def verify_bundle(data: bytes) -> VerifiedEvidence:
     )
 
 
-class EvidenceKeeper(Protocol):
-    """Where bundles are kept (`node.store.evidence.EvidenceStore`)."""
-
-    async def add_evidence(
-        self, at: datetime, peer: str, serial: str, case_reference: str, actor: str, bundle: bytes
-    ) -> int:
-        """Keep one bundle; its id."""
-        ...
-
-    async def get_evidence(self, evidence_id: int) -> EvidenceEntry:
-        """One bundle; NotFoundError if there is none with this id."""
-        ...
-
-    async def list_evidence(self, limit: int, offset: int = 0) -> tuple[list[EvidenceEntry], int]:
-        """Summaries (no bundle), newest first, and how many there are."""
-        ...
-
-
 class EvidenceService:
     """Keeps the evidence of our lookups' hits and reads it back, verified."""
 
-    def __init__(self, store: EvidenceKeeper) -> None:
+    def __init__(self, store: EvidenceStorage) -> None:
         self._store = store
 
     async def keep(

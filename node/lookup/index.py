@@ -21,9 +21,9 @@ from node.clock import Clock
 from node.lookup.evaluate_worker import evaluate_serials
 from node.lookup.index_builder import IndexBuilder
 from node.lookup.membership import SortedItems
+from node.lookup.model import Hit
 from node.lookup.oprf_workers import OprfWorkers
-from node.protocol.model import Hit
-from node.store.lookups import LookupStore
+from node.lookup.storage import LookupStorage
 
 BATCH = 10_000
 MAX_WORKERS = 8
@@ -39,7 +39,7 @@ class LookupIndex:
     #: Worker processes for a large job (1: evaluate in a thread).
     workers = min(os.cpu_count() or 1, MAX_WORKERS)
 
-    def __init__(self, store: LookupStore, country: str, clock: Clock) -> None:
+    def __init__(self, store: LookupStorage, country: str, clock: Clock) -> None:
         self._store = store
         self._country = country
         self._clock = clock

@@ -31,7 +31,7 @@ import asyncio
 import math
 from typing import Any
 
-from node.auditing import AuditEvent
+from node.auditing import AuditEvent, AuditLog
 from node.clock import Clock
 from node.errors import (
     LookupIdUsedError,
@@ -41,13 +41,12 @@ from node.errors import (
     RateLimitedError,
 )
 from node.lookup import oprf
+from node.lookup.storage import LookupStorage
 from node.protocol.client import pack
 from node.protocol.envelope import Envelope, decode_body
 from node.protocol.model import Peer, Service
 from node.protocol.ratelimit import TokenBuckets
 from node.records.reference import ReferenceTable
-from node.store.audit import AuditStore
-from node.store.lookups import LookupStore
 
 MAX_ELEMENTS = 10_000
 _INLINE_ELEMENTS = 64
@@ -98,8 +97,8 @@ class LookupResponder:
 
     def __init__(
         self,
-        lookups: LookupStore,
-        audit: AuditStore,
+        lookups: LookupStorage,
+        audit: AuditLog,
         reference: ReferenceTable,
         oprf_key: bytes,
         buckets: TokenBuckets,

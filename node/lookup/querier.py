@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 import msgpack
 
-from node.auditing import AuditEvent
+from node.auditing import AuditEvent, AuditLog
 from node.clock import Clock
 from node.errors import IarmsError, OprfError, PeerAnswerError, ValidationError
 from node.lookup import oprf
@@ -41,6 +41,7 @@ from node.lookup.membership import (
     parse_index,
     update_index,
 )
+from node.lookup.storage import LookupStorage
 from node.protocol.client import (
     INDEX_MAX_BYTES,
     RETRYABLE,
@@ -54,8 +55,6 @@ from node.protocol.model import Peer, PeerStatus
 from node.protocol.peers import PeersService
 from node.protocol.transport import PeerUnreachableError
 from node.records.serials import canonicalise_serial
-from node.store.audit import AuditStore
-from node.store.lookups import LookupStore
 
 MAX_SERIALS = 10_000
 #: The longest make and case reference the owner accepts (`lookup_owner`).
@@ -176,9 +175,9 @@ class LookupService:
         self,
         peers: PeersService,
         client: PeerClient,
-        store: LookupStore,
+        store: LookupStorage,
         delivery: DeliveryService,
-        audit: AuditStore,
+        audit: AuditLog,
         evidence: EvidenceService,
         clock: Clock,
     ) -> None:

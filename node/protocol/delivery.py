@@ -27,7 +27,7 @@ from typing import Protocol
 from node.clock import Clock
 from node.protocol.backoff import BackoffConfig, next_interval
 from node.protocol.model import OutboxMessage, OutboxStatus
-from node.store.outbox import OutboxStore
+from node.protocol.storage import OutboxStorage
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class DeliveryService:
 
     def __init__(
         self,
-        store: OutboxStore,
+        store: OutboxStorage,
         clock: Clock,
         config: BackoffConfig | None = None,
         rng: random.Random | None = None,

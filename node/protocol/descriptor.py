@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 import msgpack
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from node.errors import ValidationError
+from node.protocol.keys import public_bytes
 
 PROTOCOL_VERSIONS = ("1",)
 VALIDITY = timedelta(days=30)
@@ -40,6 +42,22 @@ class NodeDescriptor:
     valid_until: int
 
 
+def check_node_url(text: str, what: str, field: str | None = None) -> str:
+    """A node's base URL: http(s), a host, no query; trailing slash removed.
+
+    Raises:
+        ValidationError: naming `what` (and the form `field`, if given).
+    """
+    parts = urlsplit(str(text))
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ValidationError(
+            f"{what}: expected an http:// or https:// URL such as "
+            f"https://iarms.police.example:8443, got {text!r}",
+            field,
+        )
+    return str(text).rstrip("/")
+
+
 def sign_descriptor(
     key: Ed25519PrivateKey,
     country: str,
@@ -49,8 +67,6 @@ def sign_descriptor(
     rotation: bytes | None = None,
 ) -> bytes:
     """The signed descriptor bytes this node serves."""
-    from node.identity import public_bytes
-
     body = {
         "country": country,
         "signing_key": public_bytes(key.public_key()),

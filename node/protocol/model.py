@@ -143,18 +143,3 @@ class DeliveryState:
     interval_s: float
     retry_at: datetime
     last_error: str
-
-
-@dataclass(frozen=True, slots=True)
-class Hit:
-    """A peer's lookup that matched one of our records, as the owner records it."""
-
-    id: int
-    record_id: int
-    serial_number: str
-    peer: str
-    at: datetime
-    case_reference: str
-    make_given: str
-    make_agrees: bool | None  # None when the peer gave no make
-    lookup_id: bytes

@@ -15,15 +15,14 @@ from typing import Any
 
 from node.auditing import AuditEvent
 from node.clock import Clock
-from node.config import check_public_url
 from node.countries import check_alpha3
-from node.errors import ConfigError, ConflictError, ValidationError
-from node.identity import fingerprint
-from node.protocol.descriptor import check_current, verify_descriptor
+from node.errors import ConflictError, ValidationError
+from node.protocol.descriptor import check_current, check_node_url, verify_descriptor
+from node.protocol.keys import fingerprint
 from node.protocol.model import DEFAULT_POLICY, Peer, PeerStatus, Reachability, Service
 from node.protocol.rotation import verify_rotation
+from node.protocol.storage import PeerStorage
 from node.protocol.transport import PeerTransport
-from node.store.peers import PeersStore
 
 DESCRIPTOR_PATH = "/federation/v1/descriptor"
 MAX_DESCRIPTOR_BYTES = 16 * 1024
@@ -60,7 +59,7 @@ class PeersService:
     """Adds, lists, restricts and revokes peers."""
 
     def __init__(
-        self, store: PeersStore, transport: PeerTransport, clock: Clock, country: str
+        self, store: PeerStorage, transport: PeerTransport, clock: Clock, country: str
     ) -> None:
         self._store = store
         self._transport = transport
@@ -72,10 +71,7 @@ class PeersService:
 
     async def add(self, url: str, country: str, fingerprint_text: str, actor: str) -> Peer:
         """Fetch the descriptor at `url` and register the peer if its key has the fingerprint."""
-        try:
-            url = check_public_url(url, "URL")
-        except ConfigError as e:
-            raise ValidationError(str(e), "url") from e
+        url = check_node_url(url, "URL", "url")
         country = check_alpha3(country.strip().upper(), "country")
         expected = parse_fingerprint(fingerprint_text)
         if country == self._country:

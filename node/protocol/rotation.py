@@ -12,23 +12,14 @@ A statement giving the old key more than `MAX_GRACE_S` of grace is refused.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from pathlib import Path
 
 import msgpack
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from node.errors import ValidationError
-from node.identity import (
-    create_signing_key,
-    fingerprint,
-    load_signing_key,
-    public_bytes,
-    save_signing_key,
-)
+from node.protocol.keys import public_bytes
 
 #: The longest grace period a statement may give its old key (a leaked old key
 #: must not stay valid for long); `rotate-key --grace-days` is capped to match.
@@ -78,41 +69,3 @@ def verify_rotation(data: bytes, old_key: bytes) -> KeyRotation:
             f"at most {MAX_GRACE_S} s ({MAX_GRACE_S // 86400} days) is accepted"
         )
     return rotation
-
-
-ROTATION_FILE = "rotation.msgpack"
-
-
-def rotate_signing_key(
-    key_file: Path, passphrase: bytes | None, country: str, now: datetime, grace: timedelta
-) -> KeyRotation:
-    """Replace the node's signing key, keeping the old one aside, and write the statement.
-
-    Both the new key and the retired copy of the old one are sealed under
-    `passphrase` when it is given (an old key in the PEM of older versions is
-    re-sealed as it is retired), else written as unencrypted PKCS#8 PEM. The
-    statement goes to `rotation.msgpack` beside the key; the node serves it in
-    its descriptor once restarted with the new key.
-    """
-    old = load_signing_key(key_file, passphrase)
-    staged = key_file.with_name(key_file.name + ".new")
-    staged.unlink(missing_ok=True)
-    staged.with_suffix(".pub").unlink(missing_ok=True)
-    new_public = create_signing_key(staged, passphrase)
-    statement = sign_rotation(
-        old, country, new_public, int(now.timestamp()), int((now + grace).timestamp())
-    )
-    retired = key_file.with_name(
-        f"{key_file.stem}.{fingerprint(public_bytes(old.public_key()))[:12]}.retired.pem"
-    )
-    save_signing_key(retired, old, passphrase)
-    os.replace(staged, key_file)  # the key file is never missing, not even for a moment
-    os.replace(staged.with_suffix(".pub"), key_file.with_suffix(".pub"))
-    (key_file.parent / ROTATION_FILE).write_bytes(statement)
-    return verify_rotation(statement, public_bytes(old.public_key()))
-
-
-def load_rotation(data_dir: Path) -> bytes | None:
-    """The node's latest rotation statement, if it ever rotated its key."""
-    path = data_dir / ROTATION_FILE
-    return path.read_bytes() if path.exists() else None

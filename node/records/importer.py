@@ -16,15 +16,14 @@ from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing, suppress
 from pathlib import Path
 
-from node.auditing import AuditEvent
+from node.auditing import AuditEvent, AuditLog
 from node.clock import Clock
 from node.errors import CsvFormatError, IarmsError, StorageFullError
 from node.records.csvio import RecordCsvReader
 from node.records.import_parse import ParsedBatch, parse_batches
 from node.records.model import ImportReport
 from node.records.reference import ReferenceTable
-from node.store.audit import AuditStore
-from node.store.records import RecordsStore
+from node.records.storage import RecordStorage
 
 #: Rows per transaction: SQLite's cost per row falls as batches grow (fewer
 #: index pages rewritten per row, measured: 20,000 rows 24k rows/s, 50,000 rows
@@ -45,8 +44,8 @@ class ImportService:
 
     def __init__(
         self,
-        store: RecordsStore,
-        audit: AuditStore,
+        store: RecordStorage,
+        audit: AuditLog,
         reference: ReferenceTable,
         clock: Clock,
         changed: Callable[[], None] = lambda: None,

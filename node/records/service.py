@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, fields
 from datetime import date
 
-from node.auditing import AuditEvent
+from node.auditing import AuditEvent, AuditLog
 from node.clock import Clock
 from node.countries import to_alpha3
 from node.errors import ValidationError
@@ -21,8 +21,7 @@ from node.records.model import (
 from node.records.normalise import check_text, normalise_record, parse_date, parse_status
 from node.records.reference import ReferenceTable
 from node.records.serials import canonicalise_serial
-from node.store.audit import AuditStore
-from node.store.records import RecordsStore
+from node.records.storage import RecordStorage
 
 MAX_PAGE = 500
 
@@ -60,8 +59,8 @@ class RecordsService:
 
     def __init__(
         self,
-        store: RecordsStore,
-        audit: AuditStore,
+        store: RecordStorage,
+        audit: AuditLog,
         reference: ReferenceTable,
         clock: Clock,
         changed: Callable[[], None] = lambda: None,

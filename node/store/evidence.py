@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, insert, select
 
 from node.errors import NotFoundError
-from node.lookup.evidence import EvidenceEntry
+from node.lookup.model import EvidenceEntry
 from node.store.database import Database
 from node.store.tables import HitEvidenceRow, table
 

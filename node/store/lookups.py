@@ -10,7 +10,7 @@ from sqlalchemy import Row, bindparam, delete, insert, select, update
 from sqlalchemy.sql.elements import ClauseElement
 
 from node.auditing import AuditEvent
-from node.protocol.model import Hit
+from node.lookup.model import Hit
 from node.records.model import FirearmRecord, Status
 from node.store.audit import append_entry, append_in_sqlite_transaction
 from node.store.database import Database

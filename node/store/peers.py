@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from node.auditing import AuditEvent
 from node.errors import ConflictError, NotFoundError
-from node.identity import fingerprint
+from node.protocol.keys import fingerprint
 from node.protocol.model import Peer, PeerStatus, Service
 from node.store.audit import append_entry
 from node.store.database import Database

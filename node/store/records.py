@@ -21,6 +21,7 @@ from node.records.model import (
     SerialMatch,
     Status,
 )
+from node.records.storage import AuditFor
 from node.store.audit import append_entry
 from node.store.database import Database
 from node.store.dialect import insert_many_ignoring_conflicts, like_escape
@@ -29,7 +30,6 @@ from node.store.tables import RecordOutputRow, RecordRow, table
 _t = table(RecordRow)
 _outputs = table(RecordOutputRow)
 _c = _t.c
-AuditFor = Callable[[FirearmRecord], AuditEvent]
 
 
 def model_key(model: str) -> str:

@@ -10,9 +10,9 @@ from aiohttp import web
 
 from node import __version__
 from node.app import Federation, Node
-from node.identity import fingerprint
+from node.identity import load_rotation
 from node.protocol.descriptor import PROTOCOL_VERSIONS, sign_descriptor
-from node.protocol.rotation import load_rotation
+from node.protocol.keys import fingerprint
 
 MSGPACK = "application/msgpack"
 
