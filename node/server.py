@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -11,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from node.app import Federation, Node, federation
+from node.clock import Clock
 from node.errors import ConfigError
 from node.identity import NodeKeys
 from node.web.federation_api import build_federation_app
@@ -21,15 +21,16 @@ SETTLE_S = 0.5
 PRUNE_S = 600.0
 
 
-async def _every(seconds: float, stop: asyncio.Event, job: Callable[[], Awaitable[object]]) -> None:
-    """Run `job` now and every `seconds` until `stop`; log its failures, keep going."""
+async def _every(
+    clock: Clock, seconds: float, stop: asyncio.Event, job: Callable[[], Awaitable[object]]
+) -> None:
+    """Run `job` now and every `seconds` of `clock` until `stop`; log its failures, keep going."""
     while not stop.is_set():
         try:
             await job()
         except Exception:
             log.exception("background job failed; it runs again in %.0f s", seconds)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), seconds)
+        await clock.wait(seconds, stop)
 
 
 async def follow_records(
@@ -48,12 +49,9 @@ async def follow_records(
             await node.lookup_index.refresh(oprf_key)
         except Exception:
             log.exception("refreshing the lookup index failed; it runs again in %.0f s", every_s)
-        waits = [asyncio.ensure_future(e.wait()) for e in (changed, stop)]
-        await asyncio.wait(waits, timeout=every_s, return_when=asyncio.FIRST_COMPLETED)
-        for waiting in waits:
-            waiting.cancel()
+        await node.clock.wait(every_s, changed, stop)
         if changed.is_set() and not stop.is_set():
-            await asyncio.sleep(SETTLE_S)  # let a burst of edits or import batches settle
+            await node.clock.sleep(SETTLE_S)  # let a burst of edits or import batches settle
 
 
 async def _greet(node: Node, fed: Federation) -> None:
@@ -104,7 +102,7 @@ async def serve(node: Node, keys: NodeKeys, announce: Callable[[str], None]) -> 
     background = [
         asyncio.create_task(node.delivery.run(fed.client, stop)),
         asyncio.create_task(follow_records(node, keys.oprf, stop)),
-        asyncio.create_task(_every(PRUNE_S, stop, fed.receiver.prune)),
+        asyncio.create_task(_every(node.clock, PRUNE_S, stop, fed.receiver.prune)),
         asyncio.create_task(_greet(node, fed)),
     ]
     announce(f"console:        http://{node.config.console}/")

@@ -134,20 +134,14 @@ class DeliveryService:
             self._wake.set()
 
     async def run(self, sender: MessageSender, stop: asyncio.Event, tick_s: float = 1.0) -> None:
-        """Deliver until `stop` is set, waking on new messages or every `tick_s`."""
+        """Deliver until `stop` is set, waking on new messages or every `tick_s` of the clock."""
         while not stop.is_set():
             self._wake.clear()
             try:
                 await self.deliver_due(sender)
             except Exception:
                 log.exception("delivery round failed; retrying")
-            waiter = asyncio.ensure_future(self._wake.wait())
-            stopper = asyncio.ensure_future(stop.wait())
-            await asyncio.wait(
-                {waiter, stopper}, timeout=tick_s, return_when=asyncio.FIRST_COMPLETED
-            )
-            waiter.cancel()
-            stopper.cancel()
+            await self._clock.wait(tick_s, self._wake, stop)
 
     async def messages(self, status: OutboxStatus | None = None) -> list[OutboxMessage]:
         """Outbox messages, newest first (dead letters for the admin)."""
