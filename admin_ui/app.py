@@ -9,6 +9,7 @@ the same handler: `render.page` picks HTML or JSON from the path.
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import aiohttp_jinja2
@@ -17,6 +18,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from admin_ui import (
+    views_account,
     views_admin,
     views_evidence,
     views_home,
@@ -25,7 +27,8 @@ from admin_ui import (
     views_peers,
     views_records,
 )
-from admin_ui.auth import FEDERATION, NODE, session_middleware
+from admin_ui.auth import FEDERATION, LOGIN_CSRF_KEY, NODE, session_middleware
+from admin_ui.forms import refuse_nul
 from admin_ui.jobs import JOBS, MAX_UPLOAD, MAX_UPLOAD_BYTES, ImportJobs
 from admin_ui.render import add_security_headers, dumps, error_middleware
 from node.app import Federation, Node
@@ -54,6 +57,8 @@ ACTIONS: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/login", views_home.login_form),
     ("POST", "/login", views_home.login),
     ("POST", "/logout", views_home.logout),
+    ("GET", "/account/password", views_account.password_form),
+    ("POST", "/account/password", views_account.password_change),
     ("GET", "/records/new", views_records.record_new_form),
     ("POST", "/records/new", views_records.record_create),
     ("GET", f"/records/{_ID}/edit", views_records.record_edit_form),
@@ -66,6 +71,7 @@ ACTIONS: tuple[tuple[str, str, Handler], ...] = (
     ("POST", "/users", views_admin.user_add),
     ("POST", "/users/{name}/approve", views_admin.user_approve),
     ("POST", "/users/{name}/status", views_admin.user_status),
+    ("POST", "/users/{name}/password", views_admin.user_password_reset),
     ("POST", "/lookup", views_lookup.lookup_run),
     ("POST", "/lookup.json", views_lookup.lookup_run),
     ("POST", "/lookup/bulk", views_lookup.lookup_bulk),
@@ -75,6 +81,19 @@ ACTIONS: tuple[tuple[str, str, Handler], ...] = (
     ("POST", f"/peers/{views_peers.COUNTRY}/policy", views_peers.peer_policy),
     ("POST", f"/peers/{views_peers.COUNTRY}/revoke", views_peers.peer_revoke),
 )
+
+
+@web.middleware
+async def nul_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse a NUL character in the page's address or query string, before any view runs.
+
+    The node cannot store U+0000 (PostgreSQL text cannot hold it), and no name,
+    filter or id has one. Posted forms are checked by their views (`refuse_nul`),
+    which show the form again with the message next to the field.
+    """
+    refuse_nul({"address": request.path})
+    refuse_nul(request.query.items())
+    return await handler(request)
 
 
 def _add_routes(app: web.Application) -> None:
@@ -109,9 +128,11 @@ def build_console_app(
         The application, ready for an `AppRunner` (or a test server).
     """
     app = web.Application(
-        middlewares=[error_middleware, session_middleware], client_max_size=MAX_FORM_BYTES
+        middlewares=[error_middleware, nul_middleware, session_middleware],
+        client_max_size=MAX_FORM_BYTES,
     )
     app[NODE] = node
+    app[LOGIN_CSRF_KEY] = secrets.token_bytes(32)
     if fed is not None:
         app[FEDERATION] = fed
     app[JOBS] = ImportJobs(node)

@@ -10,12 +10,29 @@ works on its default address while any other address needs HTTPS.
 Every POST after login must carry the session's CSRF token as the form field
 `csrf_token` (for multipart uploads: as the first part, checked before the
 file is read). The login form, posted before any session exists, uses a
-double-submit cookie instead.
+double-submit cookie instead, whose token is bound to this console: an HMAC,
+under a key the console draws when it starts, over a nonce and the address
+the console listens on. Cookies are scoped by host, not by port, so a page
+on another port of the same host can set the cookie; it cannot mint a token
+that this console accepts.
+
+Every POST, the login's included, must also come from the console's own
+origin (scheme, host and port): `check_origin` refuses any whose
+`Sec-Fetch-Site` or `Origin` header says it was sent by another site or
+another port. A request with neither header is not from a browser that a
+forged form could drive, and is let through to the token checks.
+
+A user whose password was handed out by someone else (`must_change_password`)
+may only change it or log out: every other page sends them to
+`PASSWORD_PATH`, and the `.json` twins and other posts answer 403
+`password_change_required`.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
 import hmac
 import ipaddress
 import secrets
@@ -27,18 +44,32 @@ from aiohttp.typedefs import Handler
 
 from node.accounts.model import ConsoleSession, Role, User
 from node.app import Federation, Node
-from node.errors import AuthError, CsrfError, PermissionDeniedError
+from node.errors import (
+    AuthError,
+    CrossOriginError,
+    CsrfError,
+    PasswordChangeRequiredError,
+    PermissionDeniedError,
+)
 
 SESSION_COOKIE = "iarms_session"
 LOGIN_CSRF_COOKIE = "iarms_login_csrf"
 CSRF_FIELD = "csrf_token"
 PUBLIC_PATHS = frozenset({"/login"})
+PASSWORD_PATH = "/account/password"  # noqa: S105 (a page, not a password)
+#: Where a user who must change their password may still go.
+PASSWORD_CHANGE_PATHS = frozenset({PASSWORD_PATH, "/logout"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: `Sec-Fetch-Site` values of a request the console's own pages (or the user) made.
+SAME_ORIGIN_SITES = frozenset({"same-origin", "none"})
 #: The only paths that take multipart (file upload) bodies.
 UPLOAD_PATHS = frozenset({"/records/import", "/lookup/bulk", "/lookup/bulk.json"})
 STATIC_PREFIX = "/static/"
 MAX_TOKEN_CHARS = 128
 
 NODE = web.AppKey("node", Node)
+#: The key of the login form's token HMAC, drawn when the console starts.
+LOGIN_CSRF_KEY = web.AppKey("login_csrf_key", bytes)
 #: The federation services; absent when the console runs without the node's signing key.
 FEDERATION = web.AppKey("federation", Federation)
 SESSION: web.RequestKey[ConsoleSession] = web.RequestKey("session")
@@ -130,11 +161,37 @@ def clear_session_cookie(response: web.StreamResponse) -> None:
     response.del_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="Strict")
 
 
+def _listen_address(request: web.Request) -> str:
+    """The address and port of the console's socket this request came in on.
+
+    From the socket, not the Host header: a client cannot choose it.
+    """
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    if isinstance(sockname, tuple) and len(sockname) >= 2:
+        return f"{sockname[0]}:{sockname[1]}"
+    return str(sockname)
+
+
+def _login_mac(request: web.Request, nonce: str) -> str:
+    message = f"{_listen_address(request)}|{nonce}".encode()
+    digest = hmac.new(request.app[LOGIN_CSRF_KEY], message, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def _bound_here(request: web.Request, token: str) -> bool:
+    """Whether `token` is a login token this console minted on this address."""
+    nonce, _, mac = token.partition(".")
+    if not nonce or not mac or len(token) > MAX_TOKEN_CHARS:
+        return False
+    return hmac.compare_digest(mac.encode(), _login_mac(request, nonce).encode())
+
+
 def login_csrf_token(request: web.Request) -> str:
-    """The login form's CSRF token: the browser's cookie if it has one, else a new token."""
+    """The login form's CSRF token: the browser's cookie if this console minted it, else new."""
     token = request.cookies.get(LOGIN_CSRF_COOKIE, "")
-    if not token or len(token) > MAX_TOKEN_CHARS:
-        token = secrets.token_urlsafe(32)
+    if not _bound_here(request, token):
+        nonce = secrets.token_urlsafe(24)
+        token = f"{nonce}.{_login_mac(request, nonce)}"
     return token
 
 
@@ -146,8 +203,35 @@ def set_login_csrf_cookie(response: web.StreamResponse, token: str) -> None:
 
 
 def check_login_csrf(request: web.Request, form: Mapping[str, object]) -> None:
-    """Refuse a login post whose token does not match its cookie (CsrfError)."""
-    _check_token(form.get(CSRF_FIELD), request.cookies.get(LOGIN_CSRF_COOKIE, ""))
+    """Refuse a login post whose token does not match its cookie or was not minted here."""
+    cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    _check_token(form.get(CSRF_FIELD), cookie)
+    if not _bound_here(request, cookie):
+        raise CsrfError("the login form did not come from this console; reload it")
+
+
+def check_origin(request: web.Request) -> None:
+    """Refuse a request that a browser says another origin sent (CrossOriginError, 403).
+
+    Another port of the same host is another origin: `Sec-Fetch-Site` says
+    `same-site` then, and `Origin` names the other port. `Origin: null` (an
+    opaque origin; also what Chromium sends under `Referrer-Policy:
+    no-referrer`) passes only when `Sec-Fetch-Site` vouches for it.
+    """
+    own = f"{request.scheme}://{request.host}".lower()
+    site = request.headers.get("Sec-Fetch-Site")
+    origin = request.headers.get("Origin")
+    cross = (
+        (site is not None and site not in SAME_ORIGIN_SITES)
+        or (origin is not None and origin != "null" and origin.lower() != own)
+        or (origin == "null" and site not in SAME_ORIGIN_SITES)
+    )
+    if cross:
+        sender = origin if origin and origin != "null" else f"a {site or 'unknown'} page"
+        raise CrossOriginError(
+            f"this form was sent from another site or port ({sender[:200]}), not from this "
+            f"console ({own[:200]}); open the console at its own address and send it from there"
+        )
 
 
 def _check_token(given: object, expected: str) -> None:
@@ -177,9 +261,23 @@ async def _check_csrf(request: web.Request, session: ConsoleSession) -> None:
     _check_token(form.get(CSRF_FIELD), session.csrf_token)
 
 
+def _check_password_changed(request: web.Request, session: ConsoleSession) -> None:
+    """Send a user who must change their password to the page that does it."""
+    if not session.user.must_change_password or request.path in PASSWORD_CHANGE_PATHS:
+        return
+    if request.method in ("GET", "HEAD") and not is_json(request):
+        raise web.HTTPSeeOther(PASSWORD_PATH + "?" + urlencode({"next": request.path_qs}))
+    raise PasswordChangeRequiredError(
+        f"you signed in with a password someone else gave you: change it first, at {PASSWORD_PATH}"
+    )
+
+
 @web.middleware
 async def session_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Require a live session (except on public paths) and a CSRF token on every POST."""
+    """Require a same-origin POST, a live session (except on public paths), a changed
+    password where one is due, and the session's CSRF token on every POST."""
+    if request.method not in SAFE_METHODS:
+        check_origin(request)
     if request.path in PUBLIC_PATHS or request.path.startswith(STATIC_PREFIX):
         return await handler(request)
     token = request.cookies.get(SESSION_COOKIE, "")
@@ -189,7 +287,8 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
             raise web.HTTPFound("/login?" + urlencode({"next": request.path_qs}))
         raise AuthError("you are not logged in or your session has ended; log in again")
     request[SESSION] = session
-    if request.method not in ("GET", "HEAD", "OPTIONS"):
+    _check_password_changed(request, session)
+    if request.method not in SAFE_METHODS:
         await _check_csrf(request, session)
     return await handler(request)
 

@@ -6,7 +6,7 @@ put the message next to it and show the user's input again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -15,6 +15,11 @@ from node.records.model import CSV_COLUMNS, FirearmRecord, FirearmType, Page, St
 from node.records.service import FilterText
 
 DEFAULT_LIMIT = 50
+#: The largest id or version: the databases' 64-bit signed integer.
+MAX_ID = 2**63 - 1
+#: The largest offset into a list: past any table's size (the CLI's --offset bound too).
+MAX_OFFSET = 1_000_000_000
+NUL = "\x00"
 #: The record form's fields, in display order, with their labels.
 RECORD_LABELS: Mapping[str, str] = {
     "serial_number": "Serial number",
@@ -62,18 +67,60 @@ def record_values(form: Mapping[str, Any]) -> dict[str, str]:
     return text_values(form, CSV_COLUMNS)
 
 
-def parse_int(text: object, field: str, default: int | None = None, minimum: int = 0) -> int:
-    """A whole number from a form or query value; `default` when empty.
+def parse_int(
+    text: object, field: str, default: int | None = None, minimum: int = 0, maximum: int = MAX_ID
+) -> int:
+    """A whole number from `minimum` to `maximum` from a form or query value; `default` when empty.
 
     Raises:
-        ValidationError: naming `field` if the text is not a number of at least `minimum`.
+        ValidationError: naming `field` and the range if the text is not such a number.
     """
     text = text.strip() if isinstance(text, str) else ""
     if not text and default is not None:
         return default
-    if not text.isascii() or not text.isdigit() or len(text) > 18 or int(text) < minimum:
-        raise ValidationError(f"{field}: expected a whole number of at least {minimum}", field)
-    return int(text)
+    # The length bound comes first: it keeps a huge digit string from being converted.
+    significant = text.lstrip("0") or "0"
+    if (
+        not text.isascii()
+        or not text.isdigit()
+        or len(significant) > len(str(maximum))
+        or not (minimum <= int(significant) <= maximum)
+    ):
+        raise ValidationError(
+            f"{field}: expected a whole number from {minimum:,} to {maximum:,}", field
+        )
+    return int(significant)
+
+
+def parse_offset(text: object) -> int:
+    """The `offset` of a list page: from 0 to `MAX_OFFSET`, 0 when empty."""
+    return parse_int(text, "offset", 0, maximum=MAX_OFFSET)
+
+
+def refuse_nul(values: Mapping[str, object] | Iterable[tuple[str, object]]) -> None:
+    """Refuse text holding a NUL character, which the node cannot store (PostgreSQL text
+    cannot hold U+0000) and no legitimate input has.
+
+    Args:
+        values: a form's or query's fields and values; values that are not text
+            (uploaded files) are left to their own checks.
+
+    Raises:
+        ValidationError: naming the first field that holds a NUL character.
+    """
+    for name, value in values.items() if isinstance(values, Mapping) else values:
+        if NUL in name:
+            raise ValidationError(
+                "a field name contains a NUL character (U+0000); the form was not sent by "
+                "this console",
+                None,
+            )
+        if isinstance(value, str) and NUL in value:
+            raise ValidationError(
+                f"{name}: contains a NUL character (U+0000), which cannot be stored; "
+                "type the text without it",
+                name,
+            )
 
 
 def filter_text(params: Mapping[str, str]) -> FilterText:

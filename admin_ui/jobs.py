@@ -11,7 +11,9 @@ however it ends; files left behind by a crash are swept when the console starts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
+import errno
 import logging
 import os
 import secrets
@@ -24,7 +26,7 @@ from typing import IO, Any
 from aiohttp import BodyPartReader, web
 
 from node.app import Node
-from node.errors import IarmsError, NotFoundError, ValidationError
+from node.errors import IarmsError, NotFoundError, StorageFullError, ValidationError
 from node.records.model import ImportReport
 
 log = logging.getLogger(__name__)
@@ -129,8 +131,11 @@ class _Spool:
         self._file.close()
 
     def discard(self) -> None:
-        self._file.close()
-        self.path.unlink(missing_ok=True)
+        try:
+            with contextlib.suppress(OSError):  # a full disk cannot take the rest: it goes anyway
+                self._file.close()
+        finally:
+            self.path.unlink(missing_ok=True)
 
 
 def size_text(size: int) -> str:
@@ -142,20 +147,37 @@ async def receive_upload(part: BodyPartReader, directory: Path, limit: int) -> t
     """Stream an uploaded file to a temporary file in `directory`; return its path and size.
 
     Raises:
-        UploadTooLargeError: if the file is larger than `limit` bytes; nothing is
-            left on disk then.
+        UploadTooLargeError: if the file is larger than `limit` bytes.
+        StorageFullError: if the disk fills while the file is written.
+        Nothing is left on disk after either.
     """
-    spool = _Spool(directory)
+    try:
+        spool = _Spool(directory)
+    except OSError as e:
+        raise _spool_error(e, directory) from e
     try:
         while chunk := await part.read_chunk(CHUNK):
             if spool.size + len(chunk) > limit:
                 raise UploadTooLargeError(limit)
             spool.write(chunk)
-    except BaseException:
+        spool.close()  # the last buffered bytes reach the disk here
+    except BaseException as e:
         spool.discard()
+        if isinstance(e, OSError):
+            raise _spool_error(e, directory) from e
         raise
-    spool.close()
     return spool.path, spool.size
+
+
+def _spool_error(error: OSError, directory: Path) -> OSError | StorageFullError:
+    """A full disk as one readable line (StorageFullError); any other OSError as it is."""
+    if error.errno != errno.ENOSPC:
+        return error
+    return StorageFullError(
+        str(directory),
+        error.strerror or "no space left on device",
+        "nothing was imported; free some space and upload the file again",
+    )
 
 
 class ImportJobs:

@@ -74,8 +74,8 @@ def dumps(data: object) -> str:
 def nav_links(
     user: User | None, nav: tuple[tuple[str, str, tuple[Role, ...]], ...] = NAV
 ) -> list[tuple[str, str]]:
-    """The links of `nav` that `user` may follow."""
-    if user is None:
+    """The links of `nav` that `user` may follow (none before a due password change)."""
+    if user is None or user.must_change_password:
         return []
     return [(path, label) for path, label, roles in nav if not roles or user.may(*roles)]
 

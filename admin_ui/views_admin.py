@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from admin_ui.auth import actor, get_node, requires
-from admin_ui.forms import parse_int, text_values
+from admin_ui.forms import parse_int, refuse_nul, text_values
 from admin_ui.render import field_errors, page
 from node.accounts.model import Role, User, UserStatus
 from node.accounts.service import parse_role
@@ -44,6 +44,7 @@ def _user_json(user: User) -> dict[str, Any]:
         "created_at": user.created_at,
         "approved_by": user.approved_by,
         "approved_at": user.approved_at,
+        "must_change_password": user.must_change_password,
     }
 
 
@@ -84,6 +85,7 @@ async def _users_page(
     values: Mapping[str, str] | None = None,
     errors: Mapping[str, str] | None = None,
     created: tuple[User, str] | None = None,
+    reset: tuple[User, str] | None = None,
     status: int = 200,
 ) -> web.Response:
     users = await get_node(request).users.list_users()
@@ -93,6 +95,7 @@ async def _users_page(
         "values": values or {},
         "errors": errors or {},
         "created": created,
+        "reset": reset,
         "me": actor(request),
     }
     data = {"users": [_user_json(u) for u in users]}
@@ -112,6 +115,7 @@ async def user_add(request: web.Request) -> web.Response:
     values = text_values(form, ("name", "role"))
     values["external"] = "on" if form.get("external") else ""
     try:
+        refuse_nul(values)
         role = parse_role(values["role"])
         created = await get_node(request).users.add_user(
             values["name"].strip(), role, bool(values["external"]), None, actor(request)
@@ -145,3 +149,17 @@ async def user_status(request: web.Request) -> web.Response:
         raise ConflictError(f"user {name!r} is pending: approve the account instead")
     await users.set_status(name, UserStatus(wanted), actor(request))
     raise web.HTTPSeeOther("/users")
+
+
+@requires(Role.ADMIN)
+async def user_password_reset(request: web.Request) -> web.Response:
+    """POST /users/{name}/password: a new one-time password, shown this once; the user's
+    sessions end and they must change it at their next login. Admins change their own
+    password on the account page instead."""
+    name = request.match_info["name"]
+    if name == actor(request):
+        raise ValidationError(
+            "password: change your own password on the account page (Change password)", "password"
+        )
+    reset = await get_node(request).users.reset_password(name, None, actor(request))
+    return await _users_page(request, reset=reset)

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from admin_ui.auth import get_node, requires
 from admin_ui.federation_forms import DISCLOSED_LABELS, MAKE_AGREEMENT
-from admin_ui.forms import DEFAULT_LIMIT, parse_int
+from admin_ui.forms import DEFAULT_LIMIT, parse_int, parse_offset
 from admin_ui.render import page
 from node.accounts.model import Role
 from node.errors import EvidenceError
@@ -64,7 +64,7 @@ def _unverified(request: web.Request, evidence_id: int, error: EvidenceError) ->
 @reader
 async def evidence_list(request: web.Request) -> web.Response:
     """GET /evidence(.json): the kept evidence of our lookups' hits, newest first."""
-    offset = parse_int(request.query.get("offset"), "offset", 0)
+    offset = parse_offset(request.query.get("offset"))
     limit = parse_int(request.query.get("limit"), "limit", DEFAULT_LIMIT, minimum=1)
     limit = min(limit, MAX_EVIDENCE_LIMIT)
     entries, total = await get_node(request).evidence.list(limit, offset)

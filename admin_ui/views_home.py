@@ -19,8 +19,9 @@ from admin_ui.auth import (
     set_login_csrf_cookie,
     set_session_cookie,
 )
+from admin_ui.forms import refuse_nul, text_values
 from admin_ui.render import nav_links, page
-from node.errors import AuthError, LoginThrottledError
+from node.errors import AuthError, LoginThrottledError, ValidationError
 
 MAX_NAME_CHARS = 64
 MAX_PASSWORD_CHARS = 1024
@@ -54,14 +55,16 @@ async def login(request: web.Request) -> web.Response:
     """
     form = await request.post()
     check_login_csrf(request, form)
-    name = form.get("name")
-    password = form.get("password")
+    values = text_values(form, ("name", "password"))
     next_path = safe_next(form.get("next"))
-    name = name.strip()[:MAX_NAME_CHARS] if isinstance(name, str) else ""
-    password = password[:MAX_PASSWORD_CHARS] if isinstance(password, str) else ""
+    name = values["name"].strip()[:MAX_NAME_CHARS]
+    password = values["password"][:MAX_PASSWORD_CHARS]
     users = get_node(request).users
     try:
+        refuse_nul(values)
         user = await users.authenticate(name, password, address=client_address(request))
+    except ValidationError as e:
+        return _login_form(request, next_path, name, str(e), status=e.status)
     except AuthError as e:
         response = _login_form(request, next_path, name, str(e), status=e.status)
         if isinstance(e, LoginThrottledError):

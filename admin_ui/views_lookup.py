@@ -35,7 +35,7 @@ from admin_ui.federation_forms import (
     results_context,
     single_query,
 )
-from admin_ui.forms import DEFAULT_LIMIT, parse_int, text_values
+from admin_ui.forms import DEFAULT_LIMIT, parse_int, parse_offset, text_values
 from admin_ui.jobs import CHUNK, size_text
 from admin_ui.render import field_errors, page
 from node.accounts.model import Role
@@ -177,7 +177,7 @@ def _hits_url(offset: int, limit: int) -> str:
 @requires(Role.OFFICER, Role.AUDITOR)
 async def hits_list(request: web.Request) -> web.Response:
     """GET /hits(.json): the peers' lookups that matched our records, newest first."""
-    offset = parse_int(request.query.get("offset"), "offset", 0)
+    offset = parse_offset(request.query.get("offset"))
     limit = parse_int(request.query.get("limit"), "limit", DEFAULT_LIMIT, minimum=1)
     limit = min(limit, MAX_HITS_LIMIT)
     found = await get_node(request).lookup_index.hits(limit + 1, offset)

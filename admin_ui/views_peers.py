@@ -18,7 +18,7 @@ from admin_ui.federation_forms import (
     dead_letter_json,
     parse_policy,
 )
-from admin_ui.forms import text_values
+from admin_ui.forms import refuse_nul, text_values
 from admin_ui.render import field_errors, page
 from node.accounts.model import Role
 from node.errors import ConflictError, ValidationError
@@ -69,6 +69,7 @@ async def peer_add(request: web.Request) -> web.Response:
     values = text_values(await request.post(), PEER_FIELDS)
     url, country, given = (values[name] for name in PEER_FIELDS)
     try:
+        refuse_nul(values)
         peer = await get_node(request).peers.add(url.strip(), country, given, actor(request))
     except ValidationError as e:
         return await _peers_page(request, values=values, errors=field_errors(e), status=400)

@@ -18,8 +18,10 @@ from admin_ui.forms import (
     page_json,
     page_url,
     parse_int,
+    parse_offset,
     record_json,
     record_values,
+    refuse_nul,
     text_values,
 )
 from admin_ui.render import field_errors, page
@@ -62,7 +64,7 @@ async def records_list(request: web.Request) -> web.Response:
     deleted = request.query.get("deleted", "")
     node = get_node(request)
     try:
-        offset = parse_int(request.query.get("offset"), "offset", 0)
+        offset = parse_offset(request.query.get("offset"))
         limit = parse_int(request.query.get("limit"), "limit", DEFAULT_LIMIT, minimum=1)
         found = node.records.parse_filter(filter_text(params))
         result = await node.records.search(found, actor(request), offset, limit)
@@ -113,6 +115,7 @@ async def record_create(request: web.Request) -> web.Response:
     """POST /records/new: store the record and show it, or show the form again with the error."""
     values = record_values(await request.post())
     try:
+        refuse_nul(values)
         record = await get_node(request).records.create(record_input(values), actor(request))
     except ValidationError as e:
         return _form(request, values, field_errors(e), status=400)
@@ -150,6 +153,7 @@ async def record_update(request: web.Request) -> web.Response:
     values = record_values(form)
     version = text_values(form, ("version",))["version"]
     try:
+        refuse_nul(values)
         expected = parse_int(version, "version", minimum=1)
         entry = record_input(values)
         await get_node(request).records.update(record_id, expected, entry, actor(request))
@@ -169,6 +173,7 @@ async def record_recover(request: web.Request) -> web.Response:
     record_id = _record_id(request)
     form = await request.post()
     try:
+        refuse_nul(form.items())
         version = parse_int(form.get("version"), "version", minimum=1)
         on = parse_date(text_values(form, ("recovered_on",))["recovered_on"], "recovered_on")
         await get_node(request).records.recover(record_id, version, on, actor(request))
@@ -185,6 +190,7 @@ async def record_delete(request: web.Request) -> web.Response:
     record_id = _record_id(request)
     form = await request.post()
     try:
+        refuse_nul(form.items())
         version = parse_int(form.get("version"), "version", minimum=1)
         reason = text_values(form, ("reason",))["reason"]
         await get_node(request).records.delete(record_id, version, reason, actor(request))

@@ -187,6 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
     users.add_parser("list", parents=[data], help="list accounts").add_argument(
         "--json", action="store_true"
     )
+    reset = users.add_parser(
+        "password", parents=[data], help="reset a password; the user must change it at next login"
+    )
+    reset.add_argument("name")
+    reset.add_argument("--password-file", type=Path, help="default: generated and printed once")
 
     peers = sub.add_parser("peers", help="peer nodes and what this node answers them")
     peers_sub = peers.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -273,30 +278,35 @@ def _chosen_parser(
     return chosen
 
 
-def _not_utf8(value: object) -> bool:
-    """A text argument from argv bytes that were not UTF-8 (Python made them surrogates)."""
+def _text_problem(value: object) -> str | None:
+    """What makes a text argument unusable: bytes that were not UTF-8 (Python made them
+    surrogates), or a NUL character (which the database cannot store); None if nothing."""
     if not isinstance(value, str):
-        return False
+        return None
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        return True
-    return False
+        return "not valid UTF-8 text"
+    if "\x00" in value:
+        return "contains a NUL character (U+0000), which cannot be stored"
+    return None
 
 
 def _check_text(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Refuse text arguments that are not UTF-8, naming the option.
+    """Refuse text arguments that are not UTF-8 or hold a NUL, naming the option.
 
-    Paths are not text: their bytes are a legitimate file name, kept as they are.
+    A command line from the shell cannot hold a NUL (the kernel's argv is C
+    strings); one built by a program calling `main` can. Paths are not text:
+    their bytes are a legitimate file name, kept as they are.
     """
     names = {
         action.dest: max(action.option_strings, key=len, default=action.dest)
         for action in parser._actions
     }
     for dest, value in vars(args).items():
-        values = value if isinstance(value, list) else [value]
-        if any(_not_utf8(v) for v in values):
-            parser.error(f"argument {names.get(dest, dest)}: not valid UTF-8 text")
+        for v in value if isinstance(value, list) else [value]:
+            if problem := _text_problem(v):
+                parser.error(f"argument {names.get(dest, dest)}: {problem}")
 
 
 def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

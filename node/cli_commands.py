@@ -234,6 +234,17 @@ async def cmd_users_add(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_users_password(args: argparse.Namespace) -> int:
+    password = _secret_file(args.password_file, "password")
+    async with _open(args) as node:
+        user, password = await node.users.reset_password(args.name, password, _actor())
+    echo(f"reset the password of {user.name}; their console sessions have ended")
+    if args.password_file is None:
+        echo(f"one-time password: {password}")
+    echo(f"{user.name} must change it at next login")
+    return 0
+
+
 async def cmd_users_approve(args: argparse.Namespace) -> int:
     async with _open(args) as node:
         user = await node.users.approve(args.name, _actor())
@@ -531,6 +542,7 @@ COMMANDS: dict[str, Handler] = {
     "users disable": lambda a: _set_status(a, UserStatus.DISABLED),
     "users enable": lambda a: _set_status(a, UserStatus.ACTIVE),
     "users list": cmd_users_list,
+    "users password": cmd_users_password,
     "peers add": cmd_peers_add,
     "peers list": cmd_peers_list,
     "peers show": cmd_peers_show,

@@ -135,6 +135,18 @@ class CsrfError(PermissionDeniedError):
     code = "csrf"
 
 
+class CrossOriginError(CsrfError):
+    """A form was posted to the console from another origin (another site, or another port)."""
+
+    code = "cross_origin"
+
+
+class PasswordChangeRequiredError(PermissionDeniedError):
+    """The user signed in with a password someone else gave them and must change it first."""
+
+    code = "password_change_required"
+
+
 class AuditChainError(IarmsError):
     """The audit log's hash chain is broken at a given entry."""
 

@@ -98,8 +98,15 @@ async def init_node(
         config = write_config(data_dir, raw)
         node = await Node.open(config, clock)
         try:
+            # A password init generates and prints must be changed at first login; one the
+            # admin chose (--admin-password-file) is theirs already.
             _user, password = await node.users.add_user(
-                FIRST_ADMIN, Role.ADMIN, False, admin_password, actor="init"
+                FIRST_ADMIN,
+                Role.ADMIN,
+                False,
+                admin_password,
+                actor="init",
+                must_change_password=admin_password is None,
             )
         finally:
             await node.close()

@@ -66,9 +66,23 @@ class Console:
         response = await self.login(name, password)
         assert response.status == 303, await response.text()
 
+    async def change_password(
+        self, current: str, new: str, repeat: str | None = None, next_path: str = "/"
+    ) -> ClientResponse:
+        """POST the change-password form of the logged-in user."""
+        form = {
+            "current_password": current,
+            "new_password": new,
+            "repeat_password": new if repeat is None else repeat,
+            "next": next_path,
+        }
+        return await self.post("/account/password", form)
+
     async def add_user(self, name: str, role: Role, password: str = OFFICER_PASSWORD) -> None:
-        """Create an active in-bureau account through the service."""
-        await self.node.users.add_user(name, role, False, password, actor="test")
+        """Create an active in-bureau account through the service, its password already its own."""
+        await self.node.users.add_user(
+            name, role, False, password, actor="test", must_change_password=False
+        )
 
     async def get(self, path: str, **kwargs: Any) -> ClientResponse:
         """GET without following redirects."""

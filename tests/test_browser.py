@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from aiohttp import web
 from playwright.async_api import Browser, ConsoleMessage, Dialog, Page, async_playwright, expect
 
 from admin_ui.app import build_console_app
+from node.accounts.service import SIGN_IN_FAILED
 from node.app import Node
 from node.clock import FakeClock
 from node.config import load_config
@@ -60,20 +62,28 @@ class Tab:
         await self.page.get_by_role("button", name="Log in").click()
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Served]:
-    """One node (SQLite) and its console on a free port of 127.0.0.1."""
-    data_dir = tmp_path_factory.mktemp("browser") / "fra"
+@asynccontextmanager
+async def serving(data_dir: Path, admin_password: str | None) -> AsyncIterator[tuple[Served, str]]:
+    """A new node (SQLite) and its console on a free port of 127.0.0.1; and the admin's password."""
     clock = FakeClock()
-    await init_node(data_dir, "FRA", admin_password=ADMIN_PASSWORD, clock=clock)
+    made = await init_node(data_dir, "FRA", admin_password=admin_password, clock=clock)
     node = await Node.open(load_config(data_dir), clock)
     runner = web.AppRunner(build_console_app(node), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     host, port = runner.addresses[0][:2]
-    yield Served(node, f"http://{host}:{port}")
-    await runner.cleanup()
-    await node.close()
+    try:
+        yield Served(node, f"http://{host}:{port}"), made.admin_password
+    finally:
+        await runner.cleanup()
+        await node.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Served]:
+    """One node whose admin chose their password, served for the whole module."""
+    async with serving(tmp_path_factory.mktemp("browser") / "fra", ADMIN_PASSWORD) as (node, _):
+        yield node
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -131,7 +141,7 @@ async def test_a_visitor_without_session_is_sent_to_login_and_back(tab: Tab) -> 
     await expect(next_field).to_have_value("/records?status=stolen&type=pistol")
     await expect(tab.page.get_by_role("heading", name="Log in")).to_be_visible()
     await tab.log_in("admin", "a wrong password")
-    await expect(tab.page.locator("#login-error")).to_have_text("wrong user name or password")
+    await expect(tab.page.locator("#login-error")).to_have_text(SIGN_IN_FAILED)
     await tab.page.get_by_label("Password").fill(ADMIN_PASSWORD)
     await tab.page.get_by_role("button", name="Log in").click()
     await expect(tab.page).to_have_url(tab.url + "/records?status=stolen&type=pistol")
@@ -203,3 +213,37 @@ async def test_script_in_notes_is_shown_as_text_and_never_run(tab: Tab) -> None:
     await page.reload()
     await expect(page.locator("#v-notes")).to_have_text(SCRIPT)
     assert tab.dialogs == []
+
+
+async def test_the_first_login_with_init_s_password_must_choose_a_new_one(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """Defect 7: the one-time password `init` prints opens only the change-password page."""
+    async with serving(tmp_path / "fra", None) as (fresh, init_password):
+        context = await browser.new_context()
+        context.set_default_timeout(10_000)
+        page = await context.new_page()
+        tab = Tab(page, fresh.url)
+        await tab.open("/login?next=/records")
+        await tab.log_in("admin", init_password)
+        await expect(page).to_have_url(re.compile(r"/account/password\?next=(%2F|/)records$"))
+        await expect(page.locator("#must-change")).to_be_visible()
+        await tab.open("/records")  # every other page leads back here
+        await expect(page).to_have_url(re.compile(r"/account/password\?next="))
+        await page.get_by_label("Current password").fill(init_password)
+        await page.locator("#f-new_password").fill(init_password)
+        await page.get_by_label("New password again").fill(init_password)
+        await page.get_by_role("button", name="Change password").click()
+        await expect(page.locator("#e-new_password")).to_contain_text("differs from the current")
+        await page.get_by_label("Current password").fill(init_password)
+        await page.locator("#f-new_password").fill("the admin's own password")
+        await page.get_by_label("New password again").fill("the admin's own password")
+        await page.get_by_role("button", name="Change password").click()
+        await expect(page).to_have_url(fresh.url + "/records")
+        await expect(page.get_by_role("heading", name="Firearm records")).to_be_visible()
+        await page.get_by_role("button", name="Log out").click()
+        await tab.log_in("admin", init_password)
+        await expect(page.locator("#login-error")).to_have_text(SIGN_IN_FAILED)
+        await tab.log_in("admin", "the admin's own password")
+        await expect(page.locator("#country")).to_have_text("FRA")  # the dashboard, at once
+        await context.close()

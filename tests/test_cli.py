@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from node.app import Node
+from node.cli import main
 from node.config import load_config
 from node.protocol.descriptor import verify_descriptor
 from tests.harness import init_args
@@ -419,3 +422,66 @@ def test_a_serial_that_starts_with_a_dash(data_dir: Path) -> None:
     result = run("lookup", "--serial=-12345", "--data-dir", str(data_dir))
     assert result.returncode == 0, result.stderr
     assert "no active peers" in result.stderr
+
+
+def _authenticated(data_dir: Path, name: str, password: str) -> bool:
+    """Whether `password` signs `name` in, and whether they must change it (None: refused)."""
+
+    async def check() -> bool:
+        node = await Node.open(load_config(data_dir))
+        try:
+            user = await node.users.authenticate(name, password, address="192.0.2.1")
+        finally:
+            await node.close()
+        return user.must_change_password
+
+    return asyncio.run(check())
+
+
+def test_users_password_resets_a_password_that_must_be_changed(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    dir_args = ("--data-dir", str(data_dir))
+    assert run("users", "add", "officer.reset", "--role", "officer", *dir_args).returncode == 0
+    result = run("users", "password", "officer.reset", *dir_args)
+    assert result.returncode == 0, result.stderr
+    [line] = [x for x in result.stdout.splitlines() if x.startswith("one-time password: ")]
+    password = line.removeprefix("one-time password: ")
+    assert "officer.reset must change it at next login" in result.stdout
+    assert _authenticated(data_dir, "officer.reset", password) is True
+    chosen = tmp_path / "password.txt"
+    chosen.write_text("chosen by the admin\n", encoding="utf-8")
+    given = run("users", "password", "officer.reset", "--password-file", str(chosen), *dir_args)
+    assert given.returncode == 0 and "chosen by the admin" not in given.stdout
+    assert _authenticated(data_dir, "officer.reset", "chosen by the admin") is True
+    audit = [json.loads(x) for x in run("audit", "show", "--json", *dir_args).stdout.splitlines()]
+    resets = [e for e in audit if e["action"] == "user.password.reset"]
+    assert [e["target"] for e in resets] == ["user/officer.reset"] * 2
+    assert all(e["actor"].startswith("cli") for e in resets)
+    unknown = run("users", "password", "nobody.here", *dir_args)
+    assert unknown.returncode == 1 and "no user named 'nobody.here'" in unknown.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["records", "search", "--make", "Glo\0ck"], "--make"),
+        (["records", "search", "--model", "G\0"], "--model"),
+        (["records", "export", "-", "--serial", "A\0"], "--serial"),
+        (["users", "add", "bob\0", "--role", "officer"], "name"),
+        (["users", "password", "bob\0"], "name"),
+        (["users", "approve", "bob\0"], "name"),
+        (["peers", "show", "D\0U"], "country"),
+        (["lookup", "--serial", "X", "--case-ref", "case\0"], "--case-ref"),
+    ],
+)
+def test_a_nul_in_an_argument_is_refused_naming_the_option(
+    data_dir: Path, args: list[str], option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The shell cannot pass a NUL (argv is C strings), but a program calling `main` can."""
+    with pytest.raises(SystemExit) as exited:
+        main([*args, "--data-dir", str(data_dir)])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"error: argument {option}: contains a NUL character (U+0000)" in err
+    assert "\0" not in err

@@ -107,6 +107,8 @@ async def test_external_user_cannot_log_in_until_an_admin_approves(console: Cons
     assert password not in await (await console.get("/users")).text()  # shown once only
 
     await console.login_as("gendarme.ext", password)
+    assert (await console.json("/.json", 403))["error"]["code"] == "password_change_required"
+    assert (await console.change_password(password, "my own password 1")).status == 303
     assert (await console.json("/.json"))["user"]["role"] == "officer"
 
 

@@ -363,7 +363,9 @@ def test_results_put_hits_first_and_show_every_hit() -> None:
 @pytest.mark.browser
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed")
 async def test_an_officer_looks_up_a_serial_in_a_real_browser(fed: Federation) -> None:
-    await fed["FRA"].n.users.add_user("officer", Role.OFFICER, False, OFFICER_PASSWORD, "test")
+    await fed["FRA"].n.users.add_user(
+        "officer", Role.OFFICER, False, OFFICER_PASSWORD, "test", must_change_password=False
+    )
     runner = web.AppRunner(build_console_app(fed["FRA"].n, fed["FRA"].f), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()

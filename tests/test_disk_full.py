@@ -10,6 +10,7 @@ write with ENOSPC.
 from __future__ import annotations
 
 import asyncio
+import errno
 import shutil
 import sqlite3
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from admin_ui import jobs
 from admin_ui.jobs import ImportJobs, JobState
 from node.app import Node
 from node.cli import main
@@ -27,6 +29,7 @@ from node.errors import StorageFullError
 from node.initialise import init_node
 from node.store import database
 from node.store.database import Database
+from tests.console_helpers import ADMIN_PASSWORD, console_for
 
 HEADER = "serial_number,make,firearm_type,status\n"
 ADVICE = "free some space and run the same import again (rows already stored are not stored twice)"
@@ -165,3 +168,31 @@ def test_output_to_a_full_disk_is_one_line(tmp_path: Path) -> None:
         "iarms-node: the disk holding the standard output's file is full "
         "(No space left on device); free some space and try again\n"
     )
+
+
+async def test_a_full_disk_while_an_upload_is_spooled_is_one_line_and_leaves_no_file(
+    sqlite_node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The spool's second chunk finds the disk full: a 507 page that says so, nothing kept."""
+    written: list[int] = []
+    real_write = jobs._Spool.write
+
+    def fill_up(spool: jobs._Spool, chunk: bytes) -> None:
+        if written:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(len(chunk))
+        real_write(spool, chunk)
+
+    monkeypatch.setattr(jobs._Spool, "write", fill_up)
+    async with console_for(sqlite_node) as console:
+        await console.login_as("admin", ADMIN_PASSWORD)
+        content = HEADER.encode() + b"DF-1,Glock,pistol,stolen\n" * 20_000  # several chunks
+        response = await console.upload(content)
+        text = await response.text()
+    assert response.status == 507 and written
+    upload_dir = sqlite_node.config.data_dir / jobs.UPLOAD_DIR
+    assert f"the disk holding {upload_dir} is full (No space left on device)" in text
+    assert "nothing was imported; free some space and upload the file again" in text
+    assert "incident" not in text
+    assert list(upload_dir.iterdir()) == []
+    assert await sqlite_node.records.count() == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +16,9 @@ from node.accounts.model import Role
 from node.accounts.throttle import LoginThrottle, LoginThrottleConfig
 from node.app import Node
 from node.clock import FakeClock
+from node.config import load_config
 from node.errors import AuthError, LoginThrottledError
+from node.initialise import init_node
 from tests.console_helpers import (
     ADMIN_PASSWORD,
     OFFICER_PASSWORD,
@@ -140,6 +143,28 @@ async def test_unknown_names_write_one_entry_and_the_throttling_one(
     with pytest.raises(AuthError, match="wrong user name"):
         await users.authenticate("guess", "password", address=ADDRESS)
     assert len(await actions(sqlite_node, "login.unknown_user")) == 2  # a new window
+
+
+async def test_the_node_s_configured_throttle_is_the_one_used(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """An empty LoginThrottle has len() 0: `throttle or LoginThrottle()` used to replace the
+    configured one with the defaults, so `login_failures` in config.toml had no effect."""
+    await init_node(tmp_path / "fra", "FRA", admin_password=ADMIN_PASSWORD, clock=clock)
+    path = tmp_path / "fra" / "config.toml"
+    text = path.read_text()
+    path.write_text(text.replace("[console]\n", "[console]\nlogin_failures = 2\n"))
+    config = load_config(tmp_path / "fra")
+    assert config.login_throttle.max_failures == 2
+    node = await Node.open(config, clock)
+    try:
+        for _ in range(2):
+            with pytest.raises(AuthError):
+                await node.users.authenticate("nobody", "a wrong password", address=ADDRESS)
+        with pytest.raises(LoginThrottledError):
+            await node.users.authenticate("admin", ADMIN_PASSWORD, address=ADDRESS)
+    finally:
+        await node.close()
 
 
 async def test_one_address_can_lock_at_most_two_accounts_per_window(sqlite_node: Node) -> None:

@@ -39,6 +39,7 @@ class User:
     approved_at: datetime | None
     failed_logins: int
     locked_until: datetime | None
+    must_change_password: bool  # its password was handed out by someone else
 
     def may(self, *roles: Role) -> bool:
         """Whether this user holds one of `roles` (admins hold every role)."""

@@ -6,7 +6,9 @@ import asyncio
 import hashlib
 import re
 import secrets
+from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -24,6 +26,11 @@ MAX_PASSWORD = 1024
 MAX_FAILED_LOGINS = 5
 LOCKOUT = timedelta(minutes=15)
 SESSION_LIFETIME = timedelta(hours=8)
+#: The one answer to every failed sign-in, whatever the reason (the audit log has the reason).
+SIGN_IN_FAILED = (
+    "Sign-in failed: wrong user name or password, or the account is locked for a while after "
+    "too many failures, disabled, or awaiting approval by a bureau admin"
+)
 
 
 def check_name(name: str) -> str:
@@ -37,13 +44,18 @@ def check_name(name: str) -> str:
     return name
 
 
-def check_password(password: str) -> str:
-    """Refuse passwords that are too short or absurdly long."""
+def check_password(password: str, field: str = "password") -> str:
+    """Refuse passwords that are too short or absurdly long (ValidationError naming `field`)."""
     if len(password) < MIN_PASSWORD:
-        raise ValidationError(f"password: at least {MIN_PASSWORD} characters", "password")
+        raise ValidationError(f"{field}: at least {MIN_PASSWORD} characters", field)
     if len(password) > MAX_PASSWORD:
-        raise ValidationError(f"password: at most {MAX_PASSWORD} characters", "password")
+        raise ValidationError(f"{field}: at most {MAX_PASSWORD} characters", field)
     return password
+
+
+def generate_password() -> str:
+    """A one-time password to hand to a user: 20 characters, 120 random bits."""
+    return secrets.token_urlsafe(15)
 
 
 def parse_role(text: str) -> Role:
@@ -59,6 +71,38 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _locked(user: User, now: datetime) -> bool:
+    return user.locked_until is not None and user.locked_until > now
+
+
+def _refusal(user: User | None, matches: bool, now: datetime) -> str | None:
+    """Why a sign-in with a password that `matches` (or not) fails, for the audit; None: it works.
+
+    The lock comes first: while locked, even the right password does not tell.
+    """
+    if user is None:
+        return "unknown user"
+    if _locked(user, now):
+        return "account locked"
+    if not matches:
+        return "wrong password"
+    if user.status is UserStatus.PENDING:
+        return "account awaiting approval"
+    if user.status is not UserStatus.ACTIVE:
+        return "account disabled"
+    return None
+
+
+def _new_password(digest: str, *, must_change: bool) -> dict[str, Any]:
+    """The columns of a new password: the lockout is cleared with it."""
+    return {
+        "password_hash": digest,
+        "must_change_password": must_change,
+        "failed_logins": 0,
+        "locked_until": None,
+    }
+
+
 class UsersService:
     """Accounts and console sessions."""
 
@@ -68,33 +112,50 @@ class UsersService:
         audit: AuditLog,
         clock: Clock,
         throttle: LoginThrottle | None = None,
+        hasher: PasswordHasher | None = None,
     ) -> None:
         self._store = store
         self._audit = audit
         self._clock = clock
-        self._throttle = throttle or LoginThrottle()
-        self._hasher = PasswordHasher()
+        # Not `throttle or ...`: an empty throttle has len() 0, so it is falsy.
+        self._throttle = LoginThrottle() if throttle is None else throttle
+        self._hasher = PasswordHasher() if hasher is None else hasher
         self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
 
     async def add_user(
-        self, name: str, role: Role, external: bool, password: str | None, actor: str
+        self,
+        name: str,
+        role: Role,
+        external: bool,
+        password: str | None,
+        actor: str,
+        *,
+        must_change_password: bool = True,
     ) -> tuple[User, str]:
         """Create an account; return it and its password (generated when none is given).
 
         Accounts for users outside the bureau start `pending` and cannot log in
-        until a bureau admin approves them.
+        until a bureau admin approves them. A password handed out by someone
+        else must be changed at first login (`must_change_password`); only a
+        password the user chose themselves (`init --admin-password-file`) is not.
         """
         check_name(name)
-        password = check_password(password) if password else secrets.token_urlsafe(15)
+        password = check_password(password) if password else generate_password()
         status = UserStatus.PENDING if external else UserStatus.ACTIVE
         digest = await asyncio.to_thread(self._hasher.hash, password)
-        details = {"role": role.value, "external": external, "status": status.value}
+        details = {
+            "role": role.value,
+            "external": external,
+            "status": status.value,
+            "change_at_first_login": must_change_password,
+        }
         user = await self._store.add_user(
             name,
             role,
             external,
             status,
             digest,
+            must_change_password,
             self._clock.now(),
             AuditEvent(actor, "user.add", f"user/{name}", details),
         )
@@ -127,12 +188,68 @@ class UsersService:
             AuditEvent(actor, "user.status", f"user/{name}", {"status": status.value}),
         )
 
-    async def set_password(self, name: str, password: str, actor: str) -> User:
-        """Set a new password and clear any lockout."""
-        digest = await asyncio.to_thread(self._hasher.hash, check_password(password))
-        values = {"password_hash": digest, "failed_logins": 0, "locked_until": None}
-        return await self._store.set_user(
-            name, values, self._clock.now(), AuditEvent(actor, "user.password", f"user/{name}")
+    async def reset_password(self, name: str, password: str | None, actor: str) -> tuple[User, str]:
+        """An admin's reset: a new password (generated when none is given), changed at next login.
+
+        Clears any lockout and ends the account's sessions. Returns the account
+        and the password to hand to its user.
+        """
+        password = check_password(password) if password else generate_password()
+        digest = await asyncio.to_thread(self._hasher.hash, password)
+        values = _new_password(digest, must_change=True)
+        user = await self._store.set_password(
+            name,
+            values,
+            self._clock.now(),
+            AuditEvent(actor, "user.password.reset", f"user/{name}"),
+            keep_session=None,
+        )
+        return user, password
+
+    async def change_password(
+        self, session: ConsoleSession, current: str, new: str, repeat: str
+    ) -> User:
+        """The session's user changes their own password; their other sessions end.
+
+        A wrong `current` password counts as a failed sign-in (towards the lockout),
+        so a borrowed session cannot be used to guess it.
+
+        Raises:
+            ValidationError: naming `current_password`, `new_password` or
+                `repeat_password`; nothing is changed then.
+        """
+        check_password(new, "new_password")
+        if new != repeat:
+            raise ValidationError(
+                "repeat_password: the two new passwords differ; type the same one twice",
+                "repeat_password",
+            )
+        name, now = session.user.name, self._clock.now()
+        user = await self._store.get_user(name)
+        matches = await asyncio.to_thread(self._verify, user.password_hash, current)
+        if _locked(user, now):
+            raise ValidationError(
+                "current_password: the account is locked for a while after too many failed "
+                "sign-ins; try again later",
+                "current_password",
+            )
+        if not matches:
+            await self._count_failure(user, now, {"reason": "wrong current password"})
+            raise ValidationError(
+                "current_password: this is not your current password", "current_password"
+            )
+        if new == current:
+            raise ValidationError(
+                "new_password: choose a password that differs from the current one",
+                "new_password",
+            )
+        digest = await asyncio.to_thread(self._hasher.hash, new)
+        return await self._store.set_password(
+            name,
+            _new_password(digest, must_change=False),
+            now,
+            AuditEvent(name, "user.password.change", f"user/{name}"),
+            keep_session=session.token_hash,
         )
 
     async def list_users(self) -> list[User]:
@@ -144,52 +261,62 @@ class UsersService:
         return await self._store.get_user(name)
 
     async def authenticate(self, name: str, password: str, *, address: str) -> User:
-        """Check a login from client `address`; AuthError with the reason an officer may be told.
+        """Check a login from client `address`; the account, or AuthError(SIGN_IN_FAILED).
 
         The address's throttle is checked first, before any user is looked up or
         password hashed: a throttled address (LoginThrottledError, 429) can
-        neither guess nor push an account towards its lockout.
+        neither guess nor push an account towards its lockout. Past it, every
+        failure (unknown name, wrong password, locked, disabled or pending
+        account) gets the same answer after the same Argon2 work: one
+        verification, against a dummy hash for an unknown name, so neither the
+        answer nor its time tells a stranger that the name exists. The audit log
+        says which it was. A locked account's verification neither unlocks nor counts.
         """
         now = self._clock.now()
         self._throttle.admit(address, now)
-        user = await self._verified_user(name, password, address, now)
-        self._throttle.forgive(address, now)
-        if user.status is UserStatus.PENDING:
-            raise AuthError("your account is awaiting approval by a bureau admin")
-        if user.status is not UserStatus.ACTIVE:
-            raise AuthError("your account is disabled")
-        await self._store.set_user(
-            name,
-            {"failed_logins": 0, "locked_until": None},
-            now,
-            AuditEvent(name, "login", "console"),
-        )
-        return user
-
-    async def _verified_user(self, name: str, password: str, address: str, now: datetime) -> User:
-        """The account if `password` is its password; else AuthError, after the audit."""
-        try:
-            user = await self._store.get_user(name)
-        except NotFoundError:
-            await asyncio.to_thread(self._verify, self._dummy_hash, password)
-            await self._audit_failure(address, now, unknown_user=True)
-            raise AuthError("wrong user name or password") from None
-        if user.locked_until and user.locked_until > now:
-            await self._audit_failure(address, now, unknown_user=False)
-            raise AuthError("too many failed logins; try again later or ask an admin")
-        if not await asyncio.to_thread(self._verify, user.password_hash, password):
-            failures = user.failed_logins + 1
-            locked = now + LOCKOUT if failures >= MAX_FAILED_LOGINS else None
-            details = {"reason": "wrong password", "locked": locked is not None, "address": address}
+        user = await self._find_user(name)
+        digest = self._dummy_hash if user is None else user.password_hash
+        matches = await asyncio.to_thread(self._verify, digest, password)
+        reason = _refusal(user, matches, now)
+        if user is not None and reason is None:
+            self._throttle.forgive(address, now)
             await self._store.set_user(
                 name,
-                {"failed_logins": 0 if locked else failures, "locked_until": locked},
+                {"failed_logins": 0, "locked_until": None},
                 now,
-                AuditEvent(name, "login.fail", "console", details),
+                AuditEvent(name, "login", "console"),
             )
-            await self._audit_failure(address, now, unknown_user=False)
-            raise AuthError("wrong user name or password")
-        return user
+            return user
+        if user is not None:
+            details = {"reason": reason, "address": address}
+            if reason == "wrong password":
+                await self._count_failure(user, now, details)
+            else:
+                await self._audit.add_entry(now, AuditEvent(name, "login.fail", "console", details))
+        await self._audit_failure(address, now, unknown_user=user is None)
+        raise AuthError(SIGN_IN_FAILED)
+
+    async def _find_user(self, name: str) -> User | None:
+        try:
+            return await self._store.get_user(name)
+        except NotFoundError:
+            return None
+
+    async def _count_failure(
+        self, user: User, now: datetime, details: Mapping[str, object]
+    ) -> None:
+        """Count a wrong password against `user`, locking the account at the limit."""
+        failures = user.failed_logins + 1
+        locked = now + LOCKOUT if failures >= MAX_FAILED_LOGINS else None
+        event = AuditEvent(
+            user.name, "login.fail", "console", {**details, "locked": locked is not None}
+        )
+        await self._store.set_user(
+            user.name,
+            {"failed_logins": 0 if locked else failures, "locked_until": locked},
+            now,
+            event,
+        )
 
     async def _audit_failure(self, address: str, now: datetime, *, unknown_user: bool) -> None:
         """Write the entries the throttle says are worth it: never a password.

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Row, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from node.accounts.model import ConsoleSession, Role, User, UserStatus
 from node.auditing import AuditEvent
@@ -32,7 +33,21 @@ def _user(row: Row[Any]) -> User:
         approved_at=row.approved_at,
         failed_logins=row.failed_logins,
         locked_until=row.locked_until,
+        must_change_password=row.must_change_password,
     )
+
+
+async def _update(
+    conn: AsyncConnection, name: str, values: dict[str, Any], at: datetime, audit: AuditEvent | None
+) -> Row[Any]:
+    """Update the account `name` (NotFoundError if none) and append its audit entry."""
+    query = update(_u).where(_u.c.name == name).values(**values).returning(*_u.c)
+    row = (await conn.execute(query)).first()
+    if row is None:
+        raise NotFoundError(f"no user named {name!r}")
+    if audit is not None:
+        await append_entry(conn, at, audit)
+    return row
 
 
 class UsersStore:
@@ -48,6 +63,7 @@ class UsersStore:
         external: bool,
         status: UserStatus,
         password_hash: str,
+        must_change_password: bool,
         at: datetime,
         audit: AuditEvent,
     ) -> User:
@@ -58,6 +74,7 @@ class UsersStore:
             "external": external,
             "status": status.value,
             "password_hash": password_hash,
+            "must_change_password": must_change_password,
             "created_at": at,
             "failed_logins": 0,
         }
@@ -85,19 +102,32 @@ class UsersStore:
     async def set_user(
         self, name: str, values: dict[str, Any], at: datetime, audit: AuditEvent | None
     ) -> User:
-        """Change an account's columns (status, role, password, login counters)."""
+        """Change an account's columns (status, role, login counters).
+
+        An account that is no longer active loses its sessions.
+        """
         async with self._db.write() as conn:
-            row = (
-                await conn.execute(
-                    update(_u).where(_u.c.name == name).values(**values).returning(*_u.c)
-                )
-            ).first()
-            if row is None:
-                raise NotFoundError(f"no user named {name!r}")
-            if audit is not None:
-                await append_entry(conn, at, audit)
+            row = await _update(conn, name, values, at, audit)
             if values.get("status", UserStatus.ACTIVE.value) != UserStatus.ACTIVE.value:
                 await conn.execute(delete(_s).where(_s.c.user_id == row.id))
+        return _user(row)
+
+    async def set_password(
+        self,
+        name: str,
+        values: dict[str, Any],
+        at: datetime,
+        audit: AuditEvent,
+        *,
+        keep_session: str | None,
+    ) -> User:
+        """Change an account's password columns and end its sessions, but `keep_session`'s."""
+        async with self._db.write() as conn:
+            row = await _update(conn, name, values, at, audit)
+            ended = delete(_s).where(_s.c.user_id == row.id)
+            if keep_session is not None:
+                ended = ended.where(_s.c.token_hash != keep_session)
+            await conn.execute(ended)
         return _user(row)
 
     async def add_session(
