@@ -20,6 +20,7 @@ class UserStorage(Protocol):
         external: bool,
         status: UserStatus,
         password_hash: str,
+        must_change_password: bool,
         at: datetime,
         audit: AuditEvent,
     ) -> User:
@@ -37,7 +38,20 @@ class UserStorage(Protocol):
     async def set_user(
         self, name: str, values: dict[str, Any], at: datetime, audit: AuditEvent | None
     ) -> User:
-        """Change an account's columns (status, role, password, login counters)."""
+        """Change an account's columns (status, role, login counters); an account that is
+        no longer active loses its sessions."""
+        ...
+
+    async def set_password(
+        self,
+        name: str,
+        values: dict[str, Any],
+        at: datetime,
+        audit: AuditEvent,
+        *,
+        keep_session: str | None,
+    ) -> User:
+        """Change an account's password columns and end its sessions, but `keep_session`'s."""
         ...
 
     async def add_session(
