@@ -7,12 +7,15 @@ serves what it returns. A request flows through:
    HTTP status with its message, as an HTML page or, on `.json` routes, as
    `{"error": {"code", "message", "field"}}`; anything unexpected becomes a
    logged 500 page without a traceback.
-2. `auth.session_middleware`: every path but `/login` and `/static/*` needs a
+2. `node.http_guard.connection_middleware`: tells the connection guard that a
+   request reached its handler (its body deadline runs) and when it ended; a
+   client that leaves mid-body is counted there, not logged as an incident.
+3. `auth.session_middleware`: every path but `/login` and `/static/*` needs a
    live session cookie (`iarms_session`); without one a page GET is sent to
    `/login?next=...` and anything else gets 401. Every POST must carry the
    session's CSRF token (form field `csrf_token`) or is refused with 403
    before the handler runs.
-3. A thin view (`views_home`, `views_records`, `views_import`, `views_admin`,
+4. A thin view (`views_home`, `views_records`, `views_import`, `views_admin`,
    `views_lookup` for lookups and hits, `views_peers` for the peer registry):
    it parses the input (`forms`), checks the role (`auth.requires`), calls
    one node service and hands the result to `render.page`, which renders a

@@ -23,6 +23,7 @@ from node.app import Federation as FederationServices
 from node.app import Node, federation
 from node.clock import FakeClock, SystemClock
 from node.config import load_config
+from node.http_guard import serve_app
 from node.identity import NodeKeys, fingerprint, load_keys
 from node.initialise import init_node
 from node.protocol.http_app import build_federation_app
@@ -167,10 +168,14 @@ class Federation:
         member.keys = load_keys(config, None)
         member.node = await Node.open(config, member.clock)
         member.fed = federation(member.node, member.keys, self.rate_limit)
-        member.runner = web.AppRunner(build_federation_app(member.node, member.fed))
-        await member.runner.setup()
-        site = web.TCPSite(member.runner, config.federation.host, config.federation.port)
-        await site.start()
+        # Served as `iarms-node run` serves it: with the connection defences on.
+        member.runner = await serve_app(
+            build_federation_app(member.node, member.fed),
+            config.federation.host,
+            config.federation.port,
+            config.federation_limits,
+            f"{member.country} federation API",
+        )
 
     async def stop(self, country: str) -> None:
         """Stop serving and close the node (a peer that is down)."""

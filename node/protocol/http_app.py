@@ -10,6 +10,7 @@ from aiohttp import web
 
 from node import __version__
 from node.app import Federation, Node
+from node.http_guard import connection_middleware
 from node.identity import fingerprint
 from node.protocol.descriptor import PROTOCOL_VERSIONS, sign_descriptor
 from node.protocol.envelope import DEFAULT_MAX_BYTES
@@ -20,7 +21,7 @@ MSGPACK = "application/msgpack"
 
 def build_federation_app(node: Node, fed: Federation) -> web.Application:
     """The aiohttp application peers talk to."""
-    app = web.Application()
+    app = web.Application(middlewares=[connection_middleware])
 
     async def messages(request: web.Request) -> web.Response:
         # Read at most one byte over the limit: the receiver answers "too large", signed.
