@@ -306,7 +306,12 @@ async def connection_middleware(request: web.Request, handler: Handler) -> web.S
     app is not guarded), never logged with a traceback.
     """
     transport = request.transport
-    protocol = transport.get_protocol() if transport is not None else None
+    if transport is None or transport.is_closing():
+        # Closed between its head and its handler (evicted, timed out, or reset by the
+        # client): aiohttp would run the handler anyway, and its first read fail loudly.
+        log.debug("the client left before %s %s reached its handler", request.method, request.path)
+        return web.Response(status=400, text="the client closed the connection")
+    protocol = transport.get_protocol()
     conn = protocol if isinstance(protocol, GuardedConnection) else None
     if conn is not None:
         conn.guard.request_started(conn, request.content)

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tomllib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,21 @@ async def closed_by_server(conn: Conn, within: float) -> bool:
     except OSError:
         pass  # reset by the node: closed too
     return True
+
+
+async def open_many(
+    opener: Callable[[str], Awaitable[Conn]], n: int, addresses: list[str], within: float = 5.0
+) -> list[Conn]:
+    """Up to `n` connections made by `opener(source)`, spread over `addresses`.
+
+    Those the node refuses or does not accept within `within` seconds are left out.
+    """
+    conns = []
+    for i in range(n):
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(within):
+                conns.append(await opener(addresses[i % len(addresses)]))
+    return conns
 
 
 def close(conn: Conn) -> None:
