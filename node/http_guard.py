@@ -116,6 +116,7 @@ class ListenerGuard:
         # Connections with no request in a handler, longest-waiting first: evicted in turn.
         self._evictable: dict[GuardedConnection, None] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self._gone = False  # whether a connection went away since the last sweep
 
     def now(self) -> float:
         """The loop's monotonic time."""
@@ -175,6 +176,7 @@ class ListenerGuard:
     def forget(self, conn: GuardedConnection) -> None:
         """The connection is gone."""
         if conn in self._connections:
+            self._gone = True
             self._connections.discard(conn)
             self._evictable.pop(conn, None)
             self._per_address[conn.address] -= 1
@@ -228,12 +230,15 @@ class ListenerGuard:
     async def _sweep_forever(self) -> None:
         every = self.limits.sweep_s
         last = self.now()
+        release = False
         while True:
             await asyncio.sleep(every)
             now = self.now()
             try:
-                if self.sweep(now - last):
+                if release:  # a sweep after connections went: their buffers are freed by now
                     release_freed_memory()
+                release, self._gone = self._gone, False
+                self.sweep(now - last)
             except Exception:
                 log.exception("%s: checking connection deadlines failed", self.name)
             last = now
@@ -317,9 +322,12 @@ async def connection_middleware(request: web.Request, handler: Handler) -> web.S
         conn.guard.request_started(conn, request.content)
     try:
         return await handler(request)
-    except ConnectionResetError:
+    except ConnectionResetError as e:
         if request.transport is not None and not request.transport.is_closing():
             raise  # not this client's connection (e.g. a peer's, in a lookup)
+        # The body's reader keeps this exception, and its traceback the handler's frames
+        # with what they read: a cycle that would hold the buffers until a full collection.
+        e.__traceback__ = None
         _client_left(request, conn)
         return web.Response(status=400, text="the client closed the connection")
     finally:
@@ -390,9 +398,7 @@ async def serve_app(
     """
     # aiohttp's own keep-alive timer is a backstop behind the guard's deadlines.
     backstop = limits.idle_timeout_s + limits.head_timeout_s
-    runner = web.AppRunner(
-        app, access_log=None, handle_signals=False, keepalive_timeout=backstop
-    )
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=backstop)
     await runner.setup()
     guard = ListenerGuard(name, limits, report_every_s)
     try:

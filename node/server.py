@@ -16,7 +16,6 @@ from node.errors import ConfigError
 from node.http_guard import serve_app
 from node.identity import NodeKeys
 from node.listen_limits import ConnectionLimits, fit_to_fd_limit
-from node.memory import fix_mmap_threshold
 from node.protocol.http_app import build_federation_app
 
 log = logging.getLogger(__name__)
@@ -126,7 +125,6 @@ async def serve(node: Node, keys: NodeKeys, announce: Callable[[str], None]) -> 
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    fix_mmap_threshold()
     fed = federation(node, keys)
     runners = await start_sites(node, fed)
     background = [

@@ -51,9 +51,7 @@ async def partial_head(port: int, source: str = HOST) -> Conn:
     return conn
 
 
-async def stalled_body(
-    port: int, path: str, declared: int, sent: int, source: str = HOST
-) -> Conn:
+async def stalled_body(port: int, path: str, declared: int, sent: int, source: str = HOST) -> Conn:
     """A connection whose request declared `declared` body bytes and sent only `sent`.
 
     A message to the federation API, a form to any other path (the console's).

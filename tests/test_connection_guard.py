@@ -9,7 +9,9 @@ keep answering others, and count them in one log line per kind.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -78,10 +80,22 @@ async def serve(tmp_path: Path) -> AsyncIterator[Serve]:
         fed = federation(node, load_keys(config, None))
         ports = free_port(), free_port()
         runners = [
-            await serve_app(build_federation_app(node, fed), "127.0.0.1", ports[0], limits,
-                            "federation API", report_every_s=REPORT_S),
-            await serve_app(build_console_app(node, fed), "127.0.0.1", ports[1], limits,
-                            "console", report_every_s=REPORT_S),
+            await serve_app(
+                build_federation_app(node, fed),
+                "127.0.0.1",
+                ports[0],
+                limits,
+                "federation API",
+                report_every_s=REPORT_S,
+            ),
+            await serve_app(
+                build_console_app(node, fed),
+                "127.0.0.1",
+                ports[1],
+                limits,
+                "console",
+                report_every_s=REPORT_S,
+            ),
         ]
         opened.append(Served(node, ports[0], ports[1], runners))
         return opened[-1]
@@ -141,6 +155,28 @@ async def test_a_stalled_body_is_closed_at_the_body_deadline(
     await asyncio.sleep(REPORT_S * 2)
     assert len(lines(caplog, "whose request body did not arrive within 1 s")) == 2
     assert not [r for r in caplog.records if r.exc_info]  # closing it logs no traceback
+
+
+async def test_a_closed_stalled_body_gives_its_memory_back_at_once(serve: Serve) -> None:
+    """Not only when the garbage collector next looks for cycles (it is off here)."""
+    served = await serve()
+    gc.collect()
+    gc.disable()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        conns = [
+            await stalled_body(served.federation_port, MESSAGES, 1_048_577, 1_048_570)
+            for _ in range(20)
+        ]
+        for conn in conns:
+            assert await closed_by_server(conn, WAIT_S)
+        await asyncio.sleep(0.5)  # the handlers have ended
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+        gc.enable()
+    assert held < 4 << 20  # of the 20 MiB the bodies took
 
 
 async def test_a_body_is_not_timed_out_while_the_node_is_not_reading_it(tmp_path: Path) -> None:
@@ -205,8 +241,13 @@ async def test_at_the_total_cap_the_oldest_idle_connection_makes_room(
     serve: Serve, caplog: pytest.LogCaptureFixture
 ) -> None:
     served = await serve(
-        replace(SHORT, head_timeout_s=LONG_S, idle_timeout_s=LONG_S, max_connections=5,
-                max_connections_per_address=5)
+        replace(
+            SHORT,
+            head_timeout_s=LONG_S,
+            idle_timeout_s=LONG_S,
+            max_connections=5,
+            max_connections_per_address=5,
+        )
     )
     attackers = sources(5)
     held = [await partial_head(served.federation_port, a) for a in attackers]
@@ -291,4 +332,3 @@ async def test_accept_errors_are_counted_not_logged_one_by_one(
     [line] = lines(caplog, "could not accept")
     assert line.startswith("federation API: could not accept 500 connection(s)")
     assert not lines(caplog, "out of system resource")
-
