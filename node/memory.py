@@ -4,9 +4,9 @@ Request bodies are read into buffers of up to 1 MiB. glibc serves such
 buffers from its heap once its adaptive mmap threshold has risen, and memory
 freed inside the heap mostly stays with the process: after 300 stalled
 bodies were closed, a node kept about 60 MB more than before them, and
-`malloc_trim` gave back all but about 10 MB (measured with
-`scripts/bench/abuse.py`). A fixed mmap threshold (`mallopt`) did about as
-well but changes every large allocation of the process, so it is not used.
+`malloc_trim` gave back all but about 10 MB (measured in a process serving
+300 such bodies). A fixed mmap threshold (`mallopt`) did about as well but
+changes every large allocation of the process, so it is not used.
 """
 
 from __future__ import annotations
