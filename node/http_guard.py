@@ -122,11 +122,6 @@ class ListenerGuard:
         """The loop's monotonic time."""
         return self._loop.time()
 
-    @property
-    def connections(self) -> int:
-        """Connections held now."""
-        return len(self._connections)
-
     def admit(self, conn: GuardedConnection) -> bool:
         """Take `conn` in, making room at the total cap; False (and closed) if refused."""
         now = self.now()
@@ -191,7 +186,10 @@ class ListenerGuard:
             return
         if not isinstance(why, Abuse):
             log.debug("%s: closed an idle keep-alive connection", self.name)
-            conn.transport.close()  # a polite end: the client may reconnect
+            if not conn.transport.get_write_buffer_size():
+                conn.transport.close()  # a polite end: the client may reconnect
+                return
+            conn.transport.abort()  # close() would wait for a client that does not read
         else:
             self.abuse.note(why, conn.address, self.now())
             conn.transport.abort()  # nothing buffered for an abuser is worth sending
@@ -201,8 +199,11 @@ class ListenerGuard:
         limits = self.limits
         if conn.write_paused_at is not None and now - conn.write_paused_at > limits.body_timeout_s:
             return Abuse.SEND_TIMEOUT
-        if conn.state == IDLE:
-            return IDLE_TIMEOUT if now - conn.since > limits.idle_timeout_s else None
+        if conn.state == IDLE:  # or still sending its answer: then it is not idle
+            sending = conn.write_paused_at is not None
+            return (
+                IDLE_TIMEOUT if not sending and now - conn.since > limits.idle_timeout_s else None
+            )
         if conn.state != HANDLER:
             if now - conn.since <= limits.head_timeout_s:
                 return None

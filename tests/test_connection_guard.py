@@ -203,6 +203,27 @@ async def test_a_body_is_not_timed_out_while_the_node_is_not_reading_it(tmp_path
         await runner.cleanup()
 
 
+async def test_a_client_that_does_not_read_its_response_is_closed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def big(_request: web.Request) -> web.Response:
+        return web.Response(body=b"x" * (32 << 20))  # more than the kernel buffers
+
+    app = web.Application(middlewares=[connection_middleware])
+    app.router.add_get("/big", big)
+    port = free_port()
+    runner = await serve_app(app, "127.0.0.1", port, SHORT, "test", report_every_s=REPORT_S)
+    try:
+        conn = await connect(port)
+        conn[1].write(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        await asyncio.sleep(SHORT.body_timeout_s * 3)  # not reading
+        assert await closed_by_server(conn, WAIT_S)
+        await asyncio.sleep(REPORT_S * 2)
+        assert lines(caplog, "test: closed 1 connection(s) that left a response unread for 1 s")
+    finally:
+        await runner.cleanup()
+
+
 async def test_an_idle_keep_alive_connection_is_closed_quietly(
     serve: Serve, caplog: pytest.LogCaptureFixture
 ) -> None:
