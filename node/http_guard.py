@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections import Counter
 from typing import Any, Literal
 
@@ -344,15 +345,21 @@ def _client_left(request: web.Request, conn: GuardedConnection | None) -> None:
         log.debug("the client left during %s %s", request.method, request.path)
 
 
+#: Connections accepted per turn of the event loop. asyncio takes this from the
+#: listen backlog; a flood accepted 1,024 at a time would evict a health check
+#: before its head, a turn later, is read. So it is kept small ...
+ACCEPT_BATCH = 64
+#: ... and the kernel's queue of connections not yet accepted set apart, larger.
+LISTEN_BACKLOG = 1024
+
+
 class GuardedSite(web.BaseSite):
     """A TCP site whose connections are accepted through a `ListenerGuard`."""
 
     __slots__ = ("_guard", "_host", "_port")
 
-    def __init__(
-        self, runner: web.BaseRunner, host: str, port: int, guard: ListenerGuard, backlog: int
-    ) -> None:
-        super().__init__(runner, backlog=backlog)
+    def __init__(self, runner: web.BaseRunner, host: str, port: int, guard: ListenerGuard) -> None:
+        super().__init__(runner, backlog=ACCEPT_BATCH)
         self._guard, self._host, self._port = guard, host, port
 
     @property
@@ -372,16 +379,17 @@ class GuardedSite(web.BaseSite):
             backlog=self._backlog,
             reuse_address=True,
         )
+        for listening in self._server.sockets:
+            # listen() again on the same socket (through a duplicate descriptor)
+            # only lengthens the kernel's queue; asyncio's batch stays as it was.
+            with socket.fromfd(listening.fileno(), listening.family, listening.type) as dup:
+                dup.listen(LISTEN_BACKLOG)
         self._guard.start(list(self._server.sockets))
 
     async def stop(self) -> None:
         """Stop listening and checking deadlines (the runner then closes the connections)."""
         await self._guard.stop()
         await super().stop()
-
-
-#: Pending connections the kernel may queue before we accept them.
-BACKLOG = 1024
 
 
 async def serve_app(
@@ -403,7 +411,7 @@ async def serve_app(
     await runner.setup()
     guard = ListenerGuard(name, limits, report_every_s)
     try:
-        await GuardedSite(runner, host, port, guard, BACKLOG).start()
+        await GuardedSite(runner, host, port, guard).start()
     except BaseException:
         await runner.cleanup()
         raise

@@ -177,6 +177,13 @@ class NodeProcess:
         line = next(x for x in status.splitlines() if x.startswith("VmRSS:"))
         return int(line.split()[1]) / 1024
 
+    def cpu_s(self) -> float:
+        """CPU time the node has used so far (user and system), in seconds."""
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text(encoding="utf-8").rsplit(")", 1)[1]
+        utime, stime = fields.split()[11:13]
+        return (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK")
+
     def open_files(self) -> int:
         """How many file descriptors the node holds."""
         assert self.proc is not None

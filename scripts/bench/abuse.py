@@ -18,7 +18,9 @@ JSON line:
 - health_p50_ms, health_max_ms, health_over_1s and the same for console,
   and the failures of each (no answer within 5 s, or not 200);
 - node_fds_peak, connections_opened (attack connections, reopened ones
-  included), log_lines (what the node logged in the whole run).
+  included), node_cpu_s (the node's CPU time during the attack), log_lines
+  (what the node logged in the whole run), and load_avg_1m (the machine's
+  load at the end: the latencies are only as good as the machine was quiet).
 
     .venv/bin/python scripts/bench/abuse.py [--idle 3000] [--stalled 300] [--addresses 60]
                                             [--attack-s 45] [--reopen] [--deadlines-s S]
@@ -34,6 +36,7 @@ import asyncio
 import contextlib
 import json
 import multiprocessing
+import os
 import resource
 import statistics
 import sys
@@ -209,7 +212,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             ]
             for worker in workers:
                 worker.start()
+            cpu_before = node.cpu_s()
             figures = await _measure(node, workers)
+            attack_cpu_s = node.cpu_s() - cpu_before
             opened = sum(results.get() for _ in workers)
             await _settle(node, baseline_fds, args.deadlines_s or 60)
             after_rss = node.rss_mb()
@@ -226,6 +231,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "rss_baseline_mb": round(baseline_rss, 1),
         **figures,
         "rss_after_mb": round(after_rss, 1),
+        "node_cpu_s": round(attack_cpu_s, 2),
+        "load_avg_1m": os.getloadavg()[0],
         "log_lines": len(log.splitlines()),
     }
 
