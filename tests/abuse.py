@@ -141,14 +141,21 @@ class NodeProcess:
         raw = tomllib.loads((self.data_dir / "config.toml").read_text(encoding="utf-8"))
         return int(raw[section]["listen"].rsplit(":", 1)[1])
 
-    async def start(self, fd_limit: int | None = None) -> None:
-        """Run the node (with at most `fd_limit` open files) until its health check answers."""
+    async def start(self, fd_limit: int | None = None, nice: int = 0) -> None:
+        """Run the node until its health check answers.
+
+        Args:
+            fd_limit: the most files it may open (default: as this process).
+            nice: its scheduling niceness, relative to this process (negative needs root).
+        """
 
         def limit_files() -> None:
             if fd_limit is not None:
                 import resource  # in the child, before exec
 
                 resource.setrlimit(resource.RLIMIT_NOFILE, (fd_limit, fd_limit))
+            if nice:
+                os.nice(nice)
 
         with self.log_file.open("wb") as log:  # a file, not a pipe: a flood of log never blocks
             self.proc = await asyncio.create_subprocess_exec(
