@@ -7,9 +7,12 @@ serves what it returns. A request flows through:
    HTTP status with its message, as an HTML page or, on `.json` routes, as
    `{"error": {"code", "message", "field"}}`; anything unexpected becomes a
    logged 500 page without a traceback.
-2. `app.nul_middleware`: a NUL character in the address or the query string
+2. `node.web.guard.connection_middleware`: tells the connection guard that a
+   request reached its handler (its body deadline runs) and when it ended; a
+   client that leaves mid-body is counted there, not logged as an incident.
+3. `app.nul_middleware`: a NUL character in the address or the query string
    is a 400 naming the parameter (posted forms are checked by their views).
-3. `auth.session_middleware`: every POST must come from the console's own
+4. `auth.session_middleware`: every POST must come from the console's own
    origin (`Sec-Fetch-Site`/`Origin`), the login's included. Every path but
    `/login` and `/static/*` needs a live session cookie (`iarms_session`);
    without one a page GET is sent to `/login?next=...` and anything else
@@ -17,7 +20,7 @@ serves what it returns. A request flows through:
    sent to `/account/password` (403 `password_change_required` on `.json`
    twins and posts). Every POST must carry the session's CSRF token (form
    field `csrf_token`) or is refused with 403 before the handler runs.
-4. A thin view (`views_home`, `views_records`, `views_import`, `views_admin`,
+5. A thin view (`views_home`, `views_records`, `views_import`, `views_admin`,
    `views_lookup` for lookups and hits, `views_peers` for the peer registry,
    `views_account` for the user's own password):
    it parses the input (`forms`), checks the role (`auth.requires`), calls

@@ -32,6 +32,7 @@ from admin_ui.forms import refuse_nul
 from admin_ui.jobs import JOBS, MAX_UPLOAD, MAX_UPLOAD_BYTES, ImportJobs
 from admin_ui.render import add_security_headers, dumps, error_middleware
 from node.app import Federation, Node
+from node.web.guard import connection_middleware
 
 #: The largest ordinary form (not an upload) the console reads.
 MAX_FORM_BYTES = 1 << 20
@@ -127,8 +128,10 @@ def build_console_app(
     Returns:
         The application, ready for an `AppRunner` (or a test server).
     """
+    # The connection middleware sits inside the error renderer, so that a client
+    # leaving mid-body is counted by the guard, not rendered as an incident.
     app = web.Application(
-        middlewares=[error_middleware, nul_middleware, session_middleware],
+        middlewares=[error_middleware, connection_middleware, nul_middleware, session_middleware],
         client_max_size=MAX_FORM_BYTES,
     )
     app[NODE] = node

@@ -49,6 +49,19 @@ login_failures = 10                  # failed sign-ins per client address ...
 login_window_s = 900                 # ... within this window, then refused until it passes
 login_tracked_addresses = 10000      # addresses remembered; the least recently failed go first
 ```
+
+Each listening socket has connection limits, in its own table (`[console]`
+or `[federation]`); the defaults are those of the federation API, where the
+console differs it says so:
+
+```toml
+[federation]
+head_timeout_s = 10                  # to send a whole request head (from connect, or first byte)
+body_timeout_s = 30                  # to send a request body; console: 300 (CSV uploads)
+idle_timeout_s = 60                  # a keep-alive connection waiting for its next request
+max_connections = 1024               # at once on this socket; console: 512
+max_connections_per_address = 64     # of those from one address (IPv6: a /64); console: 512
+```
 """
 
 from __future__ import annotations
@@ -70,6 +83,7 @@ from node.protocol.descriptor import check_node_url
 from node.protocol.envelope import DEFAULT_MAX_BYTES, MAX_ENVELOPE_LIMIT
 from node.protocol.ratelimit import RateLimitConfig
 from node.store.database import check_url
+from node.web.limits import CONSOLE_LIMITS, FEDERATION_LIMITS, ConnectionLimits
 
 CONFIG_NAME = "config.toml"
 DEFAULT_CONSOLE = "127.0.0.1:8080"
@@ -78,11 +92,30 @@ DEFAULT_DB_URL = "sqlite+aiosqlite:///node.db"
 KEY_NAME = "signing_key.pem"
 OPRF_KEY_NAME = "oprf_key.bin"
 RATE_LIMIT_KEYS = {"evaluations_burst", "evaluations_per_second"}
+CONNECTION_KEYS = {
+    "head_timeout_s",
+    "body_timeout_s",
+    "idle_timeout_s",
+    "max_connections",
+    "max_connections_per_address",
+}
 SECTIONS = {
     "node": {"country", "public_url"},
     "database": {"url"},
-    "console": {"listen", "login_failures", "login_window_s", "login_tracked_addresses"},
-    "federation": {"listen", "peer_limits", "max_envelope_bytes", *RATE_LIMIT_KEYS},
+    "console": {
+        "listen",
+        "login_failures",
+        "login_window_s",
+        "login_tracked_addresses",
+        *CONNECTION_KEYS,
+    },
+    "federation": {
+        "listen",
+        "peer_limits",
+        "max_envelope_bytes",
+        *RATE_LIMIT_KEYS,
+        *CONNECTION_KEYS,
+    },
     "delivery": {"retry_initial_s", "retry_multiplier", "retry_max_s", "max_failed_answers"},
     "keys": {"signing_key", "encrypted", "oprf_key"},
 }
@@ -148,6 +181,8 @@ class NodeConfig:
     #: The largest envelope accepted from a peer (requests, and answers but `index`).
     max_envelope_bytes: int = DEFAULT_MAX_BYTES
     login_throttle: LoginThrottleConfig = field(default_factory=LoginThrottleConfig)
+    console_limits: ConnectionLimits = CONSOLE_LIMITS
+    federation_limits: ConnectionLimits = FEDERATION_LIMITS
 
     @property
     def public_key_file(self) -> Path:
@@ -244,6 +279,8 @@ def config_from_dict(raw: dict[str, Any], data_dir: Path, where: str) -> NodeCon
             )
         ),
         login_throttle=_login_throttle(raw.get("console", {}), where),
+        console_limits=_connections(raw, "console", where, CONSOLE_LIMITS),
+        federation_limits=_connections(raw, "federation", where, FEDERATION_LIMITS),
     )
 
 
@@ -346,6 +383,35 @@ def _login_throttle(section: dict[str, Any], where: str) -> LoginThrottleConfig:
     addresses = _number(section, "login_tracked_addresses", path, default.max_addresses, COUNT)
     return LoginThrottleConfig(
         max_failures=int(failures), window=timedelta(seconds=window), max_addresses=int(addresses)
+    )
+
+
+def _connections(
+    raw: dict[str, Any], section: str, where: str, default: ConnectionLimits
+) -> ConnectionLimits:
+    """`[console]` or `[federation]`: deadlines and caps of that listening socket's connections."""
+    table, path = raw.get(section, {}), f"{where}: {section}"
+    total = int(_number(table, "max_connections", path, default.max_connections, COUNT))
+    per_address = int(
+        _number(
+            table,
+            "max_connections_per_address",
+            path,
+            min(total, default.max_connections_per_address),
+            COUNT,
+        )
+    )
+    if per_address > total:
+        raise ConfigError(
+            f"{path}.max_connections_per_address ({per_address}) must not exceed "
+            f"{section}.max_connections ({total})"
+        )
+    return ConnectionLimits(
+        head_timeout_s=_number(table, "head_timeout_s", path, default.head_timeout_s, SECONDS),
+        body_timeout_s=_number(table, "body_timeout_s", path, default.body_timeout_s, SECONDS),
+        idle_timeout_s=_number(table, "idle_timeout_s", path, default.idle_timeout_s, SECONDS),
+        max_connections=total,
+        max_connections_per_address=per_address,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
 from collections.abc import Awaitable, Callable
 
@@ -14,6 +15,8 @@ from node.clock import Clock
 from node.errors import ConfigError
 from node.identity import NodeKeys
 from node.web.federation_api import build_federation_app
+from node.web.guard import serve_app
+from node.web.limits import ConnectionLimits, fit_to_fd_limit
 
 log = logging.getLogger(__name__)
 INDEX_REFRESH_S = 30.0
@@ -64,10 +67,36 @@ async def _greet(node: Node, fed: Federation) -> None:
         log.info("%d peer(s) answered our hello", answered)
 
 
+def raise_fd_limit() -> int:
+    """Raise the soft limit on open files to the hard one; return the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as e:
+            log.warning("cannot raise the open-file limit from %d to %d: %s", soft, target, e)
+    return soft
+
+
+def connection_limits(node: Node) -> dict[str, ConnectionLimits]:
+    """The console's and the federation API's limits, fitted under the open-file limit."""
+    wanted = {
+        "console": node.config.console_limits,
+        "federation API": node.config.federation_limits,
+    }
+    limits, warning = fit_to_fd_limit(wanted, raise_fd_limit())
+    if warning:
+        log.warning("%s", warning)
+    return limits
+
+
 async def start_sites(node: Node, fed: Federation) -> list[web.AppRunner]:
     """Start the console and federation servers; return their runners (to clean up)."""
     from admin_ui.app import build_console_app
 
+    limits = connection_limits(node)
     runners: list[web.AppRunner] = []
     apps = (
         (build_console_app(node, fed), node.config.console, "console"),
@@ -75,11 +104,8 @@ async def start_sites(node: Node, fed: Federation) -> list[web.AppRunner]:
     )
     try:
         for app, listen, what in apps:
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
-            await runner.setup()
-            runners.append(runner)
             try:
-                await web.TCPSite(runner, listen.host, listen.port).start()
+                runners.append(await serve_app(app, listen.host, listen.port, limits[what], what))
             except OSError as e:
                 raise ConfigError(f"cannot serve the {what} on {listen}: {e.strerror}") from e
     except BaseException:

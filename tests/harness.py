@@ -29,6 +29,7 @@ from node.protocol.model import Service
 from node.protocol.ratelimit import RateLimitConfig
 from node.records.model import RecordInput
 from node.web.federation_api import build_federation_app
+from node.web.guard import serve_app
 
 ADMIN_PASSWORD = "harness admin password"
 
@@ -170,10 +171,14 @@ class Federation:
         member.keys = load_keys(config, None)
         member.node = await Node.open(config, member.clock)
         member.fed = federation(member.node, member.keys, self.rate_limit)
-        member.runner = web.AppRunner(build_federation_app(member.node, member.fed))
-        await member.runner.setup()
-        site = web.TCPSite(member.runner, config.federation.host, config.federation.port)
-        await site.start()
+        # Served as `iarms-node run` serves it: with the connection defences on.
+        member.runner = await serve_app(
+            build_federation_app(member.node, member.fed),
+            config.federation.host,
+            config.federation.port,
+            config.federation_limits,
+            f"{member.country} federation API",
+        )
 
     async def stop(self, country: str) -> None:
         """Stop serving and close the node (a peer that is down)."""

@@ -53,3 +53,43 @@ def test_lookup_benchmark_reports_every_figure() -> None:
     assert set(figures) >= LOOKUP_KEYS, LOOKUP_KEYS - set(figures)
     assert all(isinstance(v, int | float) and v > 0 for v in figures.values()), figures
     assert figures["records"] == 300 and figures["bulk_serials"] == 50
+
+
+ABUSE_KEYS = {
+    "connections_opened",
+    "rss_baseline_mb",
+    "rss_peak_mb",
+    "rss_after_mb",
+    "node_fds_peak",
+    "health_p50_ms",
+    "health_max_ms",
+    "health_failures",
+    "console_p50_ms",
+    "console_max_ms",
+    "console_failures",
+    "log_lines",
+}
+
+
+def test_abuse_benchmark_reports_every_figure() -> None:
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "bench" / "abuse.py"),
+            *("--idle", "40", "--stalled", "4", "--addresses", "4"),
+            *("--attack-s", "3", "--deadlines-s", "1"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=ROOT,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = run.stdout.splitlines()
+    assert len(lines) == 1, run.stdout
+    figures = json.loads(lines[0])
+    assert set(figures) >= ABUSE_KEYS, ABUSE_KEYS - set(figures)
+    assert figures["connections_opened"] == 44
+    assert figures["rss_after_mb"] > 0 and figures["health_p50_ms"] > 0
+    assert "did not finish a request head within 1 s" in run.stderr  # the node's own log

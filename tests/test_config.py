@@ -22,6 +22,7 @@ from node.identity import (
 from node.initialise import init_node
 from node.protocol.backoff import BackoffConfig
 from node.protocol.ratelimit import RateLimitConfig
+from node.web.limits import CONSOLE_LIMITS, FEDERATION_LIMITS, ConnectionLimits
 from tests.conftest import ADMIN_PASSWORD
 
 GOOD: dict[str, Any] = {
@@ -132,6 +133,7 @@ async def test_init_writes_no_limits_so_the_defaults_apply(tmp_path: Path) -> No
     result = await init_node(tmp_path / "node", "FRA", admin_password=ADMIN_PASSWORD)
     text = (tmp_path / "node" / "config.toml").read_text(encoding="utf-8")
     assert "evaluations" not in text and "retry" not in text and "login" not in text
+    assert "timeout" not in text and "max_connections" not in text
     assert result.config.rate_limit == RateLimitConfig()
     assert result.config.delivery_backoff == BackoffConfig()
     assert result.config.login_throttle == LoginThrottleConfig()
@@ -206,6 +208,25 @@ POSITIVE = "must be a number greater than 0 and at most"
         ),
         ("federation", "peer_limits", {"DEU": 5}, "federation.peer_limits.DEU must be a table"),
         ("federation", "peer_limits", 5, "federation.peer_limits must hold tables"),
+        ("federation", "head_timeout_s", 0, f"federation.head_timeout_s {POSITIVE}"),
+        ("console", "body_timeout_s", "300", f"console.body_timeout_s {POSITIVE}"),
+        ("console", "idle_timeout_s", True, f"console.idle_timeout_s {POSITIVE}"),
+        ("federation", "max_connections", 0, f"federation.max_connections {WHOLE}"),
+        ("console", "max_connections", 10.5, f"console.max_connections {WHOLE}"),
+        (
+            "federation",
+            "max_connections_per_address",
+            -1,
+            f"federation.max_connections_per_address {WHOLE}",
+        ),
+        (
+            "federation",
+            "max_connections_per_address",
+            2000,
+            "federation.max_connections_per_address (2000) must not exceed "
+            "federation.max_connections (1024)",
+        ),
+        ("console", "max_connection", 5, "unknown key(s) in [console]: max_connection"),
     ],
 )
 def test_bad_limits_are_named(
@@ -215,6 +236,37 @@ def test_bad_limits_are_named(
         config_from_dict(_with(section, key, value), tmp_path, "config.toml")
     assert str(info.value).startswith("config.toml: ")
     assert message in str(info.value)
+
+
+def test_connection_limits_default_per_socket_and_are_read(tmp_path: Path) -> None:
+    config = config_from_dict(GOOD, tmp_path, "config.toml")
+    assert (
+        config.federation_limits
+        == FEDERATION_LIMITS
+        == ConnectionLimits(
+            head_timeout_s=10,
+            body_timeout_s=30,
+            idle_timeout_s=60,
+            max_connections=1024,
+            max_connections_per_address=64,
+        )
+    )
+    assert config.console_limits == CONSOLE_LIMITS
+    assert (CONSOLE_LIMITS.body_timeout_s, CONSOLE_LIMITS.max_connections_per_address) == (300, 512)
+    raw = _with("federation", "max_connections", 40)
+    raw["console"].update(head_timeout_s=2.5, idle_timeout_s=5, max_connections_per_address=8)
+    config = config_from_dict(raw, tmp_path, "config.toml")
+    # A total below the default per-address cap lowers that cap with it.
+    assert config.federation_limits == ConnectionLimits(
+        max_connections=40, max_connections_per_address=40
+    )
+    assert config.console_limits == ConnectionLimits(
+        head_timeout_s=2.5,
+        body_timeout_s=300,
+        idle_timeout_s=5,
+        max_connections=512,
+        max_connections_per_address=8,
+    )
 
 
 def test_missing_and_broken_config_files(tmp_path: Path) -> None:

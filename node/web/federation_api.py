@@ -13,13 +13,14 @@ from node.app import Federation, Node
 from node.identity import load_rotation
 from node.protocol.descriptor import PROTOCOL_VERSIONS, sign_descriptor
 from node.protocol.keys import fingerprint
+from node.web.guard import connection_middleware
 
 MSGPACK = "application/msgpack"
 
 
 def build_federation_app(node: Node, fed: Federation) -> web.Application:
     """The aiohttp application peers talk to."""
-    app = web.Application()
+    app = web.Application(middlewares=[connection_middleware])
 
     limit = node.config.max_envelope_bytes
 
