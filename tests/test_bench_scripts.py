@@ -11,6 +11,24 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+RECORDS_KEYS = {
+    "records",
+    "created",
+    "rejected",
+    "generate_s",
+    "import_s",
+    "import_records_per_s",
+    "db_bytes_per_record",
+    "peak_rss_mb",
+    "worker_peak_rss_mb",
+    "exact_serial_p50_ms",
+    "exact_serial_p95_ms",
+    "filter_page_p50_ms",
+    "filter_page_p95_ms",
+    "bare_insert_s",
+    "bare_insert_records_per_s",
+    "import_vs_bare",
+}
 LOOKUP_KEYS = {
     "records",
     "indexed_records",
@@ -33,13 +51,10 @@ LOOKUP_KEYS = {
 }
 
 
-def test_lookup_benchmark_reports_every_figure() -> None:
+def run_bench(script: str, *args: str) -> dict[str, float | int]:
+    """Run `scripts/bench/<script>` and return the figures of its one JSON line."""
     run = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "bench" / "lookup.py"),
-            *("--records", "300", "--lookups", "5", "--bulk", "50"),
-        ],
+        [sys.executable, str(ROOT / "scripts" / "bench" / script), *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -49,7 +64,22 @@ def test_lookup_benchmark_reports_every_figure() -> None:
     assert run.returncode == 0, run.stderr[-2000:]
     lines = run.stdout.splitlines()
     assert len(lines) == 1, run.stdout
-    figures = json.loads(lines[0])
+    figures: dict[str, float | int] = json.loads(lines[0])
+    return figures
+
+
+def test_records_benchmark_reports_every_figure_and_its_floor() -> None:
+    figures = run_bench("records.py", "--records", "2000", "--searches", "20")
+    assert set(figures) >= RECORDS_KEYS, RECORDS_KEYS - set(figures)
+    positive = RECORDS_KEYS - {"rejected", "worker_peak_rss_mb"}  # small files parse in-process
+    assert all(figures[k] > 0 for k in positive), figures
+    assert figures["records"] == figures["created"] == 2000 and figures["rejected"] == 0
+    rate = figures["import_records_per_s"] / figures["bare_insert_records_per_s"]
+    assert abs(figures["import_vs_bare"] - rate) < 0.01, figures
+
+
+def test_lookup_benchmark_reports_every_figure() -> None:
+    figures = run_bench("lookup.py", *("--records", "300", "--lookups", "5", "--bulk", "50"))
     assert set(figures) >= LOOKUP_KEYS, LOOKUP_KEYS - set(figures)
     assert all(isinstance(v, int | float) and v > 0 for v in figures.values()), figures
     assert figures["records"] == 300 and figures["bulk_serials"] == 50
