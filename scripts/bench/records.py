@@ -29,13 +29,13 @@ import json
 import random
 import resource
 import sqlite3
-import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from pathlib import Path
 
+from common import percentiles, positive
 from sqlalchemy.dialects.sqlite import aiosqlite
 
 from node.app import Node
@@ -65,18 +65,13 @@ BULK_COLUMNS = (
 )
 
 
-def _percentiles(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    return statistics.median(ordered), ordered[int(len(ordered) * 0.95) - 1]
-
-
 async def _timed(calls: list[Callable[[], Awaitable[object]]]) -> tuple[float, float]:
     samples = []
     for call in calls:
         start = time.perf_counter()
         await call()
         samples.append((time.perf_counter() - start) * 1000)
-    return _percentiles(samples)
+    return percentiles(samples)
 
 
 def bare_insert(csv_path: Path, db_path: Path, today: date, at: datetime) -> tuple[int, float]:
@@ -179,7 +174,7 @@ async def bench(n: int, searches: int, workdir: Path) -> dict[str, float | int]:
     stored, bare_s = bare_insert(csv_path, bare / "node.db", now.date(), now)
     if stored != report.created:
         raise RuntimeError(f"the bare insert stored {stored} rows, the import {report.created}")
-    figures["bare_insert_s"] = round(bare_s, 1)
+    figures["bare_insert_s"] = round(bare_s, 3)
     figures["bare_insert_records_per_s"] = round(stored / bare_s)
     figures["import_vs_bare"] = round(report.created / import_s / (stored / bare_s), 3)
     return figures
@@ -187,8 +182,8 @@ async def bench(n: int, searches: int, workdir: Path) -> dict[str, float | int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--records", type=int, default=1_000_000)
-    parser.add_argument("--searches", type=int, default=2000)
+    parser.add_argument("--records", type=positive, default=1_000_000)
+    parser.add_argument("--searches", type=positive, default=2000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="iarms-bench-") as tmp:
         print(json.dumps(asyncio.run(bench(args.records, args.searches, Path(tmp)))))
