@@ -6,11 +6,30 @@ Times are never asserted: a benchmark's figures are for reading, not for failing
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+RECORDS_KEYS = {
+    "records",
+    "created",
+    "rejected",
+    "generate_s",
+    "import_s",
+    "import_records_per_s",
+    "db_bytes_per_record",
+    "peak_rss_mb",
+    "worker_peak_rss_mb",
+    "exact_serial_p50_ms",
+    "exact_serial_p95_ms",
+    "filter_page_p50_ms",
+    "filter_page_p95_ms",
+    "bare_insert_s",
+    "bare_insert_records_per_s",
+    "import_vs_bare",
+}
 LOOKUP_KEYS = {
     "records",
     "indexed_records",
@@ -30,16 +49,29 @@ LOOKUP_KEYS = {
     "bulk_crypto_serials_per_s",
     "bulk_vs_crypto",
     "peak_rss_mb",
+    "index_crypto_floor_s",
+    "index_vs_floor",
+    "lookup_crypto_oprf_ms",
+    "lookup_crypto_envelopes_ms",
+    "lookup_crypto_ms",
+    "miss_vs_crypto",
+    "owner_cpu_requests",
+    "owner_cpu_per_eval_ms",
+    "owner_crypto_per_eval_ms",
+    "owner_cpu_vs_crypto",
+}
+CLI_COMMANDS = ("help", "records_search", "peers_list", "lookup")
+CLI_KEYS = {"records", "runs", "python_pass_s", "python_pass_cpu_s"} | {
+    f"{command}{suffix}"
+    for command in CLI_COMMANDS
+    for suffix in ("_s", "_cpu_s", "_minus_floor_s", "_over_floor")
 }
 
 
-def test_lookup_benchmark_reports_every_figure() -> None:
+def run_bench(script: str, *args: str) -> dict[str, float | int]:
+    """Run `scripts/bench/<script>` and return the figures of its one JSON line."""
     run = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "bench" / "lookup.py"),
-            *("--records", "300", "--lookups", "5", "--bulk", "50"),
-        ],
+        [sys.executable, str(ROOT / "scripts" / "bench" / script), *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -49,10 +81,36 @@ def test_lookup_benchmark_reports_every_figure() -> None:
     assert run.returncode == 0, run.stderr[-2000:]
     lines = run.stdout.splitlines()
     assert len(lines) == 1, run.stdout
-    figures = json.loads(lines[0])
+    figures: dict[str, float | int] = json.loads(lines[0])
+    return figures
+
+
+def test_records_benchmark_reports_every_figure_and_its_floor() -> None:
+    figures = run_bench("records.py", "--records", "2000", "--searches", "20")
+    assert set(figures) >= RECORDS_KEYS, RECORDS_KEYS - set(figures)
+    positive = RECORDS_KEYS - {"rejected", "worker_peak_rss_mb"}  # small files parse in-process
+    assert all(figures[k] > 0 for k in positive), figures
+    assert figures["records"] == figures["created"] == 2000 and figures["rejected"] == 0
+    rate = figures["import_records_per_s"] / figures["bare_insert_records_per_s"]
+    assert abs(figures["import_vs_bare"] - rate) < 0.01, figures
+
+
+def test_lookup_benchmark_reports_every_figure_and_its_floor() -> None:
+    figures = run_bench(
+        "lookup.py",
+        *("--records", "300", "--lookups", "5", "--bulk", "50", "--owner-requests", "40"),
+    )
     assert set(figures) >= LOOKUP_KEYS, LOOKUP_KEYS - set(figures)
     assert all(isinstance(v, int | float) and v > 0 for v in figures.values()), figures
     assert figures["records"] == 300 and figures["bulk_serials"] == 50
+    assert figures["owner_cpu_requests"] == 40
+    ratios = {
+        "index_vs_floor": ("index_build_s", "index_crypto_floor_s"),
+        "miss_vs_crypto": ("miss_p50_ms", "lookup_crypto_ms"),
+        "owner_cpu_vs_crypto": ("owner_cpu_per_eval_ms", "owner_crypto_per_eval_ms"),
+    }
+    for ratio, (figure, floor) in ratios.items():
+        assert math.isclose(figures[ratio], figures[figure] / figures[floor], rel_tol=0.1), ratio
 
 
 ABUSE_KEYS = {
@@ -93,3 +151,14 @@ def test_abuse_benchmark_reports_every_figure() -> None:
     assert figures["connections_opened"] == 44
     assert figures["rss_after_mb"] > 0 and figures["health_p50_ms"] > 0
     assert "did not finish a request head within 1 s" in run.stderr  # the node's own log
+
+
+def test_cli_benchmark_reports_every_command_against_python_start() -> None:
+    figures = run_bench("cli.py", "--records", "50", "--runs", "1")
+    assert set(figures) == CLI_KEYS, set(figures) ^ CLI_KEYS
+    assert figures["records"] == 50 and figures["runs"] == 1
+    for command in CLI_COMMANDS:
+        wall, floor = figures[f"{command}_s"], figures["python_pass_s"]
+        assert wall > 0 and figures[f"{command}_cpu_s"] > 0
+        assert abs(figures[f"{command}_minus_floor_s"] - (wall - floor)) < 0.001
+        assert abs(figures[f"{command}_over_floor"] - wall / floor) < 0.01 * wall / floor
