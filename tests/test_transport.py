@@ -34,3 +34,14 @@ async def test_large_answers_are_read_whole_and_limits_hold() -> None:
                 await transport.post(url, b"", len(BIG) - 1)
         finally:
             await transport.close()
+
+
+async def test_the_transport_keeps_few_connections_to_one_peer() -> None:
+    """A peer's guard allows 64 connections per address by default: our fan-out stays
+    far below it, so a large lookup is never refused as abuse."""
+    transport = HttpTransport()
+    try:
+        connector = transport._client().connector
+        assert connector is not None and connector.limit_per_host == 16
+    finally:
+        await transport.close()

@@ -7,6 +7,8 @@ import aiohttp
 from node.errors import PeerUnreachableError
 
 MSGPACK = "application/msgpack"
+#: Connections open at once to one peer.
+PER_PEER_CONNECTIONS = 16
 
 
 class HttpTransport:
@@ -19,7 +21,11 @@ class HttpTransport:
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                timeout=self._timeout, headers={"User-Agent": "iarms-node"}
+                timeout=self._timeout,
+                headers={"User-Agent": "iarms-node"},
+                # Well under a peer's default per-address cap (64), so that our own
+                # fan-out is never taken for an abuse of its connection guard.
+                connector=aiohttp.TCPConnector(limit_per_host=PER_PEER_CONNECTIONS),
             )
         return self._session
 
