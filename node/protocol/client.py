@@ -143,7 +143,7 @@ def _typed_reader(cls: type[A], country: str) -> Reader[A]:
                 ours = False
             if not ours:
                 raise _not_for(country) from e
-            raise PeerAnswerError(f"{country} answered with invalid data: {e}") from e
+            raise PeerAnswerError(str(e)) from e
         if answer.ref != ref:
             raise _not_for(country)
         return answer

@@ -12,7 +12,8 @@ one inbound envelope::
     read-only request      handler(message, peer) → answer
     request with effect    in ONE unit of work: claim (sender, key) in the inbox,
                            handler(message, peer, work) stores its effect and queues
-                           what it sends, the answer is kept with the claim; commit.
+                           what it sends, the answer is kept with the claim (unless
+                           repeats are refused: then it is never sent again); commit.
                            A repeat (the key claimed before) gets the kept answer again,
                            or is refused if its class says so (`lookup.confirm`).
     seal                   the answer with `ref` = this request's message id
@@ -244,7 +245,8 @@ class Dispatcher(Generic[W]):
             prior = await work.claim(sender, key, cls.wire_type, self._clock.now())
             if prior is None:
                 answer = await registration.effect(message, peer, work)
-                await work.set_answer(sender, key, answer.wire_type, encode(answer))
+                if cls.refuse_repeat is None:  # else it is never sent again: not kept
+                    await work.set_answer(sender, key, answer.wire_type, encode(answer))
                 return answer
         return _repeated(cls, key, prior)
 
