@@ -37,7 +37,7 @@ from node.protocol.messages import Request, encode, fields
 from node.protocol.model import OutboxMessage, OutboxStatus
 from node.protocol.receipts import DeliveryReceipt, verify_receipt
 from node.protocol.receive import PeerRegistry
-from node.protocol.storage import Enqueue, OutboxStorage, UnitOfWork
+from node.protocol.storage import OutboxStorage, OutboxWriter, UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class DeliveryService:
         With `work`, it is written in that unit of work and delivery wakes when
         it commits; its `message_id` (random if not given) travels as `delivery_id`.
         """
-        store: Enqueue = work if work is not None else self._store
+        store: OutboxWriter = work if work is not None else self._store
         message_id = message_id or os.urandom(16)
         message = await store.add_message(recipient, message_id, type_, body, self._clock.now())
         if work is None:

@@ -22,7 +22,7 @@ from node.protocol.model import (
 )
 
 
-class Enqueue(Protocol):
+class OutboxWriter(Protocol):
     """Where a message that must arrive is written: the outbox, or a unit of work."""
 
     async def add_message(
@@ -32,7 +32,7 @@ class Enqueue(Protocol):
         ...
 
 
-class UnitOfWork(Enqueue, Protocol):
+class UnitOfWork(OutboxWriter, Protocol):
     """One database transaction in which an inbound message takes effect, all or nothing.
 
     The dispatcher claims the message's id, the handler stores its effect and
@@ -62,7 +62,7 @@ class UnitOfWork(Enqueue, Protocol):
         ...
 
 
-class OutboxStorage(Enqueue, Protocol):
+class OutboxStorage(OutboxWriter, Protocol):
     """The durable outbox and each peer's delivery backoff (`node.store.outbox.OutboxStore`)."""
 
     async def get_due(self, now: datetime, limit: int = 100) -> list[OutboxMessage]:
