@@ -12,13 +12,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from admin_ui.forms import RECORD_LABELS
-from node.errors import ValidationError
+from node.errors import ReceiptError, ValidationError
 from node.lookup import bulk
 from node.lookup.model import Hit
 from node.lookup.oprf import MAX_SERIAL_BYTES
 from node.lookup.querier import LookupResult, Query
 from node.protocol.model import OutboxMessage, Service
 from node.protocol.peers import parse_services
+from node.protocol.receipts import DeliveryReceipt
 from node.records.serials import canonicalise_serial
 
 #: The largest bulk file: 10,000 rows of a long serial and a make fit with room to spare.
@@ -129,6 +130,21 @@ def dead_letter_json(message: OutboxMessage) -> dict[str, Any]:
         "error": message.last_error,
         "created_at": message.created_at,
         "attempts": message.attempts,
+    }
+
+
+def delivery_json(
+    message: OutboxMessage, receipt: DeliveryReceipt | ReceiptError
+) -> dict[str, Any]:
+    """A delivered message and its receipt (checked), as `/peers.json` lists it."""
+    verified = receipt if isinstance(receipt, DeliveryReceipt) else None
+    return {
+        "id": message.id,
+        "recipient": message.recipient,
+        "type": message.type,
+        "delivered_at": message.delivered_at,
+        "receipt": verified.to_json() if verified else None,
+        "receipt_error": None if verified else str(receipt),
     }
 
 

@@ -1,7 +1,8 @@
 """The peer registry (admins): add a peer by URL and fingerprint, set its policy, revoke it.
 
 The page also lists the outbox's dead letters: messages a peer refused for
-good, which nothing will retry and an admin has to follow up by hand.
+good, which nothing will retry and an admin has to follow up by hand; and the
+latest deliveries, each with its receipt (the peer's signed answer) checked.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from admin_ui.federation_forms import (
     PEER_FIELDS,
     SERVICE_LABELS,
     dead_letter_json,
+    delivery_json,
     parse_policy,
 )
 from admin_ui.forms import refuse_nul, text_values
@@ -41,9 +43,11 @@ async def _peers_page(
     node = get_node(request)
     peers = await node.peers.list_peers()
     dead = await node.delivery.messages(OutboxStatus.DEAD)
+    delivered = await node.delivery.receipts(limit=10)
     context = {
         "peers": peers,
         "dead_letters": dead,
+        "deliveries": delivered,
         "services": SERVICE_LABELS,
         "values": values or {},
         "errors": errors or {},
@@ -52,6 +56,7 @@ async def _peers_page(
     data = {
         "peers": [p.to_json() for p in peers],
         "dead_letters": [dead_letter_json(m) for m in dead],
+        "deliveries": [delivery_json(m, r) for m, r in delivered],
     }
     return page(request, "peers.html", context, data=data, status=status)
 

@@ -40,6 +40,7 @@ from node.store.peers import PeersStore
 from node.store.records import RecordsStore
 from node.store.replay import ReplayStore
 from node.store.users import UsersStore
+from node.store.work import StoreWork, unit_of_work
 from node.web.http_transport import HttpTransport
 
 
@@ -95,6 +96,10 @@ class Node:
         reference = load_reference()
         changed = asyncio.Event()
         records = RecordsService(records_store, audit_store, reference, clock, changed.set)
+        peers = PeersService(PeersStore(db), transport, clock, config.country)
+        delivery = DeliveryService(
+            OutboxStore(db), clock, config.delivery_backoff, peers=peers, me=config.country
+        )
         return cls(
             config=config,
             clock=clock,
@@ -107,8 +112,8 @@ class Node:
                 UsersStore(db), audit_store, clock, LoginThrottle(config.login_throttle)
             ),
             audit=AuditService(audit_store, clock),
-            peers=PeersService(PeersStore(db), transport, clock, config.country),
-            delivery=DeliveryService(OutboxStore(db), clock, config.delivery_backoff),
+            peers=peers,
+            delivery=delivery,
             lookup_index=LookupIndex(lookups_store, config.country, clock),
             lookups_store=lookups_store,
             evidence=EvidenceService(EvidenceStore(db)),
@@ -129,7 +134,7 @@ class Federation:
 
     client: PeerClient
     lookups: LookupService
-    dispatcher: Dispatcher
+    dispatcher: Dispatcher[StoreWork]
     receiver: Receiver
     signing_key: Ed25519PrivateKey
 
@@ -163,8 +168,9 @@ def federation(node: Node, keys: NodeKeys, rate_limit: RateLimitConfig | None = 
         clock,
     )
     dispatcher = Dispatcher(
-        receiver, node.peers, node.delivery, signing_key, me, clock, responder.handlers()
+        receiver, node.peers, node.delivery, signing_key, me, clock, unit_of_work(node.db)
     )
+    responder.register(dispatcher)
     lookups = LookupService(
         node.peers,
         client,

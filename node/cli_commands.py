@@ -36,6 +36,7 @@ from node.lookup.evidence import verify_bundle
 from node.lookup.querier import MAX_SERIALS, Query
 from node.protocol.model import Peer, Reachability
 from node.protocol.peers import parse_services
+from node.protocol.receipts import DeliveryReceipt
 from node.records.csvio import RecordCsvWriter
 from node.records.service import FilterText
 
@@ -344,8 +345,16 @@ async def cmd_peers_list(args: argparse.Namespace) -> int:
 async def cmd_peers_show(args: argparse.Namespace) -> int:
     async with _open(args) as node:
         peer = await node.peers.get(args.country)
+        delivered = await node.delivery.receipts(peer.country, limit=5)
     info = peer.to_json()
-    _print_info(info if args.json else info | {"reachability": _reachability(peer)}, args.json)
+    receipts = [
+        f"{m.type} #{m.id}: {r} (signed receipt verified)"
+        if isinstance(r, DeliveryReceipt)
+        else f"{m.type} #{m.id}: {r}"
+        for m, r in delivered
+    ]
+    shown = info | {"reachability": _reachability(peer), "deliveries": "; ".join(receipts) or "-"}
+    _print_info(info | {"deliveries": receipts} if args.json else shown, args.json)
     return 0
 
 

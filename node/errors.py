@@ -299,3 +299,9 @@ class EvidenceError(ValidationError):
     """A hit's evidence bundle does not verify (or is not one)."""
 
     code = "invalid_evidence"
+
+
+class ReceiptError(ValidationError):
+    """A delivered message's receipt (the peer's signed answer) is missing or does not verify."""
+
+    code = "invalid_receipt"

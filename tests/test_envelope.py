@@ -31,9 +31,7 @@ from node.identity import load_signing_key
 from node.protocol.envelope import (
     ERROR,
     Envelope,
-    FieldType,
     PeerKey,
-    decode_body,
     decode_error,
     key_id,
     open_envelope,
@@ -41,6 +39,7 @@ from node.protocol.envelope import (
     seal,
     to_ms,
 )
+from node.protocol.messages import Bin16, Message, Str, decode
 from node.protocol.model import Peer, PeerStatus, Service
 from node.protocol.receive import UNADDRESSED, Receiver, select_key
 from node.store.replay import ReplayStore
@@ -57,6 +56,15 @@ def trusting(*keys: PeerKey, sender: str = "DEU") -> dict[tuple[str, bytes], Pee
 
 
 TRUST = trusting(PeerKey(DEU_PUB))
+
+
+class Serial(Message, frozen=True, kw_only=True):
+    """A body of these tests: a string, a count and an optional id."""
+
+    wire_type = "ping"
+    serial: Str
+    count: int
+    ref: Bin16 | None = None
 
 
 def make(key: Ed25519PrivateKey = DEU, **fields: Any) -> bytes:
@@ -91,7 +99,7 @@ def open_(data: bytes, keys: dict[tuple[str, bytes], PeerKey] = TRUST, **kw: Any
 
 
 def test_seal_and_open_round_trip() -> None:
-    body = msgpack.packb({"serial": "A123", "n": 3}, use_bin_type=True)
+    body = msgpack.packb({"serial": "A123", "count": 3}, use_bin_type=True)
     data = make(type="lookup.evaluate", body=body, message_id=b"\x07" * 16)
     envelope = open_(data)
     assert (envelope.version, envelope.sender, envelope.recipient, envelope.type) == (
@@ -102,7 +110,7 @@ def test_seal_and_open_round_trip() -> None:
     )
     assert (envelope.message_id, envelope.timestamp_ms) == (b"\x07" * 16, NOW)
     assert (envelope.key_id, envelope.body, envelope.data) == (key_id(DEU_PUB), body, data)
-    assert decode_body(envelope, {"serial": str, "n": int}) == {"serial": "A123", "n": 3}
+    assert decode(Serial, envelope.body) == Serial(serial="A123", count=3)
 
 
 def test_seal_draws_a_fresh_message_id_and_refuses_bad_fields() -> None:
@@ -303,25 +311,25 @@ def test_key_rotation_accepts_the_previous_key_until_the_grace_period_ends() -> 
     assert select_key(revoked_peer, key_id(DEU_PUB), grace_end) == PeerKey(DEU_PUB, revoked=True)
 
 
-def test_decode_body_is_strict_and_names_the_field() -> None:
-    schema: dict[str, FieldType] = {"serial": str, "count": int, "ref": (bytes, type(None))}
-
+def test_decode_is_strict_and_names_the_field() -> None:
     def body(**fields: Any) -> Envelope:
         return open_(make(body=msgpack.packb(fields, use_bin_type=True)))
 
-    assert decode_body(body(serial="A", count=2, ref=None), schema)["ref"] is None
+    assert decode(Serial, body(serial="A", count=2, ref=None).body).ref is None
     cases = [
-        (body(serial="A", count=2), "missing field 'ref'"),
-        (body(serial="A", count=2, ref=None, extra=1), "unexpected field 'extra'"),
-        (body(serial="A", count=True, ref=None), "field 'count' has type bool"),
-        (body(serial=b"A", count=2, ref=None), "field 'serial' has type bytes"),
-        (open_(make(body=msgpack.packb([1, 2]))), "ping body: expected a map"),
+        (body(count=2), "missing required field `serial`"),
+        (body(serial="A", count=2, ref=None, extra=1), "unknown field `extra`"),
+        (body(serial="A", count=True), r"got `bool` - at `\$.count`"),
+        (body(serial=b"A", count=2), r"got `bytes` - at `\$.serial`"),
+        (body(serial="A", count=2, ref=b"1"), r"length >= 16 - at `\$.ref`"),
+        (body(serial="A\x00", count=2), r"NUL character \(U\+0000\) - at `\$.serial`"),
+        (open_(make(body=msgpack.packb([1, 2]))), "ping body: Expected `object`, got `array`"),
         (open_(make(body=b"\xc1")), "ping body: not the expected msgpack"),
-        (open_(make(body=msgpack.packb({1: 2}))), "ping body: not the expected msgpack"),
+        (open_(make(body=msgpack.packb({1: 2}))), "ping body: Expected `str`, got `int`"),
     ]
     for envelope, message in cases:
         with pytest.raises(MalformedEnvelopeError, match=message):
-            decode_body(envelope, schema)
+            decode(Serial, envelope.body)
 
 
 # The shell: replay cache and error answers, on each database backend.

@@ -51,7 +51,7 @@ async def fed(tmp_path: Path) -> AsyncIterator[Federation]:
     with sqlite3.connect(deu.data_dir / "node.db") as db:
         db.execute(
             "UPDATE records SET model = ?, notes = ?, event_place = ? WHERE id = ?",
-            (HOSTILE, HOSTILE + "\x00\x7f", "\u2028" + HOSTILE, record.id),
+            (HOSTILE, HOSTILE + "\x7f", "\u2028" + HOSTILE, record.id),
         )
     await deu.n.lookup_index.refresh(deu.k.oprf)
     yield federation
@@ -64,7 +64,7 @@ async def test_a_hostile_owners_record_fields_are_printed_escaped(fed: Federatio
     assert code == 0, err
     assert_harmless(out)
     assert f"model={HOSTILE_SHOWN}" in out
-    assert f"notes={HOSTILE_SHOWN}\\x00\\x7f" in out
+    assert f"notes={HOSTILE_SHOWN}\\x7f" in out
     assert f"event_place=\\u2028{HOSTILE_SHOWN}" in out
     assert out.count("\n") == 1  # one line per peer and serial, whatever the fields hold
 
@@ -78,7 +78,21 @@ async def test_a_hostile_owners_record_fields_are_printed_escaped(fed: Federatio
         assert_harmless(out)
         records = json.loads(out.splitlines()[0])["records"]
         assert records[0]["model"] == HOSTILE  # the JSON escapes decode to the same text
-        assert records[0]["notes"] == HOSTILE + "\x00\x7f"
+        assert records[0]["notes"] == HOSTILE + "\x7f"
+
+
+async def test_a_hostile_owners_nul_is_refused_and_printed_escaped(fed: Federation) -> None:
+    """No string of a body may hold NUL (PROTOCOL.md): an owner whose answer holds one
+    has answered with invalid data; the refusal is printed harmlessly, nothing is kept."""
+    deu = fed["DEU"]
+    with sqlite3.connect(deu.data_dir / "node.db") as db:
+        db.execute("UPDATE records SET notes = ?", (HOSTILE + "\x00",))
+    fra = str(fed["FRA"].data_dir)
+    code, out, err = await run_cli("lookup", "--serial", "GLK-12345", "--data-dir", fra)
+    assert code == 0, err
+    assert_harmless(out)
+    assert "refused: DEU answered with invalid data" in out and "NUL" in out
+    assert (await fed["FRA"].n.evidence.list())[1] == 0
 
 
 async def test_a_hostile_queriers_case_reference_is_printed_escaped(fed: Federation) -> None:

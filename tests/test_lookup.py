@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,11 @@ from node.errors import NotFoundError, RateLimitedError, ValidationError
 from node.identity import ROTATION_FILE, rotate_signing_key
 from node.initialise import init_node
 from node.lookup import oprf
+from node.lookup.messages import LookupConfirm, LookupConfirmed
 from node.lookup.querier import Query
 from node.protocol.client import pack
+from node.protocol.dispatch import Dispatcher
 from node.protocol.envelope import (
-    Envelope,
     decode_error,
     open_envelope,
     read_header,
@@ -410,15 +412,23 @@ async def test_what_the_owners_would_refuse_is_refused_before_anything_is_sent(
     assert ok["DEU"]["result"] == "hit"
 
 
+def _handle_confirm_with(
+    dispatcher: Dispatcher[Any], handler: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Have `dispatcher` answer `lookup.confirm` with `handler` (until the monkeypatch undoes)."""
+    registration = replace(dispatcher._registry["lookup.confirm"], effect=handler)
+    monkeypatch.setitem(dispatcher._registry, "lookup.confirm", registration)
+
+
 async def test_a_confirmation_refused_for_now_queues_a_hit_notice(
     fed: Federation, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fra, deu = fed["FRA"], fed["DEU"]
 
-    async def busy(_envelope: Envelope, _peer: Peer) -> tuple[str, dict[str, Any]]:
+    async def busy(_message: LookupConfirm, _peer: Peer, _work: object) -> LookupConfirmed:
         raise RateLimitedError("too many confirmations")
 
-    monkeypatch.setitem(deu.f.dispatcher._handlers, "lookup.confirm", busy)  # type: ignore[index]
+    _handle_confirm_with(deu.f.dispatcher, busy, monkeypatch)
     answers = by_peer(await fra.f.lookups.lookup([Query("GLK-12345", "Glock")], CASE, "o"))
     deu_answer = answers["DEU"]
     assert deu_answer["result"] == "unreachable"
@@ -441,10 +451,10 @@ async def test_a_confirmation_refused_for_now_queues_a_hit_notice(
 async def test_a_confirmation_refused_for_good_queues_nothing(
     fed: Federation, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def no(_envelope: Envelope, _peer: Peer) -> tuple[str, dict[str, Any]]:
+    async def no(_message: LookupConfirm, _peer: Peer, _work: object) -> LookupConfirmed:
         raise ValidationError("no")
 
-    monkeypatch.setitem(fed["DEU"].f.dispatcher._handlers, "lookup.confirm", no)  # type: ignore[index]
+    _handle_confirm_with(fed["DEU"].f.dispatcher, no, monkeypatch)
     answers = by_peer(await fed["FRA"].f.lookups.lookup([Query("GLK-12345")], CASE, "o"))
     assert answers["DEU"]["result"] == "refused" and "(invalid)" in answers["DEU"]["reason"]
     assert await fed["FRA"].n.delivery.messages() == []

@@ -26,6 +26,7 @@ from node.protocol.model import OutboxStatus, Service
 from node.protocol.ratelimit import RateLimitConfig
 from node.records.model import RecordInput
 from node.records.serials import canonicalise_serial
+from node.store.work import StoreWork
 from tests.harness import Federation, seeded_federation
 
 CASE = "FR-2026-0311"
@@ -130,16 +131,15 @@ async def test_a_message_the_peer_keeps_failing_on_is_dead_lettered_and_the_queu
     """A notice that DEU answers `internal` every time moves to the dead letters after
     `max_failed_answers` attempts; the notice queued behind it is delivered."""
     fra, deu = fed["FRA"], fed["DEU"]
-    store = deu.n.lookups_store
-    record_hits = store.record_hits
+    add_hits = StoreWork.add_hits
     poison = b"\x66" * 16
 
-    async def failing(peer: str, lookup_id: bytes, *args: Any) -> bool:
-        if lookup_id == poison:
+    async def failing(work: StoreWork, hits: list[dict[str, Any]]) -> None:
+        if any(hit["lookup_id"] == poison for hit in hits):
             raise RuntimeError("a bug that this one message triggers")
-        return await record_hits(peer, lookup_id, *args)
+        await add_hits(work, hits)
 
-    monkeypatch.setattr(store, "record_hits", failing)
+    monkeypatch.setattr(StoreWork, "add_hits", failing)
     await fra.n.delivery.enqueue("DEU", "hit.notice", pack(_confirmation(fed, poison)))
     await fra.n.delivery.enqueue("DEU", "hit.notice", pack(_confirmation(fed, b"\x67" * 16)))
     limit = fra.n.config.delivery_backoff.max_failed_answers

@@ -24,6 +24,7 @@ from node.protocol.client import pack
 from node.protocol.model import Peer, PeerStatus, Reachability, Service
 from node.records.service import FilterText
 from node.store.peers import PeersStore
+from node.store.work import unit_of_work
 from tests.console_helpers import Console, console_for
 from tests.harness import ADMIN_PASSWORD, Federation, run_cli
 
@@ -243,7 +244,9 @@ async def test_the_store_keeps_index_version_reachability_and_revocation(node: N
         "record_id": 1, "serial_number": "A-1", "peer": "DEU", "at": at, "case_reference": "c",
         "make_given": "", "make_agrees": True, "lookup_id": b"L" * 16,
     }  # fmt: skip
-    assert await lookups.record_hits("DEU", b"L" * 16, [hit], at, event)
+    async with unit_of_work(node.db)() as work:
+        assert await work.claim("DEU", b"L" * 16, "hit.notice", at) is None
+        await work.add_hits([hit])
     assert [h.make_agrees for h in await lookups.get_hits()] == [None]
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 import pytest
 
 from node.clock import FakeClock
@@ -22,6 +23,7 @@ from node.lookup import oprf
 from node.lookup.querier import RECORD_KEYS
 from node.protocol.client import PeerRefusedError
 from node.protocol.descriptor import check_current, verify_descriptor
+from node.protocol.messages import Answer, Message, Request
 from node.protocol.model import Service
 from node.records.serials import LOOKALIKES, assigned_in_pinned_unicode, canonicalise_serial
 from tests.harness import Federation
@@ -41,6 +43,51 @@ def message_table() -> dict[str, tuple[dict[str, str], str, dict[str, str]]]:
         answer_fields = {name: kind.strip() for name, kind in _FIELD.findall(answer_body)}
         rows[request.strip("`")] = (fields, answer.strip("`"), answer_fields)
     return rows
+
+
+def notation(info: msgspec.inspect.Type) -> str:
+    """A field's type as PROTOCOL.md writes it: `bin 16`, `str (≤ 200)`, `int or nil`, `[bin]`."""
+    if isinstance(info, msgspec.inspect.BytesType):
+        exact = info.min_length is not None and info.min_length == info.max_length
+        return f"bin {info.min_length}" if exact else "bin"
+    if isinstance(info, msgspec.inspect.StrType):
+        return f"str (≤ {info.max_length})" if info.max_length is not None else "str"
+    if isinstance(info, msgspec.inspect.UnionType):
+        kinds = [t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)]
+        assert len(kinds) == 1 and len(info.types) == 2, info
+        return f"{notation(kinds[0])} or nil"
+    if isinstance(info, msgspec.inspect.ListType):
+        return f"[{notation(info.item_type)}]"
+    names = {msgspec.inspect.IntType: "int", msgspec.inspect.BoolType: "bool"}
+    return names.get(type(info)) or {msgspec.inspect.DictType: "map"}[type(info)]
+
+
+def table_cell(cls: type[Message]) -> str:
+    """A body's fields as the message table lists them (an answer's `ref` is implied)."""
+    info = msgspec.inspect.type_info(cls)
+    assert isinstance(info, msgspec.inspect.StructType)
+    shown = [f for f in info.fields if not (issubclass(cls, Answer) and f.name == "ref")]
+    if not shown:
+        return "(only `ref`)" if issubclass(cls, Answer) else "(empty)"
+    return ", ".join(f"`{f.name}`: {notation(f.type)}" for f in shown)
+
+
+def table_row(request: type[Request[Any]]) -> str:
+    """The message table's row of a registered request class and its answer."""
+    answer = request.answer
+    return (
+        f"| `{request.wire_type}` | {table_cell(request)} "
+        f"| `{answer.wire_type}` | {table_cell(answer)} |"
+    )
+
+
+def test_the_message_table_is_the_registry_s(fed: Federation) -> None:
+    """PROTOCOL.md §2.3's table, row for row, is what the node's registered classes say."""
+    text = (DOCS / "PROTOCOL.md").read_text(encoding="utf-8")
+    block = text.split("<!-- message-table -->\n", 1)[1].split("\n\n", 1)[0]
+    documented = block.splitlines()[2:]
+    registered = [table_row(r) for r in fed["DEU"].f.dispatcher.requests]
+    assert sorted(documented) == sorted(registered)
 
 
 def _value(name: str, kind: str, fed: Federation) -> Any:

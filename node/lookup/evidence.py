@@ -26,7 +26,8 @@ from typing import Any
 
 import msgpack
 
-from node.errors import EvidenceError, ProtocolError
+from node.errors import EvidenceError, MalformedEnvelopeError, ProtocolError
+from node.lookup.messages import LookupConfirm, LookupConfirmed
 from node.lookup.model import EvidenceEntry
 from node.lookup.storage import EvidenceStorage
 from node.protocol.envelope import (
@@ -38,6 +39,7 @@ from node.protocol.envelope import (
     read_header,
 )
 from node.protocol.keys import fingerprint
+from node.protocol.messages import M, decode
 
 FORMAT = "iarms-hit-evidence/1"
 #: Two envelopes of the largest size a node may accept, and the keys around them: every
@@ -117,14 +119,11 @@ def _open(data: bytes, key: bytes, what: str) -> Envelope:
         raise EvidenceError(f"evidence: the {what} does not verify: {e}") from e
 
 
-def _body(envelope: Envelope, what: str) -> dict[str, Any]:
+def _decode(cls: type[M], envelope: Envelope, what: str) -> M:
     try:
-        body = msgpack.unpackb(envelope.body, raw=False)
-    except (ValueError, msgpack.ExtraData) as e:
-        raise EvidenceError(f"evidence: the {what}'s body is not msgpack") from e
-    if not isinstance(body, dict):
-        raise EvidenceError(f"evidence: the {what}'s body is not a map")
-    return body
+        return decode(cls, envelope.body)
+    except MalformedEnvelopeError as e:
+        raise EvidenceError(f"evidence: the {what} is not a {cls.wire_type}: {e}") from e
 
 
 def verify_bundle(data: bytes) -> VerifiedEvidence:
@@ -146,19 +145,17 @@ def verify_bundle(data: bytes) -> VerifiedEvidence:
         raise EvidenceError("evidence: the keys must be 32-byte Ed25519 public keys")
     request = _open(fields["request"], fields["requester_key"], "request")
     answer = _open(fields["answer"], fields["owner_key"], "answer")
-    if (request.type, answer.type) != ("lookup.confirm", "lookup.confirmed"):
+    if (request.type, answer.type) != (LookupConfirm.wire_type, LookupConfirmed.wire_type):
         raise EvidenceError(
             f"evidence: expected a lookup.confirm and its lookup.confirmed, "
             f"got {request.type} and {answer.type}"
         )
     if (answer.sender, answer.recipient) != (request.recipient, request.sender):
         raise EvidenceError("evidence: the answer is not between the request's two countries")
-    asked, answered = _body(request, "request"), _body(answer, "answer")
-    if answered.get("ref") != request.message_id:
+    asked = _decode(LookupConfirm, request, "request")
+    answered = _decode(LookupConfirmed, answer, "answer")
+    if answered.ref != request.message_id:
         raise EvidenceError("evidence: the answer does not refer to this request")
-    records = answered.get("records")
-    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-        raise EvidenceError("evidence: the answer lists no records")
     return VerifiedEvidence(
         owner=answer.sender,
         owner_fingerprint=fingerprint(fields["owner_key"]),
@@ -166,13 +163,11 @@ def verify_bundle(data: bytes) -> VerifiedEvidence:
         requester_fingerprint=fingerprint(fields["requester_key"]),
         asked_at=from_ms(request.timestamp_ms),
         answered_at=from_ms(answer.timestamp_ms),
-        case_reference=str(asked.get("case_reference", "")),
-        make_given=str(asked.get("make", "")),
-        records=records,
-        make_agrees=answered.get("make_agrees")
-        if isinstance(answered.get("make_agrees"), bool)
-        else None,
-        details=answered.get("details") is True,
+        case_reference=asked.case_reference,
+        make_given=asked.make,
+        records=answered.records,
+        make_agrees=answered.make_agrees,
+        details=answered.details,
     )
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import msgpack
+import msgspec
 
 from node.auditing import AuditEvent, AuditLog
 from node.clock import Clock
@@ -41,14 +42,22 @@ from node.lookup.membership import (
     parse_index,
     update_index,
 )
+from node.lookup.messages import MAX_RECORDS as MAX_RECORDS  # the querier's bound too
+from node.lookup.messages import (
+    HitNotice,
+    IndexGet,
+    LookupConfirm,
+    LookupConfirmed,
+    LookupEvaluate,
+    LookupEvaluated,
+)
 from node.lookup.storage import LookupStorage
 from node.protocol.client import (
     INDEX_MAX_BYTES,
     RETRYABLE,
     PeerClient,
     PeerRefusedError,
-    SignedAnswer,
-    pack,
+    Signed,
 )
 from node.protocol.delivery import DeliveryService
 from node.protocol.model import Peer, PeerStatus
@@ -67,8 +76,6 @@ BATCH = 1_000
 CONFIRM_RESERVE = 16
 #: Batches up to this size are blinded and finalised on the event loop; larger in a thread.
 INLINE_ELEMENTS = 64
-#: The most records a confirmation may name (`lookup_owner.MAX_CONFIRMED_RECORDS`).
-MAX_RECORDS = 100
 #: The keys a confirmed record may have (`FirearmRecord.to_row`; only `status` without details).
 RECORD_KEYS = frozenset(
     {
@@ -285,8 +292,8 @@ class LookupService:
                 break
             batch = slice(start, start + size)
             try:
-                answer = await self._client.request(
-                    peer, "lookup.evaluate", {"elements": [b for _s, b in blinded[batch]]}
+                answer = await self._client.ask(
+                    peer, LookupEvaluate(elements=[b for _s, b in blinded[batch]])
                 )
             except Exception as e:
                 if not finishing:
@@ -320,14 +327,11 @@ class LookupService:
         actor: str,
         index: MembershipIndex,
     ) -> LookupResult:
-        body = {
-            "lookup_id": os.urandom(16),
-            "output": output,
-            "make": query.make,
-            "case_reference": case_reference,
-        }
+        confirm = LookupConfirm(
+            lookup_id=os.urandom(16), output=output, make=query.make, case_reference=case_reference
+        )
         try:
-            signed = await self._client.request_signed(peer, "lookup.confirm", body)
+            signed = await self._client.ask_signed(peer, confirm)
         except PeerUnreachableError as e:
             reason = f"confirmation failed ({e})"
         except PeerRefusedError as e:
@@ -337,7 +341,8 @@ class LookupService:
         else:
             return await self._confirmed(peer, query, signed, case_reference, actor, index)
         # The owner records the hit when the notice reaches it (by lookup id, once).
-        await self._delivery.enqueue(peer.country, "hit.notice", pack(body))
+        notice = HitNotice(**msgspec.structs.asdict(confirm), delivery_id=os.urandom(16))
+        await self._delivery.send(peer.country, notice)
         return LookupResult(
             peer.country,
             query.serial,
@@ -349,15 +354,14 @@ class LookupService:
         self,
         peer: Peer,
         query: Query,
-        signed: SignedAnswer,
+        signed: Signed[LookupConfirmed],
         case_reference: str,
         actor: str,
         index: MembershipIndex,
     ) -> LookupResult:
-        records = _records(signed.body.get("records"))
+        records = _records(signed.body.records)
         if not records:  # an index false positive (2^-32)
             return LookupResult(peer.country, query.serial, "no_hit", index_version=index.version)
-        make_agrees = signed.body.get("make_agrees")
         evidence_id = await self._evidence.keep(
             self._clock.now(),
             peer.country,
@@ -372,7 +376,7 @@ class LookupService:
             "hit",
             index_version=index.version,
             records=records,
-            make_agrees=make_agrees if isinstance(make_agrees, bool) else None,
+            make_agrees=signed.body.make_agrees,
             evidence_id=evidence_id,
         )
 
@@ -393,12 +397,8 @@ class LookupService:
                 index = update_index(index, parse_index(data))
         if index is not None and current < index.version:  # the peer started afresh
             index, kept = None, []
-        answer = await self._client.request(
-            peer, "index.get", {"since": index.version if index else None}, INDEX_MAX_BYTES
-        )
-        documents = answer.get("documents")
-        if not isinstance(documents, list):
-            raise IndexFormatError("index: documents are required")
+        since = index.version if index else None
+        documents = (await self._client.ask(peer, IndexGet(since=since), INDEX_MAX_BYTES)).documents
         for data in documents:
             document = parse_index(data)
             if document.country != peer.country:
@@ -459,38 +459,20 @@ def _checked(query: Query, i: int, count: int) -> str:
     return canonical
 
 
-def _evaluated(answer: dict[str, Any], size: int) -> tuple[list[bytes], bytes, int, int]:
-    """A `lookup.evaluated` body's elements, proof, index version and allowance."""
-    evaluated = answer.get("elements")
-    proof, version, allowance = (answer.get(k) for k in ("proof", "index_version", "allowance"))
-    if not (
-        isinstance(evaluated, list)
-        and len(evaluated) == size
-        and all(isinstance(e, bytes) for e in evaluated)
-        and isinstance(proof, bytes)
-        and type(version) is int
-        and type(allowance) is int
-    ):
+def _evaluated(answer: LookupEvaluated, size: int) -> tuple[list[bytes], bytes, int, int]:
+    """A `lookup.evaluated` answer's elements (one per element asked), proof, index
+    version and allowance."""
+    if len(answer.elements) != size:
         raise OprfError(
-            f"lookup.evaluated: {size} elements, a proof, index_version and allowance are required"
+            f"lookup.evaluated: {size} elements were asked, {len(answer.elements)} came"
         )
-    return evaluated, proof, version, allowance
+    return answer.elements, answer.proof, answer.index_version, answer.allowance
 
 
-def _records(records: Any) -> list[dict[str, str]]:
-    """The records of a `lookup.confirmed` body, checked: at most `MAX_RECORDS` maps of
-    known keys to strings (PROTOCOL.md §2.3); `ValidationError` otherwise."""
-
-    def valid(record: Any) -> bool:
-        return (
-            isinstance(record, dict)
-            and set(record) <= RECORD_KEYS
-            and all(isinstance(v, str) for v in record.values())
-        )
-
-    if not (isinstance(records, list) and len(records) <= MAX_RECORDS):
-        raise PeerAnswerError(f"records must be a list of at most {MAX_RECORDS}")
-    if not all(valid(r) for r in records):
+def _records(records: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The records of a `lookup.confirmed` answer (decoded: at most `MAX_RECORDS` maps of
+    strings), checked for their keys (PROTOCOL.md §2.3); `PeerAnswerError` otherwise."""
+    if not all(set(record) <= RECORD_KEYS for record in records):
         raise PeerAnswerError("each record must map known fields to strings")
     return records
 

@@ -5,9 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol
 
-from node.auditing import AuditEvent
 from node.lookup.model import EvidenceEntry, Hit
+from node.protocol.storage import UnitOfWork
 from node.records.model import FirearmRecord
+
+
+class LookupWork(UnitOfWork, Protocol):
+    """The unit of work in which a confirmation or hit notice takes effect
+    (`node.store.work.StoreWork`): the kernel's claim, outbox and audit, and the hits."""
+
+    async def add_hits(self, hits: list[dict[str, Any]]) -> None:
+        """Record a peer's lookup that matched our records (one row per record)."""
+        ...
 
 
 class LookupStorage(Protocol):
@@ -66,17 +75,6 @@ class LookupStorage(Protocol):
 
     async def get_peer_index(self, country: str) -> tuple[int, bytes] | None:
         """A peer's cached index: (version, encoded documents)."""
-        ...
-
-    async def record_hits(
-        self,
-        peer: str,
-        lookup_id: bytes,
-        hits: list[dict[str, Any]],
-        at: datetime,
-        audit: AuditEvent,
-    ) -> bool:
-        """Record a peer's lookup with its audit entry, once per (peer, lookup id)."""
         ...
 
     async def get_hits(self, limit: int = 100, offset: int = 0) -> list[Hit]:

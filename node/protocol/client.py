@@ -1,11 +1,17 @@
 """Asking a peer: seal a request, post it, verify the signed answer.
 
-Every answer names the request it answers (`ref`, the request's message id),
-so an old answer replayed by someone on the path is refused. An `error`
-answer becomes `PeerRefusedError` carrying the peer's stable error code. The
-client is also the outbox's `MessageSender`: each attempt is a new envelope
-(a message id belongs to one transmission), and the outbox message's own id
-travels in the body as `delivery_id`, by which the receiver stays idempotent.
+`ask(peer, request)` sends a typed request (`node.protocol.messages`) and
+returns its typed answer: `await client.ask(peer, Ping())` is a `Pong`. An
+answer that verifies but does not fit its class is `PeerAnswerError`.
+(`request` sends a plain map: for tests and tools that must send what a
+hostile or older peer would.) Every answer names the request it answers
+(`ref`, the request's message id), so an old answer replayed by someone on
+the path is refused. An `error` answer becomes `PeerRefusedError` carrying
+the peer's stable error code. The client is also the outbox's
+`MessageSender`: each attempt is a new envelope (a message id belongs to one
+transmission), the outbox message's own id travels in the body as
+`delivery_id`, by which the receiver stays idempotent, and the peer's signed
+answer to the attempt that arrives is the message's receipt.
 An answer that verifies (a signed error too) is contact with the peer, and
 what waits for it in the outbox is retried at once (`retry_now`); a request
 that gets none is a failure to reach it: both are noted in the registry,
@@ -18,17 +24,25 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import msgpack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from node.clock import Clock
-from node.errors import IarmsError, NotFoundError, ProtocolError, UnknownSenderError
+from node.errors import (
+    IarmsError,
+    MalformedEnvelopeError,
+    NotFoundError,
+    PeerAnswerError,
+    ProtocolError,
+    UnknownSenderError,
+)
 from node.protocol.delivery import Outcome, SendResult
 from node.protocol.envelope import (
     DEFAULT_MAX_BYTES,
     ERROR,
+    Envelope,
     PeerKey,
     decode_error,
     open_envelope,
@@ -36,6 +50,7 @@ from node.protocol.envelope import (
     seal,
     to_ms,
 )
+from node.protocol.messages import A, AnyAnswer, Hello, Request, answer_class, decode, encode
 from node.protocol.model import OutboxMessage, Peer, PeerStatus
 from node.protocol.receive import PeerRegistry, select_key
 from node.protocol.transport import PeerTransport, PeerUnreachableError
@@ -89,14 +104,66 @@ async def _noting(note: Awaitable[None]) -> None:
         log.exception("cannot note the contact with a peer")
 
 
+T = TypeVar("T")
+
+
 @dataclass(frozen=True, slots=True)
-class SignedAnswer:
+class Signed(Generic[T]):
     """A verified answer: its body, and both envelopes exactly as they travelled."""
 
-    body: dict[str, Any]
+    body: T
     request: bytes  # our signed request
     answer: bytes  # the peer's signed answer
     signer_key: bytes  # the peer's Ed25519 public key that verified it
+
+
+#: An answer read as a plain map (`PeerClient.request_signed`).
+SignedAnswer = Signed[dict[str, Any]]
+#: Reads a verified answer envelope for the request whose message id is given.
+Reader = Callable[[Envelope, bytes], T]
+
+
+def _not_for(country: str) -> PeerUnreachableError:
+    return PeerUnreachableError(f"{country}: its answer is not for this request")
+
+
+def _typed_reader(cls: type[A], country: str) -> Reader[A]:
+    """Reads an answer of class `cls`; one that does not fit is `PeerAnswerError`, unless
+    it is not even for our request (then it is no answer at all)."""
+
+    def read(envelope: Envelope, ref: bytes) -> A:
+        try:
+            if envelope.type != cls.wire_type:
+                raise MalformedEnvelopeError(f"expected {cls.wire_type}, got {envelope.type}")
+            answer = decode(cls, envelope.body)
+        except MalformedEnvelopeError as e:
+            try:
+                ours = decode(AnyAnswer, envelope.body).ref == ref
+            except MalformedEnvelopeError:
+                ours = False
+            if not ours:
+                raise _not_for(country) from e
+            raise PeerAnswerError(str(e)) from e
+        if answer.ref != ref:
+            raise _not_for(country)
+        return answer
+
+    return read
+
+
+def _map_reader(country: str, max_bytes: int) -> Reader[dict[str, Any]]:
+    """Reads an answer as a plain map, checking only its `ref`."""
+
+    def read(envelope: Envelope, ref: bytes) -> dict[str, Any]:
+        try:
+            result = msgpack.unpackb(envelope.body, raw=False, max_bin_len=max_bytes)
+        except (ValueError, msgpack.ExtraData) as e:
+            raise PeerUnreachableError(f"{country}: its answer is malformed") from e
+        if not isinstance(result, dict) or result.get("ref") != ref:
+            raise _not_for(country)
+        return result
+
+    return read
 
 
 def pack(body: dict[str, Any]) -> bytes:
@@ -126,15 +193,39 @@ class PeerClient:
         self._clock = clock
         self.public_key = signing_key.public_key().public_bytes_raw()
 
+    async def ask(self, peer: Peer, request: Request[A], max_bytes: int | None = None) -> A:
+        """Send a typed request; its typed answer once verified (see `ask_signed`)."""
+        return (await self.ask_signed(peer, request, max_bytes)).body
+
+    async def ask_signed(
+        self, peer: Peer, request: Request[A], max_bytes: int | None = None
+    ) -> Signed[A]:
+        """Send a typed request; its verified answer, with both envelopes as they travelled.
+
+        Raises:
+            PeerUnreachableError, PeerRefusedError: as `request_signed`.
+            PeerAnswerError: the answer verifies and names our request, but is not the
+                request's answer class (a field missing, mistyped, too long ...).
+        """
+        read = _typed_reader(answer_class(request), peer.country)
+        return await self._send(peer, request.wire_type, encode(request), read, max_bytes)
+
     async def request(
         self, peer: Peer, type_: str, body: dict[str, Any], max_bytes: int | None = None
     ) -> dict[str, Any]:
-        """Send one request; the answer's body (a map) once verified (see `request_signed`)."""
+        """Send a plain map as a request; the answer's body (a map) once verified."""
         return (await self.request_signed(peer, type_, body, max_bytes)).body
 
     async def request_signed(
         self, peer: Peer, type_: str, body: dict[str, Any], max_bytes: int | None = None
     ) -> SignedAnswer:
+        """Send a plain map as a request; its verified answer, read as a map."""
+        read = _map_reader(peer.country, max_bytes or self._max_answer)
+        return await self._send(peer, type_, pack(body), read, max_bytes)
+
+    async def _send(
+        self, peer: Peer, type_: str, body: bytes, read: Reader[T], max_bytes: int | None
+    ) -> Signed[T]:
         """Send one request; its verified answer, with both envelopes as they travelled.
 
         An answer under a key we do not know may follow a key rotation: the
@@ -149,11 +240,11 @@ class PeerClient:
         """
         limit = max_bytes or self._max_answer
         try:
-            answer = await self._request_following_rotation(peer, type_, body, limit)
+            answer = await self._request_following_rotation(peer, type_, body, read, limit)
         except PeerUnreachableError as e:
             await _noting(self._peers.unreachable(peer, str(e)))
             raise
-        except PeerRefusedError:
+        except (PeerRefusedError, PeerAnswerError):
             await self._heard(peer)  # a signed refusal is an answer
             raise
         await self._heard(peer)
@@ -165,14 +256,14 @@ class PeerClient:
             await _noting(self._retry_now(peer.country))
 
     async def _request_following_rotation(
-        self, peer: Peer, type_: str, body: dict[str, Any], max_bytes: int
-    ) -> SignedAnswer:
+        self, peer: Peer, type_: str, body: bytes, read: Reader[T], max_bytes: int
+    ) -> Signed[T]:
         try:
-            return await self._request(peer, type_, body, max_bytes)
+            return await self._request(peer, type_, body, read, max_bytes)
         except _UnknownKeyError:
             peer = await self._rotated(peer)
         try:
-            return await self._request(peer, type_, body, max_bytes)
+            return await self._request(peer, type_, body, read, max_bytes)
         except _UnknownKeyError as e:
             raise PeerUnreachableError(f"{peer.country}: {e}") from None
 
@@ -196,15 +287,10 @@ class PeerClient:
         raise PeerUnreachableError(distrust)
 
     async def _request(
-        self, peer: Peer, type_: str, body: dict[str, Any], max_bytes: int
-    ) -> SignedAnswer:
+        self, peer: Peer, type_: str, body: bytes, read: Reader[T], max_bytes: int
+    ) -> Signed[T]:
         data = seal(
-            self._key,
-            self._me,
-            peer.country,
-            type_,
-            pack(body),
-            timestamp_ms=to_ms(self._clock.now()),
+            self._key, self._me, peer.country, type_, body, timestamp_ms=to_ms(self._clock.now())
         )
         answer = await self._transport.post(peer.url + MESSAGES_PATH, data, max_bytes)
         now = self._clock.now()
@@ -223,16 +309,12 @@ class PeerClient:
             if envelope.type == ERROR:
                 error = decode_error(envelope)
                 raise PeerRefusedError(peer.country, error.code, error.message)
-            result = msgpack.unpackb(envelope.body, raw=False, max_bin_len=max_bytes)
         except UnknownSenderError as e:
             raise _UnknownKeyError(str(e)) from e
         except ProtocolError as e:
             raise PeerUnreachableError(f"{peer.country}: its answer does not verify: {e}") from e
-        except (ValueError, msgpack.ExtraData) as e:
-            raise PeerUnreachableError(f"{peer.country}: its answer is malformed") from e
-        if not isinstance(result, dict) or result.get("ref") != read_header(data).message_id:
-            raise PeerUnreachableError(f"{peer.country}: its answer is not for this request")
-        return SignedAnswer(result, data, answer, used[0].public_key)
+        result = read(envelope, read_header(data).message_id)
+        return Signed(result, data, answer, used[0].public_key)
 
     async def greet(self, peers: list[Peer]) -> int:
         """Say `hello` to every active peer at once (after a start); how many answered.
@@ -242,7 +324,7 @@ class PeerClient:
         """
         active = [p for p in peers if p.status is PeerStatus.ACTIVE]
         answers = await asyncio.gather(
-            *(self.request(p, "hello", {}) for p in active), return_exceptions=True
+            *(self.ask(p, Hello()) for p in active), return_exceptions=True
         )
         return sum(not isinstance(a, BaseException) for a in answers)
 
@@ -256,10 +338,13 @@ class PeerClient:
             return SendResult(Outcome.DEAD, f"{peer.country} is revoked")
         body = msgpack.unpackb(message.body, raw=False)
         try:
-            await self.request(peer, message.type, {**body, "delivery_id": message.message_id})
+            signed = await self.request_signed(
+                peer, message.type, {**body, "delivery_id": message.message_id}
+            )
         except PeerUnreachableError as e:
             return SendResult(Outcome.RETRY, str(e))
         except PeerRefusedError as e:
             outcome = Outcome.RETRY if e.peer_code in RETRYABLE else Outcome.DEAD
             return SendResult(outcome, str(e), answered=e.peer_code == "internal")
-        return SendResult(Outcome.DELIVERED)
+        attempt = read_header(signed.request).message_id
+        return SendResult(Outcome.DELIVERED, receipt=signed.answer, attempt_id=attempt)

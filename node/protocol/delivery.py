@@ -11,6 +11,12 @@ failure (`internal`), or that this node fails to send, is a poisoned one: after
 `max_failed_answers` such attempts it is dead-lettered too, so the messages
 behind it in the peer's queue go on. No answer at all (the peer is down) never
 counts: an outage delays messages and never loses them.
+
+A delivered message keeps the peer's signed answer as its receipt
+(`node.protocol.receipts`). A handler that sends a message as part of its
+effect queues it in its unit of work (`enqueue(..., work=work)`): it is
+written in the same transaction as the effect, and delivery is woken once
+that transaction commits.
 """
 
 from __future__ import annotations
@@ -22,12 +28,16 @@ import os
 import random
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from node.clock import Clock
+from node.errors import NotFoundError, ReceiptError
 from node.protocol.backoff import BackoffConfig, next_interval
+from node.protocol.messages import Request, encode, fields
 from node.protocol.model import OutboxMessage, OutboxStatus
-from node.protocol.storage import OutboxStorage
+from node.protocol.receipts import DeliveryReceipt, verify_receipt
+from node.protocol.receive import PeerRegistry
+from node.protocol.storage import OutboxStorage, OutboxWriter, UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +57,8 @@ class SendResult:
     outcome: Outcome
     error: str | None = None
     answered: bool = False  # a RETRY whose failure the peer itself answered (`internal`)
+    receipt: bytes | None = None  # DELIVERED: the peer's signed answer, as received ...
+    attempt_id: bytes | None = None  # ... to the envelope with this message id
 
 
 class MessageSender(Protocol):
@@ -66,21 +78,57 @@ class DeliveryService:
         clock: Clock,
         config: BackoffConfig | None = None,
         rng: random.Random | None = None,
+        *,
+        peers: PeerRegistry | None = None,
+        me: str = "",
     ) -> None:
         self._store = store
+        self._peers = peers  # whose keys check receipts
+        self._me = me
         self._clock = clock
         self._config = config or BackoffConfig()
         self._rng = rng or random.Random()
         self._wake = asyncio.Event()
         self._fine: set[str] = set()  # peers known to have no backoff in force
 
-    async def enqueue(self, recipient: str, type_: str, body: bytes) -> OutboxMessage:
-        """Write a message to the outbox (delivered by `run`, or by `deliver_due`)."""
-        message = await self._store.add_message(
-            recipient, os.urandom(16), type_, body, self._clock.now()
-        )
-        self._wake.set()
+    async def enqueue(
+        self,
+        recipient: str,
+        type_: str,
+        body: bytes,
+        *,
+        message_id: bytes | None = None,
+        work: UnitOfWork | None = None,
+    ) -> OutboxMessage:
+        """Write a message to the outbox (delivered by `run`, or by `deliver_due`).
+
+        With `work`, it is written in that unit of work and delivery wakes when
+        it commits; its `message_id` (random if not given) travels as `delivery_id`.
+        """
+        store: OutboxWriter = work if work is not None else self._store
+        message_id = message_id or os.urandom(16)
+        message = await store.add_message(recipient, message_id, type_, body, self._clock.now())
+        if work is None:
+            self._wake.set()
+        else:
+            work.after_commit(self._wake.set)
         return message
+
+    async def send(
+        self, recipient: str, request: Request[Any], work: UnitOfWork | None = None
+    ) -> OutboxMessage:
+        """Queue a typed must-arrive request; its `delivery_id` is the outbox message's id.
+
+        Raises:
+            TypeError: the request's class has no `delivery_id` (it cannot go through the outbox).
+        """
+        if "delivery_id" not in fields(type(request)):
+            raise TypeError(f"{request.wire_type} has no delivery_id: it cannot be queued")
+        delivery_id = request.delivery_id  # type: ignore[attr-defined]
+        body = encode(request)
+        return await self.enqueue(
+            recipient, request.wire_type, body, message_id=delivery_id, work=work
+        )
 
     async def deliver_due(self, sender: MessageSender, max_rounds: int = 100) -> int:
         """Send every message that is due, oldest first per peer; return how many arrived."""
@@ -103,7 +151,12 @@ class DeliveryService:
             result = SendResult(Outcome.RETRY, f"internal error: {e}", answered=True)
         now = self._clock.now()
         if result.outcome is Outcome.DELIVERED:
-            await self._store.set_outcome(message, OutboxStatus.DELIVERED, now, None)
+            receipt = None
+            if result.receipt is not None and result.attempt_id is not None:
+                receipt = (result.attempt_id, result.receipt)
+            await self._store.set_outcome(
+                message, OutboxStatus.DELIVERED, now, None, receipt=receipt
+            )
             return result.outcome
         if result.outcome is Outcome.DEAD:
             await self._store.set_outcome(message, OutboxStatus.DEAD, now, result.error)
@@ -146,3 +199,27 @@ class DeliveryService:
     async def messages(self, status: OutboxStatus | None = None) -> list[OutboxMessage]:
         """Outbox messages, newest first (dead letters for the admin)."""
         return await self._store.get_messages(status)
+
+    async def receipts(
+        self, recipient: str | None = None, limit: int = 20
+    ) -> list[tuple[OutboxMessage, DeliveryReceipt | ReceiptError]]:
+        """The newest delivered messages (to `recipient`, if given), each with its receipt
+        checked against the recipient's keys (or why it does not verify)."""
+        delivered = await self._store.get_messages(OutboxStatus.DELIVERED)
+        out: list[tuple[OutboxMessage, DeliveryReceipt | ReceiptError]] = []
+        for message in delivered:
+            if recipient is None or message.recipient == recipient:
+                out.append((message, await self._check(message)))
+        return out[:limit]
+
+    async def _check(self, message: OutboxMessage) -> DeliveryReceipt | ReceiptError:
+        if self._peers is None:
+            return ReceiptError("this node's peers are not known here: receipts cannot be checked")
+        try:
+            peer = await self._peers.get(message.recipient)
+            keys = [k for k in (peer.signing_key, peer.previous_key) if k is not None]
+            return verify_receipt(message, self._me, keys)
+        except NotFoundError:
+            return ReceiptError(f"{message.recipient} is no longer a peer: no key to check with")
+        except ReceiptError as e:
+            return e

@@ -35,7 +35,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -55,9 +55,10 @@ from node.errors import (
     UnknownSenderError,
     WrongRecipientError,
 )
+from node.protocol.messages import ErrorAnswer, decode, encode
 
 VERSION = 1
-ERROR = "error"  # the message type of a signed error answer
+ERROR = ErrorAnswer.wire_type  # the message type of a signed error answer
 MESSAGE_ID_BYTES = 16
 KEY_ID_BYTES = 8
 SIGNATURE_BYTES = 64
@@ -71,8 +72,6 @@ _TYPE = re.compile(r"[a-z][a-z0-9._-]{0,63}")
 _MAX_TIMESTAMP_MS = 2**63 - 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HEADER_FIELDS = 8
-
-FieldType = type | tuple[type, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,15 +111,6 @@ class Envelope:
     key_id: bytes
     body: bytes
     data: bytes  # the envelope exactly as received (for receipts and the audit log)
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorAnswer:
-    """The body of an `error` envelope."""
-
-    code: str
-    message: str
-    ref: bytes | None  # the message id of the refused envelope, when it could be read
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,66 +284,9 @@ def seal(
     return bytes(msgpack.packb([signed, key.sign(signed)], use_bin_type=True))
 
 
-def _has_type(value: Any, expected: FieldType) -> bool:
-    kinds = expected if isinstance(expected, tuple) else (expected,)
-    if isinstance(value, bool) and bool not in kinds:
-        return False  # msgpack booleans are Python ints too
-    return isinstance(value, kinds)
-
-
-def _find_nul(value: Any) -> bool:
-    """Whether a decoded msgpack value holds U+0000 in any string, at any depth.
-
-    Iterative: a body may nest deeper than Python's recursion limit.
-    """
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            pending.extend(item)
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return False
-
-
-def decode_body(envelope: Envelope, schema: Mapping[str, FieldType]) -> dict[str, Any]:
-    """Decode a verified envelope's body: a map with exactly `schema`'s keys and value types.
-
-    Values are checked at the top level only (`bytes`, `str`, `int`, `list`,
-    `dict`, `type(None)` or a tuple of these); message decoders check deeper.
-    No string anywhere in a body may hold U+0000 (NUL): a PostgreSQL text
-    column cannot store it, and no field of the protocol needs it.
-
-    Raises:
-        MalformedEnvelopeError: naming the field that is missing, unexpected or mistyped,
-            or saying that a string holds NUL.
-    """
-    what = f"{envelope.type} body"
-    body = _unpack(envelope.body, what, max_map_len=len(envelope.body))
-    if not isinstance(body, dict):
-        raise MalformedEnvelopeError(f"{what}: expected a map")
-    if _find_nul(body):
-        raise MalformedEnvelopeError(f"{what}: a string holds the NUL character (U+0000)")
-    for name in body:
-        if name not in schema:
-            raise MalformedEnvelopeError(f"{what}: unexpected field {str(name)[:40]!r}")
-    for name, expected in schema.items():
-        if name not in body:
-            raise MalformedEnvelopeError(f"{what}: missing field {name!r}")
-        if not _has_type(body[name], expected):
-            raise MalformedEnvelopeError(
-                f"{what}: field {name!r} has type {type(body[name]).__name__}"
-            )
-    return body
-
-
 def error_body(code: str, message: str, ref: bytes | None) -> bytes:
     """The body of an `error` envelope: `{"code": str, "message": str, "ref": bin(16) | nil}`."""
-    return bytes(msgpack.packb({"code": code, "message": message, "ref": ref}, use_bin_type=True))
+    return encode(ErrorAnswer(code=code, message=message, ref=ref))
 
 
 def seal_error(
@@ -378,8 +311,4 @@ def decode_error(envelope: Envelope) -> ErrorAnswer:
     """
     if envelope.type != ERROR:
         raise UnknownMessageTypeError(f"expected an {ERROR} envelope, got {envelope.type}")
-    body = decode_body(envelope, {"code": str, "message": str, "ref": (bytes, type(None))})
-    ref = body["ref"]
-    if ref is not None and len(ref) != MESSAGE_ID_BYTES:
-        raise MalformedEnvelopeError(f"error body: ref must be {MESSAGE_ID_BYTES} bytes")
-    return ErrorAnswer(body["code"], body["message"], ref)
+    return decode(ErrorAnswer, envelope.body)

@@ -132,6 +132,10 @@ class OutboxMessage:
     delivered_at: datetime | None
     last_error: str | None
     failed_answers: int = 0  # attempts that got an answer saying it failed (`internal`)
+    #: The peer's signed answer to the delivered attempt, exactly as received (a receipt) ...
+    receipt: bytes | None = None
+    #: ... and that attempt's envelope message id, which the receipt's `ref` names.
+    delivered_message_id: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,3 +147,16 @@ class DeliveryState:
     interval_s: float
     retry_at: datetime
     last_error: str
+
+
+@dataclass(frozen=True, slots=True)
+class PriorClaim:
+    """An inbound message id claimed before: by which message type, and the answer it got.
+
+    `answer_type` and `answer` (the body, without `ref`) are None for claims kept
+    before answers were stored.
+    """
+
+    type: str
+    answer_type: str | None
+    answer: bytes | None

@@ -6,6 +6,7 @@ it objects with these methods, and mypy checks that the SQL stores fit.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -16,18 +17,53 @@ from node.protocol.model import (
     OutboxStatus,
     Peer,
     PeerStatus,
+    PriorClaim,
     Service,
 )
 
 
-class OutboxStorage(Protocol):
-    """The durable outbox and each peer's delivery backoff (`node.store.outbox.OutboxStore`)."""
+class OutboxWriter(Protocol):
+    """Where a message that must arrive is written: the outbox, or a unit of work."""
 
     async def add_message(
         self, recipient: str, message_id: bytes, type_: str, body: bytes, at: datetime
     ) -> OutboxMessage:
         """Queue a message for `recipient`."""
         ...
+
+
+class UnitOfWork(OutboxWriter, Protocol):
+    """One database transaction in which an inbound message takes effect, all or nothing.
+
+    The dispatcher claims the message's id, the handler stores its effect and
+    queues the messages it sends, and the dispatcher stores the answer; all of
+    it commits together, or none of it does (a failure anywhere rolls back the
+    claim too, so a retry is handled afresh). Services extend this Protocol
+    with what their handlers store (`node.lookup.storage.LookupWork`); the
+    store implements them all in one class (`node.store.work.StoreWork`).
+    A handler writes only through its unit of work: on SQLite the transaction
+    holds the node's only write connection.
+    """
+
+    async def claim(self, sender: str, key: bytes, type_: str, at: datetime) -> PriorClaim | None:
+        """Claim (sender, key) for a message of `type_`: None if it is new, else the prior claim."""
+        ...
+
+    async def set_answer(self, sender: str, key: bytes, answer_type: str, answer: bytes) -> None:
+        """Keep the answer (its body without `ref`) with the claim of (sender, key)."""
+        ...
+
+    async def add_audit_entry(self, at: datetime, event: AuditEvent) -> None:
+        """Append an audit entry in this transaction."""
+        ...
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once the transaction has committed (never if it rolls back)."""
+        ...
+
+
+class OutboxStorage(OutboxWriter, Protocol):
+    """The durable outbox and each peer's delivery backoff (`node.store.outbox.OutboxStore`)."""
 
     async def get_due(self, now: datetime, limit: int = 100) -> list[OutboxMessage]:
         """The oldest pending message of each peer whose backoff has expired."""
@@ -47,8 +83,10 @@ class OutboxStorage(Protocol):
         error: str | None,
         retry: tuple[float, datetime] | None = None,
         failed_answer: bool = False,
+        receipt: tuple[bytes, bytes] | None = None,
     ) -> None:
-        """Record an attempt; on a retryable failure `retry` = (interval, retry_at) for its peer."""
+        """Record an attempt; on a retryable failure `retry` = (interval, retry_at) for its peer;
+        on delivery `receipt` = (the attempt's message id, the peer's signed answer)."""
         ...
 
     async def get_state(self, recipient: str) -> DeliveryState | None:

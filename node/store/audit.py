@@ -11,7 +11,7 @@ from sqlalchemy import Integer, Row, String, bindparam, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from node.auditing import GENESIS_HASH, AuditEntry, AuditEvent, entry_hash
-from node.store.database import Database, Run
+from node.store.database import Database, Run, Transaction
 from node.store.tables import AuditHeadRow, AuditRow, UTCDateTime, table
 
 _log = table(AuditRow)
@@ -77,6 +77,14 @@ def _sqlite_params(at: datetime, event: AuditEvent) -> dict[str, Any]:
 async def append_in_sqlite_transaction(run: Run, at: datetime, event: AuditEvent) -> None:
     """Append one entry inside a `Database.sqlite_transaction` (one driver round trip)."""
     await run("audit.append", lambda: _SQLITE_APPEND, _sqlite_params(at, event))
+
+
+async def append_in(tx: Transaction, at: datetime, event: AuditEvent) -> None:
+    """Append one entry inside a `Database.transaction` (one round trip on SQLite)."""
+    if tx.conn is None:
+        await append_in_sqlite_transaction(tx.run, at, event)
+    else:
+        await append_entry(tx.conn, at, event)
 
 
 async def _append_sqlite(conn: AsyncConnection, at: datetime, event: AuditEvent) -> AuditEntry:

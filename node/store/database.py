@@ -132,6 +132,29 @@ Run = Callable[
 
 
 @dataclass(frozen=True, slots=True)
+class Transaction:
+    """An open write transaction (`Database.transaction`).
+
+    `run` executes one statement shaped as for `Database.fetch` and returns its
+    rows (none for a statement without RETURNING). `conn` is the SQLAlchemy
+    connection on PostgreSQL, for the statements that need one; None on
+    SQLite, whose transaction runs on the driver's connection.
+    """
+
+    run: Run
+    dialect: str
+    conn: AsyncConnection | None
+
+
+async def _rows(
+    conn: AsyncConnection, build: Callable[[], ClauseElement], params: Mapping[str, Any]
+) -> list[tuple[Any, ...]]:
+    """Run one statement through SQLAlchemy; its rows as tuples."""
+    result = await conn.execute(cast(Executable, build()), params)
+    return [tuple(row) for row in result] if result.returns_rows else []
+
+
+@dataclass(frozen=True, slots=True)
 class _Compiled:
     """A statement compiled once for SQLite, with its parameter and result converters."""
 
@@ -252,8 +275,7 @@ class Database:
         """
         if not self.is_sqlite:
             async with self.write() if write else self.read() as conn:  # they translate
-                result = await conn.execute(cast(Executable, build()), params)
-                return [tuple(row) for row in result]
+                return await _rows(conn, build, params)
         engine = self._single if write else self._reader
         with self._full_disk():
             async with engine.connect() as conn:
@@ -305,6 +327,24 @@ class Database:
                     with suppress(sqlite3.Error):  # none left open on the pooled connection
                         await driver.execute_fetchall("ROLLBACK")
                     raise
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """A write transaction for statements shaped as for `fetch`, on either backend:
+        `sqlite_transaction`'s one driver round trip per statement on SQLite, and
+        `write()` on PostgreSQL. Committed on clean exit, rolled back on an exception."""
+        if self.is_sqlite:
+            async with self.sqlite_transaction() as run:
+                yield Transaction(run, "sqlite", None)
+            return
+        async with self.write() as conn:
+
+            async def run(
+                _shape: Hashable, build: Callable[[], ClauseElement], params: Mapping[str, Any]
+            ) -> list[tuple[Any, ...]]:
+                return await _rows(conn, build, params)
+
+            yield Transaction(run, self.dialect, conn)
 
     async def migrate(self) -> None:
         """Bring the schema to the newest revision (Alembic `upgrade head`)."""

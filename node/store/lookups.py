@@ -9,17 +9,13 @@ from typing import Any
 from sqlalchemy import Row, bindparam, delete, insert, select, update
 from sqlalchemy.sql.elements import ClauseElement
 
-from node.auditing import AuditEvent
 from node.lookup.model import Hit
 from node.records.model import FirearmRecord, Status
-from node.store.audit import append_entry, append_in_sqlite_transaction
-from node.store.database import Database
+from node.store.database import Database, Transaction
 from node.store.dialect import insert_ignoring
-from node.store.outbox import claim_inbox
 from node.store.records import RECORD_COLUMNS, record_from_row
 from node.store.tables import (
     HitRow,
-    InboxRow,
     IndexDocumentRow,
     PeerIndexRow,
     PeerRow,
@@ -31,7 +27,6 @@ from node.store.tables import (
 _ro = table(RecordOutputRow)
 _r = table(RecordRow)
 _doc = table(IndexDocumentRow)
-_i = table(InboxRow)
 _pi = table(PeerIndexRow)
 _peers = table(PeerRow)
 _h = table(HitRow)
@@ -52,13 +47,14 @@ def _hit(row: Row[Any]) -> Hit:
     )
 
 
-def _claim_statement() -> ClauseElement:
-    row: dict[str, Any] = {n: bindparam(n) for n in ("sender", "message_id", "type", "received_at")}
-    return insert_ignoring("sqlite", _i).values(row).returning(_i.c.message_id)
+def _hit_statement(dialect: str) -> ClauseElement:
+    return insert_ignoring(dialect, _h).values({name: bindparam(name) for name in _HIT_FIELDS})
 
 
-def _hit_statement() -> ClauseElement:
-    return insert_ignoring("sqlite", _h).values({name: bindparam(name) for name in _HIT_FIELDS})
+async def add_hits_in(tx: Transaction, hits: list[dict[str, Any]]) -> None:
+    """Record hits on our records (a peer's lookup that matched them) inside `tx`."""
+    for hit in hits:
+        await tx.run("lookups.add_hit", lambda: _hit_statement(tx.dialect), hit)
 
 
 class LookupStore:
@@ -228,35 +224,6 @@ class LookupStore:
         async with self._db.read() as conn:
             row = (await conn.execute(select(_pi).where(_pi.c.country == country))).first()
         return (row.version, row.documents) if row else None
-
-    async def record_hits(
-        self,
-        peer: str,
-        lookup_id: bytes,
-        hits: list[dict[str, Any]],
-        at: datetime,
-        audit: AuditEvent,
-    ) -> bool:
-        """Record a peer's lookup that matched our records (`hits`, maybe none) with its
-        audit entry, once per (peer, lookup id): False, and nothing written, if it was
-        recorded before (a confirmation followed by its hit notice, or a notice repeated)."""
-        if not self._db.is_sqlite:
-            async with self._db.write() as conn:
-                if not await claim_inbox(conn, peer, lookup_id, "lookup.hit", at):
-                    return False
-                if hits:
-                    await conn.execute(insert_ignoring(self._db.dialect, _h), hits)
-                await append_entry(conn, at, audit)
-            return True
-        # The confirmation path: one driver round trip per statement.
-        claim = {"sender": peer, "message_id": lookup_id, "type": "lookup.hit", "received_at": at}
-        async with self._db.sqlite_transaction() as run:
-            if not await run("lookups.claim", _claim_statement, claim):
-                return False
-            for hit in hits:
-                await run("lookups.add_hit", _hit_statement, hit)
-            await append_in_sqlite_transaction(run, at, audit)
-        return True
 
     async def get_hits(self, limit: int = 100, offset: int = 0) -> list[Hit]:
         """Hits on our records, newest first."""

@@ -1,49 +1,106 @@
-"""The durable outbox, per-peer delivery state, and the inbox of processed messages."""
+"""The durable outbox, per-peer delivery state, and the inbox of processed messages.
+
+The functions ending in `_in` run inside a caller's `Transaction` (a unit of
+work, `node.store.work`); the store's own methods run them in a transaction
+of their own, so each statement is written once.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy.sql.elements import ClauseElement
 
-from node.protocol.model import DeliveryState, OutboxMessage, OutboxStatus
-from node.store.database import Database
+from node.protocol.model import DeliveryState, OutboxMessage, OutboxStatus, PriorClaim
+from node.store.database import Database, Transaction
 from node.store.dialect import insert_ignoring
 from node.store.tables import DeliveryStateRow, InboxRow, OutboxRow, table
 
 _o = table(OutboxRow)
 _d = table(DeliveryStateRow)
 _i = table(InboxRow)
+_OUTBOX_COLUMNS = tuple(_o.c.keys())
+_MESSAGE_FIELDS = tuple(f.name for f in dataclasses.fields(OutboxMessage))
 
 
-def _message(row: Row[Any]) -> OutboxMessage:
-    return OutboxMessage(
-        id=row.id,
-        recipient=row.recipient,
-        message_id=row.message_id,
-        type=row.type,
-        body=row.body,
-        created_at=row.created_at,
-        status=OutboxStatus(row.status),
-        attempts=row.attempts,
-        delivered_at=row.delivered_at,
-        last_error=row.last_error,
-        failed_answers=row.failed_answers,
+def _message(row: Mapping[Any, Any]) -> OutboxMessage:
+    """An outbox row (its columns are the message's fields) as an `OutboxMessage`."""
+    values = {name: row[name] for name in _MESSAGE_FIELDS}
+    return OutboxMessage(**values | {"status": OutboxStatus(row["status"])})
+
+
+def _claim(dialect: str) -> ClauseElement:
+    names = ("sender", "message_id", "type", "received_at")
+    values: dict[str, Any] = {name: bindparam(name) for name in names}
+    return insert_ignoring(dialect, _i).values(values).returning(_i.c.message_id)
+
+
+def _prior() -> ClauseElement:
+    return select(_i.c.type, _i.c.answer_type, _i.c.answer).where(
+        _i.c.sender == bindparam("sender"), _i.c.message_id == bindparam("message_id")
     )
 
 
-async def claim_inbox(
-    conn: AsyncConnection, sender: str, message_id: bytes, type_: str, at: datetime
-) -> bool:
-    """Inside the transaction that applies a must-arrive message: False if it was applied before.
+def _set_answer() -> ClauseElement:
+    return (
+        update(_i)
+        .where(_i.c.sender == bindparam("w_sender"), _i.c.message_id == bindparam("w_key"))
+        .values(answer_type=bindparam("a_type"), answer=bindparam("a_body"))
+    )
 
-    Receivers are idempotent by message id: a retried delivery changes nothing.
-    """
-    row = {"sender": sender, "message_id": message_id, "type": type_, "received_at": at}
-    result = await conn.execute(insert_ignoring(conn.dialect.name, _i).values(**row))
-    return bool(result.rowcount)
+
+_NEW_MESSAGE = (
+    "recipient",
+    "message_id",
+    "type",
+    "body",
+    "created_at",
+    "status",
+    "attempts",
+    "failed_answers",
+)
+
+
+def _add_message() -> ClauseElement:
+    return insert(_o).values({n: bindparam(n) for n in _NEW_MESSAGE}).returning(*_o.c)
+
+
+async def claim_in(
+    tx: Transaction, sender: str, key: bytes, type_: str, at: datetime
+) -> PriorClaim | None:
+    """Claim (sender, key) for a message of `type_` inside `tx`: None if it is new; else
+    what the earlier claim kept (the message is a repeat and must change nothing)."""
+    params = {"sender": sender, "message_id": key, "type": type_, "received_at": at}
+    if await tx.run("inbox.claim", lambda: _claim(tx.dialect), params):
+        return None
+    [(claimed_by, answer_type, answer)] = await tx.run(
+        "inbox.prior", _prior, {"sender": sender, "message_id": key}
+    )
+    return PriorClaim(claimed_by, answer_type, answer)
+
+
+async def set_answer_in(
+    tx: Transaction, sender: str, key: bytes, answer_type: str, answer: bytes
+) -> None:
+    """Keep the answer to the message that claimed (sender, key), inside `tx`."""
+    params = {"w_sender": sender, "w_key": key, "a_type": answer_type, "a_body": answer}
+    await tx.run("inbox.set_answer", _set_answer, params)
+
+
+async def add_message_in(
+    tx: Transaction, recipient: str, message_id: bytes, type_: str, body: bytes, at: datetime
+) -> OutboxMessage:
+    """Queue a message for `recipient` inside `tx`."""
+    pending = OutboxStatus.PENDING.value
+    values = dict(
+        zip(_NEW_MESSAGE, (recipient, message_id, type_, body, at, pending, 0, 0), strict=True)
+    )
+    [row] = await tx.run("outbox.add", _add_message, values)
+    return _message(dict(zip(_OUTBOX_COLUMNS, row, strict=True)))
 
 
 class OutboxStore:
@@ -56,19 +113,8 @@ class OutboxStore:
         self, recipient: str, message_id: bytes, type_: str, body: bytes, at: datetime
     ) -> OutboxMessage:
         """Queue a message for `recipient`."""
-        values = {
-            "recipient": recipient,
-            "message_id": message_id,
-            "type": type_,
-            "body": body,
-            "created_at": at,
-            "status": OutboxStatus.PENDING.value,
-            "attempts": 0,
-            "failed_answers": 0,
-        }
-        async with self._db.write() as conn:
-            row = (await conn.execute(insert(_o).values(**values).returning(*_o.c))).one()
-        return _message(row)
+        async with self._db.transaction() as tx:
+            return await add_message_in(tx, recipient, message_id, type_, body, at)
 
     async def get_due(self, now: datetime, limit: int = 100) -> list[OutboxMessage]:
         """The oldest pending message of each peer whose backoff has expired."""
@@ -85,7 +131,7 @@ class OutboxStore:
             .limit(limit)
         )
         async with self._db.read() as conn:
-            return [_message(r) for r in await conn.execute(query)]
+            return [_message(r._mapping) for r in await conn.execute(query)]
 
     async def get_messages(
         self, status: OutboxStatus | None = None, limit: int = 100
@@ -95,7 +141,7 @@ class OutboxStore:
         if status is not None:
             query = query.where(_o.c.status == status.value)
         async with self._db.read() as conn:
-            return [_message(r) for r in await conn.execute(query)]
+            return [_message(r._mapping) for r in await conn.execute(query)]
 
     async def set_outcome(
         self,
@@ -105,11 +151,13 @@ class OutboxStore:
         error: str | None,
         retry: tuple[float, datetime] | None = None,
         failed_answer: bool = False,
+        receipt: tuple[bytes, bytes] | None = None,
     ) -> None:
         """Record an attempt; on a retryable failure `retry` = (interval, retry_at) for its peer.
 
         `failed_answer`: the peer answered this attempt with a failure (counted apart
-        from attempts it did not answer).
+        from attempts it did not answer). `receipt`: (the delivered attempt's message
+        id, the peer's signed answer to it).
         """
         values: dict[str, Any] = {
             "status": status.value,
@@ -120,6 +168,8 @@ class OutboxStore:
             values["failed_answers"] = _o.c.failed_answers + 1
         if status is OutboxStatus.DELIVERED:
             values["delivered_at"] = at
+        if receipt is not None:
+            values["delivered_message_id"], values["receipt"] = receipt
         async with self._db.write() as conn:
             await conn.execute(update(_o).where(_o.c.id == message.id).values(**values))
             if retry is None:

@@ -209,6 +209,10 @@ class OutboxRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     #: Attempts the peer answered with a failure (not the ones it did not answer).
     failed_answers: Mapped[int] = mapped_column(Integer, server_default="0")
+    #: The peer's signed answer to the delivered attempt, as received (the receipt) ...
+    receipt: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: ... and the message id of that attempt's envelope, which the receipt's `ref` names.
+    delivered_message_id: Mapped[bytes | None] = mapped_column(LargeBinary(16))
 
     __table_args__ = (Index(None, "recipient", "status", "id"),)
 
@@ -226,7 +230,14 @@ class DeliveryStateRow(Base):
 
 
 class InboxRow(Base):
-    """Messages that must arrive, as processed: a repeat (a retried delivery) has no effect."""
+    """Inbound messages that took effect, by (sender, key), with the answer each got: a
+    repeat (a retried delivery) has no effect and gets that answer again.
+
+    `message_id` is the message's key (`once_by`: its `delivery_id`, its
+    `lookup_id`, or its envelope's id); `type` is the type of the message that
+    claimed it. `answer_type` and `answer` (the body without `ref`) are null
+    for messages whose repeats are refused, and for claims made before 0009.
+    """
 
     __tablename__ = "inbox"
 
@@ -234,6 +245,8 @@ class InboxRow(Base):
     message_id: Mapped[bytes] = mapped_column(LargeBinary(16), primary_key=True)
     type: Mapped[str] = mapped_column(String(64))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    answer_type: Mapped[str | None] = mapped_column(String(64))
+    answer: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class RecordOutputRow(Base):
