@@ -26,7 +26,7 @@ from typing import IO, Any
 from aiohttp import BodyPartReader, web
 
 from node.app import Node
-from node.errors import IarmsError, NotFoundError, StorageFullError, ValidationError
+from node.errors import IarmsError, NotFoundError, StorageFullError, UploadTooLargeError
 from node.records.model import ImportReport
 
 log = logging.getLogger(__name__)
@@ -36,20 +36,6 @@ UPLOAD_DIR = "uploads"
 UPLOAD_PREFIX = "import-"
 KEEP_FINISHED = 100
 CHUNK = 1 << 16
-
-
-class UploadTooLargeError(ValidationError):
-    """An uploaded file is larger than the console accepts."""
-
-    status = 413
-    code = "too_large"
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(
-            f"file: the file is larger than the {size_text(limit)} limit; "
-            "split it into smaller files and import them one by one",
-            "file",
-        )
 
 
 class JobState(enum.StrEnum):
@@ -158,7 +144,10 @@ async def receive_upload(part: BodyPartReader, directory: Path, limit: int) -> t
     try:
         while chunk := await part.read_chunk(CHUNK):
             if spool.size + len(chunk) > limit:
-                raise UploadTooLargeError(limit)
+                raise UploadTooLargeError(
+                    f"file: the file is larger than the {size_text(limit)} limit; "
+                    "split it into smaller files and import them one by one"
+                )
             spool.write(chunk)
         spool.close()  # the last buffered bytes reach the disk here
     except BaseException as e:

@@ -12,17 +12,10 @@ from pathlib import PurePosixPath, PureWindowsPath
 from aiohttp import BodyPartReader, web
 
 from admin_ui.auth import MULTIPART, actor, require_user, requires
-from admin_ui.jobs import (
-    JOBS,
-    MAX_UPLOAD,
-    JobState,
-    UploadTooLargeError,
-    receive_upload,
-    size_text,
-)
+from admin_ui.jobs import JOBS, MAX_UPLOAD, JobState, receive_upload, size_text
 from admin_ui.render import field_errors, page
 from node.accounts.model import Role
-from node.errors import ValidationError
+from node.errors import UploadTooLargeError, ValidationError
 from node.records.model import CSV_COLUMNS, REQUIRED_COLUMNS
 
 MAX_FILENAME_CHARS = 200
@@ -68,7 +61,10 @@ async def import_upload(request: web.Request) -> web.Response:
     jobs = request.app[JOBS]
     try:
         if (request.content_length or 0) > limit + (1 << 16):
-            raise UploadTooLargeError(limit)
+            raise UploadTooLargeError(
+                f"file: the file is larger than the {size_text(limit)} limit; "
+                "split it into smaller files and import them one by one"
+            )
         part = await _file_part(request)
         name = _filename(part)
         path, size = await receive_upload(part, jobs.upload_dir, limit)

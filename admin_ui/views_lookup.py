@@ -39,7 +39,7 @@ from admin_ui.forms import DEFAULT_LIMIT, parse_int, parse_offset, text_values
 from admin_ui.jobs import CHUNK, size_text
 from admin_ui.render import field_errors, page
 from node.accounts.model import Role
-from node.errors import IarmsError, ValidationError
+from node.errors import LookupUnavailableError, ValidationError
 from node.lookup.querier import MAX_SERIALS, LookupResult, LookupService
 
 officer = requires(Role.OFFICER)
@@ -50,13 +50,6 @@ NO_KEY = (
     "lookups are signed with this node's key, and this console was started without it: "
     "serve the node with 'iarms-node run', which loads the key"
 )
-
-
-class LookupUnavailableError(IarmsError):
-    """The console has no federation services (it was started without the signing key)."""
-
-    status = 503
-    code = "no_signing_key"
 
 
 def _lookups(request: web.Request) -> LookupService:

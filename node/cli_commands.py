@@ -20,7 +20,7 @@ from node.accounts.service import parse_role
 from node.app import Node, federation
 from node.cli import EXIT_REJECTED_ROWS, _actor, disk_full, echo, print_json
 from node.config import NodeConfig, load_config
-from node.errors import ConfigError, IarmsError, ValidationError
+from node.errors import ConfigError, IarmsError, TooManySerialsError, ValidationError
 from node.identity import (
     PASSPHRASE_ENV,
     NodeKeys,
@@ -31,7 +31,7 @@ from node.identity import (
     rotate_signing_key,
 )
 from node.initialise import init_node
-from node.lookup.bulk import TooManySerialsError, parse_bulk
+from node.lookup.bulk import parse_bulk
 from node.lookup.evidence import verify_bundle
 from node.lookup.querier import MAX_SERIALS, Query
 from node.protocol.model import Peer, Reachability

@@ -176,6 +176,60 @@ class PeerUnreachableError(IarmsError):
     code = "unreachable"
 
 
+class ImportWorkerError(IarmsError):
+    """The worker process parsing a large CSV import failed."""
+
+    code = "import_worker"
+
+
+class TooManySerialsError(ValidationError):
+    """A bulk lookup file with more serials than one lookup checks; `count` is how many."""
+
+    def __init__(self, message: str, count: int) -> None:
+        super().__init__(message, "file")
+        self.count = count
+
+
+class UploadTooLargeError(ValidationError):
+    """An uploaded file is larger than the console accepts."""
+
+    status = 413
+    code = "too_large"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "file")
+
+
+class LookupUnavailableError(IarmsError):
+    """The console has no federation services (it was started without the signing key)."""
+
+    status = 503
+    code = "no_signing_key"
+
+
+class IndexFormatError(IarmsError):
+    """A membership index or Golomb-coded set is malformed, absurd or not canonical."""
+
+    status = 502
+    code = "index_format"
+
+
+class IndexDeltaError(IndexFormatError):
+    """A well-formed index document does not apply to the index at hand (base, version,
+    country)."""
+
+
+class PeerRefusedError(IarmsError):
+    """A peer answered with a signed error (its code is kept in `peer_code`)."""
+
+    status = 502
+    code = "peer_refused"
+
+    def __init__(self, country: str, peer_code: str, message: str) -> None:
+        super().__init__(f"{country} refused: {message} ({peer_code})")
+        self.peer_code = peer_code
+
+
 class ProtocolError(IarmsError):
     """A peer message was refused; answered with a signed error envelope carrying `code`.
 

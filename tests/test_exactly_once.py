@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from node.auditing import AuditEntry, AuditEvent
+from node.errors import PeerRefusedError
 from node.lookup import oprf
 from node.lookup.messages import HitNotice
-from node.protocol.client import PeerRefusedError
 from node.protocol.delivery import Outcome
 from node.protocol.envelope import read_header
 from node.protocol.messages import Answer, Bin16, Request, Text, decode

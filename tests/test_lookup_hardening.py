@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from node.errors import ValidationError
+from node.errors import PeerRefusedError, ValidationError
 from node.lookup import oprf
 from node.lookup import owner as lookup_owner
 from node.lookup import querier as lookup_module
 from node.lookup.owner import rate_limited
 from node.lookup.querier import Query
-from node.protocol.client import PeerRefusedError, pack
+from node.protocol.client import pack
 from node.protocol.delivery import Outcome
 from node.protocol.model import OutboxStatus, Service
 from node.protocol.ratelimit import RateLimitConfig

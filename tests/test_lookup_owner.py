@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import pytest
 
+from node.errors import PeerRefusedError
 from node.lookup import oprf
-from node.protocol.client import PeerRefusedError, pack
+from node.protocol.client import pack
 from node.protocol.delivery import Outcome
 from node.records.serials import canonicalise_serial
 from tests.harness import Federation

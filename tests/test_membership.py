@@ -12,14 +12,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from node.errors import IndexDeltaError, IndexFormatError
 from node.lookup.golomb import GolombCodedSet
 from node.lookup.index_builder import IndexBuilder
 from node.lookup.membership import (
     MAGIC,
     FullIndex,
     IndexDelta,
-    IndexDeltaError,
-    IndexFormatError,
     MembershipIndex,
     SortedItems,
     apply_delta,
@@ -216,7 +215,7 @@ def test_malformed_documents_are_refused_precisely(data: bytes, message: str) ->
 
 
 def test_item_both_added_and_removed_is_refused() -> None:
-    with pytest.raises(ValueError, match="both added and removed"):
+    with pytest.raises(IndexFormatError, match="both added and removed"):
         build_delta("FRA", 2, 1, [5], [5])
     forged = replace(build_delta("FRA", 2, 1, [5], [6]), 41, struct.pack(">Q", 5))
     with pytest.raises(IndexFormatError, match="both added and removed"):

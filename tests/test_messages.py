@@ -18,8 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from node.app import Node  # noqa: F401 - registers every service's message classes
-from node.errors import MalformedEnvelopeError
-from node.protocol.client import PeerRefusedError
+from node.errors import MalformedEnvelopeError, PeerRefusedError
 from node.protocol.messages import Message, check_strings, decode
 from tests.harness import Federation
 

@@ -17,11 +17,10 @@ import msgspec
 import pytest
 
 from node.clock import FakeClock
-from node.errors import ValidationError
+from node.errors import PeerRefusedError, ValidationError
 from node.identity import rotate_signing_key
 from node.lookup import oprf
 from node.lookup.querier import RECORD_KEYS
-from node.protocol.client import PeerRefusedError
 from node.protocol.descriptor import check_current, verify_descriptor
 from node.protocol.messages import Answer, Message, Request
 from node.protocol.model import Service

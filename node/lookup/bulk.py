@@ -11,23 +11,13 @@ from __future__ import annotations
 import csv
 import io
 
-from node.errors import ValidationError
+from node.errors import TooManySerialsError, ValidationError
 from node.lookup.oprf import MAX_SERIAL_BYTES
 from node.lookup.querier import MAX_SERIALS, Query, check_chars
 from node.records.serials import canonicalise_serial
 
 #: The form field every error names (the console shows the message next to it).
 FIELD = "file"
-
-
-class TooManySerialsError(ValidationError):
-    """A file with more serials than one lookup checks; `count` is how many it has."""
-
-    def __init__(self, name: str, count: int) -> None:
-        super().__init__(
-            f"{name}: more than {MAX_SERIALS} serials; split it into smaller files", FIELD
-        )
-        self.count = count
 
 
 def _header(row: list[str] | None, name: str) -> tuple[int, int | None]:
@@ -94,7 +84,9 @@ def parse_bulk(data: bytes, name: str = FIELD) -> list[Query]:
             f"{name}: line {reader.line_num} is not valid CSV ({e})", FIELD
         ) from e
     if count > MAX_SERIALS:
-        raise TooManySerialsError(name, count)
+        raise TooManySerialsError(
+            f"{name}: more than {MAX_SERIALS} serials; split it into smaller files", count
+        )
     if not queries:
         raise ValidationError(f"{name}: it has no serial numbers under its header", FIELD)
     return queries

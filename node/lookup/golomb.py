@@ -24,6 +24,8 @@ from collections.abc import Iterable
 from itertools import accumulate, chain, islice, repeat
 from operator import add, and_, lshift, rshift, sub
 
+from node.errors import IndexFormatError
+
 SET_FORMAT = 1
 RICE_P = 32
 RANGE_M = 1 << 32
@@ -36,10 +38,6 @@ ITEM_LIMIT = 1 << 64
 _HEADER = struct.Struct(">BBQQI")
 _REMAINDER_MASK = (1 << RICE_P) - 1
 _LITTLE_ENDIAN = sys.byteorder == "little"
-
-
-class IndexFormatError(ValueError):
-    """A membership index or Golomb-coded set is malformed, absurd or not canonical."""
 
 
 def u32_array(data: bytes | memoryview) -> array[int]:

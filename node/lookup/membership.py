@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from itertools import islice
 from operator import lt
 
+from node.errors import IndexDeltaError, IndexFormatError
 from node.lookup.golomb import (
     DEFAULT_MAX_ITEMS,
     GolombCodedSet,
-    IndexFormatError,
     big_endian_bytes,
     check_item,
     check_max_items,
@@ -64,10 +64,6 @@ OPRF_OUTPUT_SIZE = 64
 _DOCUMENT_HEADER = struct.Struct(">4sBB3sQ")
 #: base version, added count, removed count.
 _DELTA_HEADER = struct.Struct(">QII")
-
-
-class IndexDeltaError(IndexFormatError):
-    """A well-formed document does not apply to the index at hand (base, version, country)."""
 
 
 def item_of(output: bytes) -> int:

@@ -31,17 +31,17 @@ import msgspec
 
 from node.auditing import AuditEvent, AuditLog
 from node.clock import Clock
-from node.errors import IarmsError, OprfError, PeerAnswerError, ValidationError
+from node.errors import (
+    IarmsError,
+    IndexFormatError,
+    OprfError,
+    PeerAnswerError,
+    PeerRefusedError,
+    ValidationError,
+)
 from node.lookup import oprf
 from node.lookup.evidence import EvidenceService, bundle
-from node.lookup.membership import (
-    FullIndex,
-    IndexFormatError,
-    MembershipIndex,
-    item_of,
-    parse_index,
-    update_index,
-)
+from node.lookup.membership import FullIndex, MembershipIndex, item_of, parse_index, update_index
 from node.lookup.messages import MAX_RECORDS as MAX_RECORDS  # the querier's bound too
 from node.lookup.messages import (
     HitNotice,
@@ -52,13 +52,7 @@ from node.lookup.messages import (
     LookupEvaluated,
 )
 from node.lookup.storage import LookupStorage
-from node.protocol.client import (
-    INDEX_MAX_BYTES,
-    RETRYABLE,
-    PeerClient,
-    PeerRefusedError,
-    Signed,
-)
+from node.protocol.client import INDEX_MAX_BYTES, RETRYABLE, PeerClient, Signed
 from node.protocol.delivery import DeliveryService
 from node.protocol.model import Peer, PeerStatus
 from node.protocol.peers import PeersService

@@ -35,6 +35,7 @@ from node.errors import (
     MalformedEnvelopeError,
     NotFoundError,
     PeerAnswerError,
+    PeerRefusedError,
     ProtocolError,
     UnknownSenderError,
 )
@@ -63,17 +64,6 @@ INDEX_MAX_BYTES = 16 << 20
 RETRYABLE = frozenset({"rate_limited", "clock_skew", "internal", "unreachable"})
 
 log = logging.getLogger(__name__)
-
-
-class PeerRefusedError(IarmsError):
-    """The peer answered with a signed error (its code is kept in `peer_code`)."""
-
-    status = 502
-    code = "peer_refused"
-
-    def __init__(self, country: str, peer_code: str, message: str) -> None:
-        super().__init__(f"{country} refused: {message} ({peer_code})")
-        self.peer_code = peer_code
 
 
 class _UnknownKeyError(Exception):

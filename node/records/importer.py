@@ -18,7 +18,7 @@ from pathlib import Path
 
 from node.auditing import AuditEvent, AuditLog
 from node.clock import Clock
-from node.errors import CsvFormatError, IarmsError, StorageFullError
+from node.errors import CsvFormatError, ImportWorkerError, StorageFullError
 from node.records.csvio import RecordCsvReader
 from node.records.import_parse import ParsedBatch, parse_batches
 from node.records.model import ImportReport
@@ -31,12 +31,6 @@ from node.records.storage import RecordStorage
 BATCH_ROWS = 50_000
 WORKER_MIN_BYTES = 16 << 20
 Progress = Callable[[int], None]
-
-
-class ImportWorkerError(IarmsError):
-    """The parse worker process failed."""
-
-    code = "import_worker"
 
 
 class ImportService:

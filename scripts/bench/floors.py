@@ -34,8 +34,9 @@ from subprocess import PIPE
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from node.lookup import oprf
-from node.protocol.client import pack
-from node.protocol.envelope import Envelope, PeerKey, decode_body, open_envelope, seal
+from node.lookup.messages import LookupEvaluate, LookupEvaluated
+from node.protocol.envelope import Envelope, PeerKey, open_envelope, seal
+from node.protocol.messages import decode, encode
 
 #: Cores the index floor uses: the reference machines have two.
 FLOOR_WORKERS = 2
@@ -128,7 +129,7 @@ class LookupCrypto:
         return open_envelope(data, me=me, now_ms=now_ms, keys=lambda _s, _k: key)
 
     def _request(self, blinded: bytes, now_ms: int) -> bytes:
-        body = pack({"elements": [blinded]})
+        body = encode(LookupEvaluate(elements=[blinded]))
         return seal(self._querier, QUERIER, OWNER, "lookup.evaluate", body, timestamp_ms=now_ms)
 
     def _evaluate(self, blinded: list[bytes]) -> tuple[list[bytes], bytes]:
@@ -137,7 +138,8 @@ class LookupCrypto:
         return evaluated, proof
 
     def _answer(self, evaluated: list[bytes], proof: bytes, now_ms: int) -> bytes:
-        body = pack({"elements": evaluated, "proof": proof, "index_version": 1, "allowance": 1})
+        answer = LookupEvaluated(elements=evaluated, proof=proof, index_version=1, allowance=1)
+        body = encode(answer)
         return seal(self._owner, OWNER, QUERIER, "lookup.evaluated", body, timestamp_ms=now_ms)
 
     def one_lookup(self, serial: str, now_ms: int) -> _Laps:
@@ -177,7 +179,7 @@ class LookupCrypto:
         for request in requests:
             start = time.perf_counter()
             envelope = self._open(request, OWNER, now_ms)
-            evaluated, proof = self._evaluate(decode_body(envelope, {"elements": list})["elements"])
+            evaluated, proof = self._evaluate(decode(LookupEvaluate, envelope.body).elements)
             self._answer(evaluated, proof, now_ms)
             samples.append(time.perf_counter() - start)
         return _median_ms(samples)

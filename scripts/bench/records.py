@@ -156,7 +156,7 @@ async def bench(n: int, searches: int, workdir: Path) -> dict[str, float | int]:
         "records": n,
         "created": report.created,
         "rejected": report.rejected,
-        "generate_s": round(generate_s, 1),
+        "generate_s": round(generate_s, 3),
         "import_s": round(import_s, 1),
         "import_records_per_s": round(report.rows / import_s),
         "db_bytes_per_record": round(db_bytes / max(report.created, 1)),
