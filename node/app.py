@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from node.accounts.service import UsersService
 from node.accounts.throttle import LoginThrottle
 from node.audit import AuditService
+from node.auditing import AuditLog
 from node.clock import Clock, SystemClock
 from node.config import NodeConfig
 from node.identity import NodeKeys, load_oprf_public_key, load_public_key
@@ -61,6 +62,8 @@ class Node:
     imports: ImportService
     users: UsersService
     audit: AuditService
+    #: Where the services append their entries (the federation's too).
+    audit_log: AuditLog
     peers: PeersService
     delivery: DeliveryService
     lookup_index: LookupIndex
@@ -112,6 +115,7 @@ class Node:
                 UsersStore(db), audit_store, clock, LoginThrottle(config.login_throttle)
             ),
             audit=AuditService(audit_store, clock),
+            audit_log=audit_store,
             peers=peers,
             delivery=delivery,
             lookup_index=LookupIndex(lookups_store, config.country, clock),
@@ -159,7 +163,7 @@ def federation(node: Node, keys: NodeKeys, rate_limit: RateLimitConfig | None = 
     receiver = Receiver(me, node.peers, ReplayStore(node.db), clock, signing_key, max_bytes=limit)
     responder = LookupResponder(
         node.lookups_store,
-        AuditStore(node.db),
+        node.audit_log,
         node.reference,
         keys.oprf,
         TokenBuckets(rate_limit)
@@ -176,7 +180,7 @@ def federation(node: Node, keys: NodeKeys, rate_limit: RateLimitConfig | None = 
         client,
         node.lookups_store,
         node.delivery,
-        AuditStore(node.db),
+        node.audit_log,
         node.evidence,
         clock,
     )

@@ -89,17 +89,27 @@ async def test_index_follows_records(node: Node) -> None:
     assert [v for v, _b, _d in await node.lookups_store.get_documents(None)] == [1, 2]
 
 
-async def test_an_edited_serial_is_evaluated_again(sqlite_node: Node) -> None:
-    record = await sqlite_node.records.create(RecordInput("OLD-1", "CZ", "pistol", "stolen"), "t")
-    await sqlite_node.lookup_index.refresh(_key(sqlite_node))
-    await sqlite_node.records.update(
+async def test_an_edited_serial_is_evaluated_again(node: Node) -> None:
+    def output(serial: str) -> bytes:
+        return oprf.evaluate_direct(_key(node), oprf.serial_input(serial), oprf.MODE_VOPRF)
+
+    record = await node.records.create(RecordInput("AAA-1", "CZ", "pistol", "stolen"), "t")
+    await node.lookup_index.refresh(_key(node))
+    old = output(record.serial_canonical)
+    assert len(await node.lookups_store.get_records_by_output(old)) == 1
+    record = await node.records.update(
         record.id, 1, RecordInput("NEW-1", "CZ", "pistol", "stolen"), "t"
     )
-    assert await sqlite_node.lookup_index.refresh(_key(sqlite_node)) == 2
-    output = oprf.evaluate_direct(_key(sqlite_node), oprf.serial_input("NEW1"), oprf.MODE_VOPRF)
-    assert await sqlite_node.lookups_store.get_records_by_output(output) == [
-        await sqlite_node.records.get(record.id, "t")
-    ]
+    # Until the index follows, the old serial's output answers nothing.
+    assert await node.lookups_store.get_records_by_output(old) == []
+    assert await node.lookup_index.refresh(_key(node)) == 2
+    new = output(record.serial_canonical)
+    assert await node.lookups_store.get_prefixes() == [new[:8]]
+    assert await node.lookups_store.get_records_by_output(new) == [record]
+    await node.records.recover(record.id, record.version, date(2025, 1, 1), "t")
+    assert await node.lookups_store.get_records_by_output(new) == []
+    assert await node.lookup_index.refresh(_key(node)) == 3
+    assert await node.lookups_store.get_prefixes() == []
 
 
 async def test_workers_answer_in_order_what_a_thread_computes() -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
@@ -15,6 +16,7 @@ from node.auditing import AuditEvent
 from node.config import load_config
 from node.records.model import RecordInput
 from node.store.audit import append_in_sqlite_transaction
+from node.store.database import alembic_config
 from node.store.tables import Base
 
 
@@ -29,6 +31,23 @@ async def test_migrations_create_exactly_the_declared_schema(node: Node) -> None
 async def test_migrating_twice_is_harmless(node: Node) -> None:
     await node.db.migrate()
     assert (await node.audit.verify()).ok
+
+
+async def test_upgrading_to_0011_gives_every_output_its_record_serial(node: Node) -> None:
+    record = await node.records.create(RecordInput("UP-11", "Glock", "pistol", "stolen"), "t")
+    await node.lookups_store.add_outputs([(record.id, record.serial_canonical, bytes(64))])
+
+    def downgrade(sync_conn: Any) -> None:
+        config = alembic_config(node.db.url)
+        config.attributes["connection"] = sync_conn
+        command.downgrade(config, "0010")
+
+    async with node.db.write() as conn:
+        await conn.run_sync(downgrade)
+    await node.db.migrate()
+    async with node.db.read() as conn:
+        rows = await conn.exec_driver_sql("SELECT record_id, serial_canonical FROM record_outputs")
+        assert rows.all() == [(record.id, record.serial_canonical)]
 
 
 async def test_two_processes_appending_keep_one_chain(node: Node) -> None:

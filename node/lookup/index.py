@@ -51,7 +51,7 @@ class LookupIndex:
         Returns the new version, or None when nothing changed.
         """
         async with self._lock:
-            await self._store.delete_inactive_outputs()
+            await self._store.delete_stale_outputs()
             await self._evaluate_missing(oprf_key, progress)
             return await self._publish()
 
@@ -78,7 +78,7 @@ class LookupIndex:
                 upcoming = _evaluate(workers, oprf_key, following) if following else None
                 outputs = await pending
                 await self._store.add_outputs(
-                    list(zip((rid for rid, _ in batch), outputs, strict=True))
+                    [(rid, serial, out) for (rid, serial), out in zip(batch, outputs, strict=True)]
                 )
                 done += len(batch)
                 if progress:

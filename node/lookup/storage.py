@@ -27,12 +27,14 @@ class LookupStorage(Protocol):
         """Active records (id above `after`) without an OPRF output: (id, canonical serial)."""
         ...
 
-    async def add_outputs(self, outputs: list[tuple[int, bytes]]) -> None:
-        """Store OPRF outputs of records (ignoring records deleted meanwhile)."""
+    async def add_outputs(self, outputs: list[tuple[int, str, bytes]]) -> None:
+        """Store OPRF outputs: (record id, the canonical serial evaluated, its output);
+        records deleted meanwhile are skipped."""
         ...
 
-    async def delete_inactive_outputs(self) -> int:
-        """Drop the outputs of recovered records (they leave the index)."""
+    async def delete_stale_outputs(self) -> int:
+        """Drop the outputs of recovered records (they leave the index) and of records
+        whose serial changed since (they are evaluated again)."""
         ...
 
     async def get_prefixes(self) -> list[bytes]:

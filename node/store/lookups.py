@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, insert, select, update
+from sqlalchemy import Row, bindparam, delete, insert, or_, select, update
 from sqlalchemy.sql.elements import ClauseElement
 
 from node.lookup.model import Hit
@@ -79,25 +79,40 @@ class LookupStore:
         async with self._db.read() as conn:
             return [(row.id, row.serial_canonical) for row in await conn.execute(query)]
 
-    async def add_outputs(self, outputs: list[tuple[int, bytes]]) -> None:
-        """Store OPRF outputs of records (ignoring records deleted meanwhile)."""
-        rows = [{"record_id": rid, "prefix": out[:8], "output": out} for rid, out in outputs]
+    async def add_outputs(self, outputs: list[tuple[int, str, bytes]]) -> None:
+        """Store OPRF outputs: (record id, the canonical serial evaluated, its output);
+        records deleted meanwhile are skipped."""
+        rows = [
+            {"record_id": rid, "serial_canonical": serial, "prefix": out[:8], "output": out}
+            for rid, serial, out in outputs
+        ]
         async with self._db.write() as conn:
             live = {
                 r.id
                 for r in await conn.execute(
-                    select(_r.c.id).where(_r.c.id.in_([rid for rid, _ in outputs]))
+                    select(_r.c.id).where(_r.c.id.in_([rid for rid, _, _ in outputs]))
                 )
             }
             rows = [row for row in rows if row["record_id"] in live]
             if rows:
                 await conn.execute(insert_ignoring(self._db.dialect, _ro), rows)
 
-    async def delete_inactive_outputs(self) -> int:
-        """Drop the outputs of recovered records (they leave the index)."""
-        recovered = select(_r.c.id).where(_r.c.status == Status.RECOVERED.value)
+    async def delete_stale_outputs(self) -> int:
+        """Drop the outputs of recovered records (they leave the index) and of records
+        whose serial changed since (they are evaluated again)."""
+        stale = (
+            select(_r.c.id)
+            .where(
+                _r.c.id == _ro.c.record_id,
+                or_(
+                    _r.c.status == Status.RECOVERED.value,
+                    _r.c.serial_canonical != _ro.c.serial_canonical,
+                ),
+            )
+            .exists()
+        )
         async with self._db.write() as conn:
-            result = await conn.execute(delete(_ro).where(_ro.c.record_id.in_(recovered)))
+            result = await conn.execute(delete(_ro).where(stale))
         return result.rowcount or 0
 
     async def get_prefixes(self) -> list[bytes]:
@@ -106,13 +121,19 @@ class LookupStore:
             return list((await conn.execute(select(_ro.c.prefix))).scalars())
 
     async def get_records_by_output(self, output: bytes) -> list[FirearmRecord]:
-        """Active records whose serial has this OPRF output (one driver round trip)."""
+        """Active records whose serial has this OPRF output (one driver round trip); an
+        output whose record has since changed serial or been recovered answers nothing."""
         rows = await self._db.fetch(
             "lookups.records_by_output",
             lambda: (
                 select(*RECORD_COLUMNS)
                 .join(_ro, _ro.c.record_id == _r.c.id)
-                .where(_ro.c.prefix == bindparam("prefix"), _ro.c.output == bindparam("output"))
+                .where(
+                    _ro.c.prefix == bindparam("prefix"),
+                    _ro.c.output == bindparam("output"),
+                    _ro.c.serial_canonical == _r.c.serial_canonical,
+                    _r.c.status != Status.RECOVERED.value,
+                )
             ),
             {"prefix": output[:8], "output": output},
         )

@@ -25,10 +25,9 @@ from node.records.storage import AuditFor
 from node.store.audit import append_entry
 from node.store.database import Database
 from node.store.dialect import insert_many_ignoring_conflicts, like_escape
-from node.store.tables import RecordOutputRow, RecordRow, table
+from node.store.tables import RecordRow, table
 
 _t = table(RecordRow)
-_outputs = table(RecordOutputRow)
 _c = _t.c
 
 
@@ -167,8 +166,6 @@ class RecordsStore:
             row = result.first()
             if row is None:  # changed between our read and our write
                 raise ConflictError(f"record {record_id} was changed by someone else; reload")
-            # The serial or the status may have changed: the lookup index recomputes it.
-            await conn.execute(delete(_outputs).where(_outputs.c.record_id == record_id))
             record = record_from_row(row)
             await append_entry(conn, at, audit(record))
         return record

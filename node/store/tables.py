@@ -250,7 +250,7 @@ class InboxRow(Base):
 
 
 class RecordOutputRow(Base):
-    """The OPRF output of an active record's canonical serial (what this node's index holds)."""
+    """The OPRF output of a record's canonical serial (what this node's index holds)."""
 
     __tablename__ = "record_outputs"
 
@@ -259,6 +259,8 @@ class RecordOutputRow(Base):
     )
     prefix: Mapped[bytes] = mapped_column(LargeBinary(8), index=True)
     output: Mapped[bytes] = mapped_column(LargeBinary(64))
+    #: The serial the output is of: stale (not answered, then recomputed) once the record's differs.
+    serial_canonical: Mapped[str] = mapped_column(String(64))
 
 
 class IndexDocumentRow(Base):
