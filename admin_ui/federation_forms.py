@@ -24,7 +24,6 @@ from node.records.serials import canonicalise_serial
 
 #: The largest bulk file: 10,000 rows of a long serial and a make fit with room to spare.
 MAX_BULK_BYTES = 4 << 20
-MAX_CASE_REFERENCE_CHARS = 100
 LOOKUP_FIELDS = ("serial", "make", "case_reference")
 PEER_FIELDS = ("url", "country", "fingerprint")
 #: Results listed before the others: the hits (the leads), then what needs a second look.
@@ -50,22 +49,6 @@ SERVICE_LABELS: Mapping[str, str] = {
     Service.TRACES.value: "Traces",
     Service.STATISTICS.value: "Statistics",
 }
-
-
-def case_reference(text: str) -> str:
-    """The case a lookup is for: required, one line, at most 100 characters."""
-    text = text.strip()
-    if not text:
-        raise ValidationError(
-            "case_reference: give the case this lookup is for (the owner of a hit is told it)",
-            "case_reference",
-        )
-    if len(text) > MAX_CASE_REFERENCE_CHARS or not text.isprintable():
-        raise ValidationError(
-            f"case_reference: one line of at most {MAX_CASE_REFERENCE_CHARS} characters",
-            "case_reference",
-        )
-    return text
 
 
 def _check_serial(serial: str, where: str, field: str) -> None:

@@ -27,9 +27,7 @@ from admin_ui.federation_forms import (
     LOOKUP_FIELDS,
     MAKE_AGREEMENT,
     MAX_BULK_BYTES,
-    MAX_CASE_REFERENCE_CHARS,
     RESULT_LABELS,
-    case_reference,
     hit_json,
     parse_bulk,
     results_context,
@@ -41,6 +39,7 @@ from admin_ui.render import field_errors, page
 from node.accounts.model import Role
 from node.errors import LookupUnavailableError, ValidationError
 from node.lookup.querier import MAX_SERIALS, LookupResult, LookupService
+from node.lookup.text import MAX_CASE_REFERENCE_CHARS, check_case_reference
 
 officer = requires(Role.OFFICER)
 #: Rows without a hit shown on the page (every hit is shown; the `.json` twin has all rows).
@@ -104,7 +103,7 @@ async def lookup_run(request: web.Request) -> web.Response:
     values = text_values(await request.post(), LOOKUP_FIELDS)
     try:
         query = single_query(values)
-        case = case_reference(values["case_reference"])
+        case = check_case_reference(values["case_reference"])
         results = await _lookups(request).lookup([query], case, actor(request))
     except ValidationError as e:
         if is_json(request):
@@ -152,7 +151,7 @@ async def lookup_bulk(request: web.Request) -> web.Response:
     values = {"case_reference": ""}
     try:
         values["case_reference"], data = await _bulk_form(request)
-        case = case_reference(values["case_reference"])
+        case = check_case_reference(values["case_reference"])
         queries = parse_bulk(data)
         results = await _lookups(request).lookup(queries, case, actor(request))
     except ValidationError as e:

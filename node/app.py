@@ -7,9 +7,9 @@ them from `Node.open`.
 from __future__ import annotations
 
 import asyncio
+import shlex
 from dataclasses import dataclass
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typing import TYPE_CHECKING
 
 from node.accounts.service import UsersService
 from node.accounts.throttle import LoginThrottle
@@ -20,29 +20,31 @@ from node.config import NodeConfig
 from node.identity import NodeKeys, load_oprf_public_key, load_public_key
 from node.lookup.evidence import EvidenceService
 from node.lookup.index import LookupIndex
-from node.lookup.owner import LookupResponder
-from node.lookup.querier import LookupService
-from node.protocol.client import PeerClient
 from node.protocol.delivery import DeliveryService
-from node.protocol.dispatch import Dispatcher
 from node.protocol.peers import PeersService
-from node.protocol.ratelimit import RateLimitConfig, TokenBuckets
-from node.protocol.receive import Receiver
+from node.protocol.ratelimit import RateLimitConfig
 from node.protocol.transport import PeerTransport
 from node.records.importer import ImportService
 from node.records.reference import ReferenceTable, load_reference
 from node.records.service import RecordsService
 from node.store.audit import AuditStore
-from node.store.database import Database
+from node.store.database import SCHEMA_REVISION, Database
 from node.store.evidence import EvidenceStore
 from node.store.lookups import LookupStore
 from node.store.outbox import OutboxStore
 from node.store.peers import PeersStore
 from node.store.records import RecordsStore
-from node.store.replay import ReplayStore
 from node.store.users import UsersStore
-from node.store.work import StoreWork, unit_of_work
 from node.web.http_transport import HttpTransport
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from node.lookup.querier import LookupService
+    from node.protocol.client import PeerClient
+    from node.protocol.dispatch import Dispatcher
+    from node.protocol.receive import Receiver
+    from node.store.work import StoreWork
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,19 +82,29 @@ class Node:
         cls,
         config: NodeConfig,
         clock: Clock | None = None,
-        migrate: bool = True,
+        migrate: bool = False,
         transport: PeerTransport | None = None,
     ) -> Node:
-        """Open the database (bringing its schema up to date) and build the services."""
+        """Open the database and build the services.
+
+        The database's schema must be the one this code knows (one cheap read);
+        `migrate` brings an older one up to date first (`init`, `run`, `migrate`).
+
+        Raises:
+            SchemaVersionError: without `migrate`, a schema behind this code's (its
+                message says which command migrates it); a schema ahead, always.
+        """
         clock = clock or SystemClock()
         transport = transport or HttpTransport()
         db = Database(config.database_url)
-        if migrate:
-            try:
+        try:
+            if migrate:
                 await db.migrate()
-            except BaseException:
-                await db.close()
-                raise
+            else:
+                await db.check_schema(migrate_command(config))
+        except BaseException:
+            await db.close()
+            raise
         audit_store = AuditStore(db)
         lookups_store = LookupStore(db)
         records_store = RecordsStore(db)
@@ -132,6 +144,24 @@ class Node:
         await self.db.close()
 
 
+def migrate_command(config: NodeConfig) -> str:
+    """The command that migrates this node's database."""
+    return f"iarms-node migrate --data-dir {shlex.quote(str(config.data_dir))}"
+
+
+async def migrate(config: NodeConfig) -> tuple[str | None, str]:
+    """Bring the node's database schema up to date; the revisions before and after.
+
+    Raises:
+        SchemaVersionError: the schema is ahead of this code's; it is left as it is.
+    """
+    db = Database(config.database_url)
+    try:
+        return await db.migrate(), SCHEMA_REVISION
+    finally:
+        await db.close()
+
+
 @dataclass(frozen=True, slots=True)
 class Federation:
     """The services that speak for this node to its peers (they need its keys)."""
@@ -148,7 +178,18 @@ def federation(node: Node, keys: NodeKeys, rate_limit: RateLimitConfig | None = 
 
     `rate_limit`, if given, is every peer's evaluation limit instead of the
     config's (`[federation]` and its `peer_limits`): for tests and benchmarks.
+    Their modules are imported here: the commands that never speak to a peer
+    do not load them.
     """
+    from node.lookup.owner import LookupResponder
+    from node.lookup.querier import LookupService
+    from node.protocol.client import PeerClient
+    from node.protocol.dispatch import Dispatcher
+    from node.protocol.ratelimit import TokenBuckets
+    from node.protocol.receive import Receiver
+    from node.store.replay import ReplayStore
+    from node.store.work import unit_of_work
+
     me, clock, signing_key = node.config.country, node.clock, keys.signing
     limit = node.config.max_envelope_bytes
     client = PeerClient(

@@ -67,6 +67,7 @@ max_connections_per_address = 64     # of those from one address (IPv6: a /64); 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -82,13 +83,13 @@ from node.protocol.backoff import BackoffConfig
 from node.protocol.descriptor import check_node_url
 from node.protocol.envelope import DEFAULT_MAX_BYTES, MAX_ENVELOPE_LIMIT
 from node.protocol.ratelimit import RateLimitConfig
-from node.store.database import check_url
 from node.web.limits import CONSOLE_LIMITS, FEDERATION_LIMITS, ConnectionLimits
 
 CONFIG_NAME = "config.toml"
 DEFAULT_CONSOLE = "127.0.0.1:8080"
 DEFAULT_FEDERATION = "127.0.0.1:8443"
 DEFAULT_DB_URL = "sqlite+aiosqlite:///node.db"
+SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 KEY_NAME = "signing_key.pem"
 OPRF_KEY_NAME = "oprf_key.bin"
 RATE_LIMIT_KEYS = {"evaluations_burst", "evaluations_per_second"}
@@ -151,6 +152,22 @@ def check_public_url(text: str, what: str = "node.public_url") -> str:
         return check_node_url(text, what)
     except ValidationError as e:
         raise ConfigError(str(e)) from None
+
+
+def check_db_url(url: str) -> str:
+    """Validate a database URL (`DRIVER://...`, as SQLAlchemy reads it); return it unchanged
+    or raise ConfigError. Plain text work: reading the config needs no database library."""
+    driver, sep, rest = url.partition("://")
+    if not sep or not re.fullmatch(r"[\w+]+", driver):
+        raise ConfigError(f"database URL {url!r} is not a valid URL")
+    if driver not in SUPPORTED_DRIVERS:
+        raise ConfigError(
+            f"database URL uses {driver!r}; supported: {', '.join(SUPPORTED_DRIVERS)}"
+        )
+    path = rest.partition("?")[0].partition("/")[2]  # after the (empty) host
+    if driver.startswith("sqlite") and not path:
+        raise ConfigError("an SQLite database URL needs a file path (sqlite+aiosqlite:///PATH)")
+    return url
 
 
 def resolve_db_url(url: str, data_dir: Path) -> str:
@@ -234,7 +251,7 @@ def config_from_dict(raw: dict[str, Any], data_dir: Path, where: str) -> NodeCon
     except ValidationError as e:
         raise ConfigError(str(e)) from e
     try:
-        db_url = check_url(
+        db_url = check_db_url(
             resolve_db_url(str(_get(raw, "database", "url", where, DEFAULT_DB_URL)), data_dir)
         )
     except ConfigError as e:

@@ -38,6 +38,30 @@ class ReferenceDataError(ConfigError):
     code = "reference_data"
 
 
+class SchemaVersionError(ConfigError):
+    """The database's schema is not the revision this code reads and writes.
+
+    Behind it (an older node's data, or a newer iarms-node installed):
+    `iarms-node migrate` brings it up. Ahead of it (data written by a newer
+    iarms-node): this code must not touch it. Nothing was changed either way.
+    """
+
+    code = "schema_version"
+
+    def __init__(self, found: str | None, needed: str, migrate: str) -> None:
+        self.found, self.needed = found, needed
+        self.behind = found is None or (found.isdigit() and int(found) < int(needed))
+        if self.behind:
+            at = "has no schema" if found is None else f"is at revision {found}"
+            message = f"the database {at}, this iarms-node needs {needed}: run `{migrate}`"
+        else:
+            message = (
+                f"the database is at revision {found}, which this iarms-node (at {needed}) "
+                "does not know: a newer iarms-node wrote it; run that version"
+            )
+        super().__init__(message)
+
+
 class SigningKeyError(IarmsError):
     """The signing key cannot be read, decrypted or written."""
 

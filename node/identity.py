@@ -33,7 +33,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from node.errors import OprfError, SigningKeyError
-from node.lookup import oprf
 from node.protocol.keys import fingerprint, public_bytes
 from node.protocol.rotation import KeyRotation, sign_rotation, verify_rotation
 from node.sealed import KINDS, OPRF_KEY, SIGNING_KEY, SecretKind, seal, unseal
@@ -188,6 +187,8 @@ def create_oprf_key(path: Path, passphrase: bytes | None) -> bytes:
     whoever holds it could test serials against the index offline, so it is
     as secret as the signing key. Refuses to overwrite (FileExistsError).
     """
+    from node.lookup import oprf  # libsodium: loaded by the commands that use the key only
+
     pub = oprf_public_key_file(path)
     sk, pk = oprf.generate_key_pair(oprf.MODE_VOPRF)
     _write_secret(path, seal(OPRF_KEY, sk, passphrase) if passphrase else sk)
@@ -204,6 +205,8 @@ def _write_public(pub: Path, public: bytes) -> None:
 
 def _read_oprf_key(path: Path, passphrase: bytes | None) -> tuple[bytes, bool]:
     """The scalar in `path` and whether the file is sealed."""
+    from node.lookup import oprf
+
     sk, sealed = _open_secret(OPRF_KEY, path, passphrase)
     try:
         oprf.public_key(sk)
@@ -232,6 +235,8 @@ def load_oprf_public_key(path: Path) -> bytes | None:
 
 def _check_oprf_public_key(path: Path, sk: bytes) -> None:
     """Write the public key beside the secret if it is missing; refuse one that does not match."""
+    from node.lookup import oprf
+
     public = oprf.public_key(sk)
     stored = load_oprf_public_key(path)
     pub = oprf_public_key_file(path)

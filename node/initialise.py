@@ -96,7 +96,7 @@ async def init_node(
         create_signing_key(data_dir / KEY_NAME, passphrase)
         create_oprf_key(data_dir / OPRF_KEY_NAME, passphrase)
         config = write_config(data_dir, raw)
-        node = await Node.open(config, clock)
+        node = await Node.open(config, clock, migrate=True)
         try:
             # A password init generates and prints must be changed at first login; one the
             # admin chose (--admin-password-file) is theirs already.

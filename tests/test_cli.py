@@ -250,9 +250,9 @@ def run_bytes(
 @pytest.mark.parametrize(
     ("args", "option"),
     [
-        (["lookup", "--serial", "X", "--make", b"\xff"], "--make"),
+        (["lookup", "--serial", "X", "--case-ref", "C", "--make", b"\xff"], "--make"),
         (["lookup", "--serial", "X", "--case-ref", b"\xff"], "--case-ref"),
-        (["lookup", "--serial", b"GLK-\xff1"], "--serial"),
+        (["lookup", "--serial", b"GLK-\xff1", "--case-ref", "C"], "--serial"),
         (["peers", "show", b"D\xffU"], "country"),
         (["peers", "revoke", b"D\xffU"], "country"),
         (["records", "search", "--from", b"2020\xff"], "--from"),
@@ -403,7 +403,7 @@ def test_a_bad_bulk_file_is_refused_naming_the_file_and_line(
 ) -> None:
     bulk = tmp_path / "bulk.csv"
     bulk.write_bytes(content)
-    result = run("lookup", "--bulk", str(bulk), "--data-dir", str(data_dir))
+    result = run("lookup", "--bulk", str(bulk), "--case-ref", "FR-1", "--data-dir", str(data_dir))
     assert result.returncode == 1
     assert f"iarms-node: {tmp_path}/{message}" in result.stderr
     assert result.stderr.count("\n") == 1
@@ -412,14 +412,24 @@ def test_a_bad_bulk_file_is_refused_naming_the_file_and_line(
 def test_make_with_bulk_is_refused(data_dir: Path, tmp_path: Path) -> None:
     bulk = tmp_path / "bulk.csv"
     bulk.write_text("serial_number\nGLK-1\n", encoding="utf-8")
-    result = run("lookup", "--bulk", str(bulk), "--make", "Glock", "--data-dir", str(data_dir))
+    result = run(
+        "lookup",
+        "--bulk",
+        str(bulk),
+        "--make",
+        "Glock",
+        "--case-ref",
+        "FR-1",
+        "--data-dir",
+        str(data_dir),
+    )
     assert result.returncode == 2
     assert "--make applies to --serial; give a make column in the CSV for --bulk" in result.stderr
 
 
 def test_a_serial_that_starts_with_a_dash(data_dir: Path) -> None:
     assert "--serial=-12345" in run("lookup", "--help").stdout
-    result = run("lookup", "--serial=-12345", "--data-dir", str(data_dir))
+    result = run("lookup", "--serial=-12345", "--case-ref", "FR-1", "--data-dir", str(data_dir))
     assert result.returncode == 0, result.stderr
     assert "no active peers" in result.stderr
 
@@ -485,3 +495,68 @@ def test_a_nul_in_an_argument_is_refused_naming_the_option(
     err = capsys.readouterr().err
     assert f"error: argument {option}: contains a NUL character (U+0000)" in err
     assert "\0" not in err
+
+
+#: What no command that does not need it may load: migrations, the HTTP stack, the console,
+#: libsodium (the OPRF), the progress bar.
+HEAVY = ("alembic", "aiohttp", "admin_ui", "rbcl", "tqdm", "node.server", "node.lookup.querier")
+
+
+def _modules_after(*args: str) -> set[str]:
+    """The modules loaded once `iarms-node ARGS` has run, in a fresh interpreter."""
+    code = (
+        "import sys\nfrom node.cli import main\ntry:\n    main(sys.argv[1:])\n"
+        "except SystemExit:\n    pass\nprint(' '.join(sys.modules), file=sys.stderr)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120
+    )
+    return set(done.stderr.splitlines()[-1].split())
+
+
+def _loaded(modules: set[str], names: tuple[str, ...]) -> set[str]:
+    return {m for m in modules if any(m == n or m.startswith(f"{n}.") for n in names)}
+
+
+def test_help_imports_no_node_services_and_no_database(data_dir: Path) -> None:
+    modules = _modules_after("--help")
+    assert "node.cli.records" in modules  # the parsers were built
+    assert _loaded(modules, (*HEAVY, "sqlalchemy", "node.app", "node.store", "argon2")) == set()
+
+
+@pytest.mark.parametrize("args", [["records", "search", "--serial", "X"], ["peers", "list"]])
+def test_a_command_imports_only_what_it_uses(data_dir: Path, args: list[str]) -> None:
+    modules = _modules_after(*args, "--data-dir", str(data_dir))
+    assert "node.app" in modules  # it opened the node
+    assert _loaded(modules, HEAVY) == set()
+
+
+def test_reading_the_config_needs_no_database_library() -> None:
+    code = "import sys, node.config; print(' '.join(sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert _loaded(set(done.stdout.split()), ("sqlalchemy", "node.store", "aiohttp")) == set()
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("", "--case-ref: give the case this lookup is for (the owner of a hit is told it)"),
+        ("   ", "--case-ref: give the case this lookup is for"),
+        ("c" * 101, "--case-ref: at most 100 characters (this one has 101)"),
+        ("FR\u202e1", "--case-ref: character 3 (U+202E) is not printable on one line"),
+        ("FR\t1", "--case-ref: character 3 is a control character (U+0009)"),
+    ],
+)
+def test_a_lookup_needs_a_case_reference_by_the_one_rule(
+    data_dir: Path, case: str, message: str
+) -> None:
+    result = run("lookup", "--serial", "X-1", "--case-ref", case, "--data-dir", str(data_dir))
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"iarms-node: {message}")
+    assert result.stderr.count("\n") == 1
+
+
+def test_a_lookup_without_a_case_reference_is_a_usage_error(data_dir: Path) -> None:
+    result = run("lookup", "--serial", "X-1", "--data-dir", str(data_dir))
+    assert result.returncode == 2
+    assert "the following arguments are required: --case-ref" in result.stderr

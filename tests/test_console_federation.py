@@ -118,6 +118,31 @@ async def test_a_lookup_form_with_errors_is_shown_again(fra: Console) -> None:
     assert await lookup_queries(fra) == []
 
 
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("   ", "case_reference: give the case this lookup is for"),
+        ("c" * 101, "case_reference: at most 100 characters (this one has 101)"),
+        ("FR\u202e1", "case_reference: character 3 (U+202E) is not printable on one line"),
+        ("FR\n1", "case_reference: character 3 is a control character (U+000A)"),
+    ],
+)
+async def test_the_console_applies_the_one_case_reference_rule(
+    fra: Console, case: str, message: str
+) -> None:
+    """The form's rule is the domain's (`node.lookup.text`), for one serial and for a file."""
+    refused = await fra.post("/lookup.json", {"serial": "GLK-1", "case_reference": case})
+    assert refused.status == 400
+    error = (await refused.json())["error"]
+    assert error["field"] == "case_reference" and error["message"].startswith(message)
+    bulk = await upload(fra, SEIZED, case=case)
+    assert bulk.status == 400
+    assert (await bulk.json())["error"]["message"].startswith(message)
+    assert await lookup_queries(fra) == []
+    ok = await fra.post("/lookup.json", {"serial": "GLK-1", "case_reference": " " + "c" * 100})
+    assert ok.status == 200
+
+
 async def test_a_bulk_lookup_checks_every_serial_of_the_file(fra: Console) -> None:
     response = await upload(fra, SEIZED)
     assert response.status == 200, await response.text()

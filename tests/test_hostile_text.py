@@ -60,7 +60,9 @@ async def fed(tmp_path: Path) -> AsyncIterator[Federation]:
 
 async def test_a_hostile_owners_record_fields_are_printed_escaped(fed: Federation) -> None:
     fra = str(fed["FRA"].data_dir)
-    code, out, err = await run_cli("lookup", "--serial", "GLK-12345", "--data-dir", fra)
+    code, out, err = await run_cli(
+        "lookup", "--serial", "GLK-12345", "--case-ref", "FR-1", "--data-dir", fra
+    )
     assert code == 0, err
     assert_harmless(out)
     assert f"model={HOSTILE_SHOWN}" in out
@@ -72,7 +74,10 @@ async def test_a_hostile_owners_record_fields_are_printed_escaped(fed: Federatio
     assert code == 0, err
     assert_harmless(out)
     assert f"model={HOSTILE_SHOWN}" in out
-    for command in (["evidence", "show", "1"], ["lookup", "--serial", "GLK-12345"]):
+    for command in (
+        ["evidence", "show", "1"],
+        ["lookup", "--serial", "GLK-12345", "--case-ref", "FR-1"],
+    ):
         code, out, err = await run_cli(*command, "--json", "--data-dir", fra)
         assert code == 0, err
         assert_harmless(out)
@@ -88,7 +93,9 @@ async def test_a_hostile_owners_nul_is_refused_and_printed_escaped(fed: Federati
     with sqlite3.connect(deu.data_dir / "node.db") as db:
         db.execute("UPDATE records SET notes = ?", (HOSTILE + "\x00",))
     fra = str(fed["FRA"].data_dir)
-    code, out, err = await run_cli("lookup", "--serial", "GLK-12345", "--data-dir", fra)
+    code, out, err = await run_cli(
+        "lookup", "--serial", "GLK-12345", "--case-ref", "FR-1", "--data-dir", fra
+    )
     assert code == 0, err
     assert_harmless(out)
     assert "refused: DEU answered with invalid data" in out and "NUL" in out

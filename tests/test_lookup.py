@@ -255,13 +255,17 @@ async def test_lookup_and_hits_from_the_command_line(fed: Federation, tmp_path: 
     }
     bulk = tmp_path / "seized.csv"
     bulk.write_text("serial_number,make\nB-777,Beretta\nX-1,\n", encoding="utf-8")
-    code, out, err = await run_cli("lookup", "--bulk", str(bulk), "--json", "--data-dir", fra)
+    code, out, err = await run_cli(
+        "lookup", "--bulk", str(bulk), "--case-ref", "FR-2", "--json", "--data-dir", fra
+    )
     assert code == 0, err
     table = {(r["peer"], r["serial"]): r["result"] for r in map(json.loads, out.splitlines())}
     assert table[("ITA", "B-777")] == "hit" and table[("DEU", "X-1")] == "no_hit"
     bad = tmp_path / "bad.csv"
     bad.write_text("serial\nA\n", encoding="utf-8")
-    code, _out, err = await run_cli("lookup", "--bulk", str(bad), "--data-dir", fra)
+    code, _out, err = await run_cli(
+        "lookup", "--bulk", str(bad), "--case-ref", "FR-3", "--data-dir", fra
+    )
     assert code == 1 and "serial_number column" in err
     code, out, err = await run_cli("hits", "--json", "--data-dir", deu)
     assert code == 0, err
@@ -380,7 +384,9 @@ LONG = "x" * 201
     ("queries", "case_reference", "field", "message"),
     [
         ([Query("GLK-12345", LONG)], CASE, "make", "make: longer than 200 characters"),
-        ([Query("GLK-12345")], LONG, "case_reference", "case_reference: longer than 200"),
+        ([Query("GLK-12345")], "c" * 101, "case_reference", "case_reference: at most 100"),
+        ([Query("GLK-12345")], " ", "case_reference", "case_reference: give the case"),
+        ([Query("GLK-12345")], "FR-\u202e1", "case_reference", "character 4 (U+202E)"),
         ([Query("GLK-12345", "Gl\udcffck")], CASE, "make", "make: 'Gl\\udcffck' is not valid"),
         ([Query("GLK-12345")], "FR-\udcff", "case_reference", "case_reference: 'FR-"),
         ([Query("GLK\udcff12345")], CASE, "serial", "serial: 'GLK\\udcff12345' is not valid"),
@@ -408,7 +414,7 @@ async def test_what_the_owners_would_refuse_is_refused_before_anything_is_sent(
     assert message in str(raised.value)
     assert await fra.n.audit.recent(action="lookup.query") == []
     assert await fed["DEU"].n.audit.recent(action="lookup.evaluate") == []
-    ok = by_peer(await fra.f.lookups.lookup([Query("GLK-12345", "x" * 200)], "c" * 200, "o"))
+    ok = by_peer(await fra.f.lookups.lookup([Query("GLK-12345", "x" * 200)], "c" * 100, "o"))
     assert ok["DEU"]["result"] == "hit"
 
 

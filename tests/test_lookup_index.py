@@ -16,8 +16,7 @@ from node.app import Node
 from node.clock import FakeClock
 from node.errors import IndexWorkerError
 from node.identity import load_keys
-from node.lookup import index as lookup_index
-from node.lookup import oprf
+from node.lookup import evaluate_worker, oprf
 from node.lookup.evaluate_worker import evaluate_serials
 from node.lookup.membership import FullIndex, IndexDelta, item_of, parse_index
 from node.lookup.oprf_workers import OprfWorkers
@@ -132,7 +131,7 @@ async def test_a_refresh_with_workers_stores_the_thread_outputs(
     node: Node, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     serials = await _create(node, "WK", 25)
-    monkeypatch.setattr(lookup_index, "evaluate_serials", _in_thread)
+    monkeypatch.setattr(evaluate_worker, "evaluate_serials", _in_thread)
     node.lookup_index.batch_size, node.lookup_index.workers = 10, 3
     done: list[int] = []
     before = _children()
@@ -188,7 +187,7 @@ from node.clock import FakeClock
 from node.config import load_config
 from node.identity import load_keys
 from node.initialise import init_node
-from node.lookup import index as lookup_index
+from node.lookup import evaluate_worker
 from node.records.model import RecordInput
 
 def in_thread(key, serials):
@@ -201,7 +200,7 @@ async def main(data_dir):
     try:
         for i in range(12):
             await node.records.create(RecordInput(f"SC-{i}", "CZ", "pistol", "stolen"), "t")
-        lookup_index.evaluate_serials = in_thread
+        evaluate_worker.evaluate_serials = in_thread
         node.lookup_index.batch_size, node.lookup_index.workers = 5, 2
         version = await node.lookup_index.refresh(load_keys(node.config, None).oprf)
         print("published", version, len(await node.lookups_store.get_prefixes()))

@@ -120,7 +120,7 @@ class UsersService:
         # Not `throttle or ...`: an empty throttle has len() 0, so it is falsy.
         self._throttle = LoginThrottle() if throttle is None else throttle
         self._hasher = PasswordHasher() if hasher is None else hasher
-        self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
+        self._dummy_hash: str | None = None
 
     async def add_user(
         self,
@@ -260,6 +260,14 @@ class UsersService:
         """One account; NotFoundError if none."""
         return await self._store.get_user(name)
 
+    async def _dummy(self) -> str:
+        """The hash an unknown name's password is verified against. Made at the first
+        sign-in, before the name is looked up (so that sign-in costs the same whoever it
+        names), not with the service: a command that opens the node never pays for it."""
+        if self._dummy_hash is None:
+            self._dummy_hash = await asyncio.to_thread(self._hasher.hash, secrets.token_hex(16))
+        return self._dummy_hash
+
     async def authenticate(self, name: str, password: str, *, address: str) -> User:
         """Check a login from client `address`; the account, or AuthError(SIGN_IN_FAILED).
 
@@ -274,8 +282,9 @@ class UsersService:
         """
         now = self._clock.now()
         self._throttle.admit(address, now)
+        dummy = await self._dummy()
         user = await self._find_user(name)
-        digest = self._dummy_hash if user is None else user.password_hash
+        digest = dummy if user is None else user.password_hash
         matches = await asyncio.to_thread(self._verify, digest, password)
         reason = _refusal(user, matches, now)
         if user is not None and reason is None:

@@ -13,7 +13,8 @@ import io
 
 from node.errors import TooManySerialsError, ValidationError
 from node.lookup.oprf import MAX_SERIAL_BYTES
-from node.lookup.querier import MAX_SERIALS, Query, check_chars
+from node.lookup.querier import MAX_SERIALS, Query
+from node.lookup.text import check_chars
 from node.records.serials import canonicalise_serial
 
 #: The form field every error names (the console shows the message next to it).

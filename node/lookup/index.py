@@ -16,14 +16,16 @@ import asyncio
 import hashlib
 import os
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from node.clock import Clock
-from node.lookup.evaluate_worker import evaluate_serials
 from node.lookup.index_builder import IndexBuilder
 from node.lookup.membership import SortedItems
 from node.lookup.model import Hit
-from node.lookup.oprf_workers import OprfWorkers
 from node.lookup.storage import LookupStorage
+
+if TYPE_CHECKING:
+    from node.lookup.oprf_workers import OprfWorkers
 
 BATCH = 10_000
 MAX_WORKERS = 8
@@ -66,6 +68,8 @@ class LookupIndex:
             return
         workers = None
         if len(batch) == size and self.workers > 1:  # many to do: use every core
+            from node.lookup.oprf_workers import OprfWorkers  # as `_evaluate` says
+
             workers = await OprfWorkers.start(oprf_key, self.workers)
         done = 0
         pending: asyncio.Task[list[bytes]] | None = None
@@ -128,6 +132,10 @@ def _evaluate(
     workers: OprfWorkers | None, key: bytes, batch: list[tuple[int, str]]
 ) -> asyncio.Task[list[bytes]]:
     """Start evaluating a batch: split across the workers, or in a thread without them."""
+    # Imported here: libsodium is loaded by the node that builds its index, not by every
+    # command that opens the node (`iarms-node hits` reads the hits through this class).
+    from node.lookup.evaluate_worker import evaluate_serials
+
     serials = [serial for _, serial in batch]
     if workers is None:
         return asyncio.create_task(asyncio.to_thread(evaluate_serials, key, serials))

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -52,6 +51,7 @@ from node.lookup.messages import (
     LookupEvaluated,
 )
 from node.lookup.storage import LookupStorage
+from node.lookup.text import check_case_reference, check_chars, check_text
 from node.protocol.client import INDEX_MAX_BYTES, RETRYABLE, PeerClient, Signed
 from node.protocol.delivery import DeliveryService
 from node.protocol.model import Peer, PeerStatus
@@ -60,8 +60,6 @@ from node.protocol.transport import PeerUnreachableError
 from node.records.serials import canonicalise_serial
 
 MAX_SERIALS = 10_000
-#: The longest make and case reference the owner accepts (`lookup_owner`).
-MAX_TEXT_CHARS = 200
 #: Blinded elements per `lookup.evaluate`: the first request's size, and the most
 #: any later one asks for (fewer when the peer's stated allowance is lower).
 BATCH = 1_000
@@ -198,13 +196,13 @@ class LookupService:
         """Ask every active peer about every serial; one result per peer and serial.
 
         Raises:
-            ValidationError: a serial, make or the case reference the owners would
-                refuse (naming the field, and in a bulk lookup which serial), before
-                anything is sent.
+            ValidationError: a serial or make the owners would refuse, or a case
+                reference our rule refuses (`node.lookup.text`), naming the field
+                (and in a bulk lookup which serial), before anything is sent.
         """
         if not 1 <= len(queries) <= MAX_SERIALS:
             raise ValidationError(f"serials: between 1 and {MAX_SERIALS} per lookup", "serial")
-        _check_text("case_reference", case_reference, "")
+        case_reference = check_case_reference(case_reference)
         canonical = [_checked(q, i, len(queries)) for i, q in enumerate(queries)]
         peers = [p for p in await self._peers.list_peers() if p.status is PeerStatus.ACTIVE]
         await self._audit.add_entry(
@@ -413,40 +411,11 @@ class LookupService:
         return index
 
 
-def _check_text(name: str, value: str, where: str) -> None:
-    """A make or case reference the owner accepts (PROTOCOL.md §2), before it is sent."""
-    if len(value) > MAX_TEXT_CHARS:
-        raise ValidationError(f"{where}{name}: longer than {MAX_TEXT_CHARS} characters", name)
-    check_chars(name, value, where)
-
-
-def check_chars(name: str, value: str, where: str = "") -> None:
-    """Text that can travel and be stored: no control characters (NUL above all: the
-    owner refuses it, and PostgreSQL cannot store it); invalid bytes in a CLI argument
-    arrive as lone surrogates.
-
-    Raises:
-        ValidationError: for `name`, its message starting with `where`.
-    """
-    for i, char in enumerate(value):
-        category = unicodedata.category(char)
-        if category == "Cs":
-            raise ValidationError(
-                f"{where}{name}: {value!r} is not valid text (invalid bytes or characters)", name
-            )
-        if category == "Cc":
-            raise ValidationError(
-                f"{where}{name}: character {i + 1} is a control character "
-                f"(U+{ord(char):04X}); type the text without it",
-                name,
-            )
-
-
 def _checked(query: Query, i: int, count: int) -> str:
     """The canonical serial of the `i`-th of `count` queries, its make checked too."""
     where = f"serial {i + 1} of {count} ({query.serial!r}): " if count > 1 else ""
     check_chars("serial", query.serial, where)
-    _check_text("make", query.make, where)
+    check_text("make", query.make, where)
     canonical = canonicalise_serial(query.serial)
     if not canonical or len(canonical.encode()) > oprf.MAX_SERIAL_BYTES:
         raise ValidationError(f"{where}serial: {query.serial!r} is not a serial number", "serial")

@@ -25,18 +25,21 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import event
+from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
 from node.auditing import sql_entry_hash
-from node.errors import ConfigError, StorageFullError
+from node.errors import ConfigError, SchemaVersionError, StorageFullError
 
-SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
+#: The newest migration's revision (node/store/migrations/versions): the schema this code
+#: reads and writes. Written here so that opening a node can check its database's schema
+#: without importing Alembic; a test keeps it equal to the migrations' head.
+SCHEMA_REVISION = "0011"
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA foreign_keys=ON",
@@ -47,21 +50,6 @@ SQLITE_PRAGMAS = (
 )
 #: PostgreSQL's SQLSTATE for "disk full" (asyncpg's DiskFullError).
 PG_DISK_FULL = "53100"
-
-
-def check_url(url: str) -> str:
-    """Validate a database URL; return it unchanged or raise ConfigError."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError as e:
-        raise ConfigError(f"database URL {url!r} is not a valid URL") from e
-    if parsed.drivername not in SUPPORTED_DRIVERS:
-        raise ConfigError(
-            f"database URL uses {parsed.drivername!r}; supported: {', '.join(SUPPORTED_DRIVERS)}"
-        )
-    if parsed.drivername.startswith("sqlite") and not parsed.database:
-        raise ConfigError("an SQLite database URL needs a file path (sqlite+aiosqlite:///PATH)")
-    return url
 
 
 def _sqlite_engine(url: str, *, pool: int, begin: str | None) -> AsyncEngine:
@@ -196,7 +184,7 @@ class Database:
     """
 
     def __init__(self, url: str) -> None:
-        self.url = check_url(url)
+        self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self._storage = storage_name(url)
         self._compiled: dict[Hashable, _Compiled] = {}
@@ -346,8 +334,42 @@ class Database:
 
             yield Transaction(run, self.dialect, conn)
 
-    async def migrate(self) -> None:
-        """Bring the schema to the newest revision (Alembic `upgrade head`)."""
+    async def schema_revision(self, doing: str = "open") -> str | None:
+        """The revision of the database's schema (Alembic's `alembic_version`); None if it has
+        none (an empty database). One cheap read: no Alembic, nothing written.
+
+        Raises:
+            ConfigError: the database cannot be read ("cannot `doing` the database at ...").
+        """
+        try:
+            async with self.read() as conn:
+                if not await conn.run_sync(lambda c: inspect(c).has_table("alembic_version")):
+                    return None
+                found = await conn.execute(text("SELECT version_num FROM alembic_version"))
+                return found.scalar()
+        except (SQLAlchemyError, OSError) as e:
+            raise ConfigError(f"cannot {doing} the database at {self.url}: {e}") from e
+
+    async def check_schema(self, migrate: str) -> None:
+        """Refuse a schema that is not `SCHEMA_REVISION`, behind or ahead (SchemaVersionError,
+        whose message tells the user to run the command `migrate` when it is behind)."""
+        found = await self.schema_revision()
+        if found != SCHEMA_REVISION:
+            raise SchemaVersionError(found, SCHEMA_REVISION, migrate)
+
+    async def migrate(self) -> str | None:
+        """Bring the schema to `SCHEMA_REVISION` (Alembic `upgrade head`); the revision it was
+        at before (None: an empty database). Nothing to do costs one read, without Alembic.
+
+        Raises:
+            SchemaVersionError: the schema is ahead of this code's; it is left as it is.
+        """
+        before = await self.schema_revision("migrate")
+        if before == SCHEMA_REVISION:
+            return before
+        error = SchemaVersionError(before, SCHEMA_REVISION, "iarms-node migrate")
+        if not error.behind:
+            raise error
         from alembic import command
 
         config = alembic_config(self.url)
@@ -358,6 +380,7 @@ class Database:
                     await conn.commit()
         except (SQLAlchemyError, OSError) as e:
             raise ConfigError(f"cannot migrate the database at {self.url}: {e}") from e
+        return before
 
     async def close(self) -> None:
         """Close every pooled connection."""

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Table
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+
+def _dialect(name: str) -> Any:
+    """SQLAlchemy's module for one dialect, imported when first used: a node on SQLite
+    never loads PostgreSQL's (and the engine has loaded its own already)."""
+    return importlib.import_module(f"sqlalchemy.dialects.{name}")
 
 
 async def insert_many_ignoring_conflicts(
@@ -31,7 +37,7 @@ async def insert_many_ignoring_conflicts(
         return 0
     names = [*columns, *constants]
     if conn.dialect.name != "sqlite":
-        stmt = postgresql.insert(table).on_conflict_do_nothing(index_elements=[key])
+        stmt = _dialect("postgresql").insert(table).on_conflict_do_nothing(index_elements=[key])
         dicts = [dict(zip(columns, row, strict=True)) | constants for row in rows]
         return len((await conn.execute(stmt.returning(table.c[key]), dicts)).all())
 
@@ -56,8 +62,11 @@ async def insert_many_ignoring_conflicts(
 
 def insert_ignoring(dialect: str, table: Table) -> Any:
     """`INSERT … ON CONFLICT DO NOTHING` (any unique key) for one dialect."""
-    module: Any = sqlite if dialect == "sqlite" else postgresql
-    return module.insert(table).on_conflict_do_nothing()
+    return (
+        _dialect("sqlite" if dialect == "sqlite" else "postgresql")
+        .insert(table)
+        .on_conflict_do_nothing()
+    )
 
 
 def like_escape(text: str) -> str:

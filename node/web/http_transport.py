@@ -1,10 +1,17 @@
-"""`PeerTransport` over aiohttp: how the node reaches its peers' federation APIs."""
+"""`PeerTransport` over aiohttp: how the node reaches its peers' federation APIs.
+
+aiohttp is imported when the first request is made: every command opens the
+node (and so makes its transport), few of them speak to a peer.
+"""
 
 from __future__ import annotations
 
-import aiohttp
+from typing import TYPE_CHECKING
 
 from node.errors import PeerUnreachableError
+
+if TYPE_CHECKING:
+    import aiohttp
 
 MSGPACK = "application/msgpack"
 #: Connections open at once to one peer.
@@ -15,13 +22,16 @@ class HttpTransport:
     """`PeerTransport` over aiohttp, one connection pool for all peers."""
 
     def __init__(self, timeout_s: float = 10.0) -> None:
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(timeout_s, 5.0))
+        self._timeout_s = timeout_s
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
+        import aiohttp
+
         if self._session is None or self._session.closed:
+            timeout_s = self._timeout_s
             self._session = aiohttp.ClientSession(
-                timeout=self._timeout,
+                timeout=aiohttp.ClientTimeout(total=timeout_s, connect=min(timeout_s, 5.0)),
                 headers={"User-Agent": "iarms-node"},
                 # Well under a peer's default per-address cap (64), so that our own
                 # fan-out is never taken for an abuse of its connection guard.
@@ -42,6 +52,8 @@ class HttpTransport:
 
     async def get(self, url: str, max_bytes: int) -> bytes:
         """GET `url`; PeerUnreachableError unless it answers 2xx."""
+        import aiohttp
+
         try:
             async with self._client().get(url) as response:
                 if response.status // 100 != 2:
@@ -52,6 +64,8 @@ class HttpTransport:
 
     async def post(self, url: str, data: bytes, max_bytes: int) -> bytes:
         """POST `data`; the answer's body whatever its status."""
+        import aiohttp
+
         try:
             async with self._client().post(
                 url, data=data, headers={"Content-Type": MSGPACK}

@@ -11,7 +11,7 @@ whole process, one untimed run and then R timed runs each:
 - `iarms-node --help`
 - `iarms-node records search --serial S --data-dir FRA` (a serial FRA holds)
 - `iarms-node peers list --data-dir FRA`
-- `iarms-node lookup --serial S --data-dir FRA`: DEU over loopback, a miss
+- `iarms-node lookup --serial S --case-ref R --data-dir FRA`: DEU over loopback, a miss
   (DEU's index is downloaded by the untimed run, as by any earlier lookup)
 
 and, as the floor of them all, `python -c pass` with the same interpreter.
@@ -134,7 +134,7 @@ def bench(n: int, runs: int, base: Path) -> dict[str, float | int]:
             ),
             "peers_list": ([CLI, "peers", "list", "--data-dir", fra], lambda out: "DEU" in out),
             "lookup": (
-                [CLI, "lookup", "--serial", MISSING, "--data-dir", fra],
+                [CLI, "lookup", "--serial", MISSING, "--case-ref", "BENCH-1", "--data-dir", fra],
                 lambda out: out.startswith("DEU") and "no hit" in out,
             ),
         }
