@@ -10,7 +10,6 @@ are parsed here.
 from __future__ import annotations
 
 import asyncio
-import pickle
 import sys
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing, suppress
@@ -20,7 +19,7 @@ from node.auditing import AuditEvent, AuditLog
 from node.clock import Clock
 from node.errors import CsvFormatError, ImportWorkerError, StorageFullError
 from node.records.csvio import RecordCsvReader
-from node.records.import_parse import ParsedBatch, parse_batches
+from node.records.import_parse import ParsedBatch, parse_batches, read_frame
 from node.records.model import ImportReport
 from node.records.reference import ReferenceTable
 from node.records.storage import RecordStorage
@@ -154,15 +153,15 @@ class ImportService:
             while True:
                 try:
                     size = int.from_bytes(await worker.stdout.readexactly(4), "big")
-                    kind, payload = pickle.loads(await worker.stdout.readexactly(size))  # noqa: S301 - our own worker
+                    kind, payload = read_frame(await worker.stdout.readexactly(size))
                 except asyncio.IncompleteReadError:
                     stderr = (await worker.stderr.read()).decode(errors="replace").strip()
                     last = stderr.splitlines()[-1] if stderr else f"exit code {await worker.wait()}"
                     raise ImportWorkerError(f"the import worker failed: {last}") from None
-                if kind == "batch":
+                if isinstance(payload, ParsedBatch):
                     yield payload
                 elif kind == "format":
-                    raise CsvFormatError(payload)
+                    raise CsvFormatError(str(payload))
                 else:
                     return
         finally:

@@ -9,6 +9,7 @@ their own pool and never wait for the writer. PostgreSQL uses one engine for bot
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import (
     AsyncIterator,
@@ -174,13 +175,55 @@ def _compile_sqlite(stmt: ClauseElement, dialect: Dialect) -> _Compiled:
     )
 
 
+class _Drivers:
+    """Up to `size` driver connections of an SQLite engine, each checked out once and kept.
+
+    `Database.fetch` runs its statements on them directly: SQLAlchemy's async
+    checkout and return of a pooled connection (greenlet switches, pool
+    events) cost three times the statement itself, several times per peer
+    message. Connections open on demand, the most recently used is reused
+    first (sequential callers keep one warm connection), and at most `size`
+    are in use at once.
+    """
+
+    def __init__(self, engine: AsyncEngine, size: int) -> None:
+        self._engine = engine
+        self._slots = asyncio.Semaphore(size)
+        self._idle: list[Any] = []
+        self._held: list[AsyncConnection] = []
+
+    @asynccontextmanager
+    async def driver(self) -> AsyncIterator[Any]:
+        """An aiosqlite connection for the caller alone until it exits."""
+        async with self._slots:
+            if self._idle:
+                driver = self._idle.pop()
+            else:
+                conn = await self._engine.connect()
+                self._held.append(conn)
+                driver = (await conn.get_raw_connection()).driver_connection
+            try:
+                yield driver
+            finally:
+                self._idle.append(driver)
+
+    async def close(self) -> None:
+        """Close every connection."""
+        held, self._held, self._idle = self._held, [], []
+        for conn in held:
+            await conn.close()
+        await self._engine.dispose()
+
+
 class Database:
     """The node's database: engines for reads, transactions and single-statement writes.
 
     On SQLite, reads and single-statement writes run in autocommit mode (one
     statement is atomic; skipping BEGIN/COMMIT halves their latency), and
     multi-statement writes run in `BEGIN IMMEDIATE` transactions through a
-    pool of one connection. PostgreSQL uses one engine for everything.
+    pool of one connection. The hot path's statements (`fetch`, `transaction`)
+    run on driver connections held for the node's life (`_Drivers`): readers,
+    and the one single-statement writer. PostgreSQL uses one engine for everything.
     """
 
     def __init__(self, url: str) -> None:
@@ -188,14 +231,16 @@ class Database:
         self.is_sqlite = url.startswith("sqlite")
         self._storage = storage_name(url)
         self._compiled: dict[Hashable, _Compiled] = {}
+        self._drivers: tuple[_Drivers, _Drivers] | None = None  # SQLite's (readers, writer)
         if self.is_sqlite:
             self._reader = _sqlite_engine(url, pool=4, begin=None)
             self._writer = _sqlite_engine(url, pool=1, begin="BEGIN IMMEDIATE")
-            self._single = _sqlite_engine(url, pool=1, begin=None)
-        else:
-            self._reader = self._writer = self._single = create_async_engine(
-                url, pool_size=8, max_overflow=8
+            self._drivers = (
+                _Drivers(_sqlite_engine(url, pool=4, begin=None), 4),
+                _Drivers(_sqlite_engine(url, pool=1, begin=None), 1),
             )
+        else:
+            self._reader = self._writer = create_async_engine(url, pool_size=8, max_overflow=8)
 
     @property
     def dialect(self) -> str:
@@ -218,17 +263,6 @@ class Database:
         """A connection in a write transaction, committed on clean exit."""
         with self._full_disk():
             async with self._writer.connect() as conn, conn.begin():
-                yield conn
-
-    @asynccontextmanager
-    async def write_one(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for one atomic write statement (its own transaction)."""
-        if not self.is_sqlite:
-            async with self.write() as conn:
-                yield conn
-            return
-        with self._full_disk():
-            async with self._single.connect() as conn:
                 yield conn
 
     @contextmanager
@@ -258,16 +292,16 @@ class Database:
         close, rollback); here the statement is built and compiled once per
         `shape` (a key that names its structure: `build` must then always
         build the same statement, with bind parameters for every value) and runs through
-        aiosqlite's `execute_fetchall`. `write` runs it as one atomic write.
+        aiosqlite's `execute_fetchall` on a held reader connection (`_Drivers`).
+        `write` runs it as one atomic write, on the held single-statement writer.
         PostgreSQL runs it through SQLAlchemy as usual.
         """
-        if not self.is_sqlite:
+        if self._drivers is None:
             async with self.write() if write else self.read() as conn:  # they translate
                 return await _rows(conn, build, params)
-        engine = self._single if write else self._reader
+        readers, writer = self._drivers
         with self._full_disk():
-            async with engine.connect() as conn:
-                driver = (await conn.get_raw_connection()).driver_connection
+            async with (writer if write else readers).driver() as driver:
                 return await self._run_sqlite(driver, shape, build, params)
 
     async def _run_sqlite(
@@ -280,7 +314,7 @@ class Database:
         """One statement through aiosqlite's `execute_fetchall`: one trip to its thread."""
         compiled = self._compiled.get(shape)
         if compiled is None:
-            compiled = self._compiled[shape] = _compile_sqlite(build(), self._single.dialect)
+            compiled = self._compiled[shape] = _compile_sqlite(build(), self._reader.dialect)
         try:
             raw = await driver.execute_fetchall(compiled.sql, compiled.args(params))
         except sqlite3.Error as e:
@@ -293,14 +327,12 @@ class Database:
         trip (SQLite only: the hot paths that must write several rows atomically).
 
         `BEGIN IMMEDIATE`, the statements and `COMMIT` (or `ROLLBACK` on an
-        exception) all run on the single-statement writer's connection, which
-        is otherwise in autocommit mode.
+        exception) all run on the held single-statement writer's connection,
+        which is otherwise in autocommit mode.
         """
-        assert self.is_sqlite, "PostgreSQL uses write()"
+        assert self._drivers is not None, "PostgreSQL uses write()"
         with self._full_disk():
-            async with self._single.connect() as conn:
-                driver = (await conn.get_raw_connection()).driver_connection
-                assert driver is not None
+            async with self._drivers[1].driver() as driver:
 
                 async def run(
                     shape: Hashable, build: Callable[[], ClauseElement], params: Mapping[str, Any]
@@ -384,7 +416,9 @@ class Database:
 
     async def close(self) -> None:
         """Close every pooled connection."""
-        for engine in {self._reader, self._writer, self._single}:
+        for drivers in self._drivers or ():
+            await drivers.close()
+        for engine in {self._reader, self._writer}:
             await engine.dispose()
 
 

@@ -58,10 +58,16 @@ async def add_hits_in(tx: Transaction, hits: list[dict[str, Any]]) -> None:
 
 
 class LookupStore:
-    """OPRF outputs of our records, our published index versions, peers' indexes, hits."""
+    """OPRF outputs of our records, our published index versions, peers' indexes, hits.
+
+    The newest published version is kept in memory once read (every evaluation
+    request names it): only the node's own index publishes (`add_document`,
+    through this store), so the copy changes only here.
+    """
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._version: tuple[int, int] | None = None  # newest (version, base), once known
 
     async def get_unindexed(self, limit: int, after: int = 0) -> list[tuple[int, str]]:
         """Active records (id above `after`) without an OPRF output: (id, canonical serial)."""
@@ -160,6 +166,7 @@ class LookupStore:
                     base_items=base_items,
                 )
             )
+        self._version = (version, base_version)
 
     async def get_last_document(self) -> tuple[int, int, bytes, bytes] | None:
         """The newest version: (version, base version, items digest, the base's items)."""
@@ -182,6 +189,8 @@ class LookupStore:
 
     async def get_version(self) -> tuple[int, int] | None:
         """The newest published version and its base version (no blob is read)."""
+        if self._version is not None:
+            return self._version
         rows = await self._db.fetch(
             "index.version",
             lambda: (
@@ -191,7 +200,9 @@ class LookupStore:
             ),
             {"one": 1},
         )
-        return (rows[0][0], rows[0][1]) if rows else None
+        if rows and self._version is None:  # else a version published meanwhile, newer
+            self._version = (rows[0][0], rows[0][1])
+        return self._version
 
     async def get_documents(self, since: int | None) -> list[tuple[int, int, bytes]]:
         """What a peer holding version `since` needs: nothing if it is current; the newest

@@ -44,6 +44,6 @@ class ReplayStore:
 
     async def delete_expired(self, now: datetime) -> int:
         """Forget ids whose expiry is before `now`; return how many were deleted."""
-        async with self._db.write_one() as conn:
+        async with self._db.write() as conn:
             result = await conn.execute(delete(_seen).where(_seen.c.expires_at < now))
         return int(result.rowcount)
