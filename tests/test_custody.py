@@ -8,13 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from node.app import Node
 from node.auditing import AuditEvent
 from node.errors import CsvFormatError, StorageFullError, ValidationError
+from node.records.reference import load_reference
 from node.store.custody import CustodyStore
 from node.trace.custody import CustodyService
-from node.trace.model import CUSTODY_COLUMNS, EventKind
+from node.trace.custody_rows import custody_row
+from node.trace.model import CUSTODY_COLUMNS, STORED_FIELDS, EventKind
 from tests.test_import import write as write_file
 
 ACTOR = "cli:test"
@@ -269,3 +273,36 @@ async def test_a_failure_mid_import_keeps_the_stored_batches(
     again = await sqlite_node.custody.imports.import_csv(path, ACTOR, batch_rows=2)
     assert (again.created, again.duplicates) == (3, 2)
     assert (await sqlite_node.audit.verify()).ok
+
+
+#: Values that are often valid, each column mixed with any text at all.
+LIKELY = {
+    "serial_number": st.from_regex(r"[A-Za-z0-9 -]{1,20}", fullmatch=True),
+    "make": st.sampled_from(["Glock", "S&W", "Unknown Arms Ltd"]),
+    "event": st.sampled_from([kind.value for kind in EventKind]),
+    "event_date": st.dates(date(1790, 1, 1), date(2026, 2, 1)).map(date.isoformat),
+    "to_country": st.sampled_from(["", "DEU", "ita"]),
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {c: st.one_of(LIKELY.get(c, st.text(max_size=80)), st.text()) for c in CUSTODY_COLUMNS}
+    )
+)
+def test_any_row_is_stored_or_refused_naming_its_column(values: dict[str, str]) -> None:
+    try:
+        stored = custody_row(values, load_reference(), date(2026, 1, 1))
+    except ValidationError as e:
+        refused = e
+    else:
+        refused = None
+    if refused is not None:
+        assert refused.field in CUSTODY_COLUMNS
+        assert str(refused).startswith(f"{refused.field}: ")
+        return
+    assert len(stored) == len(STORED_FIELDS)
+    assert stored[STORED_FIELDS.index("serial_canonical")]
+    assert EventKind(stored[STORED_FIELDS.index("event")])
+    assert len(stored[-1]) == 32  # the row's digest
