@@ -20,4 +20,7 @@ ensure_venv() {
         fi
         touch "$stamp"
     fi
+    # The project is installed editable: compile it as an installed copy would be, so that
+    # each command need not (PYTHONDONTWRITEBYTECODE, if set, would keep it from saving them).
+    .venv/bin/python -m compileall -q -j 0 node admin_ui >/dev/null
 }

@@ -475,7 +475,10 @@ def test_a_nul_in_an_argument_is_refused_naming_the_option(
 
 #: What no command that does not need it may load: migrations, the HTTP stack, the console,
 #: libsodium (the OPRF), the progress bar.
-HEAVY = ("alembic", "aiohttp", "admin_ui", "rbcl", "tqdm", "node.server", "node.lookup.querier")
+HEAVY = (
+    *("alembic", "aiohttp", "admin_ui", "rbcl", "tqdm", "node.server"),
+    *("node.lookup.querier", "node.lookup.owner", "node.lookup.oprf", "node.lookup.oprf_workers"),
+)
 
 
 def _modules_after(*args: str) -> set[str]:
