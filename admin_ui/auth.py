@@ -63,7 +63,9 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: `Sec-Fetch-Site` values of a request the console's own pages (or the user) made.
 SAME_ORIGIN_SITES = frozenset({"same-origin", "none"})
 #: The only paths that take multipart (file upload) bodies.
-UPLOAD_PATHS = frozenset({"/records/import", "/lookup/bulk", "/lookup/bulk.json"})
+UPLOAD_PATHS = frozenset(
+    {"/records/import", "/custody/import", "/lookup/bulk", "/lookup/bulk.json"}
+)
 STATIC_PREFIX = "/static/"
 MAX_TOKEN_CHARS = 128
 

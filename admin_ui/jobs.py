@@ -1,7 +1,10 @@
 """CSV imports started from the console: the upload spool and the in-app job table.
 
-An upload is streamed in chunks to a private temporary file under the node's
-data directory (`uploads/`), refusing it once it passes the size limit. The
+What a job imports is its `ImportKind`: records (`/records/import`) or custody
+events (`/custody/import`), each imported by its service's `ImportService`,
+with the same upload, job and report. An upload is streamed in chunks to a
+private temporary file under the node's data directory (`uploads/`), refusing
+it once it passes the size limit. The
 import then runs as an asyncio task registered in `ImportJobs`, which keeps
 its progress (bytes read of the file's size) and, at the end, its report or
 error for the job page. The temporary file is removed when the task ends,
@@ -18,6 +21,7 @@ import logging
 import os
 import secrets
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +31,7 @@ from aiohttp import BodyPartReader, web
 
 from node.app import Node
 from node.errors import IarmsError, NotFoundError, StorageFullError, UploadTooLargeError
+from node.records.importer import ImportService
 from node.records.model import ImportReport
 
 log = logging.getLogger(__name__)
@@ -46,11 +51,39 @@ class JobState(enum.StrEnum):
     FAILED = "failed"
 
 
+@dataclass(frozen=True, slots=True)
+class ImportKind:
+    """What the console imports at one address, and with which of the node's importers."""
+
+    #: The upload form's address; a job's page is `<path>/<job id>`.
+    path: str
+    #: What the rows are, for headings ("records").
+    title: str
+    #: The page the imported rows are seen on, and its name.
+    back: str
+    back_label: str
+    importer: Callable[[Node], ImportService]
+
+
+RECORDS_IMPORT = ImportKind(
+    "/records/import", "records", "/records", "Records", lambda node: node.imports
+)
+CUSTODY_IMPORT = ImportKind(
+    "/custody/import",
+    "custody events",
+    "/custody",
+    "Custody registry",
+    lambda node: node.custody.imports,
+)
+IMPORT_KINDS = (RECORDS_IMPORT, CUSTODY_IMPORT)
+
+
 @dataclass(slots=True)
 class ImportJob:
     """One console import: who started it, on which file, how far it got, how it ended."""
 
     id: str
+    kind: ImportKind
     actor: str
     filename: str
     total_bytes: int
@@ -182,18 +215,21 @@ class ImportJobs:
         """Where uploads are spooled: inside the node's private data directory."""
         return self._node.config.data_dir / UPLOAD_DIR
 
-    def start(self, path: Path, filename: str, size: int, actor: str) -> ImportJob:
+    def start(
+        self, kind: ImportKind, path: Path, filename: str, size: int, actor: str
+    ) -> ImportJob:
         """Start importing the spooled file `path` in the background; it is removed afterwards."""
-        job = ImportJob(secrets.token_urlsafe(12), actor, filename, size, self._node.clock.now())
+        now = self._node.clock.now()
+        job = ImportJob(secrets.token_urlsafe(12), kind, actor, filename, size, now)
         self._forget_old()
         self._jobs[job.id] = job
         self._tasks[job.id] = asyncio.create_task(self._run(job, path), name=f"import {job.id}")
         return job
 
-    def get(self, job_id: str, actor: str, admin: bool) -> ImportJob:
-        """A job its starter (or an admin) may see; NotFoundError for anyone else."""
+    def get(self, kind: ImportKind, job_id: str, actor: str, admin: bool) -> ImportJob:
+        """A job of `kind` its starter (or an admin) may see; NotFoundError for anyone else."""
         job = self._jobs.get(job_id)
-        if job is None or not (admin or job.actor == actor):
+        if job is None or job.kind is not kind or not (admin or job.actor == actor):
             raise NotFoundError(
                 f"no import job {job_id!r} (jobs are forgotten when the node restarts)"
             )
@@ -201,7 +237,7 @@ class ImportJobs:
 
     async def _run(self, job: ImportJob, path: Path) -> None:
         try:
-            job.report = await self._node.imports.import_csv(
+            job.report = await job.kind.importer(self._node).import_csv(
                 path, job.actor, progress=job.progress, source=job.filename
             )
             job.state = JobState.DONE

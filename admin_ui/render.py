@@ -44,6 +44,7 @@ NAV: tuple[tuple[str, str, tuple[Role, ...]], ...] = (
     ("/records", "Records", (Role.OFFICER,)),
     ("/records/new", "New record", (Role.OFFICER,)),
     ("/records/import", "Import", (Role.OFFICER,)),
+    ("/custody", "Custody registry", (Role.OFFICER,)),
     ("/audit", "Audit log", (Role.AUDITOR,)),
     ("/users", "Users", (Role.ADMIN,)),
 )

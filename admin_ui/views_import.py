@@ -1,8 +1,10 @@
 """CSV import from the console: the upload form, the upload itself and the job page.
 
-The upload arrives as multipart form data whose first part, the CSRF token,
-the session middleware has already checked; the file part is streamed to a
-temporary file (never held in memory) and imported by a background job.
+One set of views serves every `ImportKind` (records, custody events): the
+kind is the one whose address the request is under. The upload arrives as
+multipart form data whose first part, the CSRF token, the session middleware
+has already checked; the file part is streamed to a temporary file (never
+held in memory) and imported by a background job.
 """
 
 from __future__ import annotations
@@ -11,23 +13,38 @@ from pathlib import PurePosixPath, PureWindowsPath
 
 from aiohttp import BodyPartReader, web
 
-from admin_ui.auth import MULTIPART, actor, require_user, requires
-from admin_ui.jobs import JOBS, MAX_UPLOAD, JobState, receive_upload, size_text
+from admin_ui.auth import MULTIPART, actor, get_node, require_user, requires
+from admin_ui.jobs import (
+    IMPORT_KINDS,
+    JOBS,
+    MAX_UPLOAD,
+    ImportKind,
+    JobState,
+    receive_upload,
+    size_text,
+)
 from admin_ui.render import field_errors, page
 from node.accounts.model import Role
 from node.errors import UploadTooLargeError, ValidationError
-from node.records.model import CSV_COLUMNS, REQUIRED_COLUMNS
 
 MAX_FILENAME_CHARS = 200
+
+
+def _kind(request: web.Request) -> ImportKind:
+    """The kind of import whose address the request is under."""
+    return next(k for k in IMPORT_KINDS if request.path.startswith(k.path))
 
 
 def _import_form(
     request: web.Request, errors: dict[str, str] | None = None, status: int = 200
 ) -> web.Response:
+    kind = _kind(request)
+    rows = kind.importer(get_node(request)).kind
     context = {
+        "kind": kind,
         "errors": errors or {},
-        "columns": CSV_COLUMNS,
-        "required": sorted(REQUIRED_COLUMNS),
+        "columns": rows.columns,
+        "required": sorted(rows.required),
         "limit": size_text(request.app[MAX_UPLOAD]),
     }
     return page(request, "import.html", context, status=status)
@@ -50,13 +67,13 @@ async def _file_part(request: web.Request) -> BodyPartReader:
 
 @requires(Role.OFFICER)
 async def import_form(request: web.Request) -> web.Response:
-    """GET /records/import: the upload form, with the columns a file may have."""
+    """GET /records/import, /custody/import: the upload form, with the columns a file may have."""
     return _import_form(request)
 
 
 @requires(Role.OFFICER)
 async def import_upload(request: web.Request) -> web.Response:
-    """POST /records/import: spool the file, start the import job, show the job page."""
+    """POST /records/import, /custody/import: spool the file, start the job, show its page."""
     limit = request.app[MAX_UPLOAD]
     jobs = request.app[JOBS]
     try:
@@ -70,14 +87,17 @@ async def import_upload(request: web.Request) -> web.Response:
         path, size = await receive_upload(part, jobs.upload_dir, limit)
     except ValidationError as e:
         return _import_form(request, field_errors(e), status=e.status)
-    job = jobs.start(path, name, size, actor(request))
-    raise web.HTTPSeeOther(f"/records/import/{job.id}")
+    kind = _kind(request)
+    job = jobs.start(kind, path, name, size, actor(request))
+    raise web.HTTPSeeOther(f"{kind.path}/{job.id}")
 
 
 @requires(Role.OFFICER)
 async def import_job(request: web.Request) -> web.Response:
-    """GET /records/import/{job}(.json): progress while running, then the import report."""
+    """GET /records/import/{job}(.json) (or /custody/...): progress while running, then the
+    import report."""
     user = require_user(request)
-    job = request.app[JOBS].get(request.match_info["job"], user.name, user.may(Role.ADMIN))
+    job_id = request.match_info["job"]
+    job = request.app[JOBS].get(_kind(request), job_id, user.name, user.may(Role.ADMIN))
     context = {"job": job, "running": job.state is JobState.RUNNING}
     return page(request, "import_job.html", context, data=job.to_json())

@@ -24,10 +24,12 @@ from node.protocol.delivery import DeliveryService
 from node.protocol.peers import PeersService
 from node.protocol.ratelimit import RateLimitConfig
 from node.protocol.transport import PeerTransport
+from node.records.import_parse import RECORD_ROWS
 from node.records.importer import ImportService
 from node.records.reference import ReferenceTable, load_reference
 from node.records.service import RecordsService
 from node.store.audit import AuditStore
+from node.store.custody import CustodyStore
 from node.store.database import SCHEMA_REVISION, Database
 from node.store.evidence import EvidenceStore
 from node.store.lookups import LookupStore
@@ -35,6 +37,7 @@ from node.store.outbox import OutboxStore
 from node.store.peers import PeersStore
 from node.store.records import RecordsStore
 from node.store.users import UsersStore
+from node.trace.custody import CustodyService
 from node.web.http_transport import HttpTransport
 
 if TYPE_CHECKING:
@@ -73,6 +76,8 @@ class Node:
     #: Set when this process stores a record change: the lookup index follows promptly.
     records_changed: asyncio.Event
     evidence: EvidenceService
+    #: The registry of legal custody (imports, searches; the chains trace hops answer from).
+    custody: CustodyService
     transport: PeerTransport
     public_key: bytes
     oprf_public_key: bytes | None  # None until the OPRF key is made (`load_keys`)
@@ -121,7 +126,9 @@ class Node:
             db=db,
             reference=reference,
             records=records,
-            imports=ImportService(records_store, audit_store, reference, clock, changed.set),
+            imports=ImportService(
+                RECORD_ROWS, records_store, audit_store, reference, clock, "records", changed.set
+            ),
             records_changed=changed,
             users=UsersService(
                 UsersStore(db), audit_store, clock, LoginThrottle(config.login_throttle)
@@ -133,6 +140,7 @@ class Node:
             lookup_index=LookupIndex(lookups_store, config.country, clock),
             lookups_store=lookups_store,
             evidence=EvidenceService(EvidenceStore(db)),
+            custody=CustodyService(CustodyStore(db), audit_store, reference, clock),
             transport=transport,
             public_key=load_public_key(config.signing_key_file),
             oprf_public_key=load_oprf_public_key(config.oprf_key_file),

@@ -16,8 +16,9 @@ from node.app import Node
 from node.clock import FakeClock
 from node.config import load_config
 from node.initialise import init_node
+from tests.cli_helpers import run
 from tests.harness import ADMIN_PASSWORD as HARNESS_ADMIN_PASSWORD
-from tests.harness import Federation, seeded_federation
+from tests.harness import Federation, init_args, seeded_federation
 
 if TYPE_CHECKING:
     from tests.console_helpers import Console
@@ -102,3 +103,16 @@ async def fra(fed: Federation) -> AsyncIterator[Console]:
     async with console_for(fed["FRA"].n, fed=fed["FRA"].f) as console:
         await console.login_as("admin", HARNESS_ADMIN_PASSWORD)
         yield console
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A node (FRA) made by `iarms-node init`, shared by the tests of one module."""
+    base = tmp_path_factory.mktemp("cli")
+    password = base / "admin.txt"
+    password.write_text("a long admin password\n", encoding="utf-8")
+    data = base / "fra"
+    result = run(*init_args(data, password))
+    assert result.returncode == 0, result.stderr
+    assert "signing key fingerprint:" in result.stdout
+    return data

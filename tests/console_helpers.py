@@ -105,15 +105,20 @@ class Console:
         return await self.client.post(path, data=form, allow_redirects=False)
 
     async def upload(
-        self, content: bytes, filename: str = "records.csv", *, csrf: str | None = None
+        self,
+        content: bytes,
+        filename: str = "records.csv",
+        *,
+        csrf: str | None = None,
+        path: str = "/records/import",
     ) -> ClientResponse:
-        """POST a CSV file to /records/import as multipart form data, token first."""
+        """POST a CSV file to `path` (an import form) as multipart form data, token first."""
         form = FormData()
         token = self.csrf if csrf is None else csrf
         if token:
             form.add_field("csrf_token", token)
         form.add_field("file", content, filename=filename, content_type="text/csv")
-        return await self.client.post("/records/import", data=form, allow_redirects=False)
+        return await self.client.post(path, data=form, allow_redirects=False)
 
     async def wait_for_job(self, location: str) -> dict[str, Any]:
         """Poll an import job's `.json` twin until it is no longer running."""

@@ -30,6 +30,24 @@ RECORDS_KEYS = {
     "bare_insert_records_per_s",
     "import_vs_bare",
 }
+CUSTODY_KEYS = {
+    "events",
+    "created",
+    "rejected",
+    "generate_s",
+    "import_s",
+    "import_events_per_s",
+    "db_bytes_per_event",
+    "peak_rss_mb",
+    "worker_peak_rss_mb",
+    "chain_lookups",
+    "chain_events_per_lookup",
+    "chain_p50_ms",
+    "chain_p95_ms",
+    "bare_insert_s",
+    "bare_insert_events_per_s",
+    "import_vs_bare",
+}
 LOOKUP_KEYS = {
     "records",
     "indexed_records",
@@ -92,6 +110,17 @@ def test_records_benchmark_reports_every_figure_and_its_floor() -> None:
     assert all(figures[k] > 0 for k in positive), figures
     assert figures["records"] == figures["created"] == 2000 and figures["rejected"] == 0
     rate = figures["import_records_per_s"] / figures["bare_insert_records_per_s"]
+    assert abs(figures["import_vs_bare"] - rate) < 0.01, figures
+
+
+def test_custody_benchmark_reports_every_figure_and_its_floor() -> None:
+    figures = run_bench("custody.py", "--events", "2000", "--lookups", "20")
+    assert set(figures) == CUSTODY_KEYS, set(figures) ^ CUSTODY_KEYS
+    positive = CUSTODY_KEYS - {"rejected", "worker_peak_rss_mb"}  # small files parse in-process
+    assert all(figures[k] > 0 for k in positive), figures
+    assert figures["events"] == figures["created"] == 2000 and figures["rejected"] == 0
+    assert figures["chain_lookups"] == 20 and figures["chain_events_per_lookup"] >= 1
+    rate = figures["import_events_per_s"] / figures["bare_insert_events_per_s"]
     assert abs(figures["import_vs_bare"] - rate) < 0.01, figures
 
 

@@ -197,6 +197,39 @@ async def test_import_a_csv_and_see_the_bad_row_on_the_report(tab: Tab) -> None:
     await expect(row.locator("td").nth(2)).to_contain_text("is not a date in the form YYYY-MM-DD")
 
 
+async def test_import_custody_events_and_follow_a_firearm_s_chain(tab: Tab) -> None:
+    await tab.open("/login?next=/custody")
+    await tab.log_in()
+    page = tab.page
+    await page.get_by_role("link", name="Import custody events").click()
+    csv = (
+        "serial_number,make,model,event,event_date,from_party,to_party,to_country,"
+        "licence_reference,notes\n"
+        "CZ-777,CZ,75 B,exported,2018-06-01,Ceska zbrojovka,Armeria Roma,ITA,EX-1,\n"
+        "CZ-777,CZ,75 B,manufactured,2018-01-15,,Ceska zbrojovka,,,\n"
+        "CZ-777,CZ,75 B,lent,2018-07-01,Armeria Roma,Someone,,,\n"
+    )
+    await page.get_by_label("CSV file").set_input_files(
+        {"name": "cz.csv", "mimeType": "text/csv", "buffer": csv.encode()}
+    )
+    await page.get_by_role("button", name="Upload and import").click()
+    await expect(page.locator("#job-state")).to_contain_text("Import finished")
+    await expect(page.locator("#r-created")).to_have_text("2")
+    rejected = page.locator("#rejected-rows tbody tr td")
+    await expect(rejected.nth(0)).to_have_text("4")
+    await expect(rejected.nth(1)).to_have_text("event")
+
+    await page.get_by_role("link", name="Custody registry").last.click()
+    await page.get_by_label("Serial").fill("cz 777")
+    await page.get_by_label("Make").fill("Česká zbrojovka")
+    await page.get_by_role("button", name="Search").click()
+    events = page.locator("#events tbody tr")
+    await expect(events).to_have_count(2)
+    await expect(events.nth(0)).to_contain_text("manufactured")
+    await expect(events.nth(1)).to_contain_text("exported")
+    await expect(events.nth(1)).to_contain_text("ITA")
+
+
 async def test_script_in_notes_is_shown_as_text_and_never_run(tab: Tab) -> None:
     await tab.open("/login?next=/records/new")
     await tab.log_in()

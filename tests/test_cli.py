@@ -19,31 +19,7 @@ from node.app import Node
 from node.cli import main
 from node.config import load_config
 from node.protocol.descriptor import verify_descriptor
-from tests.harness import init_args
-
-CLI = str(Path(sys.executable).parent / "iarms-node")
-
-
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [CLI, *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **(env or {})},
-    )
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("cli")
-    password = base / "admin.txt"
-    password.write_text("a long admin password\n", encoding="utf-8")
-    data = base / "fra"
-    result = run(*init_args(data, password))
-    assert result.returncode == 0, result.stderr
-    assert "signing key fingerprint:" in result.stdout
-    return data
+from tests.cli_helpers import CLI, run
 
 
 def test_init_refuses_an_existing_node(data_dir: Path) -> None:
@@ -527,7 +503,14 @@ def test_help_imports_no_node_services_and_no_database(data_dir: Path) -> None:
     assert _loaded(modules, (*HEAVY, "sqlalchemy", "node.app", "node.store", "argon2")) == set()
 
 
-@pytest.mark.parametrize("args", [["records", "search", "--serial", "X"], ["peers", "list"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["records", "search", "--serial", "X"],
+        ["custody", "search", "--serial", "X"],
+        ["peers", "list"],
+    ],
+)
 def test_a_command_imports_only_what_it_uses(data_dir: Path, args: list[str]) -> None:
     modules = _modules_after(*args, "--data-dir", str(data_dir))
     assert "node.app" in modules  # it opened the node

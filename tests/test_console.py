@@ -123,6 +123,9 @@ PAGES = [
     "/records/1/edit",
     "/records/import",
     "/records/import/some-job",
+    "/custody?serial=X1",
+    "/custody/import",
+    "/custody/import/some-job",
     "/audit",
     "/users",
     "/no/such/page",
@@ -399,13 +402,21 @@ async def test_roles_decide_which_pages_open(console: Console) -> None:
     await console.add_user("auditor", Role.AUDITOR)
     await console.add_user("analyst", Role.ANALYST)
     allowed = {
-        "officer": {"/", "/records", "/records/new", "/records/import"},
+        "officer": {"/", "/records", "/records/new", "/records/import", "/custody"},
         "auditor": {"/", "/audit"},
         "analyst": {"/"},
     }
     for name, pages in allowed.items():
         await console.login_as(name, OFFICER_PASSWORD)
-        for path in ("/", "/records", "/records/new", "/records/import", "/audit", "/users"):
+        for path in (
+            "/",
+            "/records",
+            "/records/new",
+            "/records/import",
+            "/custody",
+            "/audit",
+            "/users",
+        ):
             response = await console.get(path)
             expected = 200 if path in pages else 403
             assert response.status == expected, (name, path)

@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from node.errors import CsvFormatError
-from node.records.csvio import RecordCsvReader, unneutralise
+from node.records.csvio import unneutralise
+from node.records.import_parse import RECORD_ROWS
 
 HEADER = b"serial_number,make,firearm_type,status,notes\n"
 
@@ -21,7 +22,7 @@ def _read(data: bytes) -> list[object]:
         path = Path(tmp) / "f.csv"
         path.write_bytes(data)
         try:
-            reader = RecordCsvReader(path)
+            reader = RECORD_ROWS.reader(path)
         except CsvFormatError:
             return []
         try:

@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import text
 
 from admin_ui import jobs
-from admin_ui.jobs import ImportJobs, JobState
+from admin_ui.jobs import RECORDS_IMPORT, ImportJobs, JobState
 from node.app import Node
 from node.cli import main
 from node.config import load_config
@@ -103,7 +103,7 @@ async def test_the_consoles_import_job_reports_a_full_disk_in_one_line(
     try:
         jobs = ImportJobs(node)
         spooled = write_rows(tmp_path / "upload.tmp", 5_000)
-        job = jobs.start(spooled, "seized.csv", spooled.stat().st_size, "officer")
+        job = jobs.start(RECORDS_IMPORT, spooled, "seized.csv", spooled.stat().st_size, "officer")
         await next(t for t in asyncio.all_tasks() if t.get_name() == f"import {job.id}")
     finally:
         await node.close()

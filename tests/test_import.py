@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date
 from pathlib import Path
 
 import pytest
 
 from node.app import Node
-from node.errors import CsvFormatError, ImportWorkerError
-from node.records import import_parse
-from node.records.csvio import RecordCsvReader, RecordCsvWriter, neutralise, unneutralise
-from node.records.import_parse import parse_batches
-from node.records.model import CSV_COLUMNS, NEW_RECORD_FIELDS
-from node.records.reference import load_reference
+from node.errors import CsvFormatError
+from node.records.csvio import RecordCsvWriter, neutralise, unneutralise
+from node.records.model import CSV_COLUMNS
 from node.records.service import FilterText
 
 HEADER = "serial_number,make,firearm_type,status,calibre,event_date,external_id,notes\n"
@@ -187,41 +183,6 @@ async def test_worker_process_gives_the_same_result(sqlite_node: Node, tmp_path:
     assert seen[-1] == path.stat().st_size and seen == sorted(seen) and len(seen) == 5
     again = await sqlite_node.imports.import_csv(path, ACTOR, worker_min_bytes=0)
     assert (again.created, again.duplicates) == (0, 48)
-
-
-def test_a_batch_crosses_the_worker_pipe_with_its_types(tmp_path: Path) -> None:
-    """Dates, booleans, None and the rejected rows come back as they were parsed."""
-    path = write(
-        tmp_path,
-        HEADER + "W1,Glock,pistol,stolen,9mm,2024-01-02,W1,a note\n"
-        "W2,Glock,pistol,mislaid,,,,\nW3,Nomake,pistol,lost,,,,\n",
-    )
-    reader = RecordCsvReader(path)
-    (batch,) = parse_batches(reader, load_reference(), date(2025, 1, 1), 10)
-    reader.close()
-    assert len(batch.records) == 2 and batch.errors[0].line == 3
-
-    kind, back = import_parse.read_frame(
-        _frame("batch", (batch.records, batch.errors, batch.rows, batch.bytes_read))
-    )
-    assert (kind, back) == ("batch", batch)
-    assert isinstance(back, import_parse.ParsedBatch)
-    for sent, got in zip(batch.records, back.records, strict=True):
-        assert [type(v) for v in got] == [type(v) for v in sent]
-    assert isinstance(back.records[0][NEW_RECORD_FIELDS.index("event_date")], date)
-    assert import_parse.read_frame(_frame("done", None)) == ("done", None)
-    assert import_parse.read_frame(_frame("format", "bad")) == ("format", "bad")
-    with pytest.raises(ImportWorkerError, match="unreadable frame"):
-        import_parse.read_frame(_frame("batch", ([("too short",)], [], 1, 9)))
-
-
-def _frame(kind: str, payload: object) -> bytes:
-    """One frame as the worker writes it, less its 4-byte length (checked here)."""
-    out = io.BytesIO()
-    import_parse._send(out, kind, payload)
-    frame = out.getvalue()
-    assert int.from_bytes(frame[:4], "big") == len(frame) - 4
-    return frame[4:]
 
 
 async def test_worker_process_reports_an_unreadable_file(sqlite_node: Node, tmp_path: Path) -> None:

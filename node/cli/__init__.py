@@ -1,7 +1,7 @@
 """The `iarms-node` command line: one module per command group.
 
 `parser` builds the argument parser from each group's `add_commands`
-(`lifecycle`: init, migrate, run, identity, rotate-key; `records`; `users`;
+(`lifecycle`: init, migrate, run, identity, rotate-key; `records`; `custody`; `users`;
 `peers`; `lookups`: lookup and hits; `evidence`; `audit`), then runs the
 chosen command's handler. A group module declares its parsers with nothing
 but argparse; what a command needs (the node's services through

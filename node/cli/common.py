@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from node.app import Node
     from node.config import NodeConfig
     from node.identity import NodeKeys
+    from node.records.importer import ImportService
 
 #: What a command does with its parsed arguments; its exit status.
 Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
@@ -147,6 +148,48 @@ async def open_node(args: argparse.Namespace, *, migrate: bool = False) -> Async
         yield node
     finally:
         await node.close()
+
+
+def _text_name(path: Path) -> str:
+    """The file's name as text for the audit log: bytes that are not UTF-8 shown as U+FFFD."""
+    return os.fsencode(path.name).decode("utf-8", "replace")
+
+
+async def run_import(args: argparse.Namespace, importer: Callable[[Node], ImportService]) -> int:
+    """Import `args.file` with the node's `importer` (records, custody events), a progress bar
+    on a terminal (unless `--no-progress`); print the report, each rejected row by line and
+    column; exit 3 if any row was rejected."""
+    from tqdm import tqdm
+
+    if not args.file.is_file():
+        raise ValidationError(f"{args.file}: no such file")
+    async with open_node(args) as node:
+        size = args.file.stat().st_size
+        disable = True if args.no_progress else None  # None: shown on a terminal only
+        with tqdm(
+            total=size,
+            unit="B",
+            unit_scale=True,
+            desc="importing",
+            disable=disable,
+            file=sys.stderr,
+        ) as bar:
+            report = await importer(node).import_csv(
+                args.file,
+                actor(),
+                progress=lambda done: bar.update(done - bar.n),
+                source=_text_name(args.file),
+            )
+    echo(
+        f"{args.file}: {report.rows} rows, {report.created} created, "
+        f"{report.duplicates} already present, {report.rejected} rejected"
+    )
+    for error in report.errors:
+        column = f", column {error.column}" if error.column else ""
+        echo(f"{args.file}: line {error.line}{column}: {error.reason}", sys.stderr)
+    if report.rejected > len(report.errors):
+        echo(f"... and {report.rejected - len(report.errors)} more rejected rows", sys.stderr)
+    return EXIT_REJECTED_ROWS if report.rejected else 0
 
 
 def passphrase(node_config: NodeConfig, passphrase_file: Path | None) -> bytes | None:

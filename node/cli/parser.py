@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from node.cli import audit, evidence, lifecycle, lookups, peers, records, users
+from node.cli import audit, custody, evidence, lifecycle, lookups, peers, records, users
 from node.cli.common import (
     DATA_DIR_ENV,
     EXIT_BROKEN_PIPE,
@@ -28,7 +28,7 @@ from node.errors import IarmsError, SchemaVersionError
 from node.terminal import shown
 
 #: The command groups, in the order `--help` lists them.
-GROUPS = (lifecycle, records, users, peers, lookups, evidence, audit)
+GROUPS = (lifecycle, records, custody, users, peers, lookups, evidence, audit)
 
 
 class _Parser(argparse.ArgumentParser):

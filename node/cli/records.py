@@ -9,16 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from node.cli.common import (
-    EXIT_REJECTED_ROWS,
-    actor,
-    count,
-    echo,
-    open_node,
-    print_json,
-    write_error,
-)
-from node.errors import ValidationError
+from node.cli.common import actor, count, echo, open_node, print_json, run_import, write_error
 
 if TYPE_CHECKING:
     from node.records.service import FilterText
@@ -75,43 +66,8 @@ def _filter_text(args: argparse.Namespace) -> FilterText:
     )
 
 
-def _text_name(path: Path) -> str:
-    """The file's name as text for the audit log: bytes that are not UTF-8 shown as U+FFFD."""
-    return os.fsencode(path.name).decode("utf-8", "replace")
-
-
 async def cmd_import(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    if not args.file.is_file():
-        raise ValidationError(f"{args.file}: no such file")
-    async with open_node(args) as node:
-        size = args.file.stat().st_size
-        disable = True if args.no_progress else None  # None: shown on a terminal only
-        with tqdm(
-            total=size,
-            unit="B",
-            unit_scale=True,
-            desc="importing",
-            disable=disable,
-            file=sys.stderr,
-        ) as bar:
-            report = await node.imports.import_csv(
-                args.file,
-                actor(),
-                progress=lambda done: bar.update(done - bar.n),
-                source=_text_name(args.file),
-            )
-    echo(
-        f"{args.file}: {report.rows} rows, {report.created} created, "
-        f"{report.duplicates} already present, {report.rejected} rejected"
-    )
-    for error in report.errors:
-        column = f", column {error.column}" if error.column else ""
-        echo(f"{args.file}: line {error.line}{column}: {error.reason}", sys.stderr)
-    if report.rejected > len(report.errors):
-        echo(f"... and {report.rejected - len(report.errors)} more rejected rows", sys.stderr)
-    return EXIT_REJECTED_ROWS if report.rejected else 0
+    return await run_import(args, lambda node: node.imports)
 
 
 async def cmd_export(args: argparse.Namespace) -> int:

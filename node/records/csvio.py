@@ -1,7 +1,9 @@
-"""CSV files of records: reading with per-row validation, writing without formula injection.
+"""CSV files: reading with per-row validation, writing records without formula injection.
 
 Import format: UTF-8 (a byte-order mark is allowed), a header row naming the
-columns in any order, one record per row. See `CSV_COLUMNS` for the names.
+columns in any order, one record (or custody event) per row. The columns are
+those of the kind of file read (`node.records.import_parse.RowKind`): for
+records `CSV_COLUMNS`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import IO
 
 from node.errors import CsvFormatError
-from node.records.model import CSV_COLUMNS, REQUIRED_COLUMNS, FirearmRecord
+from node.records.model import CSV_COLUMNS, FirearmRecord
 
 #: A field longer than this is almost surely an unclosed quote swallowing the file.
 MAX_CSV_FIELD = 1 << 20
@@ -49,11 +51,18 @@ class CsvRow:
     fault: str | None = None
 
 
-class RecordCsvReader:
-    """Streams the rows of a records CSV; header problems raise CsvFormatError at open."""
+class CsvReader:
+    """Streams the rows of a CSV file; header problems raise CsvFormatError at open.
 
-    def __init__(self, path: Path) -> None:
+    Args:
+        path: the file.
+        columns: the column names a header may hold (in any order).
+        required: those it must hold.
+    """
+
+    def __init__(self, path: Path, columns: tuple[str, ...], required: frozenset[str]) -> None:
         self.path = path
+        self._known, self._required = columns, required
         try:
             self.size = path.stat().st_size
             self._file: IO[bytes] = path.open("rb")
@@ -100,16 +109,16 @@ class RecordCsvReader:
             raise CsvFormatError(
                 f"{self.path}: the first line must be a header row of column names"
             )
-        unknown = [n for n in names if n not in CSV_COLUMNS]
+        unknown = [n for n in names if n not in self._known]
         if unknown:
             raise CsvFormatError(
                 f"{self.path}: unknown column(s) {', '.join(repr(u) for u in unknown)}; "
-                f"the columns are: {', '.join(CSV_COLUMNS)}"
+                f"the columns are: {', '.join(self._known)}"
             )
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise CsvFormatError(f"{self.path}: column(s) named twice: {', '.join(repeated)}")
-        missing = sorted(REQUIRED_COLUMNS - set(names))
+        missing = sorted(self._required - set(names))
         if missing:
             raise CsvFormatError(f"{self.path}: missing required column(s): {', '.join(missing)}")
         return tuple(names)

@@ -1,4 +1,9 @@
-"""Reading and validating a records CSV in batches, in this process or in a worker.
+"""Reading and validating a CSV file in batches, in this process or in a worker.
+
+What a file holds is its `RowKind`: its columns, and the parser that turns one
+row into the tuple its store inserts (records: `RECORD_ROWS`; custody events:
+`node.trace.custody_rows.CUSTODY_ROWS`). The batching, the worker and the
+per-row error report are the same for every kind.
 
 Parsing and normalising a row costs about as much CPU as SQLite spends
 storing it, so a large import parses in a worker process while the node's
@@ -6,44 +11,67 @@ process writes: the two cores work at once. Everything here is free of I/O
 other than reading the file, and light to import (no SQLAlchemy, no aiohttp),
 so that the worker starts quickly.
 
-The worker is `python -m node.records.import_parse PATH TODAY BATCH_ROWS`,
-started by the importer. It writes framed messages to standard output, each
-a 4-byte big-endian length and the MessagePack of `[kind, payload]`:
-`["batch", [records, errors, rows, bytes_read]]` any number of times, then
-`["done", nil]`; or `["format", message]` when the file cannot be read at
+The worker is `python -m node.records.import_parse KIND PATH TODAY BATCH_ROWS`,
+started by the importer; KIND is the row kind's `address`. It writes framed
+messages to standard output, each a 4-byte big-endian length and a pickle of
+`(kind, payload)`: `("batch", ParsedBatch)` any number of times, then
+`("done", None)`; or `("format", message)` when the file cannot be read at
 all. A crash ends it with a traceback on standard error. The pipe is the
-backpressure: the worker waits while the writer stores the previous batch,
-so memory stays bounded. `read_frame` decodes a frame back into typed
-values (a record row's dates are dates again) with msgspec, a twentieth of
-pickle's cost.
+backpressure: the worker waits while the writer stores the previous batch, so
+memory stays bounded. Pickle is safe here because both ends are this program.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
+import pickle
 import sys
-import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from types import GenericAlias
 from typing import Any, BinaryIO
 
-import msgspec
-
-from node.errors import CsvFormatError, ImportWorkerError, ValidationError
-from node.records.csvio import CsvRow, RecordCsvReader
-from node.records.model import ImportRowError, NewRecord, Status, new_record_row
+from node.errors import CsvFormatError, ValidationError
+from node.records.csvio import CsvReader, CsvRow
+from node.records.model import (
+    CSV_COLUMNS,
+    REQUIRED_COLUMNS,
+    ImportRowError,
+    NewRecord,
+    new_record_row,
+)
 from node.records.normalise import normalise_record, record_input
 from node.records.reference import ReferenceTable, load_reference
+
+#: Turns one row's values (by column) into the tuple its store inserts, the row's dedupe
+#: key last; a bad row raises ValidationError naming its field.
+RowParser = Callable[[Mapping[str, str], ReferenceTable, date], tuple[Any, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class RowKind:
+    """One kind of CSV import: its columns, and how a row becomes what its store inserts."""
+
+    #: Where the worker process finds this kind: `module:NAME`.
+    address: str
+    #: What the rows are, for messages ("records", "custody events").
+    noun: str
+    columns: tuple[str, ...]
+    required: frozenset[str]
+    parse: RowParser
+
+    def reader(self, path: Path) -> CsvReader:
+        """A reader of `path` that checks its header against this kind's columns."""
+        return CsvReader(path, self.columns, self.required)
 
 
 @dataclass(frozen=True, slots=True)
 class ParsedBatch:
-    """Valid records (with their dedupe keys) and rejected rows from one stretch of a file."""
+    """Valid rows (as their store inserts them) and rejected rows from one stretch of a file."""
 
-    records: list[tuple[Any, ...]]  # `new_record_row` + dedupe key
+    records: list[tuple[Any, ...]]
     errors: list[ImportRowError]
     rows: int
     bytes_read: int
@@ -69,30 +97,45 @@ def dedupe_key(new: NewRecord) -> str:
     return "row:" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:40]
 
 
-def _check(row: CsvRow, reference: ReferenceTable, today: date) -> NewRecord | ImportRowError:
+def record_row(
+    values: Mapping[str, str], reference: ReferenceTable, today: date
+) -> tuple[Any, ...]:
+    """A records CSV row as `new_record_row` followed by its dedupe key."""
+    new = normalise_record(record_input(values), reference, today)
+    return (*new_record_row(new), dedupe_key(new))
+
+
+RECORD_ROWS = RowKind(
+    "node.records.import_parse:RECORD_ROWS", "records", CSV_COLUMNS, REQUIRED_COLUMNS, record_row
+)
+
+
+def _check(
+    row: CsvRow, kind: RowKind, reference: ReferenceTable, today: date
+) -> tuple[Any, ...] | ImportRowError:
     if row.fault:
         return ImportRowError(row.line, "", row.fault)
     try:
-        return normalise_record(record_input(row.values), reference, today)
+        return kind.parse(row.values, reference, today)
     except ValidationError as e:
         column = e.field or ""
         return ImportRowError(row.line, column, str(e).removeprefix(f"{column}: "))
 
 
 def parse_batches(
-    reader: RecordCsvReader, reference: ReferenceTable, today: date, batch_rows: int
+    reader: CsvReader, kind: RowKind, reference: ReferenceTable, today: date, batch_rows: int
 ) -> Iterator[ParsedBatch]:
-    """Validate every row of `reader`, yielding a batch per `batch_rows` rows read."""
+    """Validate every row of `reader` as `kind`, yielding a batch per `batch_rows` rows read."""
     records: list[tuple[Any, ...]] = []
     errors: list[ImportRowError] = []
     rows = 0
     for row in reader:
         rows += 1
-        checked = _check(row, reference, today)
+        checked = _check(row, kind, reference, today)
         if isinstance(checked, ImportRowError):
             errors.append(checked)
         else:
-            records.append((*new_record_row(checked), dedupe_key(checked)))
+            records.append(checked)
         if rows == batch_rows:
             yield ParsedBatch(records, errors, rows, reader.bytes_read)
             records, errors, rows = [], [], 0
@@ -100,52 +143,36 @@ def parse_batches(
         yield ParsedBatch(records, errors, rows, reader.bytes_read)
 
 
-#: The type of a batch's record row: `new_record_row`'s (status as text), then the dedupe key.
-_ROW = GenericAlias(
-    tuple, (*(str if t is Status else t for t in typing.get_type_hints(NewRecord).values()), str)
-)
-_frame = msgspec.msgpack.Decoder(tuple[str, msgspec.Raw])
-#: A batch frame's payload: `[records, errors, rows, bytes_read]`.
-_batch = msgspec.msgpack.Decoder(
-    GenericAlias(tuple, (GenericAlias(list, _ROW), list[ImportRowError], int, int))
-)
-_encoder = msgspec.msgpack.Encoder()
-
-
-def read_frame(data: bytes) -> tuple[str, ParsedBatch | str | None]:
-    """A worker's frame (without its length) as `(kind, payload)`: a batch, a message, or None.
-
-    Raises:
-        ImportWorkerError: not a frame of this module's worker.
-    """
-    try:
-        kind, payload = _frame.decode(data)
-        if kind == "batch":
-            return kind, ParsedBatch(*_batch.decode(payload))
-        return kind, msgspec.msgpack.decode(payload, type=str | None)
-    except msgspec.DecodeError as e:
-        raise ImportWorkerError(f"the import worker sent an unreadable frame: {e}") from e
+def find_kind(address: str) -> RowKind:
+    """The row kind at `module:NAME` (the worker is told which by its parent)."""
+    module, _, name = address.partition(":")
+    kind = getattr(importlib.import_module(module), name, None)
+    if not isinstance(kind, RowKind):
+        raise TypeError(f"{address} is not a row kind")
+    return kind
 
 
 def _send(out: BinaryIO, kind: str, payload: object) -> None:
-    data = _encoder.encode((kind, payload))
+    data = pickle.dumps((kind, payload), protocol=pickle.HIGHEST_PROTOCOL)
     out.write(len(data).to_bytes(4, "big") + data)
     out.flush()
 
 
 def main(argv: list[str]) -> int:
     """The worker process (see the module docstring)."""
-    path, today, batch_rows = argv
+    address, path, today, batch_rows = argv
+    kind = find_kind(address)
     out = sys.stdout.buffer
     try:
-        reader = RecordCsvReader(Path(path))
+        reader = kind.reader(Path(path))
     except CsvFormatError as e:
         _send(out, "format", str(e))
         return 0
     try:
         reference = load_reference()
-        for batch in parse_batches(reader, reference, date.fromisoformat(today), int(batch_rows)):
-            _send(out, "batch", (batch.records, batch.errors, batch.rows, batch.bytes_read))
+        day = date.fromisoformat(today)
+        for batch in parse_batches(reader, kind, reference, day, int(batch_rows)):
+            _send(out, "batch", batch)
         _send(out, "done", None)
     finally:
         reader.close()
@@ -153,4 +180,8 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    # Run through the module's own name, so pickles name `node.records.import_parse`
+    # classes (not `__main__` ones) and the parent can load them.
+    from node.records import import_parse
+
+    sys.exit(import_parse.main(sys.argv[1:]))

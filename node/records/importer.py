@@ -1,15 +1,18 @@
 """CSV import: streams a file, validates every row, stores good rows in batches.
 
-Each batch is one transaction with its own audit entry, so a crash loses at
-most the batch in flight, and re-running the same import stores nothing twice
-(see `dedupe_key`). Files of `WORKER_MIN_BYTES` or more are parsed in a worker
-process while this process writes (`node.records.import_parse`); smaller ones
-are parsed here.
+One importer serves every kind of file (records, custody events): the kind
+(`node.records.import_parse.RowKind`) says what the columns are and how a row
+becomes what its store inserts. Each batch is one transaction with its own
+audit entry, so a crash loses at most the batch in flight, and re-running the
+same import stores nothing twice (each row carries its dedupe key). Files of
+`WORKER_MIN_BYTES` or more are parsed in a worker process while this process
+writes (`node.records.import_parse`); smaller ones are parsed here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import pickle
 import sys
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing, suppress
@@ -18,11 +21,10 @@ from pathlib import Path
 from node.auditing import AuditEvent, AuditLog
 from node.clock import Clock
 from node.errors import CsvFormatError, ImportWorkerError, StorageFullError
-from node.records.csvio import RecordCsvReader
-from node.records.import_parse import ParsedBatch, parse_batches, read_frame
+from node.records.import_parse import ParsedBatch, RowKind, parse_batches
 from node.records.model import ImportReport
 from node.records.reference import ReferenceTable
-from node.records.storage import RecordStorage
+from node.records.storage import BatchStorage
 
 #: Rows per transaction: SQLite's cost per row falls as batches grow (fewer
 #: index pages rewritten per row, measured: 20,000 rows 24k rows/s, 50,000 rows
@@ -33,16 +35,24 @@ Progress = Callable[[int], None]
 
 
 class ImportService:
-    """Imports records from CSV files."""
+    """Imports one kind of CSV file (`kind`) into its store.
+
+    Its audit entries are `<action>.import` (one per import) and
+    `<action>.import_batch` (one per stored batch, in the batch's transaction).
+    """
 
     def __init__(
         self,
-        store: RecordStorage,
+        kind: RowKind,
+        store: BatchStorage,
         audit: AuditLog,
         reference: ReferenceTable,
         clock: Clock,
+        action: str,
         changed: Callable[[], None] = lambda: None,
     ) -> None:
+        self.kind = kind
+        self._action = action
         self._store = store
         self._audit = audit
         self._reference = reference
@@ -96,8 +106,8 @@ class ImportService:
         except StorageFullError as e:
             raise e.advising(
                 f"the first {done:,} rows of {name} were imported ({report.created:,} new "
-                "records), the rest were not; free some space and run the same import again "
-                "(rows already stored are not stored twice)"
+                f"{self.kind.noun}), the rest were not; free some space and run the same "
+                "import again (rows already stored are not stored twice)"
             ) from e
         return report
 
@@ -109,7 +119,7 @@ class ImportService:
             "rejected": report.rejected,
         }
         await self._audit.add_entry(
-            self._clock.now(), AuditEvent(actor, "records.import", name, details)
+            self._clock.now(), AuditEvent(actor, f"{self._action}.import", name, details)
         )
 
     async def _store_batch(
@@ -117,7 +127,7 @@ class ImportService:
     ) -> None:
         def audit(created: int) -> AuditEvent:
             details = {"rows": batch.rows, "valid": len(batch.records), "created": created}
-            return AuditEvent(actor, "records.import_batch", name, details)
+            return AuditEvent(actor, f"{self._action}.import_batch", name, details)
 
         created = await self._store.add_many(batch.records, self._clock.now(), audit)
         if created:
@@ -126,10 +136,10 @@ class ImportService:
         report.duplicates += len(batch.records) - created
 
     async def _local_batches(self, path: Path, batch_rows: int) -> AsyncGenerator[ParsedBatch]:
-        reader = RecordCsvReader(path)
+        reader = self.kind.reader(path)
         try:
             today = self._clock.now().date()
-            for batch in parse_batches(reader, self._reference, today, batch_rows):
+            for batch in parse_batches(reader, self.kind, self._reference, today, batch_rows):
                 yield batch
         finally:
             reader.close()
@@ -140,6 +150,7 @@ class ImportService:
             sys.executable,
             "-m",
             "node.records.import_parse",
+            self.kind.address,
             str(path),
             today,
             str(batch_rows),
@@ -153,15 +164,15 @@ class ImportService:
             while True:
                 try:
                     size = int.from_bytes(await worker.stdout.readexactly(4), "big")
-                    kind, payload = read_frame(await worker.stdout.readexactly(size))
+                    kind, payload = pickle.loads(await worker.stdout.readexactly(size))  # noqa: S301 - our own worker
                 except asyncio.IncompleteReadError:
                     stderr = (await worker.stderr.read()).decode(errors="replace").strip()
                     last = stderr.splitlines()[-1] if stderr else f"exit code {await worker.wait()}"
                     raise ImportWorkerError(f"the import worker failed: {last}") from None
-                if isinstance(payload, ParsedBatch):
+                if kind == "batch":
                     yield payload
                 elif kind == "format":
-                    raise CsvFormatError(str(payload))
+                    raise CsvFormatError(payload)
                 else:
                     return
         finally:

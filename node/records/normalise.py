@@ -6,11 +6,12 @@ which may run them in a worker process.
 
 from __future__ import annotations
 
+import enum
 import re
 import unicodedata
 from collections.abc import Mapping
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 
 from node.countries import to_alpha3
 from node.errors import ValidationError
@@ -25,6 +26,7 @@ from node.records.reference import ReferenceTable
 from node.records.serials import canonicalise_serial
 
 EARLIEST_EVENT = date(1800, 1, 1)
+Choice = TypeVar("Choice", bound=enum.StrEnum)
 _TEXT_FIELDS = (
     "model",
     "event_place",
@@ -35,7 +37,6 @@ _TEXT_FIELDS = (
     "notes",
 )
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_STATUS_LIST = ", ".join(s.value for s in Status)
 
 
 def check_text(value: str, field: str, limit: int = MAX_FIELD_CHARS) -> str:
@@ -50,14 +51,18 @@ def check_text(value: str, field: str, limit: int = MAX_FIELD_CHARS) -> str:
     return value
 
 
+def parse_choice(text: str, choices: type[Choice], field: str) -> Choice:
+    """One of `choices` from user text (case-insensitive), or a ValidationError listing them."""
+    try:
+        return choices(text.strip().lower())
+    except ValueError:
+        listed = ", ".join(choice.value for choice in choices)
+        raise ValidationError(f"{field}: {text.strip()!r} is not one of {listed}", field) from None
+
+
 def parse_status(text: str) -> Status:
     """A status from user text (case-insensitive) or a ValidationError listing the choices."""
-    try:
-        return Status(text.strip().lower())
-    except ValueError:
-        raise ValidationError(
-            f"status: {text.strip()!r} is not one of {_STATUS_LIST}", "status"
-        ) from None
+    return parse_choice(text, Status, "status")
 
 
 def parse_date(text: str, field: str) -> date | None:

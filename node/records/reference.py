@@ -207,6 +207,12 @@ class ReferenceTable:
         """
         return _memoised(text, self._memo_type, self._type_by_key, match_key)
 
+    def make_key(self, text: str) -> str:
+        """The key a make is found by, however it is spelt: the match key of its canonical
+        name when the make is known, else of the text (so case, spaces and punctuation of
+        an unknown make do not matter either). Empty if the text has no letter or digit."""
+        return match_key(self.normalise_make(text).value)
+
     def make(self, name: str) -> Make | None:
         """Return the make with this canonical name, if there is one."""
         return self._make_by_name.get(name)

@@ -1,5 +1,6 @@
-"""What the records service needs from storage: a `typing.Protocol` that `node.store`
-implements (`node.store.records.RecordsStore`)."""
+"""What the records service needs from storage: `typing.Protocol`s that `node.store`
+implements (`node.store.records.RecordsStore`; `BatchStorage` also
+`node.store.custody.CustodyStore`)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,21 @@ from node.records.model import FirearmRecord, NewRecord, Page, RecordFilter
 AuditFor = Callable[[FirearmRecord], AuditEvent]
 
 
-class RecordStorage(Protocol):
+class BatchStorage(Protocol):
+    """Where a CSV import stores its batches (`node.records.importer.ImportService`)."""
+
+    async def add_many(
+        self,
+        batch: Sequence[tuple[Any, ...]],
+        at: datetime,
+        audit: Callable[[int], AuditEvent],
+    ) -> int:
+        """Insert rows as the import's `RowKind` parsed them (each ending with its dedupe key),
+        skipping taken keys, with the batch's audit entry `audit(created)`; how many were new."""
+        ...
+
+
+class RecordStorage(BatchStorage, Protocol):
     """This node's firearm records; every change is stored with its audit entry."""
 
     async def add_record(
@@ -43,15 +58,6 @@ class RecordStorage(Protocol):
         self, record_id: int, expected_version: int, at: datetime, audit: AuditFor
     ) -> FirearmRecord:
         """Delete a record; its last state goes into the audit entry via `audit`."""
-        ...
-
-    async def add_many(
-        self,
-        batch: Sequence[tuple[Any, ...]],
-        at: datetime,
-        audit: Callable[[int], AuditEvent],
-    ) -> int:
-        """Insert `new_record_row`s, each followed by its dedupe key, skipping taken keys."""
         ...
 
     async def search(self, f: RecordFilter, offset: int, limit: int) -> Page:

@@ -323,6 +323,30 @@ class HitEvidenceRow(Base):
     __table_args__ = (Index(None, "at"),)
 
 
+class CustodyEventRow(Base):
+    """One event of a firearm's legal custody (node/trace/model.py), imported by CSV."""
+
+    __tablename__ = "custody_events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    serial_number: Mapped[str] = mapped_column(String(64))  # as imported
+    serial_canonical: Mapped[str] = mapped_column(String(64))
+    make: Mapped[str] = mapped_column(String(200))  # as imported
+    make_key: Mapped[str] = mapped_column(String(200))
+    model: Mapped[str] = mapped_column(String(200))
+    event: Mapped[str] = mapped_column(String(16))
+    event_date: Mapped[date] = mapped_column(Date)
+    from_party: Mapped[str] = mapped_column(Text)
+    to_party: Mapped[str] = mapped_column(Text)
+    to_country: Mapped[str | None] = mapped_column(String(3))
+    licence_reference: Mapped[str] = mapped_column(String(200))
+    notes: Mapped[str] = mapped_column(Text)
+    row_digest: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)  # the dedupe key
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index(None, "serial_canonical", "make_key"),)
+
+
 def table(cls: type[Base]) -> Table:
     """The Core table behind a mapped class, typed for insert/update/delete."""
     return cast("Table", cls.__table__)

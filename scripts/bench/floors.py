@@ -14,7 +14,9 @@ ratio (README, Performance):
 - `owner_crypto_ms`: the owner's share of that: verify the request, evaluate
   and prove one element, sign the answer;
 - `run_s`: the wall-clock (and CPU) median of a command as a whole process;
-  with `python -c pass` it is the floor of every command-line figure.
+  with `python -c pass` it is the floor of every command-line figure;
+- `bare_insert`: a CSV import's rows stored by bare `executemany`s, without
+  the import (its floor: `import_vs_bare` in records.py and custody.py).
 
 Run as a script, this module is the index floor's worker (see `_worker`).
 """
@@ -23,20 +25,29 @@ from __future__ import annotations
 
 import asyncio
 import resource
+import sqlite3
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from datetime import date
 from pathlib import Path
 from subprocess import PIPE
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import Table
+from sqlalchemy.dialects.sqlite import aiosqlite
 
 from node.lookup import oprf
 from node.lookup.messages import LookupEvaluate, LookupEvaluated
 from node.protocol.envelope import Envelope, PeerKey, open_envelope, seal
 from node.protocol.messages import decode, encode
+from node.records.import_parse import RowKind, parse_batches
+from node.records.importer import BATCH_ROWS
+from node.records.reference import load_reference
+from node.store.database import SQLITE_PRAGMAS
 
 #: Cores the index floor uses: the reference machines have two.
 FLOOR_WORKERS = 2
@@ -214,6 +225,55 @@ def run_s(
             walls.append(wall)
             cpus.append(cpu)
     return statistics.median(walls), statistics.median(cpus)
+
+
+def bare_insert(
+    csv_path: Path,
+    db_path: Path,
+    kind: RowKind,
+    table: Table,
+    columns: Sequence[str],
+    key: str,
+    complete: Callable[[tuple[Any, ...]], tuple[Any, ...]],
+    today: date,
+) -> tuple[int, float]:
+    """Rows stored, and seconds spent, by bare `executemany`s of the rows an import stores.
+
+    The file is parsed as `kind` and each row made what the store inserts
+    (`complete`: the parsed row with what the store adds, in `columns` order),
+    converted by the columns' bind processors, all untimed, batch by batch;
+    only BEGIN, the `executemany` of the batch (the store's statement: `INSERT
+    ... ON CONFLICT (key) DO NOTHING`) and COMMIT are timed, with the node's pragmas.
+    """
+    dialect = aiosqlite.dialect()
+    processors = [table.c[name].type._cached_bind_processor(dialect) for name in columns]
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(columns)}) "
+        f"VALUES ({', '.join('?' * len(columns))}) ON CONFLICT ({key}) DO NOTHING"
+    )
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    reader = kind.reader(csv_path)
+    stored, seconds = 0, 0.0
+    try:
+        for pragma in SQLITE_PRAGMAS:
+            conn.execute(pragma)
+        for batch in parse_batches(reader, kind, load_reference(), today, BATCH_ROWS):
+            rows = [
+                tuple(
+                    convert(value) if convert else value
+                    for convert, value in zip(processors, complete(row), strict=True)
+                )
+                for row in batch.records
+            ]
+            start = time.perf_counter()
+            conn.execute("BEGIN IMMEDIATE")
+            stored += conn.executemany(sql, rows).rowcount
+            conn.execute("COMMIT")
+            seconds += time.perf_counter() - start
+    finally:
+        reader.close()
+        conn.close()
+    return stored, seconds
 
 
 if __name__ == "__main__":

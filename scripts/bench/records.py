@@ -28,28 +28,23 @@ import asyncio
 import json
 import random
 import resource
-import sqlite3
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 from common import percentiles, positive
-from sqlalchemy.dialects.sqlite import aiosqlite
+from floors import bare_insert
 
 from node.app import Node
 from node.clock import SystemClock
 from node.config import load_config
 from node.initialise import init_node
-from node.records.csvio import RecordCsvReader
-from node.records.import_parse import parse_batches
-from node.records.importer import BATCH_ROWS
+from node.records.import_parse import RECORD_ROWS
 from node.records.model import NEW_RECORD_FIELDS
-from node.records.reference import load_reference
 from node.records.service import FilterText
 from node.records.synthetic import generate_rows, write_csv
-from node.store.database import SQLITE_PRAGMAS
 from node.store.records import model_key
 from node.store.tables import RecordRow, table
 
@@ -72,47 +67,6 @@ async def _timed(calls: list[Callable[[], Awaitable[object]]]) -> tuple[float, f
         await call()
         samples.append((time.perf_counter() - start) * 1000)
     return percentiles(samples)
-
-
-def bare_insert(csv_path: Path, db_path: Path, today: date, at: datetime) -> tuple[int, float]:
-    """Rows stored, and seconds spent, by bare `executemany`s of the rows an import stores.
-
-    The file is parsed and its rows converted untimed, batch by batch; only
-    BEGIN, the `executemany` of the batch and COMMIT are timed.
-    """
-    dialect = aiosqlite.dialect()
-    columns = table(RecordRow).c
-    processors = [columns[name].type._cached_bind_processor(dialect) for name in BULK_COLUMNS]
-    sql = (
-        f"INSERT INTO records ({', '.join(BULK_COLUMNS)}) "
-        f"VALUES ({', '.join('?' * len(BULK_COLUMNS))}) ON CONFLICT (dedupe_key) DO NOTHING"
-    )
-    model_at = NEW_RECORD_FIELDS.index("model")
-    conn = sqlite3.connect(db_path, isolation_level=None)
-    reader = RecordCsvReader(csv_path)
-    stored, seconds = 0, 0.0
-    try:
-        for pragma in SQLITE_PRAGMAS:
-            conn.execute(pragma)
-        for batch in parse_batches(reader, load_reference(), today, BATCH_ROWS):
-            rows = [
-                tuple(
-                    convert(value) if convert else value
-                    for convert, value in zip(
-                        processors, (*row, model_key(row[model_at]), 1, at, at), strict=True
-                    )
-                )
-                for row in batch.records
-            ]
-            start = time.perf_counter()
-            conn.execute("BEGIN IMMEDIATE")
-            stored += conn.executemany(sql, rows).rowcount
-            conn.execute("COMMIT")
-            seconds += time.perf_counter() - start
-    finally:
-        reader.close()
-        conn.close()
-    return stored, seconds
 
 
 async def bench(n: int, searches: int, workdir: Path) -> dict[str, float | int]:
@@ -171,7 +125,21 @@ async def bench(n: int, searches: int, workdir: Path) -> dict[str, float | int]:
     bare = workdir / "bare"
     await init_node(bare, "FRA", admin_password=PASSWORD)
     now = SystemClock().now()
-    stored, bare_s = bare_insert(csv_path, bare / "node.db", now.date(), now)
+    model_at = NEW_RECORD_FIELDS.index("model")
+
+    def complete(row: tuple[Any, ...]) -> tuple[Any, ...]:
+        return (*row, model_key(row[model_at]), 1, now, now)
+
+    stored, bare_s = bare_insert(
+        csv_path,
+        bare / "node.db",
+        RECORD_ROWS,
+        table(RecordRow),
+        BULK_COLUMNS,
+        "dedupe_key",
+        complete,
+        now.date(),
+    )
     if stored != report.created:
         raise RuntimeError(f"the bare insert stored {stored} rows, the import {report.created}")
     figures["bare_insert_s"] = round(bare_s, 3)

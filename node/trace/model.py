@@ -1,0 +1,95 @@
+"""Custody events: the typed values that flow between CLI, console, service and store."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, fields
+from datetime import date, datetime
+
+
+class EventKind(enum.StrEnum):
+    """What happened to a firearm in legal hands."""
+
+    MANUFACTURED = "manufactured"
+    IMPORTED = "imported"
+    EXPORTED = "exported"
+    SOLD = "sold"
+    TRANSFERRED = "transferred"
+    DESTROYED = "destroyed"
+
+
+#: The custody CSV's columns, exactly these (in any order); the JSON output uses the same keys.
+CUSTODY_COLUMNS: tuple[str, ...] = (
+    "serial_number",
+    "make",
+    "model",
+    "event",
+    "event_date",
+    "from_party",
+    "to_party",
+    "to_country",
+    "licence_reference",
+    "notes",
+)
+MAX_MAKE_CHARS = 200
+MAX_MODEL_CHARS = 200
+MAX_PARTY_CHARS = 400
+MAX_LICENCE_CHARS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class CustodyEvent:
+    """One stored event of a firearm's legal custody.
+
+    `serial_number` and `make` are as imported; `serial_canonical`
+    (`node.records.serials`) and `make_key` (`ReferenceTable.make_key`) are
+    what events are found by.
+    """
+
+    id: int
+    serial_number: str
+    serial_canonical: str
+    make: str
+    make_key: str
+    model: str
+    event: EventKind
+    event_date: date
+    from_party: str
+    to_party: str
+    to_country: str | None
+    licence_reference: str
+    notes: str
+    imported_at: datetime
+
+    def to_row(self) -> dict[str, str]:
+        """The event as CSV/JSON values keyed by `CUSTODY_COLUMNS` (plus `id`)."""
+        return {
+            "id": str(self.id),
+            "serial_number": self.serial_number,
+            "make": self.make,
+            "model": self.model,
+            "event": self.event.value,
+            "event_date": self.event_date.isoformat(),
+            "from_party": self.from_party,
+            "to_party": self.to_party,
+            "to_country": self.to_country or "",
+            "licence_reference": self.licence_reference,
+            "notes": self.notes,
+        }
+
+
+#: What the store inserts for each valid row, in order (`custody_rows.custody_row`): the
+#: event's fields as `CustodyEvent` has them (the event kind as text) but for those the
+#: store sets, then the row's digest (its dedupe key).
+STORED_FIELDS: tuple[str, ...] = (
+    *(f.name for f in fields(CustodyEvent) if f.name not in ("id", "imported_at")),
+    "row_digest",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CustodyQuery:
+    """A search of the registry: a canonical serial and, if given, a make key."""
+
+    serial_canonical: str
+    make_key: str | None = None
