@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from node.errors import MalformedEnvelopeError, TraceFileError
 from node.protocol.rotation import sign_rotation
-from node.trace.chain import ChainReport, NextHop, ProblemKind, verify_chain
+from node.trace.chain import ChainReport, NextHop, ProblemKind, pending_receipt, verify_chain
 from node.trace.export import (
     FORMAT,
     MAX_FILE_BYTES,
@@ -373,3 +373,29 @@ def test_verify_chain_never_raises(request: bytes, receipts: list[bytes]) -> Non
 def test_verify_file_raises_only_trace_file_errors(data: bytes) -> None:
     with contextlib.suppress(TraceFileError):
         verify_file(data)
+
+
+def test_a_hop_makes_its_pending_receipt_from_the_chain_so_far() -> None:
+    chain = build(DEFAULT_HOPS[:2])
+    statement = pending_receipt(
+        chain.request, chain.receipts, chain.answers, resolver(), "ITA", T0 + 40_000
+    )
+    assert (statement.position, statement.country) == (3, "ITA")
+    assert statement.prev_hash == digest(chain.receipts[-1])
+    chain.receipts.append(sign_receipt(KEYS["ITA"], statement))
+    report = check(chain)
+    assert report.valid and not report.complete
+    first = pending_receipt(build(()).request, [], [], resolver(), "AUT", T0 + 1)
+    assert (first.position, first.prev_hash) == (1, digest(build(()).request))
+
+
+def test_a_hop_refuses_a_chain_that_is_not_for_it_or_does_not_verify() -> None:
+    chain = build(DEFAULT_HOPS[:2])
+    with pytest.raises(MalformedEnvelopeError, match="forwarded the trace to ITA, not to BEL"):
+        pending_receipt(chain.request, chain.receipts, chain.answers, resolver(), "BEL", T0)
+    done = build()
+    with pytest.raises(MalformedEnvelopeError, match="did not forward the trace"):
+        pending_receipt(done.request, done.receipts, done.answers, resolver(), "BEL", T0)
+    del chain.receipts[0]
+    with pytest.raises(MalformedEnvelopeError, match=r"does not verify: hop 2 \(DEU\): hop 1 is"):
+        pending_receipt(chain.request, chain.receipts, chain.answers, resolver(), "ITA", T0)

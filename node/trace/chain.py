@@ -421,3 +421,50 @@ def verify_chain(
     for index, data in enumerate(receipts):
         checker.receipt(index, data)
     return checker.finish()
+
+
+def pending_receipt(
+    request: bytes,
+    receipts: Sequence[bytes],
+    answers: Sequence[bytes],
+    keys: KeyResolver,
+    me: str,
+    received_ms: int,
+) -> ReceiptStatement:
+    """The pending receipt a hop signs (`receipts.sign_receipt`) when a trace reaches it,
+    once the chain so far verifies and its last hop forwarded the trace to `me`.
+
+    Raises:
+        MalformedEnvelopeError: the chain does not verify, or is not for this hop.
+    """
+    report = verify_chain(request, receipts, answers, keys)
+    if not report.valid or report.trace_id is None:
+        shown = "; ".join(str(problem) for problem in report.problems[:3])
+        more = len(report.problems) - 3
+        raise MalformedEnvelopeError(
+            f"trace: the chain does not verify: {shown}"
+            + (f" (and {more} more)" if more > 0 else "")
+        )
+    if not receipts:
+        position, prev_hash = 1, report.request_hash
+    elif report.next_hop is None:
+        raise MalformedEnvelopeError("trace: the chain's last hop did not forward the trace")
+    elif report.next_hop.country != me:
+        raise MalformedEnvelopeError(
+            f"trace: the chain's last hop forwarded the trace to {report.next_hop.country}, "
+            f"not to {me}"
+        )
+    else:
+        position, prev_hash = report.next_hop.position, report.next_hop.prev_hash
+    return ReceiptStatement(
+        report.trace_id,
+        position,
+        me,
+        prev_hash,
+        report.request_hash,
+        received_ms,
+        None,
+        None,
+        None,
+        None,
+    )
