@@ -386,6 +386,12 @@ class TraceFileError(ValidationError):
     code = "invalid_trace_file"
 
 
+class IncompleteTraceError(ValidationError):
+    """A trace request lacks what would make it likely to succeed, and was not forced."""
+
+    code = "incomplete_trace"
+
+
 class ReceiptError(ValidationError):
     """A delivered message's receipt (the peer's signed answer) is missing or does not verify."""
 

@@ -111,6 +111,8 @@ async def test_every_message_of_the_table_is_handled_with_exactly_its_fields(
     assert set(table) == set(fed["DEU"].f.dispatcher.types)
     peer = await fed["FRA"].n.peers.get("DEU")
     for request, (fields, _answer_type, answer_fields) in table.items():
+        if request.startswith("trace."):  # need a signed chain: tests/test_trace_hop.py
+            continue
         body = {name: _value(name, kind, fed) for name, kind in fields.items()}
         if request == "hit.notice":
             body["lookup_id"] = bytes(range(1, 17))
