@@ -48,6 +48,8 @@ if TYPE_CHECKING:
     from node.protocol.dispatch import Dispatcher
     from node.protocol.receive import Receiver
     from node.store.work import StoreWork
+    from node.trace.hop import TraceHop
+    from node.trace.service import TraceService
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +181,9 @@ class Federation:
     dispatcher: Dispatcher[StoreWork]
     receiver: Receiver
     signing_key: Ed25519PrivateKey
+    #: Traces we originate, and the hop's side (its officers' answers).
+    traces: TraceService[StoreWork]
+    trace_hop: TraceHop[StoreWork]
 
 
 def federation(node: Node, keys: NodeKeys, rate_limit: RateLimitConfig | None = None) -> Federation:
@@ -196,7 +201,10 @@ def federation(node: Node, keys: NodeKeys, rate_limit: RateLimitConfig | None = 
     from node.protocol.ratelimit import TokenBuckets
     from node.protocol.receive import Receiver
     from node.store.replay import ReplayStore
+    from node.store.trace import TraceStore
     from node.store.work import unit_of_work
+    from node.trace.hop import TraceHop
+    from node.trace.service import TraceService
 
     me, clock, signing_key = node.config.country, node.clock, keys.signing
     limit = node.config.max_envelope_bytes
@@ -224,6 +232,14 @@ def federation(node: Node, keys: NodeKeys, rate_limit: RateLimitConfig | None = 
         receiver, node.peers, node.delivery, signing_key, me, clock, unit_of_work(node.db)
     )
     responder.register(dispatcher)
+    work = unit_of_work(node.db)
+    hop = TraceHop(
+        me, signing_key, node.peers, node.delivery, node.custody, node.reference, clock, work
+    )
+    hop.register(dispatcher)
+    traces = TraceService(
+        me, signing_key, TraceStore(node.db), node.peers, node.delivery, node.reference, clock, work
+    )
     lookups = LookupService(
         node.peers,
         client,
@@ -233,4 +249,4 @@ def federation(node: Node, keys: NodeKeys, rate_limit: RateLimitConfig | None = 
         node.evidence,
         clock,
     )
-    return Federation(client, lookups, dispatcher, receiver, signing_key)
+    return Federation(client, lookups, dispatcher, receiver, signing_key, traces, hop)

@@ -379,6 +379,19 @@ class EvidenceError(ValidationError):
     code = "invalid_evidence"
 
 
+class TraceFileError(ValidationError):
+    """A trace's exported chain file cannot be read (not one, malformed, too large); a file
+    that reads but whose chain does not verify is reported problem by problem instead."""
+
+    code = "invalid_trace_file"
+
+
+class IncompleteTraceError(ValidationError):
+    """A trace request lacks what would make it likely to succeed, and was not forced."""
+
+    code = "incomplete_trace"
+
+
 class ReceiptError(ValidationError):
     """A delivered message's receipt (the peer's signed answer) is missing or does not verify."""
 

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from node.app import Node  # noqa: F401 - registers every service's message classes
 from node.errors import MalformedEnvelopeError, PeerRefusedError
 from node.protocol.messages import Message, check_strings, decode
+from node.protocol.model import Service
 from tests.harness import Federation
 
 Info = msgspec.inspect.Type
@@ -68,8 +69,10 @@ async def test_every_registered_type_refuses_a_bad_body_with_malformed_naming_th
     fed: Federation,
 ) -> None:
     peer = await fed["FRA"].n.peers.get("DEU")
+    # Policy is checked before the body: let FRA send everything to DEU.
+    await fed["DEU"].n.peers.set_policy("FRA", set(Service), "test")
     requests = fed["DEU"].f.dispatcher.requests
-    assert {r.wire_type for r in requests} >= {"hello", "ping", "lookup.confirm", "hit.notice"}
+    assert {r.wire_type for r in requests} >= {"hello", "ping", "hit.notice", "trace.request"}
     for request in requests:
         for body, named in _bad_bodies(request):
             with pytest.raises(PeerRefusedError) as refused:

@@ -111,6 +111,8 @@ async def test_every_message_of_the_table_is_handled_with_exactly_its_fields(
     assert set(table) == set(fed["DEU"].f.dispatcher.types)
     peer = await fed["FRA"].n.peers.get("DEU")
     for request, (fields, _answer_type, answer_fields) in table.items():
+        if request.startswith("trace."):  # need a signed chain: tests/test_trace_hop.py
+            continue
         body = {name: _value(name, kind, fed) for name, kind in fields.items()}
         if request == "hit.notice":
             body["lookup_id"] = bytes(range(1, 17))
@@ -182,7 +184,7 @@ async def test_confirmed_records_map_the_documented_keys_to_strings(fed: Federat
 async def test_a_rotation_is_not_followed_from_a_descriptor_outside_its_validity(
     tmp_path: Path,
 ) -> None:
-    """§3.1: DEU's clock is a month behind, so the descriptor announcing its new key
+    """§4.1: DEU's clock is a month behind, so the descriptor announcing its new key
     expired, by FRA's clock, before FRA fetched it: the new key is not followed."""
     fed = Federation(tmp_path)
     try:

@@ -115,7 +115,7 @@ def verify_descriptor(data: bytes) -> NodeDescriptor:
 
 
 def check_current(descriptor: NodeDescriptor, country: str, url: str, now: datetime) -> None:
-    """A descriptor this node may act on: of `country`, and valid at `now` (PROTOCOL.md §3.1).
+    """A descriptor this node may act on: of `country`, and valid at `now` (PROTOCOL.md §4.1).
 
     Raises:
         ValidationError: naming the country it claims, or its validity and our clock.

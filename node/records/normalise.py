@@ -80,6 +80,21 @@ def parse_date(text: str, field: str) -> date | None:
         ) from None
 
 
+def parse_country(text: str, field: str) -> str | None:
+    """An alpha-3 code from a country as officers write it (AUT, AT, Austria); None for
+    empty text; a ValidationError otherwise."""
+    if not text.strip():
+        return None
+    country = to_alpha3(text)
+    if country is None:
+        raise ValidationError(
+            f"{field}: {text.strip()!r} is not a country (use an ISO 3166-1 code such as AUT "
+            "or a name such as Austria)",
+            field,
+        )
+    return country
+
+
 def record_input(values: Mapping[str, str]) -> RecordInput:
     """A `RecordInput` from text keyed by CSV column names (a CSV row, a posted form).
 
@@ -105,15 +120,7 @@ def normalise_record(entry: RecordInput, reference: ReferenceTable, today: date)
     make = reference.normalise_make(check_text(entry.make, "make", 200))
     ftype = reference.normalise_type(check_text(entry.firearm_type, "firearm_type", 100))
     calibre = reference.normalise_calibre(check_text(entry.calibre, "calibre", 100))
-    country = None
-    if entry.country_of_manufacture.strip():
-        country = to_alpha3(entry.country_of_manufacture)
-        if country is None:
-            raise ValidationError(
-                f"country_of_manufacture: {entry.country_of_manufacture.strip()!r} is not a "
-                "country (use an ISO 3166-1 code such as AUT or a name such as Austria)",
-                "country_of_manufacture",
-            )
+    country = parse_country(entry.country_of_manufacture, "country_of_manufacture")
     if entry.event_date is not None and not (EARLIEST_EVENT <= entry.event_date <= today):
         raise ValidationError(
             f"event_date: {entry.event_date.isoformat()} is in the future or before 1800",

@@ -347,6 +347,48 @@ class CustodyEventRow(Base):
     __table_args__ = (Index(None, "serial_canonical", "make_key"),)
 
 
+class TraceRow(Base):
+    """A trace this node originated (position 0) or is a hop of (its position): its signed
+    request and where it stands here (node/trace/model.py `StoredTrace`)."""
+
+    __tablename__ = "traces"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    trace_id: Mapped[bytes] = mapped_column(LargeBinary(16))
+    position: Mapped[int] = mapped_column(Integer)  # 0: we originated it
+    originator: Mapped[str] = mapped_column(String(3))
+    prev_country: Mapped[str | None] = mapped_column(String(3))  # who sent it to us
+    priority: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    request: Mapped[bytes] = mapped_column(LargeBinary)  # the originator's signed request
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    next_country: Mapped[str | None] = mapped_column(String(3))
+    note: Mapped[str] = mapped_column(Text)
+    force_reason: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (UniqueConstraint("trace_id", "position"),)
+
+
+class TraceItemRow(Base):
+    """A signed receipt or answer of a trace, as received or signed here."""
+
+    __tablename__ = "trace_items"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    trace: Mapped[int] = mapped_column(ForeignKey("traces.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(8))  # receipt | answer
+    country: Mapped[str] = mapped_column(String(3))
+    item: Mapped[bytes] = mapped_column(LargeBinary)
+    item_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    signed_ms: Mapped[int] = mapped_column(BigInteger)
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("trace", "item_hash"),)
+
+
 def table(cls: type[Base]) -> Table:
     """The Core table behind a mapped class, typed for insert/update/delete."""
     return cast("Table", cls.__table__)

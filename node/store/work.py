@@ -23,10 +23,13 @@ from node.store.audit import append_in
 from node.store.database import Database, Transaction
 from node.store.lookups import add_hits_in
 from node.store.outbox import add_message_in, claim_in, set_answer_in
+from node.store.trace import add_item_in, add_trace_in, get_items_in, get_trace_in, set_trace_in
+from node.trace.model import StoredTrace, TraceItem, TraceStatus
 
 
 class StoreWork:
-    """The kernel's `UnitOfWork` and lookups' `LookupWork`, on one open transaction."""
+    """The kernel's `UnitOfWork`, lookups' `LookupWork` and traces' `TraceWork`, on one
+    open transaction."""
 
     def __init__(self, tx: Transaction) -> None:
         self._tx = tx
@@ -53,6 +56,33 @@ class StoreWork:
     async def add_hits(self, hits: list[dict[str, Any]]) -> None:
         """Record a peer's lookup that matched our records."""
         await add_hits_in(self._tx, hits)
+
+    async def get_trace(self, trace_id: bytes, position: int | None = None) -> StoredTrace | None:
+        """The trace at `position` (None: our latest position on it), or None."""
+        return await get_trace_in(self._tx, trace_id, position)
+
+    async def add_trace(self, trace: StoredTrace) -> int:
+        """Store a new trace; its id."""
+        return await add_trace_in(self._tx, trace)
+
+    async def set_trace(
+        self,
+        trace: int,
+        status: TraceStatus,
+        outcome: str | None = None,
+        next_country: str | None = None,
+        note: str = "",
+    ) -> None:
+        """Where the trace stands now."""
+        await set_trace_in(self._tx, trace, status, outcome, next_country, note)
+
+    async def add_item(self, trace: int, item: TraceItem, at: datetime) -> bool:
+        """Keep a signed item of the trace; False if it was kept before."""
+        return await add_item_in(self._tx, trace, item, at)
+
+    async def get_items(self, trace: int) -> list[TraceItem]:
+        """The trace's items, in the order they were kept."""
+        return await get_items_in(self._tx, trace)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Call `callback` once the transaction has committed (never if it rolls back)."""

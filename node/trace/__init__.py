@@ -10,4 +10,12 @@ and searched by serial and make through `CustodyService` (`custody.py`), whose
 `chain` gives one firearm's events in order. Values that cross layers are in
 `model.py`; `synthetic.py` generates realistic chains for demos and
 benchmarks.
+
+A trace's pure core: `request.py` validates what an officer gives into the
+request's fields, checks its completeness and picks the first hop;
+`receipts.py` signs and strictly decodes the statements of a trace (the
+originator's request, each hop's receipts and answers, docs/PROTOCOL.md §3);
+`chain.py` checks a whole chain with public keys only and tells a receiving
+hop where it stands; `export.py` writes and checks the chain file that
+carries the keys (and rotation statements) needed to check it without a node.
 """

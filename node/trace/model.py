@@ -93,3 +93,57 @@ class CustodyQuery:
 
     serial_canonical: str
     make_key: str | None = None
+
+
+class TraceStatus(enum.StrEnum):
+    """Where a trace stands on this node.
+
+    The originator's: `open` (hops at work), `waiting` (a hop could not forward it: no
+    peering), `answered` (the chain is complete), `closed`. A hop's: `queued` (for an
+    officer), `waiting`, `answered` (its final answer sent)."""
+
+    OPEN = "open"
+    QUEUED = "queued"
+    WAITING = "waiting"
+    ANSWERED = "answered"
+    CLOSED = "closed"
+
+
+class ItemKind(enum.StrEnum):
+    """A trace's signed items other than its request."""
+
+    RECEIPT = "receipt"
+    ANSWER = "answer"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTrace:
+    """A trace as this node keeps it: originated here (`position` 0) or received as hop
+    `position` from `prev_country`; `request` is the originator's signed request."""
+
+    id: int
+    trace_id: bytes
+    position: int
+    originator: str
+    prev_country: str | None
+    priority: str
+    status: TraceStatus
+    request: bytes
+    created_at: datetime
+    deadline_at: datetime | None
+    outcome: str | None
+    next_country: str | None
+    note: str
+    force_reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TraceItem:
+    """A signed receipt or answer of a trace, with what it says of itself."""
+
+    position: int
+    kind: ItemKind
+    country: str
+    item: bytes
+    item_hash: bytes
+    signed_ms: int

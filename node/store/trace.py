@@ -1,0 +1,157 @@
+"""The traces store: traces and their signed items, read and written in one transaction
+(`*_in`, used by the unit of work of trace handlers) or read on their own (`TraceStore`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import fields
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ClauseElement, bindparam, insert, select, update
+
+from node.store.database import Database, Transaction
+from node.store.dialect import insert_ignoring
+from node.store.tables import TraceItemRow, TraceRow, table
+from node.trace.model import ItemKind, StoredTrace, TraceItem, TraceStatus
+
+_t = table(TraceRow)
+_i = table(TraceItemRow)
+_TRACE_COLUMNS = tuple(_t.c[f.name] for f in fields(StoredTrace))
+_ITEM_FIELDS = tuple(f.name for f in fields(TraceItem))
+
+
+def _trace(row: Sequence[Any]) -> StoredTrace:
+    values = dict(zip((c.name for c in _TRACE_COLUMNS), row, strict=True))
+    values["status"] = TraceStatus(values["status"])
+    return StoredTrace(**values)
+
+
+def _item(row: Sequence[Any]) -> TraceItem:
+    values = dict(zip(_ITEM_FIELDS, row, strict=True))
+    values["kind"] = ItemKind(values["kind"])
+    return TraceItem(**values)
+
+
+def _get_trace(at: bool) -> ClauseElement:
+    q = select(*_TRACE_COLUMNS).where(_t.c.trace_id == bindparam("trace_id"))
+    if at:
+        return q.where(_t.c.position == bindparam("position"))
+    return q.order_by(_t.c.position.desc()).limit(1)
+
+
+def _params(trace_id: bytes, position: int | None) -> dict[str, Any]:
+    params: dict[str, Any] = {"trace_id": trace_id}
+    if position is not None:
+        params["position"] = position
+    return params
+
+
+def _get_items() -> ClauseElement:
+    return (
+        select(*(_i.c[name] for name in _ITEM_FIELDS))
+        .where(_i.c.trace == bindparam("trace"))
+        .order_by(_i.c.id)
+    )
+
+
+def _add_trace() -> ClauseElement:
+    names = [c.name for c in _TRACE_COLUMNS if c.name != "id"]
+    return insert(_t).values({n: bindparam(n) for n in names}).returning(_t.c.id)
+
+
+def _set_trace() -> ClauseElement:
+    return (
+        update(_t)
+        .where(_t.c.id == bindparam("w_id"))
+        .values(
+            status=bindparam("status"),
+            outcome=bindparam("outcome"),
+            next_country=bindparam("next_country"),
+            note=bindparam("note"),
+        )
+    )
+
+
+def _add_item(dialect: str) -> ClauseElement:
+    names = ("trace", *_ITEM_FIELDS, "added_at")
+    return insert_ignoring(dialect, _i).values({n: bindparam(n) for n in names}).returning(_i.c.id)
+
+
+async def get_trace_in(
+    tx: Transaction, trace_id: bytes, position: int | None
+) -> StoredTrace | None:
+    """The trace at `position` (None: our latest position on it), inside `tx`."""
+    at = position is not None
+    rows = await tx.run(f"traces.get.{at}", lambda: _get_trace(at), _params(trace_id, position))
+    return _trace(rows[0]) if rows else None
+
+
+async def add_trace_in(tx: Transaction, trace: StoredTrace) -> int:
+    """Store a new trace inside `tx`; its id."""
+    values = {c.name: getattr(trace, c.name) for c in _TRACE_COLUMNS if c.name != "id"}
+    values["status"] = trace.status.value
+    [(trace_pk,)] = await tx.run("traces.add", _add_trace, values)
+    return int(trace_pk)
+
+
+async def set_trace_in(
+    tx: Transaction,
+    trace: int,
+    status: TraceStatus,
+    outcome: str | None,
+    next_country: str | None,
+    note: str,
+) -> None:
+    """Where the trace stands now, inside `tx`."""
+    params = {
+        "w_id": trace,
+        "status": status.value,
+        "outcome": outcome,
+        "next_country": next_country,
+        "note": note,
+    }
+    await tx.run("traces.set", _set_trace, params)
+
+
+async def add_item_in(tx: Transaction, trace: int, item: TraceItem, at: datetime) -> bool:
+    """Keep a signed item inside `tx`; False if the trace holds it already."""
+    values = {name: getattr(item, name) for name in _ITEM_FIELDS}
+    values.update(trace=trace, kind=item.kind.value, added_at=at)
+    return bool(await tx.run("traces.add_item", lambda: _add_item(tx.dialect), values))
+
+
+async def get_items_in(tx: Transaction, trace: int) -> list[TraceItem]:
+    """The trace's items in the order kept, inside `tx`."""
+    return [_item(row) for row in await tx.run("traces.items", _get_items, {"trace": trace})]
+
+
+class TraceStore:
+    """Reads the traces this node keeps (`node.trace.storage.TraceStorage`)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def get_trace(self, trace_id: bytes, position: int | None = None) -> StoredTrace | None:
+        """The trace at `position` (None: our latest position on it), or None."""
+        at = position is not None
+        rows = await self._db.fetch(
+            f"traces.get.{at}", lambda: _get_trace(at), _params(trace_id, position)
+        )
+        return _trace(rows[0]) if rows else None
+
+    async def get_items(self, trace: int) -> list[TraceItem]:
+        """The trace's items, in the order they were kept."""
+        rows = await self._db.fetch("traces.items", _get_items, {"trace": trace})
+        return [_item(row) for row in rows]
+
+    async def list_traces(self, status: TraceStatus | None = None) -> list[StoredTrace]:
+        """Traces, newest first (of `status`, if given)."""
+        params = {} if status is None else {"status": status.value}
+
+        def query() -> ClauseElement:
+            q = select(*_TRACE_COLUMNS).order_by(_t.c.id.desc())
+            return q if status is None else q.where(_t.c.status == bindparam("status"))
+
+        rows = await self._db.fetch(("traces.list", status is None), query, params)
+        return [_trace(row) for row in rows]

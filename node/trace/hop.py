@@ -1,0 +1,395 @@
+"""A hop's side of a trace (and the relay of reports), on the federation kernel.
+
+`TraceHop.register` gives the dispatcher `trace.request` and `trace.report`,
+both requiring the sender's `traces` policy and both taking effect once per
+`delivery_id` in one unit of work (claim, stored trace and items, outgoing
+messages):
+- `trace.request`: the chain so far is checked (`chain.pending_receipt`; the
+  signatures of countries that are not our peers are left to the
+  originator), the trace stored, the pending receipt signed and reported to
+  the originator; then the hop answers from its custody registry when the
+  serial and make have events there (`decide`), else the trace is queued for
+  an officer (`answer`).
+- `trace.report`: kept, checked, by the originator (position 0); relayed
+  unchanged toward it by a hop.
+Reports go straight to the originator when it is our peer, else to the hop
+before us. A `forwarded` answer sends `trace.request` to the next country
+itself; never to a country already on the chain (then `end_of_chain`
+naming the loop); when the next country is not our peer, the answer says so
+and the trace waits here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Generic, TypeVar
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from node.auditing import AuditEvent
+from node.clock import Clock
+from node.errors import (
+    MalformedEnvelopeError,
+    NotFoundError,
+    ProtocolError,
+    ValidationError,
+)
+from node.protocol.delivery import DeliveryService
+from node.protocol.dispatch import Dispatcher
+from node.protocol.envelope import from_ms, key_id, to_ms
+from node.protocol.messages import Ack
+from node.protocol.model import Peer, PeerStatus, Service
+from node.protocol.peers import PeersService
+from node.records.reference import ReferenceTable
+from node.trace.chain import pending_receipt
+from node.trace.custody import CustodyService
+from node.trace.messages import TraceReport, TraceRequest
+from node.trace.model import (
+    CustodyEvent,
+    EventKind,
+    ItemKind,
+    StoredTrace,
+    TraceItem,
+    TraceStatus,
+)
+from node.trace.receipts import (
+    FINAL_OUTCOMES,
+    AnswerStatement,
+    KeyResolver,
+    Outcome,
+    ReceiptStatement,
+    RequestStatement,
+    answered,
+    digest,
+    read,
+    sign_answer,
+    sign_receipt,
+    verify,
+)
+from node.trace.request import Priority, from_wire
+from node.trace.storage import TraceWork
+
+W = TypeVar("W", bound=TraceWork)
+
+#: How long a hop has to answer, by priority (the deadline travels in `trace.request`).
+HOP_DEADLINES = {Priority.URGENT: timedelta(hours=24), Priority.ROUTINE: timedelta(days=10)}
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """An answer: its outcome, details and the country it forwards to."""
+
+    outcome: Outcome
+    details: dict[str, str]
+    next_country: str | None = None
+
+
+def decide(events: Sequence[CustodyEvent], me: str) -> Decision | None:
+    """The automatic answer from a firearm's custody events (oldest first), or None (no
+    events: an officer answers). The last event decides: exported or passed to a party
+    abroad → forwarded there; else the last legal possessor here (or its destruction)."""
+    if not events:
+        return None
+    last = events[-1]
+    details = {
+        "party": last.to_party,
+        "date": last.event_date.isoformat(),
+        "event": last.event.value,
+        "licence_reference": last.licence_reference,
+    }
+    abroad = last.to_country and last.to_country != me
+    if abroad and last.event in (EventKind.EXPORTED, EventKind.SOLD, EventKind.TRANSFERRED):
+        return Decision(Outcome.FORWARDED, details, last.to_country)
+    if last.event is EventKind.DESTROYED:
+        details["note"] = "destroyed"
+    return Decision(Outcome.END_OF_CHAIN, details)
+
+
+async def peer_keys(peers: PeersService, me: str, my_key: bytes) -> tuple[KeyResolver, set[str]]:
+    """A key resolver over our peers' keys (current and previous) and our own, and the
+    countries it knows. Keys are matched by id; their validity in time is not checked."""
+    table: dict[str, list[bytes]] = {me: [my_key]}
+    for peer in await peers.list_peers():
+        table[peer.country] = [k for k in (peer.signing_key, peer.previous_key) if k]
+
+    def resolve(country: str, kid: bytes, _at_ms: int) -> bytes | None:
+        return next((k for k in table.get(country, ()) if key_id(k) == kid), None)
+
+    return resolve, set(table)
+
+
+def open_item(data: bytes) -> tuple[ItemKind, ReceiptStatement | AnswerStatement]:
+    """A signed receipt or answer, decoded strictly (not verified).
+
+    Raises:
+        MalformedEnvelopeError: neither.
+    """
+    try:
+        return ItemKind.RECEIPT, read(data, ReceiptStatement)[1]
+    except MalformedEnvelopeError:
+        pass
+    try:
+        return ItemKind.ANSWER, read(data, AnswerStatement)[1]
+    except MalformedEnvelopeError as e:
+        raise MalformedEnvelopeError(f"$.item: neither a receipt nor an answer: {e}") from e
+
+
+def item_of(data: bytes) -> TraceItem:
+    """A signed receipt or answer as stored (MalformedEnvelopeError if it is neither)."""
+    kind, statement = open_item(data)
+    # An answer is signed when its receipt says it was answered: 0 here.
+    signed_ms = statement.signed_ms if isinstance(statement, ReceiptStatement) else 0
+    return TraceItem(statement.position, kind, statement.country, data, digest(data), signed_ms)
+
+
+class TraceHop(Generic[W]):
+    """Receives traces, answers them (from custody or by an officer), forwards, relays."""
+
+    def __init__(
+        self,
+        me: str,
+        signing_key: Ed25519PrivateKey,
+        peers: PeersService,
+        delivery: DeliveryService,
+        custody: CustodyService,
+        reference: ReferenceTable,
+        clock: Clock,
+        work: Callable[[], AbstractAsyncContextManager[W]],
+    ) -> None:
+        self._me = me
+        self._key = signing_key
+        self._public = signing_key.public_key().public_bytes_raw()
+        self._peers = peers
+        self._delivery = delivery
+        self._custody = custody
+        self._ref = reference
+        self._clock = clock
+        self._work = work
+
+    def register(self, dispatcher: Dispatcher[W]) -> None:
+        """Give `dispatcher` the trace messages and their handlers."""
+        dispatcher.register_effect(TraceRequest, self.on_request, requires=Service.TRACES)
+        dispatcher.register_effect(TraceReport, self.on_report, requires=Service.TRACES)
+
+    async def keys(self) -> tuple[KeyResolver, set[str]]:
+        """Our peers' keys and ours."""
+        return await peer_keys(self._peers, self._me, self._public)
+
+    async def _peer(self, country: str) -> Peer | None:
+        try:
+            peer = await self._peers.get(country)
+        except NotFoundError:
+            return None
+        return peer if peer.status is PeerStatus.ACTIVE else None
+
+    # -- receiving a trace ------------------------------------------------------------
+
+    async def on_request(self, message: TraceRequest, peer: Peer, work: W) -> Ack:
+        """Check the chain, store the trace, send the pending receipt, answer if we can."""
+        if await work.get_trace(message.trace_id, message.position) is not None:
+            return Ack()  # sent again under another delivery id: handled once
+        now = self._clock.now()
+        try:
+            _signed, request = read(message.request, RequestStatement)
+        except MalformedEnvelopeError as e:
+            raise MalformedEnvelopeError(f"$.request: {e}") from e
+        chain = [item_of(r) for r in message.receipts] + [item_of(a) for a in message.answers]
+        senders = {request.originator, *(c.country for c in chain if c.kind is ItemKind.RECEIPT)}
+        resolve, known = await self.keys()
+        pending = pending_receipt(
+            message.request,
+            message.receipts,
+            message.answers,
+            resolve,
+            self._me,
+            to_ms(now),
+            unchecked=frozenset(senders - known),
+        )
+        if (pending.trace_id, pending.position) != (message.trace_id, message.position):
+            raise MalformedEnvelopeError(
+                f"$.position: the chain puts this hop at {pending.position}, "
+                f"not {message.position} (or the trace id differs)"
+            )
+        receipts = [c for c in chain if c.kind is ItemKind.RECEIPT]
+        before = receipts[-1].country if receipts else request.originator
+        if peer.country not in (before, request.originator):
+            raise ProtocolError(
+                f"trace.request: hop {message.position} is sent by {before} or the "
+                f"originator {request.originator}, not {peer.country}"
+            )
+        trace = StoredTrace(
+            id=0,
+            trace_id=message.trace_id,
+            position=message.position,
+            originator=request.originator,
+            prev_country=peer.country,
+            priority=request.fields.priority.value,
+            status=TraceStatus.OPEN,
+            request=message.request,
+            created_at=now,
+            deadline_at=from_ms(message.deadline_ms),
+            outcome=None,
+            next_country=None,
+            note="",
+            force_reason="",
+        )
+        trace = replace(trace, id=await work.add_trace(trace))
+        for item in chain:
+            await work.add_item(trace.id, item, now)
+        receipt = sign_receipt(self._key, pending)
+        await work.add_item(trace.id, item_of(receipt), now)
+        await self.report(work, trace, receipt)
+        await work.add_audit_entry(
+            now,
+            AuditEvent(
+                f"peer:{peer.country}",
+                "trace.receive",
+                f"trace/{message.trace_id.hex()}",
+                {"position": message.position, "originator": request.originator},
+            ),
+        )
+        decision = await self._automatic(request)
+        if decision is None:
+            await work.set_trace(trace.id, TraceStatus.QUEUED)
+            return Ack()
+        await self._answer_in(work, trace, decision, "custody")
+        return Ack()
+
+    async def _automatic(self, request: RequestStatement) -> Decision | None:
+        fields = from_wire(request.fields, self._ref)
+        serial = fields.firearm.serial_canonical
+        make_key = self._custody.make_key(fields.firearm.make)
+        if not serial or not make_key:
+            return None
+        return decide(await self._custody.chain(serial, make_key), self._me)
+
+    # -- answering ----------------------------------------------------------------------
+
+    async def answer(
+        self,
+        trace_id: bytes,
+        outcome: Outcome,
+        details: dict[str, str],
+        next_country: str | None,
+        actor: str,
+    ) -> None:
+        """An officer's answer to a trace queued at this hop.
+
+        Raises:
+            NotFoundError: no such trace at this hop.
+            ValidationError: it is not waiting for an answer here, or the answer is
+                inconsistent (a forward without a country, or a country without one).
+        """
+        if (outcome is Outcome.FORWARDED) != (next_country is not None):
+            raise ValidationError("next_country: given exactly when the outcome is forwarded")
+        async with self._work() as work:
+            trace = await work.get_trace(trace_id)
+            if trace is None or trace.position == 0:
+                raise NotFoundError(f"trace {trace_id.hex()} is not at this hop")
+            if trace.status is not TraceStatus.QUEUED:
+                raise ValidationError(
+                    f"trace {trace_id.hex()} is {trace.status.value} here, not waiting for "
+                    "an answer"
+                )
+            await self._answer_in(work, trace, Decision(outcome, details, next_country), actor)
+
+    async def _answer_in(self, work: W, trace: StoredTrace, decision: Decision, by: str) -> None:
+        """Sign the answer and the final receipt, report both, forward if it says so."""
+        now = self._clock.now()
+        items = await work.get_items(trace.id)
+        earlier = [i for i in items if i.position < trace.position]
+        on_chain = {trace.originator, self._me, *(i.country for i in earlier)}
+        outcome, details, next_country = decision.outcome, dict(decision.details), None
+        note = ""
+        status = TraceStatus.ANSWERED
+        forward_to: Peer | None = None
+        if outcome is Outcome.FORWARDED:
+            target = decision.next_country
+            assert target is not None
+            if target in on_chain:
+                outcome, details["loop"] = Outcome.END_OF_CHAIN, target
+            else:
+                next_country = target
+                forward_to = await self._peer(target)
+                if forward_to is None:
+                    note = f"no peering with {target}"
+                    details["note"] = f"{self._me} is not a peer of {target}"
+                    status = TraceStatus.WAITING
+        if outcome is Outcome.NEEDS_INFORMATION:
+            status = TraceStatus.QUEUED
+        mine = [i for i in items if i.position == trace.position and i.kind is ItemKind.RECEIPT]
+        _signed, pending = read(mine[0].item, ReceiptStatement)  # the pending one came first
+        answer = sign_answer(
+            self._key, trace.trace_id, trace.position, self._me, outcome, details, next_country
+        )
+        final = answered(self._key, pending, to_ms(now), answer)
+        for data in (answer, final):
+            await work.add_item(trace.id, item_of(data), now)
+            await self.report(work, trace, data)
+        await work.set_trace(trace.id, status, outcome.value, next_country, note)
+        await work.add_audit_entry(
+            now,
+            AuditEvent(
+                by,
+                "trace.answer",
+                f"trace/{trace.trace_id.hex()}",
+                {"position": trace.position, "outcome": outcome.value, "next": next_country},
+            ),
+        )
+        if forward_to is not None:
+            chain_receipts = [i.item for i in earlier if i.kind is ItemKind.RECEIPT]
+            chain_answers = [i.item for i in earlier if i.kind is ItemKind.ANSWER]
+            _s, request = read(trace.request, RequestStatement)
+            deadline = now + HOP_DEADLINES[request.fields.priority]
+            await self._delivery.send(
+                forward_to.country,
+                TraceRequest(
+                    trace_id=trace.trace_id,
+                    position=trace.position + 1,
+                    request=trace.request,
+                    receipts=[*chain_receipts, final],
+                    answers=[*chain_answers, answer],
+                    deadline_ms=to_ms(deadline),
+                    delivery_id=os.urandom(16),
+                ),
+                work,
+            )
+
+    # -- reports ------------------------------------------------------------------------
+
+    async def report(self, work: W, trace: StoredTrace, item: bytes) -> None:
+        """Send a signed item toward the originator: to it when it is our peer, else to the
+        hop that sent us the trace."""
+        to = trace.originator if await self._peer(trace.originator) else trace.prev_country
+        assert to is not None
+        body = TraceReport(trace_id=trace.trace_id, item=item, delivery_id=os.urandom(16))
+        await self._delivery.send(to, body, work)
+
+    async def on_report(self, message: TraceReport, peer: Peer, work: W) -> Ack:
+        """Keep a report (we are the originator: checked first) or relay it unchanged."""
+        trace = await work.get_trace(message.trace_id)
+        if trace is None:
+            raise ProtocolError(f"trace {message.trace_id.hex()} is not known here")
+        kind, statement = open_item(message.item)
+        if statement.trace_id != message.trace_id:
+            raise MalformedEnvelopeError("$.item: it is for another trace")
+        if trace.position != 0:
+            await self.report(work, trace, message.item)
+            return Ack()
+        item = item_of(message.item)
+        resolve, known = await self.keys()
+        if statement.country in known:  # else the chain's check reports it: wrong_signer
+            signed_ms = item.signed_ms or to_ms(self._clock.now())
+            if kind is ItemKind.RECEIPT:
+                verify(read(message.item, ReceiptStatement)[0], item.country, signed_ms, resolve)
+        now = self._clock.now()
+        await work.add_item(trace.id, item, now)
+        outcome = statement.outcome if isinstance(statement, ReceiptStatement) else None
+        if outcome in FINAL_OUTCOMES and outcome is not Outcome.FORWARDED:
+            assert outcome is not None
+            await work.set_trace(trace.id, TraceStatus.ANSWERED, outcome.value)
+        return Ack()

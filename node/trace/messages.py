@@ -1,0 +1,47 @@
+"""The messages of traces (PROTOCOL.md §3.7), as typed bodies.
+
+Both go through the outbox and take effect once per `delivery_id`:
+- `trace.request {trace_id, position, request, receipts, answers, deadline_ms,
+  delivery_id}` → `ack`: the trace for hop `position`, with the originator's
+  signed request and the chain so far (each earlier hop's final receipt and
+  the signed answers), and the time the hop should answer by.
+- `trace.report {trace_id, item, delivery_id}` → `ack`: a hop's signed
+  receipt or answer, toward the originator: straight to it when the hop is
+  its peer, else to the hop before, which relays it unchanged.
+Both require the sender's `traces` policy.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from node.protocol.messages import Ack, Bin16, Request
+from node.trace.receipts import MAX_ANSWER_BYTES, MAX_HOPS, MAX_REQUEST_BYTES
+
+_Statement = Annotated[bytes, msgspec.Meta(max_length=MAX_ANSWER_BYTES)]
+
+
+class TraceRequest(Request[Ack], frozen=True, kw_only=True):
+    """A trace for hop `position`, with the chain so far."""
+
+    wire_type = "trace.request"
+    once_by = "delivery_id"
+    trace_id: Bin16
+    position: Annotated[int, msgspec.Meta(ge=1, le=MAX_HOPS)]
+    request: Annotated[bytes, msgspec.Meta(max_length=MAX_REQUEST_BYTES)]
+    receipts: Annotated[list[_Statement], msgspec.Meta(max_length=MAX_HOPS)]
+    answers: Annotated[list[_Statement], msgspec.Meta(max_length=MAX_HOPS)]
+    deadline_ms: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+    delivery_id: Bin16
+
+
+class TraceReport(Request[Ack], frozen=True, kw_only=True):
+    """A hop's signed receipt or answer, on its way to the originator."""
+
+    wire_type = "trace.report"
+    once_by = "delivery_id"
+    trace_id: Bin16
+    item: _Statement
+    delivery_id: Bin16

@@ -1,0 +1,203 @@
+"""The originator's side of a trace: start it, follow it, verify its chain.
+
+`TraceService.start` checks the request's completeness (refused unless
+forced with a reason, which is stored), signs the request and sends
+`trace.request` to the first hop through the outbox, in one unit of work
+with the stored trace and its audit entry. The hops' receipts and answers
+arrive as `trace.report` (`node.trace.hop`), are checked and kept; `show`
+and `verify` read the chain from them with our peers' keys.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from node.auditing import AuditEvent
+from node.clock import Clock
+from node.errors import IncompleteTraceError, NotFoundError, ValidationError
+from node.protocol.delivery import DeliveryService
+from node.protocol.envelope import to_ms
+from node.protocol.model import PeerStatus
+from node.protocol.peers import PeersService
+from node.records.reference import ReferenceTable
+from node.trace.chain import ChainReport, verify_chain
+from node.trace.hop import HOP_DEADLINES, peer_keys
+from node.trace.messages import TraceRequest
+from node.trace.model import ItemKind, StoredTrace, TraceItem, TraceStatus
+from node.trace.receipts import sign_request
+from node.trace.request import Finding, TraceRequestFields, completeness, first_hop, to_wire
+from node.trace.storage import TraceStorage, TraceWork
+
+W = TypeVar("W", bound=TraceWork)
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """A trace sent: its id, the first hop and the completeness check's findings."""
+
+    trace_id: bytes
+    first_hop: str
+    findings: tuple[Finding, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TraceView:
+    """A trace as `show` gives it: where it stands and its chain, checked."""
+
+    trace: StoredTrace
+    report: ChainReport
+
+    @property
+    def status(self) -> TraceStatus:
+        """`answered` once the chain is complete; `waiting` when its last hop could not
+        forward it (no peering); else as stored."""
+        if self.report.complete:
+            return TraceStatus.ANSWERED
+        last = self.report.hops[-1] if self.report.hops else None
+        if last is not None and last.details and "note" in last.details and last.next_country:
+            return TraceStatus.WAITING
+        return self.trace.status
+
+    def to_json(self) -> dict[str, Any]:
+        """As `trace show --json` prints it."""
+        return {
+            "trace_id": self.trace.trace_id.hex(),
+            "status": self.status.value,
+            "priority": self.trace.priority,
+            "created_at": self.trace.created_at.isoformat(),
+            "force_reason": self.trace.force_reason or None,
+            "hops": [hop.to_json() for hop in self.report.hops],
+            "valid": self.report.valid,
+        }
+
+
+def latest_chain(items: list[TraceItem]) -> tuple[list[bytes], list[bytes]]:
+    """The chain's receipts (each position's latest, in hop order) and answers."""
+    receipts: dict[int, TraceItem] = {}
+    for item in items:
+        if item.kind is ItemKind.RECEIPT:
+            kept = receipts.get(item.position)
+            if kept is None or item.signed_ms >= kept.signed_ms:
+                receipts[item.position] = item
+    answers = [i.item for i in items if i.kind is ItemKind.ANSWER]
+    return [receipts[p].item for p in sorted(receipts)], answers
+
+
+class TraceService(Generic[W]):
+    """Traces this node originates."""
+
+    def __init__(
+        self,
+        me: str,
+        signing_key: Ed25519PrivateKey,
+        store: TraceStorage,
+        peers: PeersService,
+        delivery: DeliveryService,
+        reference: ReferenceTable,
+        clock: Clock,
+        work: Callable[[], AbstractAsyncContextManager[W]],
+    ) -> None:
+        self._me = me
+        self._key = signing_key
+        self._store = store
+        self._peers = peers
+        self._delivery = delivery
+        self._ref = reference
+        self._clock = clock
+        self._work = work
+
+    async def start(
+        self,
+        fields: TraceRequestFields,
+        actor: str,
+        to: str | None = None,
+        force_reason: str = "",
+    ) -> Started:
+        """Sign and send a trace request to its first hop.
+
+        Raises:
+            IncompleteTraceError: the completeness check found something missing and the
+                request is not forced (`force_reason`); its message names each finding.
+            ValidationError: no first hop, or the first hop is not our peer.
+        """
+        findings = completeness(fields, self._ref)
+        force_reason = force_reason.strip()
+        if findings and not force_reason:
+            raise IncompleteTraceError(
+                "the request is incomplete: "
+                + "; ".join(f"{f.field}: {f.reason}" for f in findings)
+                + " (send it anyway with a reason: --force REASON)"
+            )
+        hop = first_hop(fields, self._ref, to).country
+        try:
+            peer = await self._peers.get(hop)
+        except NotFoundError as e:
+            raise ValidationError(f"to: {hop} is not a peer of this node", "to") from e
+        if peer.status is not PeerStatus.ACTIVE:
+            raise ValidationError(f"to: {hop} is revoked", "to")
+        now = self._clock.now()
+        trace_id = os.urandom(16)
+        request = sign_request(self._key, trace_id, self._me, to_ms(now), to_wire(fields))
+        trace = StoredTrace(
+            id=0,
+            trace_id=trace_id,
+            position=0,
+            originator=self._me,
+            prev_country=None,
+            priority=fields.priority.value,
+            status=TraceStatus.OPEN,
+            request=request,
+            created_at=now,
+            deadline_at=None,
+            outcome=None,
+            next_country=hop,
+            note="",
+            force_reason=force_reason if findings else "",
+        )
+        message = TraceRequest(
+            trace_id=trace_id,
+            position=1,
+            request=request,
+            receipts=[],
+            answers=[],
+            deadline_ms=to_ms(now + HOP_DEADLINES[fields.priority]),
+            delivery_id=os.urandom(16),
+        )
+        async with self._work() as work:
+            await work.add_trace(trace)
+            details: dict[str, Any] = {"to": hop, "case_reference": fields.case_reference}
+            if trace.force_reason:
+                details["forced"] = trace.force_reason
+            await work.add_audit_entry(
+                now, AuditEvent(actor, "trace.new", f"trace/{trace_id.hex()}", details)
+            )
+            await self._delivery.send(hop, message, work)
+        return Started(trace_id, hop, findings)
+
+    async def _trace(self, trace_id: bytes) -> StoredTrace:
+        trace = await self._store.get_trace(trace_id, 0)
+        if trace is None:
+            raise NotFoundError(f"trace {trace_id.hex()} was not started here")
+        return trace
+
+    async def verify(self, trace_id: bytes) -> ChainReport:
+        """The chain as reported to us, checked with our peers' keys (and ours)."""
+        trace = await self._trace(trace_id)
+        return await self._check(trace)
+
+    async def _check(self, trace: StoredTrace) -> ChainReport:
+        receipts, answers = latest_chain(await self._store.get_items(trace.id))
+        public = self._key.public_key().public_bytes_raw()
+        resolve, _known = await peer_keys(self._peers, self._me, public)
+        return verify_chain(trace.request, receipts, answers, resolve)
+
+    async def show(self, trace_id: bytes) -> TraceView:
+        """Where a trace we started stands, hop by hop."""
+        trace = await self._trace(trace_id)
+        return TraceView(trace, await self._check(trace))
