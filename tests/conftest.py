@@ -86,10 +86,15 @@ async def sqlite_node(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Node]:
     await opened.close()
 
 
+def wants_http(request: pytest.FixtureRequest) -> bool:
+    """Whether the requesting test is marked `http` (its nodes on real loopback HTTP)."""
+    return request.node.get_closest_marker("http") is not None
+
+
 @pytest.fixture
-async def fed(tmp_path: Path) -> AsyncIterator[Federation]:
+async def fed(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Federation]:
     """FRA, DEU and ITA with records at DEU and ITA (`seeded_federation`)."""
-    federation = await seeded_federation(tmp_path)
+    federation = await seeded_federation(tmp_path, http=wants_http(request))
     yield federation
     await federation.close()
 

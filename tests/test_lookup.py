@@ -34,6 +34,7 @@ from node.protocol.receive import select_key
 from node.protocol.rotation import sign_rotation
 from node.records.model import RecordInput
 from node.records.serials import canonicalise_serial
+from tests.conftest import wants_http
 from tests.harness import (
     ADMIN_PASSWORD,
     Federation,
@@ -48,9 +49,10 @@ CASE = "FR-2026-0042"
 
 
 @pytest.fixture
-async def fed(tmp_path: Path) -> AsyncIterator[Federation]:
+async def fed(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Federation]:
     """FRA, DEU and ITA with records at DEU and ITA (`seeded_federation`)."""
-    federation = await seeded_federation(tmp_path, RateLimitConfig(capacity=50, rate=1))
+    limit = RateLimitConfig(capacity=50, rate=1)
+    federation = await seeded_federation(tmp_path, limit, http=wants_http(request))
     yield federation
     await federation.close()
 
@@ -173,6 +175,7 @@ async def _post(url: str, data: bytes) -> tuple[int, bytes]:
         return response.status, await response.read()
 
 
+@pytest.mark.http
 @pytest.mark.parametrize(
     "fault",
     ["replay", "tampered", "wrong_recipient", "stale", "too_large", "unknown_type", "malformed"],
@@ -230,6 +233,7 @@ async def test_bad_envelopes_get_signed_errors_and_the_node_keeps_serving(
     assert by_peer(good)["DEU"]["result"] == "hit"
 
 
+@pytest.mark.http
 async def test_lookup_and_hits_from_the_command_line(fed: Federation, tmp_path: Path) -> None:
     fra, deu = str(fed["FRA"].data_dir), str(fed["DEU"].data_dir)
     code, out, err = await run_cli(
@@ -282,6 +286,7 @@ async def test_lookup_and_hits_from_the_command_line(fed: Federation, tmp_path: 
 async def _reinstall(fed: Federation, country: str) -> Member:
     """`country` installs its node afresh (new keys, versions from 1) at the same URL."""
     listen = f"{fed[country].n.config.federation.host}:{fed[country].n.config.federation.port}"
+    url = fed[country].url
     await fed.stop(country)
     data_dir = fed.base / f"{country}-reinstalled"
     await init_node(
@@ -292,7 +297,7 @@ async def _reinstall(fed: Federation, country: str) -> Member:
         federation_listen=listen,
         console_listen=f"127.0.0.1:{free_port()}",
     )
-    fed.members[country] = Member(country, data_dir, fed.clock)
+    fed.members[country] = Member(country, data_dir, fed.clock, url)
     await fed.start(country)
     return fed[country]
 

@@ -12,7 +12,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import msgspec
 import pytest
 
@@ -24,6 +23,7 @@ from node.lookup.querier import RECORD_KEYS
 from node.protocol.descriptor import check_current, verify_descriptor
 from node.protocol.messages import Answer, Message, Request
 from node.protocol.model import Service
+from node.protocol.transport import DESCRIPTOR_PATH
 from node.records.serials import LOOKALIKES, assigned_in_pinned_unicode, canonicalise_serial
 from tests.harness import Federation
 
@@ -200,11 +200,8 @@ async def test_a_rotation_is_not_followed_from_a_descriptor_outside_its_validity
         with pytest.raises(ValidationError, match="is valid from"):
             await fed["FRA"].n.peers.follow_rotation("DEU")
         assert (await fed["FRA"].n.peers.get("DEU")).signing_key == old
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(deu.url + "/federation/v1/descriptor") as response,
-        ):
-            descriptor = verify_descriptor(await response.read())
+        data = await fed["FRA"].n.transport.get(deu.url + DESCRIPTOR_PATH, 16 * 1024)
+        descriptor = verify_descriptor(data)
         check_current(descriptor, "DEU", deu.url, deu.clock.now())
         with pytest.raises(ValidationError, match="says it is DEU, not ITA"):
             check_current(descriptor, "ITA", deu.url, deu.clock.now())
