@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+import pytest_asyncio
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -102,8 +104,34 @@ async def fed(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[F
 @pytest.fixture
 async def fra(fed: Federation) -> AsyncIterator[Console]:
     """FRA's console with its federation services, logged in as its admin."""
+    async with _admin_console(fed) as console:
+        yield console
+
+
+@asynccontextmanager
+async def _admin_console(fed: Federation) -> AsyncIterator[Console]:
     from tests.console_helpers import console_for  # it imports this module
 
     async with console_for(fed["FRA"].n, fed=fed["FRA"].f) as console:
         await console.login_as("admin", HARNESS_ADMIN_PASSWORD)
+        yield console
+
+
+#: The event loop of the module-wide fixtures below, and of the tests that use them.
+MODULE_LOOP = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def seeded(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Federation]:
+    """`seeded_federation`, built once per module, for the tests that only read it:
+    they must leave it as they found it, and run in the module's event loop (`MODULE_LOOP`)."""
+    federation = await seeded_federation(tmp_path_factory.mktemp("seeded"))
+    yield federation
+    await federation.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def seeded_fra(seeded: Federation) -> AsyncIterator[Console]:
+    """FRA's console on `seeded`, logged in as its admin (once per module)."""
+    async with _admin_console(seeded) as console:
         yield console

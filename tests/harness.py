@@ -13,10 +13,13 @@ Nodes can be stopped (a peer down), started again on the same URL and data
 from __future__ import annotations
 
 import asyncio
+import atexit
 import itertools
 import os
+import shutil
 import socket
 import sys
+import tempfile
 from asyncio.subprocess import PIPE
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +29,7 @@ from aiohttp import web
 from node.app import Federation as FederationServices
 from node.app import FederationApi, Node, federation
 from node.clock import FakeClock, SystemClock
-from node.config import load_config
+from node.config import CONFIG_NAME, load_config
 from node.identity import NodeKeys, fingerprint, load_keys
 from node.initialise import init_node
 from node.protocol.memory import MemoryNetwork
@@ -166,6 +169,36 @@ class Member:
         return fingerprint(self.n.public_key)
 
 
+#: Nodes initialised once per process, one per country (SQLite, `ADMIN_PASSWORD`), and
+#: copied for each federation: `init_node` takes about a second (Argon2, migrations),
+#: a copy milliseconds. Each node of a federation still has its own database and keys.
+_templates: dict[str, Path] = {}
+_TEMPLATE_LISTENS = ("127.0.0.1:1", "127.0.0.1:2")
+
+
+async def _copy_template(country: str, data_dir: Path, federation: str, console: str) -> None:
+    """Make `data_dir` a copy of `country`'s initialised node, listening on the given addresses."""
+    template = _templates.get(country)
+    if template is None:
+        template = Path(tempfile.mkdtemp(prefix=f"iarms-harness-{country}-"))
+        atexit.register(shutil.rmtree, template, ignore_errors=True)
+        await init_node(
+            template / "node",
+            country,
+            admin_password=ADMIN_PASSWORD,
+            clock=FakeClock(SystemClock().now()),
+            federation_listen=_TEMPLATE_LISTENS[0],
+            console_listen=_TEMPLATE_LISTENS[1],
+        )
+        template = _templates[country] = template / "node"
+    shutil.copytree(template, data_dir)
+    config = data_dir / CONFIG_NAME
+    text = config.read_text()
+    for old, new in zip(_TEMPLATE_LISTENS, (federation, console), strict=True):
+        text = text.replace(f'{old}"', f'{new}"')
+    config.write_text(text)
+
+
 @dataclass
 class Federation:
     """N complete nodes, reaching each other in memory (or on loopback HTTP if `http`)."""
@@ -184,16 +217,19 @@ class Federation:
     ) -> Member:
         """Create, open and serve a new node for `country` (on SQLite unless `db_url`)."""
         data_dir = self.base / country
-        port = free_port()
-        await init_node(
-            data_dir,
-            country,
-            db_url=db_url,
-            admin_password=ADMIN_PASSWORD,
-            clock=clock or self.clock,
-            federation_listen=f"127.0.0.1:{port}",
-            console_listen=f"127.0.0.1:{free_port()}",
-        )
+        listens = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+        if db_url is None and clock is None:
+            await _copy_template(country, data_dir, *listens)
+        else:
+            await init_node(
+                data_dir,
+                country,
+                db_url=db_url,
+                admin_password=ADMIN_PASSWORD,
+                clock=clock or self.clock,
+                federation_listen=listens[0],
+                console_listen=listens[1],
+            )
         member = Member(country, data_dir, clock or self.clock, load_config(data_dir).public_url)
         self.members[country] = member
         await self.start(country)
