@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,42 +9,25 @@ from typing import TYPE_CHECKING
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from node.app import Node
 from node.clock import FakeClock
 from node.config import load_config
-from node.initialise import init_node
 from tests.harness import ADMIN_PASSWORD as HARNESS_ADMIN_PASSWORD
-from tests.harness import Federation, seeded_federation
+from tests.harness import (
+    PG_URL,
+    Federation,
+    create_pg_database,
+    drop_pg_database,
+    init_copy,
+    seeded_federation,
+)
 
 if TYPE_CHECKING:
     from tests.console_helpers import Console
 
-PG_URL = os.environ.get("IARMS_TEST_PG_URL")
 ADMIN_PASSWORD = "correct horse battery staple"
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
-
-
-async def _fresh_pg_database() -> str:
-    """Create an empty PostgreSQL database for one test; return its URL."""
-    assert PG_URL
-    name = f"iarms_test_{uuid.uuid4().hex[:12]}"
-    admin = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    await admin.dispose()
-    return PG_URL.rsplit("/", 1)[0] + "/" + name
-
-
-async def _drop_pg_database(url: str) -> None:
-    assert PG_URL
-    name = url.rsplit("/", 1)[1]
-    admin = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    await admin.dispose()
 
 
 @pytest.fixture
@@ -63,16 +44,16 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         return
     if not PG_URL:
         pytest.skip("IARMS_TEST_PG_URL is not set: PostgreSQL backend not tested")
-    url = await _fresh_pg_database()
+    url = await create_pg_database()
     yield url
-    await _drop_pg_database(url)
+    await drop_pg_database(url)
 
 
 @pytest.fixture
 async def node(tmp_path: Path, db_url: str, clock: FakeClock) -> AsyncIterator[Node]:
     """A complete, initialised node (country FRA) on each backend, with a fake clock."""
     data_dir = tmp_path / "fra"
-    await init_node(data_dir, "FRA", db_url=db_url, admin_password=ADMIN_PASSWORD, clock=clock)
+    await init_copy(data_dir, "FRA", ADMIN_PASSWORD, clock, db_url=db_url)
     opened = await Node.open(load_config(data_dir), clock)
     yield opened
     await opened.close()
@@ -82,7 +63,7 @@ async def node(tmp_path: Path, db_url: str, clock: FakeClock) -> AsyncIterator[N
 async def sqlite_node(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Node]:
     """A complete node on SQLite only (for tests that need no second backend)."""
     data_dir = tmp_path / "fra"
-    await init_node(data_dir, "FRA", admin_password=ADMIN_PASSWORD, clock=clock)
+    await init_copy(data_dir, "FRA", ADMIN_PASSWORD, clock)
     opened = await Node.open(load_config(data_dir), clock)
     yield opened
     await opened.close()

@@ -20,16 +20,25 @@ import shutil
 import socket
 import sys
 import tempfile
+import uuid
 from asyncio.subprocess import PIPE
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from node.app import Federation as FederationServices
 from node.app import FederationApi, Node, federation
 from node.clock import FakeClock, SystemClock
-from node.config import CONFIG_NAME, load_config
+from node.config import (
+    CONFIG_NAME,
+    DEFAULT_CONSOLE,
+    DEFAULT_FEDERATION,
+    load_config,
+    parse_listen,
+)
 from node.identity import NodeKeys, fingerprint, load_keys
 from node.initialise import init_node
 from node.protocol.memory import MemoryNetwork
@@ -169,34 +178,96 @@ class Member:
         return fingerprint(self.n.public_key)
 
 
-#: Nodes initialised once per process, one per country (SQLite, `ADMIN_PASSWORD`), and
-#: copied for each federation: `init_node` takes about a second (Argon2, migrations),
-#: a copy milliseconds. Each node of a federation still has its own database and keys.
-_templates: dict[str, Path] = {}
+#: Nodes initialised once per process (on SQLite, for each country, admin password and
+#: kind of clock) and copied for each test: `init_node` takes about a second (Argon2,
+#: migrations), a copy milliseconds. Each node of a federation has its own database and keys.
+_templates: dict[tuple[str, str, bool, bool], Path] = {}
 _TEMPLATE_LISTENS = ("127.0.0.1:1", "127.0.0.1:2")
 
 
-async def _copy_template(country: str, data_dir: Path, federation: str, console: str) -> None:
-    """Make `data_dir` a copy of `country`'s initialised node, listening on the given addresses."""
-    template = _templates.get(country)
+async def init_copy(
+    data_dir: Path,
+    country: str,
+    admin_password: str,
+    clock: FakeClock,
+    *,
+    db_url: str | None = None,
+    federation_listen: str = DEFAULT_FEDERATION,
+    console_listen: str = DEFAULT_CONSOLE,
+) -> None:
+    """As `init_node(data_dir, country, ...)`, by copying a node initialised once per
+    process, when it was then: a clock at `FakeClock`'s default start gets a node
+    initialised then; any other, one initialised at the real time. `db_url` is an SQLite
+    file URL or an (empty) PostgreSQL database, which becomes a copy of the template's.
+    """
+    fixed = clock.now() == FakeClock().now()
+    postgres = db_url is not None and db_url.startswith("postgresql")
+    key = (country, admin_password, fixed, postgres)
+    template = _templates.get(key)
     if template is None:
-        template = Path(tempfile.mkdtemp(prefix=f"iarms-harness-{country}-"))
-        atexit.register(shutil.rmtree, template, ignore_errors=True)
+        base = Path(tempfile.mkdtemp(prefix=f"iarms-template-{country}-"))
+        atexit.register(shutil.rmtree, base, ignore_errors=True)
+        template_db = await create_pg_database() if postgres else None
+        if template_db is not None:
+            atexit.register(lambda: asyncio.run(drop_pg_database(template_db)))
         await init_node(
-            template / "node",
+            base / "node",
             country,
-            admin_password=ADMIN_PASSWORD,
-            clock=FakeClock(SystemClock().now()),
+            db_url=template_db,
+            admin_password=admin_password,
+            clock=FakeClock() if fixed else FakeClock(SystemClock().now()),
             federation_listen=_TEMPLATE_LISTENS[0],
             console_listen=_TEMPLATE_LISTENS[1],
         )
-        template = _templates[country] = template / "node"
+        template = _templates[key] = base / "node"
     shutil.copytree(template, data_dir)
     config = data_dir / CONFIG_NAME
-    text = config.read_text()
-    for old, new in zip(_TEMPLATE_LISTENS, (federation, console), strict=True):
-        text = text.replace(f'{old}"', f'{new}"')
-    config.write_text(text)
+    toml = config.read_text()
+    listens = (federation_listen, console_listen)
+    for old, new in zip(_TEMPLATE_LISTENS, listens, strict=True):
+        toml = toml.replace(f'{old}"', f'{parse_listen(new, "listen")}"')
+    old_url = toml.split('[database]\nurl = "', 1)[1].split('"', 1)[0]
+    if postgres:
+        assert db_url is not None
+        await drop_pg_database(db_url)
+        await create_pg_database(db_url, template=old_url)
+    elif db_url is not None:  # an SQLite file outside the data directory
+        db_file = db_url.split(":///", 1)[1]
+        for suffix in ("", "-wal", "-shm"):
+            if (data_dir / f"node.db{suffix}").exists():
+                (data_dir / f"node.db{suffix}").rename(f"{db_file}{suffix}")
+    if db_url is not None:
+        toml = toml.replace(f'"{old_url}"', f'"{db_url}"')
+    config.write_text(toml)
+
+
+#: The PostgreSQL server's URL for tests (any database: new ones are made beside it).
+PG_URL = os.environ.get("IARMS_TEST_PG_URL")
+
+
+async def _on_pg_server(statement: str) -> None:
+    assert PG_URL, "IARMS_TEST_PG_URL is not set"
+    admin = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(text(statement))
+    finally:
+        await admin.dispose()
+
+
+async def create_pg_database(url: str | None = None, template: str | None = None) -> str:
+    """Create a PostgreSQL database (at `url`, else a new name), empty or a copy of the
+    database at `template`; return its URL."""
+    assert PG_URL, "IARMS_TEST_PG_URL is not set"
+    url = url or PG_URL.rsplit("/", 1)[0] + f"/iarms_test_{uuid.uuid4().hex[:12]}"
+    copy = f' TEMPLATE "{template.rsplit("/", 1)[1]}"' if template else ""
+    await _on_pg_server(f'CREATE DATABASE "{url.rsplit("/", 1)[1]}"{copy}')
+    return url
+
+
+async def drop_pg_database(url: str) -> None:
+    """Drop the PostgreSQL database at `url`, if it exists."""
+    await _on_pg_server(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
 
 
 @dataclass
@@ -218,8 +289,16 @@ class Federation:
         """Create, open and serve a new node for `country` (on SQLite unless `db_url`)."""
         data_dir = self.base / country
         listens = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-        if db_url is None and clock is None:
-            await _copy_template(country, data_dir, *listens)
+        if clock is None:
+            await init_copy(
+                data_dir,
+                country,
+                ADMIN_PASSWORD,
+                self.clock,
+                db_url=db_url,
+                federation_listen=listens[0],
+                console_listen=listens[1],
+            )
         else:
             await init_node(
                 data_dir,
