@@ -7,7 +7,8 @@ http=True)` serves each node's federation API on a real loopback port, for
 the tests of the transport itself, of the end-to-end paths and of the CLI.
 Nodes can be stopped (a peer down), started again on the same URL and data
 (a restart), given their own clocks (clock skew), cut from each other
-(`partition`, `heal`); `settle` delivers everything queued.
+(`partition`, `heal`); `settle` delivers everything queued. A new node is a
+copy of one initialised once per process (`init_copy`), not a fresh `init`.
 """
 
 from __future__ import annotations
