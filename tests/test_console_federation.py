@@ -371,6 +371,7 @@ def test_results_put_hits_first_and_show_every_hit() -> None:
 
 
 @pytest.mark.browser
+@pytest.mark.http
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed")
 async def test_an_officer_looks_up_a_serial_in_a_real_browser(fed: Federation) -> None:
     await fed["FRA"].n.users.add_user(

@@ -61,6 +61,7 @@ def by_peer(results: list) -> dict[str, dict]:  # type: ignore[type-arg]
     return {r.peer: r.to_json() for r in results}
 
 
+@pytest.mark.http  # end to end: a lookup over loopback HTTP
 async def test_hit_and_miss(fed: Federation) -> None:
     results = await fed["FRA"].f.lookups.lookup([Query("glk 12345", "glock")], CASE, "officer")
     answers = by_peer(results)
@@ -144,6 +145,7 @@ async def test_rate_limit(fed: Federation) -> None:
     assert answers["DEU"]["result"] == "refused" and "rate_limited" in answers["DEU"]["reason"]
 
 
+@pytest.mark.http  # end to end: delivery to a node that restarts its HTTP server
 @pytest.mark.parametrize("back", ["it greets us", "it answers us"])
 async def test_hit_notice_reaches_a_peer_that_was_down(fed: Federation, back: str) -> None:
     """Queued while DEU was down; sent as soon as DEU is heard from, not after the backoff."""

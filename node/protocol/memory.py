@@ -61,7 +61,7 @@ class MemoryNetwork:
             raise PeerUnreachableError(f"{url}: HTTP 404")
         endpoint = self._endpoints.get(base)
         if endpoint is None:
-            raise PeerUnreachableError(f"{url}: ClientConnectorError nothing serves {base}")
+            raise PeerUnreachableError(f"{url}: connection refused (nothing serves {base})")
         return endpoint
 
 
