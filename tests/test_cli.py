@@ -9,7 +9,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from node.app import Node
 from node.cli import main
 from node.config import load_config
 from node.protocol.descriptor import verify_descriptor
-from tests.cli_helpers import CLI, run
+from tests.cli_helpers import CLI, run, wait_served
 
 
 def test_init_refuses_an_existing_node(data_dir: Path) -> None:
@@ -166,17 +165,8 @@ def test_run_serves_and_stops_cleanly(data_dir: Path) -> None:
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     try:
-        health = None
-        for _ in range(100):
-            try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{fed_port}/federation/v1/health", timeout=2
-                ) as r:
-                    health = json.loads(r.read())
-                break
-            except OSError:
-                time.sleep(0.1)
-        assert health is not None and health["country"] == "FRA"
+        health = json.loads(wait_served(f"http://127.0.0.1:{fed_port}/federation/v1/health", proc))
+        assert health["country"] == "FRA"
         with urllib.request.urlopen(
             f"http://127.0.0.1:{fed_port}/federation/v1/descriptor", timeout=2
         ) as r:

@@ -7,8 +7,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +35,7 @@ from node.initialise import init_node
 from node.lookup import oprf
 from node.protocol.descriptor import verify_descriptor
 from node.sealed import OPRF_KEY, SIGNING_KEY, SecretKind, seal
+from tests.cli_helpers import wait_served
 from tests.conftest import ADMIN_PASSWORD
 from tests.harness import init_args
 
@@ -367,17 +366,7 @@ def test_run_with_the_passphrase_publishes_the_stored_oprf_key(encrypted_dir: Pa
         env={**os.environ, PASSPHRASE_ENV: PASSPHRASE.decode()},
     )
     try:
-        body = None
-        for _ in range(150):
-            try:
-                with urllib.request.urlopen(
-                    f"http://{config.federation}/federation/v1/descriptor", timeout=2
-                ) as r:
-                    body = r.read()
-                break
-            except OSError:
-                time.sleep(0.1)
-        assert body is not None, proc.stderr
+        body = wait_served(f"http://{config.federation}/federation/v1/descriptor", proc)
         descriptor = verify_descriptor(body)
         assert descriptor.oprf_key == load_oprf_public_key(config.oprf_key_file)
         proc.send_signal(signal.SIGTERM)
