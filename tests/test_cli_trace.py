@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +17,11 @@ import pytest
 from node.cli import trace as cli_trace
 from node.protocol.model import Service
 from node.trace.export import ChainFile
-from node.trace.model import TraceStatus
+from node.trace.model import StoredTrace, TraceStatus
 from node.trace.receipts import Outcome
 from node.trace.request import CrimeCategory, Priority
 from tests.harness import Federation, run_cli
+from tests.test_cli import HEAVY, _loaded, _modules_after
 from tests.test_trace_hop import custody, event, settle
 
 NEW = [
@@ -155,6 +158,46 @@ async def test_an_officer_answers_with_the_cli(fed: Federation) -> None:
     assert code == 1 and "not waiting" in err
 
 
+async def test_a_trace_from_one_of_our_records(fed: Federation, tmp_path: Path) -> None:
+    records = tmp_path / "records.csv"
+    records.write_text(
+        "serial_number,make,firearm_type,status,country_of_manufacture,event_place,"
+        "reporting_agency,case_reference,recovered_on\n"
+        "B-1,Beretta,pistol,recovered,ITA,Lyon,Police,FR-7,2024-01-02\n",
+        encoding="utf-8",
+    )
+    code, _, err = await cli(fed, "FRA", "records", "import", str(records), "--no-progress")
+    assert code == 0, err
+    (record,) = (await cli_json(fed, "FRA", "records", "search", "--serial", "B-1"),)
+    started = await cli_json(
+        fed, "FRA", "trace", "new", "--from-record", str(record["id"]), "--crime", "robbery"
+    )
+    assert started["sent"] is True and started["findings"] == [] and started["first_hop"] == "ITA"
+    await settle(fed)
+    shown = await cli_json(fed, "FRA", "trace", "show", started["trace_id"])
+    assert [h["country"] for h in shown["hops"]] == ["ITA", "DEU"]
+    code, _, err = await cli(fed, "FRA", "trace", "new", "--from-record", "99", "--crime", "other")
+    assert code == 2 and "99" in err and len(err.splitlines()) == 1
+    code, _, err = await cli(fed, "FRA", "trace", "new", "--from-record", str(record["id"]))
+    assert code == 2 and "--crime is required" in err
+
+
+def test_a_hop_s_trace_is_overdue_while_it_waits_past_its_deadline() -> None:
+    now = datetime(2025, 1, 10, tzinfo=UTC)
+    queued = StoredTrace(
+        *(1, b"t" * 16, 1, "FRA", "FRA", "routine", TraceStatus.QUEUED, b"", now),
+        deadline_at=now - timedelta(seconds=1),
+        outcome=None,
+        next_country=None,
+        note="",
+        force_reason="",
+    )
+    assert queued.overdue(now)
+    assert not replace(queued, deadline_at=now).overdue(now)
+    assert not replace(queued, status=TraceStatus.ANSWERED).overdue(now)
+    assert not replace(queued, deadline_at=None).overdue(now)
+
+
 UNKNOWN = "00" * 16
 
 
@@ -173,7 +216,10 @@ UNKNOWN = "00" * 16
         ),
         (["trace", "answer", UNKNOWN, "--outcome", "forwarded"], "--next-country is given"),
         ([*NEW, "--to", "Narnia"], "not an ISO 3166-1 alpha-3 country code"),
-        (NEW[:4], "required without --from-record: --make, --recovered-at, --crime, --case-ref"),
+        (
+            NEW[:4],
+            "required without --from-record: --make, --recovered-at, --crime, --case-ref, --agency",
+        ),
     ],
 )
 async def test_bad_input_is_one_line_and_exit_2(
@@ -194,6 +240,14 @@ async def test_a_bad_chain_file_is_one_clear_error(tmp_path: Path) -> None:
     assert code == 1 and out == ""
     assert err.startswith("iarms-node: trace file: not a trace chain file")
     assert len(err.splitlines()) == 1
+
+
+def test_verify_file_opens_no_node(tmp_path: Path) -> None:
+    path = tmp_path / "empty.trace"
+    path.write_bytes(b"")
+    modules = _modules_after("trace", "verify-file", str(path))
+    assert "node.trace.export" in modules  # it read the file
+    assert _loaded(modules, (*HEAVY, "node.app", "node.store", "sqlalchemy")) == set()
 
 
 def test_the_cli_choices_are_the_services() -> None:

@@ -77,7 +77,13 @@ NEW_FIELDS = (
     "justification",
 )
 #: What `trace new` needs when no record pre-fills it.
-REQUIRED_NEW = (("make", "--make"), ("recovered_at", "--recovered-at"), ("crime", "--crime"))
+REQUIRED_NEW = (
+    ("make", "--make"),
+    ("recovered_at", "--recovered-at"),
+    ("crime", "--crime"),
+    ("case_reference", "--case-ref"),
+    ("agency", "--agency"),
+)
 
 
 def trace_id(text: str) -> bytes:
@@ -173,12 +179,10 @@ def _country(value: str | None, option: str) -> str | None:
 
 
 def _check_new(args: argparse.Namespace) -> str | None:
+    if args.crime is None and args.from_record is not None:
+        return "--crime is required (a record does not say in which crime it was recovered)"
     if args.from_record is None:
         missing = [option for name, option in REQUIRED_NEW if getattr(args, name) is None]
-        if args.case_reference is None:
-            missing.append("--case-ref")
-        if args.agency is None:
-            missing.append("--agency")
         if missing:
             return f"required without --from-record: {', '.join(missing)}"
     return _country(args.to, "--to")
