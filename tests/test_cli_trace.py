@@ -67,6 +67,9 @@ async def test_an_incomplete_request_is_not_sent_unless_forced(fed: Federation) 
     assert {f["field"] for f in refused["findings"]} == {"country_of_manufacture", "recovered_on"}
     assert await fed["FRA"].f.traces.list_traces(incoming=False) == []
     assert await fed["FRA"].n.delivery.deliver_due(fed["FRA"].f.client) == 0  # nothing queued
+    code, out, err = await cli(fed, "FRA", *NEW)
+    assert code == 3 and out == ""
+    assert "incomplete: recovered_on: no recovery date" in err and "not sent" in err
 
     code, out, err = await cli(fed, "FRA", *NEW, "--to", "ITA", "--force", "date unknown")
     assert code == 0, err

@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from node.cli.common import (
     EXIT_ERROR,
@@ -20,7 +21,6 @@ from node.cli.common import (
     EXIT_USAGE,
     MAX_ID,
     actor,
-    config,
     count,
     echo,
     keys,
@@ -34,7 +34,9 @@ if TYPE_CHECKING:
     from node.app import Federation, Node
     from node.records.model import FirearmRecord
     from node.trace.chain import ChainReport
-    from node.trace.request import TraceRequestInput
+    from node.trace.request import Finding, TraceRequestInput
+
+T = TypeVar("T")
 
 #: `node.trace.request.CrimeCategory`, `Priority` and `node.trace.receipts.Outcome`, spelled
 #: here so that `--help` loads no trace module (a test checks they agree).
@@ -220,10 +222,8 @@ def _entry(args: argparse.Namespace, base: dict[str, Any]) -> TraceRequestInput:
 
 
 async def cmd_new(args: argparse.Namespace) -> int:
-    from node.app import federation
     from node.trace.request import check_request, completeness
 
-    node_keys = keys(config(args), args.key_passphrase_file)
     async with open_node(args) as node:
         base: dict[str, Any] = {}
         if args.from_record is not None:
@@ -237,14 +237,13 @@ async def cmd_new(args: argparse.Namespace) -> int:
         if findings and not forced:
             _print_findings(None, findings, args.json)
             return EXIT_INCOMPLETE
-        services = federation(node, node_keys)
-        started = await services.traces.start(fields, actor(), args.to, forced)
+        started = await _services(node, args).traces.start(fields, actor(), args.to, forced)
     _print_findings(started.trace_id.hex(), findings, args.json, started.first_hop)
     return 0
 
 
 def _print_findings(
-    trace: str | None, findings: tuple[Any, ...], as_json: bool, to: str | None = None
+    trace: str | None, findings: tuple[Finding, ...], as_json: bool, to: str | None = None
 ) -> None:
     if as_json:
         print_json(
@@ -265,7 +264,7 @@ def _print_findings(
         echo(f"trace {trace} queued for {to} (the running node delivers it)")
 
 
-async def _known(call: Any) -> Any:
+async def _known(call: Awaitable[T]) -> T | None:
     """`call`'s result, or None when it names something unknown (the error printed)."""
     try:
         return await call
@@ -274,7 +273,7 @@ async def _known(call: Any) -> Any:
         return None
 
 
-async def _services(node: Node, args: argparse.Namespace) -> Federation:
+def _services(node: Node, args: argparse.Namespace) -> Federation:
     from node.app import federation
 
     return federation(node, keys(node.config, args.key_passphrase_file))
@@ -285,7 +284,7 @@ async def cmd_list(args: argparse.Namespace) -> int:
 
     status = TraceStatus(args.status) if args.status else None
     async with open_node(args) as node:
-        traces = await (await _services(node, args)).traces.list_traces(args.incoming, status)
+        traces = await _services(node, args).traces.list_traces(args.incoming, status)
         now = node.clock.now()
     for t in traces:
         overdue = t.overdue(now)
@@ -329,7 +328,7 @@ def _print_hops(report: ChainReport) -> None:
 
 async def cmd_show(args: argparse.Namespace) -> int:
     async with open_node(args) as node:
-        view = await _known((await _services(node, args)).traces.show(args.id))
+        view = await _known(_services(node, args).traces.show(args.id))
     if view is None:
         return EXIT_USAGE
     if args.json:
@@ -358,7 +357,7 @@ def _print_report(report: ChainReport, as_json: bool, extra: dict[str, Any] | No
 
 async def cmd_verify(args: argparse.Namespace) -> int:
     async with open_node(args) as node:
-        report = await _known((await _services(node, args)).traces.verify(args.id))
+        report = await _known(_services(node, args).traces.verify(args.id))
     if report is None:
         return EXIT_USAGE
     return _print_report(report, args.json)
@@ -370,7 +369,7 @@ async def cmd_answer(args: argparse.Namespace) -> int:
     details = {DETAIL_KEYS.get(args.outcome, "reason"): args.details} if args.details else {}
     nxt = args.next_country.strip().upper() if args.next_country else None
     async with open_node(args) as node:
-        hop = (await _services(node, args)).trace_hop
+        hop = _services(node, args).trace_hop
         try:
             await hop.answer(args.id, Outcome(args.outcome), details, nxt, actor())
         except NotFoundError as e:
@@ -382,7 +381,7 @@ async def cmd_answer(args: argparse.Namespace) -> int:
 
 async def cmd_export(args: argparse.Namespace) -> int:
     async with open_node(args) as node:
-        data = await _known((await _services(node, args)).traces.export(args.id))
+        data = await _known(_services(node, args).traces.export(args.id))
     if data is None:
         return EXIT_USAGE
     write_new(args.out, data)
