@@ -17,10 +17,11 @@ from node.audit import AuditService
 from node.auditing import AuditLog
 from node.clock import Clock, SystemClock
 from node.config import NodeConfig
-from node.identity import NodeKeys, load_oprf_public_key, load_public_key
+from node.identity import NodeKeys, load_oprf_public_key, load_public_key, load_rotation
 from node.lookup.evidence import EvidenceService
 from node.lookup.index import LookupIndex
 from node.protocol.delivery import DeliveryService
+from node.protocol.descriptor import sign_descriptor
 from node.protocol.peers import PeersService
 from node.protocol.ratelimit import RateLimitConfig
 from node.protocol.transport import PeerTransport
@@ -250,3 +251,32 @@ def federation(node: Node, keys: NodeKeys, rate_limit: RateLimitConfig | None = 
         clock,
     )
     return Federation(client, lookups, dispatcher, receiver, signing_key, traces, hop)
+
+
+@dataclass(frozen=True, slots=True)
+class FederationApi:
+    """What the node answers its peers, whatever carries it: HTTP
+    (`node.web.federation_api`) or memory (`node.protocol.memory`)."""
+
+    node: Node
+    fed: Federation
+
+    async def message(self, data: bytes) -> tuple[int, bytes]:
+        """One inbound envelope's (HTTP status, signed answer).
+
+        A carrier reads at most one byte over the envelope limit: the receiver
+        answers "too large", signed.
+        """
+        return await self.fed.dispatcher.handle(data[: self.node.config.max_envelope_bytes + 1])
+
+    def descriptor(self) -> bytes:
+        """The node's signed descriptor, with its key rotation if it made one."""
+        config = self.node.config
+        return sign_descriptor(
+            self.fed.signing_key,
+            config.country,
+            config.public_url,
+            self.node.clock.now(),
+            self.node.oprf_public_key,
+            load_rotation(config.data_dir),
+        )

@@ -2,50 +2,34 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+import pytest_asyncio
 
 from node.app import Node
 from node.clock import FakeClock
 from node.config import load_config
-from node.initialise import init_node
 from tests.cli_helpers import run
 from tests.harness import ADMIN_PASSWORD as HARNESS_ADMIN_PASSWORD
-from tests.harness import Federation, init_args, seeded_federation
+from tests.harness import (
+    PG_URL,
+    Federation,
+    create_pg_database,
+    drop_pg_database,
+    init_args,
+    init_copy,
+    seeded_federation,
+)
 
 if TYPE_CHECKING:
     from tests.console_helpers import Console
 
-PG_URL = os.environ.get("IARMS_TEST_PG_URL")
 ADMIN_PASSWORD = "correct horse battery staple"
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
-
-
-async def _fresh_pg_database() -> str:
-    """Create an empty PostgreSQL database for one test; return its URL."""
-    assert PG_URL
-    name = f"iarms_test_{uuid.uuid4().hex[:12]}"
-    admin = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    await admin.dispose()
-    return PG_URL.rsplit("/", 1)[0] + "/" + name
-
-
-async def _drop_pg_database(url: str) -> None:
-    assert PG_URL
-    name = url.rsplit("/", 1)[1]
-    admin = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    await admin.dispose()
 
 
 @pytest.fixture
@@ -62,16 +46,16 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         return
     if not PG_URL:
         pytest.skip("IARMS_TEST_PG_URL is not set: PostgreSQL backend not tested")
-    url = await _fresh_pg_database()
+    url = await create_pg_database()
     yield url
-    await _drop_pg_database(url)
+    await drop_pg_database(url)
 
 
 @pytest.fixture
 async def node(tmp_path: Path, db_url: str, clock: FakeClock) -> AsyncIterator[Node]:
     """A complete, initialised node (country FRA) on each backend, with a fake clock."""
     data_dir = tmp_path / "fra"
-    await init_node(data_dir, "FRA", db_url=db_url, admin_password=ADMIN_PASSWORD, clock=clock)
+    await init_copy(data_dir, "FRA", ADMIN_PASSWORD, clock, db_url=db_url)
     opened = await Node.open(load_config(data_dir), clock)
     yield opened
     await opened.close()
@@ -81,16 +65,21 @@ async def node(tmp_path: Path, db_url: str, clock: FakeClock) -> AsyncIterator[N
 async def sqlite_node(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Node]:
     """A complete node on SQLite only (for tests that need no second backend)."""
     data_dir = tmp_path / "fra"
-    await init_node(data_dir, "FRA", admin_password=ADMIN_PASSWORD, clock=clock)
+    await init_copy(data_dir, "FRA", ADMIN_PASSWORD, clock)
     opened = await Node.open(load_config(data_dir), clock)
     yield opened
     await opened.close()
 
 
+def wants_http(request: pytest.FixtureRequest) -> bool:
+    """Whether the requesting test is marked `http` (its nodes on real loopback HTTP)."""
+    return request.node.get_closest_marker("http") is not None
+
+
 @pytest.fixture
-async def fed(tmp_path: Path) -> AsyncIterator[Federation]:
+async def fed(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Federation]:
     """FRA, DEU and ITA with records at DEU and ITA (`seeded_federation`)."""
-    federation = await seeded_federation(tmp_path)
+    federation = await seeded_federation(tmp_path, http=wants_http(request))
     yield federation
     await federation.close()
 
@@ -98,6 +87,12 @@ async def fed(tmp_path: Path) -> AsyncIterator[Federation]:
 @pytest.fixture
 async def fra(fed: Federation) -> AsyncIterator[Console]:
     """FRA's console with its federation services, logged in as its admin."""
+    async with _admin_console(fed) as console:
+        yield console
+
+
+@asynccontextmanager
+async def _admin_console(fed: Federation) -> AsyncIterator[Console]:
     from tests.console_helpers import console_for  # it imports this module
 
     async with console_for(fed["FRA"].n, fed=fed["FRA"].f) as console:
@@ -116,3 +111,23 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert result.returncode == 0, result.stderr
     assert "signing key fingerprint:" in result.stdout
     return data
+
+
+#: The event loop of the module-wide fixtures below, and of the tests that use them.
+MODULE_LOOP = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def seeded(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Federation]:
+    """`seeded_federation`, built once per module, for the tests that only read it:
+    they must leave it as they found it, and run in the module's event loop (`MODULE_LOOP`)."""
+    federation = await seeded_federation(tmp_path_factory.mktemp("seeded"))
+    yield federation
+    await federation.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def seeded_fra(seeded: Federation) -> AsyncIterator[Console]:
+    """FRA's console on `seeded`, logged in as its admin (once per module)."""
+    async with _admin_console(seeded) as console:
+        yield console

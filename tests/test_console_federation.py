@@ -28,6 +28,7 @@ from node.lookup.querier import LookupResult, Query
 from node.protocol.client import pack
 from node.protocol.model import PeerStatus, Service
 from node.records.serials import canonicalise_serial
+from tests.conftest import MODULE_LOOP
 from tests.console_helpers import OFFICER_PASSWORD, Console, console_for
 from tests.harness import ADMIN_PASSWORD, Federation, assert_seeded_lookup
 
@@ -102,20 +103,23 @@ async def test_a_lookup_shows_the_hit_at_deu_and_no_hit_at_ita(
     ]
 
 
-async def test_a_lookup_form_with_errors_is_shown_again(fra: Console) -> None:
-    missing = await fra.post("/lookup", {"serial": "  ", "make": "Glock", "case_reference": CASE})
+@MODULE_LOOP
+async def test_a_lookup_form_with_errors_is_shown_again(seeded_fra: Console) -> None:
+    missing = await seeded_fra.post(
+        "/lookup", {"serial": "  ", "make": "Glock", "case_reference": CASE}
+    )
     assert missing.status == 400
     html = await missing.text()
     assert "enter the serial number as it is stamped" in html
     assert 'value="Glock"' in html and f'value="{CASE}"' in html
-    refused = await fra.post("/lookup.json", {"serial": "GLK-1", "case_reference": ""})
+    refused = await seeded_fra.post("/lookup.json", {"serial": "GLK-1", "case_reference": ""})
     assert refused.status == 400
     assert (await refused.json())["error"]["field"] == "case_reference"
     form = {"serial": "GLK-1", "make": "G\x00", "case_reference": CASE}
-    nul = await fra.post("/lookup.json", form)
+    nul = await seeded_fra.post("/lookup.json", form)
     assert nul.status == 400
     assert (await nul.json())["error"]["field"] == "make"
-    assert await lookup_queries(fra) == []
+    assert await lookup_queries(seeded_fra) == []
 
 
 @pytest.mark.parametrize(
@@ -163,6 +167,7 @@ async def test_a_bulk_lookup_checks_every_serial_of_the_file(fra: Console) -> No
     assert html.index('data-peer="ITA"') < html.index('class="result-no_hit"')  # hits first
 
 
+@MODULE_LOOP
 @pytest.mark.parametrize(
     ("content", "message"),
     [
@@ -177,18 +182,18 @@ async def test_a_bulk_lookup_checks_every_serial_of_the_file(fra: Console) -> No
     ],
 )
 async def test_a_bad_bulk_file_gets_a_clear_error(
-    fra: Console, content: bytes, message: str
+    seeded_fra: Console, content: bytes, message: str
 ) -> None:
-    response = await upload(fra, content)
+    response = await upload(seeded_fra, content)
     assert response.status == 400
     error = (await response.json())["error"]
     assert error["field"] == "file" and message in error["message"]
-    page = await upload(fra, content, "/lookup/bulk")
+    page = await upload(seeded_fra, content, "/lookup/bulk")
     assert page.status == 400
     html = await page.text()
     assert 'id="be-file"' in html and message.replace("'", "&#39;") in html
     assert f'value="{CASE}"' in html  # the case reference is kept
-    assert await lookup_queries(fra) == []
+    assert await lookup_queries(seeded_fra) == []
 
 
 async def test_deu_sees_the_hit_of_fra_on_its_records(fra: Console, deu: Console) -> None:
@@ -302,22 +307,27 @@ async def test_roles_decide_who_looks_up_who_sees_hits_and_who_manages_peers(
     )
 
 
-async def test_a_post_without_the_csrf_token_is_refused(fed: Federation, fra: Console) -> None:
+@MODULE_LOOP
+async def test_a_post_without_the_csrf_token_is_refused(
+    seeded: Federation, seeded_fra: Console
+) -> None:
     refused = [
-        await fra.post("/lookup.json", {"serial": "GLK-12345", "case_reference": CASE}, csrf=""),
-        await upload(fra, SEIZED, csrf=""),
-        await upload(fra, SEIZED, csrf="forged"),
-        await fra.post("/peers/DEU/revoke", {"confirm": "yes"}, csrf=""),
-        await fra.post("/peers/DEU/policy", {"services": "traces"}, csrf=""),
-        await fra.post("/peers", {"url": fed["DEU"].url, "country": "DEU"}, csrf=""),
+        await seeded_fra.post(
+            "/lookup.json", {"serial": "GLK-12345", "case_reference": CASE}, csrf=""
+        ),
+        await upload(seeded_fra, SEIZED, csrf=""),
+        await upload(seeded_fra, SEIZED, csrf="forged"),
+        await seeded_fra.post("/peers/DEU/revoke", {"confirm": "yes"}, csrf=""),
+        await seeded_fra.post("/peers/DEU/policy", {"services": "traces"}, csrf=""),
+        await seeded_fra.post("/peers", {"url": seeded["DEU"].url, "country": "DEU"}, csrf=""),
     ]
     for response in refused:
         assert response.status == 403
         text = await response.text()
         assert '"code": "csrf"' in text or 'data-code="csrf"' in text
-    peer = await fed["FRA"].n.peers.get("DEU")
+    peer = await seeded["FRA"].n.peers.get("DEU")
     assert peer.status is PeerStatus.ACTIVE and Service.TRACES not in peer.policy
-    assert await lookup_queries(fra) == []
+    assert await lookup_queries(seeded_fra) == []
 
 
 async def test_without_the_signing_key_the_lookup_page_explains(fed: Federation) -> None:
@@ -386,6 +396,7 @@ def test_results_put_hits_first_and_show_every_hit() -> None:
 
 
 @pytest.mark.browser
+@pytest.mark.http
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed")
 async def test_an_officer_looks_up_a_serial_in_a_real_browser(fed: Federation) -> None:
     await fed["FRA"].n.users.add_user(

@@ -23,6 +23,7 @@ from node.protocol.model import Service
 from node.records.model import RecordInput
 from node.records.serials import canonicalise_serial
 from node.terminal import json_line, shown
+from tests.conftest import wants_http
 from tests.harness import Federation, run_cli
 
 #: Clears the screen, returns the cursor, starts an 8-bit CSI, reverses the text after it.
@@ -39,9 +40,9 @@ def assert_harmless(output: str) -> None:
 
 
 @pytest.fixture
-async def fed(tmp_path: Path) -> AsyncIterator[Federation]:
+async def fed(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Federation]:
     """FRA and DEU, peers with hit details; DEU's record of GLK-12345 carries HOSTILE."""
-    federation = Federation(tmp_path)
+    federation = Federation(tmp_path, http=wants_http(request))
     for country in ("FRA", "DEU"):
         await federation.add(country)
     await federation.peer_all(Service.LOOKUPS, Service.HIT_DETAILS)
@@ -58,6 +59,7 @@ async def fed(tmp_path: Path) -> AsyncIterator[Federation]:
     await federation.close()
 
 
+@pytest.mark.http
 async def test_a_hostile_owners_record_fields_are_printed_escaped(fed: Federation) -> None:
     fra = str(fed["FRA"].data_dir)
     code, out, err = await run_cli(
@@ -86,6 +88,7 @@ async def test_a_hostile_owners_record_fields_are_printed_escaped(fed: Federatio
         assert records[0]["notes"] == HOSTILE + "\x7f"
 
 
+@pytest.mark.http
 async def test_a_hostile_owners_nul_is_refused_and_printed_escaped(fed: Federation) -> None:
     """No string of a body may hold NUL (PROTOCOL.md): an owner whose answer holds one
     has answered with invalid data; the refusal is printed harmlessly, nothing is kept."""

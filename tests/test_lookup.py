@@ -34,6 +34,7 @@ from node.protocol.receive import select_key
 from node.protocol.rotation import sign_rotation
 from node.records.model import RecordInput
 from node.records.serials import canonicalise_serial
+from tests.conftest import wants_http
 from tests.harness import (
     ADMIN_PASSWORD,
     Federation,
@@ -48,9 +49,10 @@ CASE = "FR-2026-0042"
 
 
 @pytest.fixture
-async def fed(tmp_path: Path) -> AsyncIterator[Federation]:
+async def fed(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Federation]:
     """FRA, DEU and ITA with records at DEU and ITA (`seeded_federation`)."""
-    federation = await seeded_federation(tmp_path, RateLimitConfig(capacity=50, rate=1))
+    limit = RateLimitConfig(capacity=50, rate=1)
+    federation = await seeded_federation(tmp_path, limit, http=wants_http(request))
     yield federation
     await federation.close()
 
@@ -59,6 +61,7 @@ def by_peer(results: list) -> dict[str, dict]:  # type: ignore[type-arg]
     return {r.peer: r.to_json() for r in results}
 
 
+@pytest.mark.http  # end to end: a lookup over loopback HTTP
 async def test_hit_and_miss(fed: Federation) -> None:
     results = await fed["FRA"].f.lookups.lookup([Query("glk 12345", "glock")], CASE, "officer")
     answers = by_peer(results)
@@ -142,6 +145,7 @@ async def test_rate_limit(fed: Federation) -> None:
     assert answers["DEU"]["result"] == "refused" and "rate_limited" in answers["DEU"]["reason"]
 
 
+@pytest.mark.http  # end to end: delivery to a node that restarts its HTTP server
 @pytest.mark.parametrize("back", ["it greets us", "it answers us"])
 async def test_hit_notice_reaches_a_peer_that_was_down(fed: Federation, back: str) -> None:
     """Queued while DEU was down; sent as soon as DEU is heard from, not after the backoff."""
@@ -173,6 +177,7 @@ async def _post(url: str, data: bytes) -> tuple[int, bytes]:
         return response.status, await response.read()
 
 
+@pytest.mark.http
 @pytest.mark.parametrize(
     "fault",
     ["replay", "tampered", "wrong_recipient", "stale", "too_large", "unknown_type", "malformed"],
@@ -230,6 +235,7 @@ async def test_bad_envelopes_get_signed_errors_and_the_node_keeps_serving(
     assert by_peer(good)["DEU"]["result"] == "hit"
 
 
+@pytest.mark.http
 async def test_lookup_and_hits_from_the_command_line(fed: Federation, tmp_path: Path) -> None:
     fra, deu = str(fed["FRA"].data_dir), str(fed["DEU"].data_dir)
     code, out, err = await run_cli(
@@ -286,6 +292,7 @@ async def test_lookup_and_hits_from_the_command_line(fed: Federation, tmp_path: 
 async def _reinstall(fed: Federation, country: str) -> Member:
     """`country` installs its node afresh (new keys, versions from 1) at the same URL."""
     listen = f"{fed[country].n.config.federation.host}:{fed[country].n.config.federation.port}"
+    url = fed[country].url
     await fed.stop(country)
     data_dir = fed.base / f"{country}-reinstalled"
     await init_node(
@@ -296,7 +303,7 @@ async def _reinstall(fed: Federation, country: str) -> Member:
         federation_listen=listen,
         console_listen=f"127.0.0.1:{free_port()}",
     )
-    fed.members[country] = Member(country, data_dir, fed.clock)
+    fed.members[country] = Member(country, data_dir, fed.clock, url)
     await fed.start(country)
     return fed[country]
 

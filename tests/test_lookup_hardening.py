@@ -27,6 +27,7 @@ from node.protocol.ratelimit import RateLimitConfig
 from node.records.model import RecordInput
 from node.records.serials import canonicalise_serial
 from node.store.work import StoreWork
+from tests.conftest import MODULE_LOOP
 from tests.harness import Federation, seeded_federation
 
 CASE = "FR-2026-0311"
@@ -229,6 +230,7 @@ async def test_the_cryptography_of_a_bulk_lookup_runs_off_the_event_loop(
     assert (ran.count("_blind_all"), ran.count("_finish")) == (2, 2)
 
 
+@MODULE_LOOP
 @pytest.mark.parametrize(
     ("query", "case", "field"),
     [
@@ -239,9 +241,9 @@ async def test_the_cryptography_of_a_bulk_lookup_runs_off_the_event_loop(
     ],
 )
 async def test_the_querier_refuses_control_characters_before_anything_is_sent(
-    fed: Federation, query: Query, case: str, field: str
+    seeded: Federation, query: Query, case: str, field: str
 ) -> None:
     with pytest.raises(ValidationError) as refused:
-        await fed["FRA"].f.lookups.lookup([query], case, "officer")
+        await seeded["FRA"].f.lookups.lookup([query], case, "officer")
     assert refused.value.field == field and "control character" in str(refused.value)
-    assert await fed["DEU"].n.audit.recent(actor="peer:FRA") == []
+    assert await seeded["DEU"].n.audit.recent(actor="peer:FRA") == []

@@ -1,4 +1,4 @@
-"""Peers and trust: added by URL and fingerprint, policy, revocation; over loopback HTTP."""
+"""Peers and trust: added by URL and fingerprint, policy, revocation (CLI over loopback HTTP)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ from node.errors import ConflictError, NotFoundError, ValidationError
 from node.lookup import oprf
 from node.protocol.model import DEFAULT_POLICY, PeerStatus, Service
 from node.protocol.transport import PeerUnreachableError
+from tests.conftest import wants_http
 from tests.harness import Federation, free_port, run_cli
 
 
 @pytest.fixture
-async def fed(tmp_path: Path) -> AsyncIterator[Federation]:
-    federation = Federation(tmp_path)
+async def fed(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Federation]:
+    federation = Federation(tmp_path, http=wants_http(request))
     for country in ("FRA", "DEU", "ITA"):
         await federation.add(country)
     yield federation
@@ -72,6 +73,7 @@ async def test_policy_revoke_and_add_again(fed: Federation) -> None:
         await fra.n.peers.revoke("ESP", "admin")
 
 
+@pytest.mark.http
 async def test_peers_from_the_command_line(fed: Federation) -> None:
     fra, deu = fed["FRA"], fed["DEU"]
     data = str(fra.data_dir)

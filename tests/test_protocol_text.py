@@ -12,7 +12,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import msgspec
 import pytest
 
@@ -24,7 +23,9 @@ from node.lookup.querier import RECORD_KEYS
 from node.protocol.descriptor import check_current, verify_descriptor
 from node.protocol.messages import Answer, Message, Request
 from node.protocol.model import Service
+from node.protocol.transport import DESCRIPTOR_PATH
 from node.records.serials import LOOKALIKES, assigned_in_pinned_unicode, canonicalise_serial
+from tests.conftest import MODULE_LOOP
 from tests.harness import Federation
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -80,12 +81,12 @@ def table_row(request: type[Request[Any]]) -> str:
     )
 
 
-def test_the_message_table_is_the_registry_s(fed: Federation) -> None:
+def test_the_message_table_is_the_registry_s(seeded: Federation) -> None:
     """PROTOCOL.md §2.3's table, row for row, is what the node's registered classes say."""
     text = (DOCS / "PROTOCOL.md").read_text(encoding="utf-8")
     block = text.split("<!-- message-table -->\n", 1)[1].split("\n\n", 1)[0]
     documented = block.splitlines()[2:]
-    registered = [table_row(r) for r in fed["DEU"].f.dispatcher.requests]
+    registered = [table_row(r) for r in seeded["DEU"].f.dispatcher.requests]
     assert sorted(documented) == sorted(registered)
 
 
@@ -143,14 +144,17 @@ async def test_ping_is_answered_pong_whatever_the_policy(fed: Federation) -> Non
     assert signed.body == {"ref": signed.body["ref"]} and len(signed.body["ref"]) == 16
 
 
+@MODULE_LOOP
 @pytest.mark.parametrize("count", [0, 10_001])
 async def test_a_batch_outside_one_to_ten_thousand_is_malformed(
-    fed: Federation, count: int
+    seeded: Federation, count: int
 ) -> None:
-    peer = await fed["FRA"].n.peers.get("DEU")
-    element = _value("elements", "", fed)[0]
+    peer = await seeded["FRA"].n.peers.get("DEU")
+    element = _value("elements", "", seeded)[0]
     with pytest.raises(PeerRefusedError) as refused:
-        await fed["FRA"].f.client.request(peer, "lookup.evaluate", {"elements": [element] * count})
+        await seeded["FRA"].f.client.request(
+            peer, "lookup.evaluate", {"elements": [element] * count}
+        )
     assert refused.value.peer_code == "malformed"
 
 
@@ -202,11 +206,8 @@ async def test_a_rotation_is_not_followed_from_a_descriptor_outside_its_validity
         with pytest.raises(ValidationError, match="is valid from"):
             await fed["FRA"].n.peers.follow_rotation("DEU")
         assert (await fed["FRA"].n.peers.get("DEU")).signing_key == old
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(deu.url + "/federation/v1/descriptor") as response,
-        ):
-            descriptor = verify_descriptor(await response.read())
+        data = await fed["FRA"].n.transport.get(deu.url + DESCRIPTOR_PATH, 16 * 1024)
+        descriptor = verify_descriptor(data)
         check_current(descriptor, "DEU", deu.url, deu.clock.now())
         with pytest.raises(ValidationError, match="says it is DEU, not ITA"):
             check_current(descriptor, "ITA", deu.url, deu.clock.now())

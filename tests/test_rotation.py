@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import aiohttp
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -20,6 +19,7 @@ from node.protocol.envelope import ERROR, decode_error, open_envelope, seal, to_
 from node.protocol.model import Service
 from node.protocol.receive import select_key
 from node.protocol.rotation import sign_rotation, verify_rotation
+from node.protocol.transport import MESSAGES_PATH
 from tests.harness import Federation
 
 
@@ -44,11 +44,7 @@ async def _post_as_deu(fed: Federation, key: object) -> str:
         pack({"since": None}),  # type: ignore[arg-type]
         timestamp_ms=to_ms(fra.clock.now()),
     )
-    async with (
-        aiohttp.ClientSession() as s,
-        s.post(fra.url + "/federation/v1/messages", data=data) as r,
-    ):
-        answer = await r.read()
+    answer = await fed["DEU"].n.transport.post(fra.url + MESSAGES_PATH, data, 1 << 20)
     deu_peer = await fed["DEU"].n.peers.get("FRA")
     envelope = open_envelope(
         answer,

@@ -54,9 +54,8 @@ from node.protocol.envelope import (
 from node.protocol.messages import A, AnyAnswer, Hello, Request, answer_class, decode, encode
 from node.protocol.model import OutboxMessage, Peer, PeerStatus
 from node.protocol.receive import PeerRegistry, select_key
-from node.protocol.transport import PeerTransport, PeerUnreachableError
+from node.protocol.transport import MESSAGES_PATH, PeerTransport, PeerUnreachableError
 
-MESSAGES_PATH = "/federation/v1/messages"
 #: The largest `index` answer read (a full index of 2 million records is about 8.4 MB);
 #: every other answer is held to the node's envelope limit (`federation.max_envelope_bytes`).
 INDEX_MAX_BYTES = 16 << 20

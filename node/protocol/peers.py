@@ -22,9 +22,8 @@ from node.protocol.keys import fingerprint
 from node.protocol.model import DEFAULT_POLICY, Peer, PeerStatus, Reachability, Service
 from node.protocol.rotation import verify_rotation
 from node.protocol.storage import PeerStorage
-from node.protocol.transport import PeerTransport
+from node.protocol.transport import DESCRIPTOR_PATH, PeerTransport
 
-DESCRIPTOR_PATH = "/federation/v1/descriptor"
 MAX_DESCRIPTOR_BYTES = 16 * 1024
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 #: A failure's reason as kept with the peer (transport messages may quote an answer).

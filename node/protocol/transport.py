@@ -1,10 +1,11 @@
 """How this node reaches its peers: the `PeerTransport` protocol.
 
 Domain code depends on this protocol only; the node uses its HTTP
-implementation (`node.web.http_transport`), and tests may hand in an
-in-memory one. Every peer answer is a signed envelope even when the HTTP
-status says "error", so `post` returns the body whatever the status; the
-caller verifies it. A peer that does not answer raises `PeerUnreachableError`.
+implementation (`node.web.http_transport`); nodes in one process can reach
+each other in memory (`node.protocol.memory`). Every peer answer is a signed
+envelope even when the HTTP status says "error", so `post` returns the body
+whatever the status; the caller verifies it. A peer that does not answer
+raises `PeerUnreachableError`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,11 @@ from typing import Protocol
 
 from node.errors import PeerUnreachableError
 
-__all__ = ["PeerTransport", "PeerUnreachableError"]
+__all__ = ["DESCRIPTOR_PATH", "MESSAGES_PATH", "PeerTransport", "PeerUnreachableError"]
+
+#: Where a node serves its signed descriptor (GET) and takes messages (POST), under its URL.
+DESCRIPTOR_PATH = "/federation/v1/descriptor"
+MESSAGES_PATH = "/federation/v1/messages"
 
 
 class PeerTransport(Protocol):

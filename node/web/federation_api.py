@@ -1,7 +1,8 @@
 """The federation HTTP API (aiohttp): health, the signed descriptor, and messages.
 
 `POST /federation/v1/messages` takes one envelope and answers one signed
-envelope (an answer or an error); the HTTP status is only a hint.
+envelope (an answer or an error); the HTTP status is only a hint. What is
+answered is `node.app.FederationApi`'s, as over the in-memory transport.
 """
 
 from __future__ import annotations
@@ -9,10 +10,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from node import __version__
-from node.app import Federation, Node
-from node.identity import load_rotation
-from node.protocol.descriptor import PROTOCOL_VERSIONS, sign_descriptor
+from node.app import Federation, FederationApi, Node
+from node.protocol.descriptor import PROTOCOL_VERSIONS
 from node.protocol.keys import fingerprint
+from node.protocol.transport import DESCRIPTOR_PATH, MESSAGES_PATH
 from node.web.guard import connection_middleware
 
 MSGPACK = "application/msgpack"
@@ -21,7 +22,7 @@ MSGPACK = "application/msgpack"
 def build_federation_app(node: Node, fed: Federation) -> web.Application:
     """The aiohttp application peers talk to."""
     app = web.Application(middlewares=[connection_middleware])
-
+    api = FederationApi(node, fed)
     limit = node.config.max_envelope_bytes
 
     async def messages(request: web.Request) -> web.Response:
@@ -32,7 +33,7 @@ def build_federation_app(node: Node, fed: Federation) -> web.Application:
             if not chunk:
                 break
             data += chunk
-        status, answer = await fed.dispatcher.handle(bytes(data))
+        status, answer = await api.message(bytes(data))
         return web.Response(status=status, body=answer, content_type=MSGPACK)
 
     async def health(_request: web.Request) -> web.Response:
@@ -47,17 +48,9 @@ def build_federation_app(node: Node, fed: Federation) -> web.Application:
         )
 
     async def descriptor(_request: web.Request) -> web.Response:
-        body = sign_descriptor(
-            fed.signing_key,
-            node.config.country,
-            node.config.public_url,
-            node.clock.now(),
-            node.oprf_public_key,
-            load_rotation(node.config.data_dir),
-        )
-        return web.Response(body=body, content_type=MSGPACK)
+        return web.Response(body=api.descriptor(), content_type=MSGPACK)
 
     app.router.add_get("/federation/v1/health", health)
-    app.router.add_get("/federation/v1/descriptor", descriptor)
-    app.router.add_post("/federation/v1/messages", messages)
+    app.router.add_get(DESCRIPTOR_PATH, descriptor)
+    app.router.add_post(MESSAGES_PATH, messages)
     return app

@@ -330,7 +330,7 @@ async def bench(
     evaluations = 2 * (1 + 2 * (WARMUP + lookups) + bulk)
     default = RateLimitConfig()
     limit = None if evaluations <= default.capacity else RateLimitConfig(capacity=evaluations)
-    fed = Federation(workdir / "federation", rate_limit=limit)
+    fed = Federation(workdir / "federation", rate_limit=limit, http=True)
     try:
         querier, owner = await fed.add("FRA"), await fed.add("DEU")
         await fed.peer_all(Service.LOOKUPS, Service.HIT_DETAILS)
