@@ -1,6 +1,7 @@
-"""The `trace` commands, run as a user runs them, against real nodes on loopback HTTP:
-FRA starts traces with the CLI, ITA and DEU answer (from custody or by an officer with
-the CLI), the harness delivers the outboxes (`settle`)."""
+"""The `trace` commands, run as a user runs them (a real process), against the harness's
+nodes: FRA starts traces with the CLI, ITA and DEU answer (from custody or by an officer
+with the CLI); what the CLI queued in a node's outbox the harness delivers (`settle`), as
+the running node would."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from node.trace.receipts import Outcome
 from node.trace.request import CrimeCategory, Priority
 from tests.harness import Federation, run_cli
 from tests.test_cli import HEAVY, _loaded, _modules_after
-from tests.test_trace_hop import custody, event, settle
+from tests.test_trace_hop import custody, event
 
 NEW = [
     *("trace", "new", "--serial", "B-1", "--make", "Beretta", "--recovered-at", "Lyon"),
@@ -74,7 +75,7 @@ async def test_an_incomplete_request_is_not_sent_unless_forced(fed: Federation) 
     code, out, err = await cli(fed, "FRA", *NEW, "--to", "ITA", "--force", "date unknown")
     assert code == 0, err
     assert "incomplete: recovered_on" in out and "queued for ITA" in out
-    await settle(fed)
+    await fed.settle()
     (listed,) = [
         json.loads(line)
         for line in (await cli(fed, "FRA", "trace", "list", "--json"))[1].splitlines()
@@ -91,7 +92,7 @@ async def test_a_forced_chain_shows_verifies_and_exports(fed: Federation, tmp_pa
     )
     assert started["sent"] is True and started["findings"] == [] and started["first_hop"] == "ITA"
     trace = started["trace_id"]
-    await settle(fed)
+    await fed.settle()
 
     shown = await cli_json(fed, "FRA", "trace", "show", trace)
     assert shown["status"] == "answered" and shown["valid"] is True
@@ -142,7 +143,7 @@ async def test_an_officer_answers_with_the_cli(fed: Federation) -> None:
         "ITA",
     )
     trace = started["trace_id"]
-    await settle(fed)
+    await fed.settle()
     code, out, _ = await cli(fed, "ITA", "trace", "list", "--incoming", "--json")
     (queued,) = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and queued["trace_id"] == trace and queued["status"] == "queued"
@@ -151,7 +152,7 @@ async def test_an_officer_answers_with_the_cli(fed: Federation) -> None:
         fed, "ITA", "trace", "answer", trace, "--outcome", "not_found", "--details", "no entry"
     )
     assert code == 0, err
-    await settle(fed)
+    await fed.settle()
     shown = await cli_json(fed, "FRA", "trace", "show", trace)
     assert shown["status"] == "answered"
     (hop,) = shown["hops"]
@@ -176,7 +177,7 @@ async def test_a_trace_from_one_of_our_records(fed: Federation, tmp_path: Path) 
         fed, "FRA", "trace", "new", "--from-record", str(record["id"]), "--crime", "robbery"
     )
     assert started["sent"] is True and started["findings"] == [] and started["first_hop"] == "ITA"
-    await settle(fed)
+    await fed.settle()
     shown = await cli_json(fed, "FRA", "trace", "show", started["trace_id"])
     assert [h["country"] for h in shown["hops"]] == ["ITA", "DEU"]
     code, _, err = await cli(fed, "FRA", "trace", "new", "--from-record", "99", "--crime", "other")
