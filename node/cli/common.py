@@ -34,6 +34,8 @@ EXIT_USAGE = 2
 #: A database this code cannot use: a usage problem, fixed by `iarms-node migrate`.
 EXIT_SCHEMA = 2
 EXIT_REJECTED_ROWS = 3
+#: A trace request refused as incomplete (`trace new` without `--force`): nothing sent.
+EXIT_INCOMPLETE = 3
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what `set -o pipefail` scripts expect of `| head`
 DATA_DIR_ENV = "IARMS_DATA_DIR"
@@ -116,6 +118,17 @@ def write_error(error: OSError, target: Path) -> IarmsError:
     if error.errno == errno.ENOSPC:
         return disk_full(error, target)
     return ValidationError(f"cannot write {target}: {error.strerror}")
+
+
+def write_new(path: Path, data: bytes) -> None:
+    """Write `data` to a new file at `path`; refuse to overwrite one that exists."""
+    try:
+        with path.open("xb") as f:
+            f.write(data)
+    except FileExistsError:
+        raise ValidationError(f"{path} exists; refusing to overwrite it") from None
+    except OSError as e:
+        raise write_error(e, path) from e
 
 
 def secret_file(path: Path | None, what: str) -> str | None:

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from node.cli.common import MAX_ID, count, echo, open_node, print_json, write_error
+from node.cli.common import MAX_ID, count, echo, open_node, print_json, write_new
 from node.errors import ValidationError
 
 
@@ -73,13 +73,7 @@ async def cmd_evidence_show(args: argparse.Namespace) -> int:
 async def cmd_evidence_export(args: argparse.Namespace) -> int:
     async with open_node(args) as node:
         entry, _ = await node.evidence.open(args.id)  # export only what verifies
-    try:
-        with args.out.open("xb") as f:
-            f.write(entry.bundle)
-    except FileExistsError:
-        raise ValidationError(f"{args.out} exists; refusing to overwrite it") from None
-    except OSError as e:
-        raise write_error(e, args.out) from e
+    write_new(args.out, entry.bundle)
     echo(f"wrote evidence {entry.id} ({len(entry.bundle)} bytes) to {args.out}")
     return 0
 

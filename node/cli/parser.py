@@ -12,7 +12,17 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from node.cli import audit, custody, evidence, lifecycle, lookups, peers, records, users
+from node.cli import (
+    audit,
+    custody,
+    evidence,
+    lifecycle,
+    lookups,
+    peers,
+    records,
+    trace,
+    users,
+)
 from node.cli.common import (
     DATA_DIR_ENV,
     EXIT_BROKEN_PIPE,
@@ -28,7 +38,7 @@ from node.errors import IarmsError, SchemaVersionError
 from node.terminal import shown
 
 #: The command groups, in the order `--help` lists them.
-GROUPS = (lifecycle, records, custody, users, peers, lookups, evidence, audit)
+GROUPS = (lifecycle, records, custody, users, peers, lookups, evidence, trace, audit)
 
 
 class _Parser(argparse.ArgumentParser):

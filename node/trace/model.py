@@ -136,6 +136,14 @@ class StoredTrace:
     note: str
     force_reason: str
 
+    def overdue(self, now: datetime) -> bool:
+        """Whether a hop's trace still waits here for an answer past its deadline."""
+        return (
+            self.status in (TraceStatus.QUEUED, TraceStatus.WAITING)
+            and self.deadline_at is not None
+            and self.deadline_at < now
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class TraceItem:

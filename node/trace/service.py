@@ -27,6 +27,7 @@ from node.protocol.model import PeerStatus
 from node.protocol.peers import PeersService
 from node.records.reference import ReferenceTable
 from node.trace.chain import ChainReport, verify_chain
+from node.trace.export import export_chain
 from node.trace.hop import HOP_DEADLINES, peer_keys
 from node.trace.messages import TraceRequest
 from node.trace.model import ItemKind, StoredTrace, TraceItem, TraceStatus
@@ -196,6 +197,32 @@ class TraceService(Generic[W]):
         public = self._key.public_key().public_bytes_raw()
         resolve, _known = await peer_keys(self._peers, self._me, public)
         return verify_chain(trace.request, receipts, answers, resolve)
+
+    async def list_traces(
+        self, incoming: bool, status: TraceStatus | None = None
+    ) -> list[StoredTrace]:
+        """Traces we started (or, if `incoming`, received as a hop), newest first."""
+        traces = await self._store.list_traces(status)
+        return [t for t in traces if (t.position > 0) == incoming]
+
+    async def export(self, trace_id: bytes) -> bytes:
+        """The chain of a trace we started as a file anyone can check (`node.trace.export`).
+
+        Each country's key is the one we know now (ours, our peers'), with no rotation: a
+        hop signed by a key its country has since replaced, or by a country that is not
+        our peer, is reported by `verify_file` as unverified.
+        """
+        trace = await self._trace(trace_id)
+        items = await self._store.get_items(trace.id)
+        receipts, answers = latest_chain(items)
+        on_chain = {trace.originator, *(item.country for item in items)}
+        keys: dict[str, tuple[bytes, list[bytes]]] = {
+            self._me: (self._key.public_key().public_bytes_raw(), [])
+        }
+        for peer in await self._peers.list_peers():
+            keys.setdefault(peer.country, (peer.signing_key, []))
+        chosen = {country: key for country, key in keys.items() if country in on_chain}
+        return export_chain(trace.request, receipts, answers, chosen)
 
     async def show(self, trace_id: bytes) -> TraceView:
         """Where a trace we started stands, hop by hop."""
