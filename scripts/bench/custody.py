@@ -88,7 +88,7 @@ async def bench(n: int, lookups: int, workdir: Path) -> dict[str, float | int]:
         "created": report.created,
         "rejected": report.rejected,
         "generate_s": round(generate_s, 3),
-        "import_s": round(import_s, 1),
+        "import_s": round(import_s, 3),
         "import_events_per_s": round(report.rows / import_s),
         "db_bytes_per_event": round(db_bytes / max(report.created, 1)),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
