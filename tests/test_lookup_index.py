@@ -264,3 +264,16 @@ async def test_the_served_index_follows_a_record_change_without_waiting_for_the_
         stop.set()
         await follower
     assert published.empty()  # no refresh without a change
+
+
+async def test_outputs_of_records_deleted_meanwhile_are_not_stored(node: Node) -> None:
+    kept, gone = [
+        await node.records.create(RecordInput(f"DEL-{i}", "CZ", "pistol", "stolen"), "t")
+        for i in range(2)
+    ]
+    await node.records.delete(gone.id, gone.version, "duplicate", "t")
+    await node.lookups_store.add_outputs(
+        [(r.id, r.serial_canonical, bytes([i]) * 64) for i, r in enumerate((kept, gone))]
+    )
+    await node.lookups_store.add_outputs([(kept.id, kept.serial_canonical, bytes(64))])  # again
+    assert await node.lookups_store.get_prefixes() == [bytes(8)]

@@ -31,6 +31,12 @@ _pi = table(PeerIndexRow)
 _peers = table(PeerRow)
 _h = table(HitRow)
 _HIT_FIELDS = tuple(c.name for c in _h.c if c.name != "id")
+#: SQLite: an output whose record still exists (one row of an executemany).
+_ADD_LIVE_OUTPUT = (
+    "INSERT INTO record_outputs (record_id, serial_canonical, prefix, output) "
+    "SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM records WHERE id = ?) "
+    "ON CONFLICT (record_id) DO NOTHING"
+)
 
 
 def _hit(row: Row[Any]) -> Hit:
@@ -88,6 +94,13 @@ class LookupStore:
     async def add_outputs(self, outputs: list[tuple[int, str, bytes]]) -> None:
         """Store OPRF outputs: (record id, the canonical serial evaluated, its output);
         records deleted meanwhile are skipped."""
+        if not outputs:
+            return
+        if self._db.dialect == "sqlite":  # one executemany, each row checked by primary key
+            params = [(rid, serial, out[:8], out, rid) for rid, serial, out in outputs]
+            async with self._db.write() as conn:
+                await conn.exec_driver_sql(_ADD_LIVE_OUTPUT, params)
+            return
         rows = [
             {"record_id": rid, "serial_canonical": serial, "prefix": out[:8], "output": out}
             for rid, serial, out in outputs
