@@ -18,12 +18,11 @@ from node.errors import PeerRefusedError, ValidationError
 from node.lookup import oprf
 from node.lookup import owner as lookup_owner
 from node.lookup import querier as lookup_module
-from node.lookup.owner import rate_limited
 from node.lookup.querier import Query
 from node.protocol.client import pack
 from node.protocol.delivery import Outcome
 from node.protocol.model import OutboxStatus, Service
-from node.protocol.ratelimit import RateLimitConfig
+from node.protocol.ratelimit import RateLimitConfig, rate_limited
 from node.records.model import RecordInput
 from node.records.serials import canonicalise_serial
 from node.store.work import StoreWork

@@ -29,12 +29,11 @@ elements are evaluated), so an attempt with invalid elements is recorded too.
 from __future__ import annotations
 
 import asyncio
-import math
 from typing import TypeVar
 
 from node.auditing import AuditEvent, AuditLog
 from node.clock import Clock
-from node.errors import OprfError, RateLimitedError
+from node.errors import OprfError
 from node.lookup import oprf
 from node.lookup.messages import (
     MAX_RECORDS,
@@ -63,13 +62,6 @@ MINIMAL_FIELDS = ("status",)
 MAX_CONFIRMED_RECORDS = MAX_RECORDS
 #: ... and at most this many bytes of them, so that its answer stays under 1 MiB.
 MAX_CONFIRMED_BYTES = 900_000
-
-
-def rate_limited(country: str, count: int, wait: float, what: str = "evaluations") -> str:
-    """Why `count` `what` are refused: when they would fit, rounded up, or never."""
-    if wait == float("inf"):
-        return f"{count} {what} exceed {country}'s burst limit; send fewer at once"
-    return f"{count} {what} exceed {country}'s rate limit; retry in {math.ceil(wait)} s"
 
 
 def _disclosed(rows: list[dict[str, str]], detailed: bool) -> list[dict[str, str]]:
@@ -139,9 +131,7 @@ class LookupResponder:
 
     def _charge(self, peer: Peer, count: int, what: str) -> None:
         """Take `count` evaluations from the peer's bucket, or refuse the message whole."""
-        wait = self._buckets.take(peer.country, count, self._clock.now().timestamp())
-        if wait:
-            raise RateLimitedError(rate_limited(peer.country, count, wait, what))
+        self._buckets.charge(peer.country, count, self._clock.now().timestamp(), what)
 
     async def evaluate(self, message: LookupEvaluate, peer: Peer) -> LookupEvaluated:
         """Blind VOPRF evaluation with one batched proof (charged by `_admit_evaluation`)."""

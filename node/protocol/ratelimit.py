@@ -9,8 +9,11 @@ the config). Pure: time is passed in.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from node.errors import RateLimitedError
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,3 +75,16 @@ class TokenBuckets:
             bucket.tokens -= cost
             return 0.0
         return (cost - bucket.tokens) / cfg.rate
+
+    def charge(self, peer: str, cost: int, now: float, what: str) -> None:
+        """`take`, or refuse the whole message with `RateLimitedError` saying when it fits."""
+        wait = self.take(peer, cost, now)
+        if wait:
+            raise RateLimitedError(rate_limited(peer, cost, wait, what))
+
+
+def rate_limited(country: str, count: int, wait: float, what: str = "evaluations") -> str:
+    """Why `count` `what` are refused: when they would fit, rounded up, or never."""
+    if wait == float("inf"):
+        return f"{count} {what} exceed {country}'s burst limit; send fewer at once"
+    return f"{count} {what} exceed {country}'s rate limit; retry in {math.ceil(wait)} s"
