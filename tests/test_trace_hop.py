@@ -13,7 +13,8 @@ import msgspec
 import pytest
 
 from node.errors import IncompleteTraceError, PeerRefusedError
-from node.protocol.model import Service
+from node.protocol.model import OutboxStatus, Service
+from node.protocol.ratelimit import RateLimitConfig, TokenBuckets
 from node.trace.model import CUSTODY_COLUMNS, TraceStatus
 from node.trace.receipts import Outcome
 from node.trace.request import TraceRequestFields, TraceRequestInput, check_request
@@ -32,18 +33,6 @@ async def custody(fed: Federation, country: str, tmp_path: Path, *lines: str) ->
     path.write_text(HEADER + "".join(lines), encoding="utf-8")
     report = await fed[country].n.custody.imports.import_csv(path, ACTOR)
     assert report.created == len(lines)
-
-
-async def settle(fed: Federation) -> None:
-    """Deliver every node's outbox until nothing moves."""
-    for _ in range(30):
-        moved = 0
-        for member in fed.members.values():
-            if member.node is not None:
-                moved += await member.n.delivery.deliver_due(member.f.client)
-        if not moved:
-            return
-    raise AssertionError("the federation did not settle")
 
 
 def fields(fed: Federation, serial: str = "B-1", **extra: Any) -> TraceRequestFields:
@@ -92,7 +81,7 @@ async def test_a_three_hop_chain_is_answered_automatically_and_verifies(
 ) -> None:
     started = await chain["FRA"].f.traces.start(fields(chain), ACTOR)
     assert started.first_hop == "ITA"
-    await settle(chain)
+    await chain.settle()
     view = await chain["FRA"].f.traces.show(started.trace_id)
     hops = [(h.country, h.outcome, h.next_country) for h in view.report.hops]
     assert hops == [
@@ -112,7 +101,7 @@ async def test_a_hop_without_events_queues_for_an_officer(chain: Federation) -> 
         fields(chain, serial="Z-9"),
         ACTOR,
     )
-    await settle(chain)
+    await chain.settle()
     at_ita = await chain["ITA"].f.trace_hop.keys()  # ITA holds its peers' keys
     assert "FRA" in at_ita[1]
     view = await chain["FRA"].f.traces.show(started.trace_id)
@@ -121,7 +110,7 @@ async def test_a_hop_without_events_queues_for_an_officer(chain: Federation) -> 
     await chain["ITA"].f.trace_hop.answer(
         started.trace_id, Outcome.NOT_FOUND, {"reason": "no such serial"}, None, "officer"
     )
-    await settle(chain)
+    await chain.settle()
     view = await chain["FRA"].f.traces.show(started.trace_id)
     assert [(h.country, h.outcome) for h in view.report.hops] == [("ITA", Outcome.NOT_FOUND)]
     assert view.status is TraceStatus.ANSWERED
@@ -133,7 +122,7 @@ async def test_a_loop_is_refused_with_end_of_chain(chain: Federation, tmp_path: 
     loop.mkdir()
     await custody(chain, "AUT", loop, event("exported", "2021-01-01", "Armi", "ITA"))
     started = await chain["FRA"].f.traces.start(fields(chain), ACTOR)
-    await settle(chain)
+    await chain.settle()
     view = await chain["FRA"].f.traces.show(started.trace_id)
     last = view.report.hops[-1]
     assert (last.country, last.outcome) == ("AUT", Outcome.END_OF_CHAIN)
@@ -158,7 +147,7 @@ async def test_an_incomplete_request_is_refused_unless_forced(chain: Federation)
 async def test_a_peer_without_the_traces_policy_is_refused(chain: Federation) -> None:
     await chain["ITA"].n.peers.set_policy("FRA", {Service.LOOKUPS}, "admin")
     started = await chain["FRA"].f.traces.start(fields(chain), ACTOR)
-    await settle(chain)
+    await chain.settle()
     [dead] = [m for m in await chain["FRA"].n.delivery.messages() if m.type == "trace.request"]
     assert dead.status.value == "dead" and "traces" in (dead.last_error or "")
     assert (await chain["FRA"].f.traces.show(started.trace_id)).report.hops == ()
@@ -197,10 +186,27 @@ async def test_a_redelivered_trace_request_makes_one_receipt(chain: Federation) 
     await chain["FRA"].f.client.request(
         peer, "trace.request", body | {"delivery_id": bytes(range(16))}
     )
-    await settle(chain)
+    await chain.settle()
     trace = await chain["ITA"].f.traces._store.get_trace(started.trace_id, 1)
     assert trace is not None
     items = await chain["ITA"].f.traces._store.get_items(trace.id)
     assert len([i for i in items if i.kind.value == "receipt"]) == 1
     view = await chain["FRA"].f.traces.show(started.trace_id)
     assert len(view.report.hops) == 1
+
+
+async def test_a_flood_of_new_traces_is_slowed_not_stored(chain: Federation) -> None:
+    hop = chain["ITA"].f.trace_hop
+    hop._admitted = TokenBuckets(RateLimitConfig(capacity=1, rate=0.01))  # one per 100 s
+    first = await chain["FRA"].f.traces.start(fields(chain, serial="Z-1"), ACTOR)
+    second = await chain["FRA"].f.traces.start(fields(chain, serial="Z-2"), ACTOR)
+    for member in (chain["FRA"], chain["ITA"]):
+        await member.n.delivery.deliver_due(member.f.client)
+    [waiting] = await chain["FRA"].n.delivery.messages(OutboxStatus.PENDING)
+    assert "rate_limited" in (waiting.last_error or "")
+    assert "new trace requests exceed FRA's rate limit; retry in" in (waiting.last_error or "")
+    assert (await chain["FRA"].f.traces.show(second.trace_id)).report.hops == ()
+    await chain.settle()  # the clock moves on: the second one is admitted
+    for started in (first, second):
+        view = await chain["FRA"].f.traces.show(started.trace_id)
+        assert [h.country for h in view.report.hops] == ["ITA"]

@@ -44,6 +44,7 @@ from node.protocol.envelope import from_ms, key_id, to_ms
 from node.protocol.messages import Ack
 from node.protocol.model import Peer, PeerStatus, Service
 from node.protocol.peers import PeersService
+from node.protocol.ratelimit import RateLimitConfig, TokenBuckets
 from node.records.reference import ReferenceTable
 from node.trace.chain import pending_receipt
 from node.trace.custody import CustodyService
@@ -146,6 +147,10 @@ def item_of(data: bytes) -> TraceItem:
     return TraceItem(statement.position, kind, statement.country, data, digest(data), signed_ms)
 
 
+#: New trace requests one peer may send: a burst, then one every 10 s (360 an hour).
+TRACE_LIMIT = RateLimitConfig(capacity=200, rate=0.1)
+
+
 class TraceHop(Generic[W]):
     """Receives traces, answers them (from custody or by an officer), forwards, relays."""
 
@@ -159,9 +164,11 @@ class TraceHop(Generic[W]):
         reference: ReferenceTable,
         clock: Clock,
         work: Callable[[], AbstractAsyncContextManager[W]],
+        limit: RateLimitConfig = TRACE_LIMIT,
     ) -> None:
         self._me = me
         self._key = signing_key
+        self._admitted = TokenBuckets(limit)
         self._public = signing_key.public_key().public_bytes_raw()
         self._peers = peers
         self._delivery = delivery
@@ -193,6 +200,9 @@ class TraceHop(Generic[W]):
         if await work.get_trace(message.trace_id, message.position) is not None:
             return Ack()  # sent again under another delivery id: handled once
         now = self._clock.now()
+        # Each new trace is stored and may be forwarded: a peer's flood is slowed (its
+        # outbox retries later), never stored.
+        self._admitted.charge(peer.country, 1, now.timestamp(), "new trace requests")
         try:
             _signed, request = read(message.request, RequestStatement)
         except MalformedEnvelopeError as e:
