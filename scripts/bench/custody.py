@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from common import percentiles, positive
-from floors import bare_insert
+from floors import against_bare, bare_insert
 
 from node.app import Node
 from node.clock import SystemClock
@@ -117,11 +117,7 @@ async def bench(n: int, lookups: int, workdir: Path) -> dict[str, float | int]:
         complete,
         now.date(),
     )
-    if stored != report.created:
-        raise RuntimeError(f"the bare insert stored {stored} rows, the import {report.created}")
-    figures["bare_insert_s"] = round(bare_s, 3)
-    figures["bare_insert_events_per_s"] = round(stored / bare_s)
-    figures["import_vs_bare"] = round(report.created / import_s / (stored / bare_s), 3)
+    figures.update(against_bare("events", report.created, import_s, stored, bare_s))
     return figures
 
 

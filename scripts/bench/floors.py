@@ -278,3 +278,17 @@ def bare_insert(
 
 if __name__ == "__main__":
     _worker(Path(sys.argv[1]))
+
+
+def against_bare(
+    noun: str, created: int, import_s: float, stored: int, bare_s: float
+) -> dict[str, float]:
+    """The bare insert's figures and the import's ratio to it (`import_vs_bare`); raises if
+    the bare insert stored another number of rows than the import created."""
+    if stored != created:
+        raise RuntimeError(f"the bare insert stored {stored} rows, the import {created}")
+    return {
+        "bare_insert_s": round(bare_s, 3),
+        f"bare_insert_{noun}_per_s": round(stored / bare_s),
+        "import_vs_bare": round(created / import_s / (stored / bare_s), 3),
+    }
