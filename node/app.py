@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from node.protocol.receive import Receiver
     from node.store.work import StoreWork
     from node.trace.hop import TraceHop
+    from node.trace.reminders import TraceReminders
     from node.trace.service import TraceService
 
 
@@ -185,6 +186,8 @@ class Federation:
     #: Traces we originate, and the hop's side (its officers' answers).
     traces: TraceService[StoreWork]
     trace_hop: TraceHop[StoreWork]
+    #: Reminders to overdue hops of our traces (`sweep`), and a hop's side of them.
+    reminders: TraceReminders[StoreWork]
 
 
 def federation(node: Node, keys: NodeKeys, rate_limit: RateLimitConfig | None = None) -> Federation:
@@ -205,6 +208,7 @@ def federation(node: Node, keys: NodeKeys, rate_limit: RateLimitConfig | None = 
     from node.store.trace import TraceStore
     from node.store.work import unit_of_work
     from node.trace.hop import TraceHop
+    from node.trace.reminders import TraceReminders
     from node.trace.service import TraceService
 
     me, clock, signing_key = node.config.country, node.clock, keys.signing
@@ -234,13 +238,33 @@ def federation(node: Node, keys: NodeKeys, rate_limit: RateLimitConfig | None = 
     )
     responder.register(dispatcher)
     work = unit_of_work(node.db)
+    deadlines = node.config.trace_deadlines
     hop = TraceHop(
-        me, signing_key, node.peers, node.delivery, node.custody, node.reference, clock, work
+        me,
+        signing_key,
+        node.peers,
+        node.delivery,
+        node.custody,
+        node.reference,
+        clock,
+        work,
+        deadlines=deadlines,
     )
     hop.register(dispatcher)
+    trace_store = TraceStore(node.db)
     traces = TraceService(
-        me, signing_key, TraceStore(node.db), node.peers, node.delivery, node.reference, clock, work
+        me,
+        signing_key,
+        trace_store,
+        node.peers,
+        node.delivery,
+        node.reference,
+        clock,
+        work,
+        deadlines,
     )
+    reminders = TraceReminders(me, node.peers, node.delivery, trace_store, clock, work, deadlines)
+    reminders.register(dispatcher)
     lookups = LookupService(
         node.peers,
         client,
@@ -250,7 +274,7 @@ def federation(node: Node, keys: NodeKeys, rate_limit: RateLimitConfig | None = 
         node.evidence,
         clock,
     )
-    return Federation(client, lookups, dispatcher, receiver, signing_key, traces, hop)
+    return Federation(client, lookups, dispatcher, receiver, signing_key, traces, hop, reminders)
 
 
 @dataclass(frozen=True, slots=True)

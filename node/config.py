@@ -48,6 +48,10 @@ max_failed_answers = 5               # a message the peer answers `internal` thi
 login_failures = 10                  # failed sign-ins per client address ...
 login_window_s = 900                 # ... within this window, then refused until it passes
 login_tracked_addresses = 10000      # addresses remembered; the least recently failed go first
+
+[trace]                              # how long each hop has to answer a trace, by priority
+urgent_deadline_s = 86400            # 24 h; at least 60 s and at most routine_deadline_s
+routine_deadline_s = 864000          # 10 days; at most 366 days
 ```
 
 Each listening socket has connection limits, in its own table (`[console]`
@@ -83,6 +87,7 @@ from node.protocol.backoff import BackoffConfig
 from node.protocol.descriptor import check_node_url
 from node.protocol.envelope import DEFAULT_MAX_BYTES, MAX_ENVELOPE_LIMIT
 from node.protocol.ratelimit import RateLimitConfig
+from node.trace.model import TraceDeadlines
 from node.web.limits import CONSOLE_LIMITS, FEDERATION_LIMITS, ConnectionLimits
 
 CONFIG_NAME = "config.toml"
@@ -119,6 +124,7 @@ SECTIONS = {
     },
     "delivery": {"retry_initial_s", "retry_multiplier", "retry_max_s", "max_failed_answers"},
     "keys": {"signing_key", "encrypted", "oprf_key"},
+    "trace": {"urgent_deadline_s", "routine_deadline_s"},
 }
 # Upper bounds that keep the arithmetic on times and token counts in range.
 MAX_COUNT = 1_000_000_000
@@ -200,6 +206,8 @@ class NodeConfig:
     login_throttle: LoginThrottleConfig = field(default_factory=LoginThrottleConfig)
     console_limits: ConnectionLimits = CONSOLE_LIMITS
     federation_limits: ConnectionLimits = FEDERATION_LIMITS
+    #: How long each hop has to answer a trace, by priority.
+    trace_deadlines: TraceDeadlines = field(default_factory=TraceDeadlines)
 
     @property
     def public_key_file(self) -> Path:
@@ -298,6 +306,7 @@ def config_from_dict(raw: dict[str, Any], data_dir: Path, where: str) -> NodeCon
         login_throttle=_login_throttle(raw.get("console", {}), where),
         console_limits=_connections(raw, "console", where, CONSOLE_LIMITS),
         federation_limits=_connections(raw, "federation", where, FEDERATION_LIMITS),
+        trace_deadlines=_trace_deadlines(raw.get("trace", {}), where),
     )
 
 
@@ -321,6 +330,8 @@ RATE = _Bounds(0, MAX_COUNT, above=True)
 SECONDS = _Bounds(0, MAX_SECONDS, above=True)
 MULTIPLIER = _Bounds(1, MAX_MULTIPLIER)
 ENVELOPE_BYTES = _Bounds(DEFAULT_MAX_BYTES, MAX_ENVELOPE_LIMIT, whole=True)
+#: A hop's deadline: a minute at least, so that reminders (one per deadline) never flood.
+DEADLINE_SECONDS = _Bounds(60, MAX_SECONDS)
 
 
 def _number(table: dict[str, Any], key: str, path: str, default: float, bounds: _Bounds) -> float:
@@ -401,6 +412,23 @@ def _login_throttle(section: dict[str, Any], where: str) -> LoginThrottleConfig:
     return LoginThrottleConfig(
         max_failures=int(failures), window=timedelta(seconds=window), max_addresses=int(addresses)
     )
+
+
+def _trace_deadlines(section: dict[str, Any], where: str) -> TraceDeadlines:
+    """`[trace]`: each priority's deadline per hop; an urgent trace's is not the longer."""
+    path, default = f"{where}: trace", TraceDeadlines()
+    urgent = _number(
+        section, "urgent_deadline_s", path, default.urgent.total_seconds(), DEADLINE_SECONDS
+    )
+    routine = _number(
+        section, "routine_deadline_s", path, default.routine.total_seconds(), DEADLINE_SECONDS
+    )
+    if urgent > routine:
+        raise ConfigError(
+            f"{path}.urgent_deadline_s ({urgent:g}) must not exceed "
+            f"trace.routine_deadline_s ({routine:g})"
+        )
+    return TraceDeadlines(urgent=timedelta(seconds=urgent), routine=timedelta(seconds=routine))
 
 
 def _connections(

@@ -14,6 +14,7 @@ from node.app import Federation, Node, federation
 from node.clock import Clock
 from node.errors import ConfigError
 from node.identity import NodeKeys
+from node.trace.reminders import SWEEP_S
 from node.web.federation_api import build_federation_app
 from node.web.guard import serve_app
 from node.web.limits import ConnectionLimits, fit_to_fd_limit
@@ -55,6 +56,15 @@ async def follow_records(
         await node.clock.wait(every_s, changed, stop)
         if changed.is_set() and not stop.is_set():
             await node.clock.sleep(SETTLE_S)  # let a burst of edits or import batches settle
+
+
+async def remind_overdue(
+    node: Node, fed: Federation, stop: asyncio.Event, every_s: float = SWEEP_S
+) -> None:
+    """Until `stop`, remind the hops of our traces whose answer is overdue (PROTOCOL.md
+    §3.7): a sweep now and every `every_s` of the node's clock; what is due is read from
+    the database each time, so a restart neither repeats a reminder nor skips one."""
+    await _every(node.clock, every_s, stop, fed.reminders.sweep)
 
 
 async def _greet(node: Node, fed: Federation) -> None:
@@ -129,6 +139,7 @@ async def serve(node: Node, keys: NodeKeys, announce: Callable[[str], None]) -> 
         asyncio.create_task(node.delivery.run(fed.client, stop)),
         asyncio.create_task(follow_records(node, keys.oprf, stop)),
         asyncio.create_task(_every(node.clock, PRUNE_S, stop, fed.receiver.prune)),
+        asyncio.create_task(remind_overdue(node, fed, stop)),
         asyncio.create_task(_greet(node, fed)),
     ]
     announce(f"console:        http://{node.config.console}/")

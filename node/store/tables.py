@@ -389,6 +389,23 @@ class TraceItemRow(Base):
     __table_args__ = (UniqueConstraint("trace", "item_hash"),)
 
 
+class TraceReminderRow(Base):
+    """The reminders of one hop of a trace: sent to it (on the originator's trace) or
+    received (on the hop's own), how many and the last one's time
+    (node/trace/model.py `HopReminders`)."""
+
+    __tablename__ = "trace_reminders"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    trace: Mapped[int] = mapped_column(ForeignKey("traces.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    country: Mapped[str] = mapped_column(String(3))
+    count: Mapped[int] = mapped_column(Integer)
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("trace", "position"),)
+
+
 def table(cls: type[Base]) -> Table:
     """The Core table behind a mapped class, typed for insert/update/delete."""
     return cast("Table", cls.__table__)

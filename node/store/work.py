@@ -23,8 +23,16 @@ from node.store.audit import append_in
 from node.store.database import Database, Transaction
 from node.store.lookups import add_hits_in
 from node.store.outbox import add_message_in, claim_in, set_answer_in
-from node.store.trace import add_item_in, add_trace_in, get_items_in, get_trace_in, set_trace_in
-from node.trace.model import StoredTrace, TraceItem, TraceStatus
+from node.store.trace import (
+    add_item_in,
+    add_reminder_in,
+    add_trace_in,
+    get_items_in,
+    get_reminders_in,
+    get_trace_in,
+    set_trace_in,
+)
+from node.trace.model import HopReminders, StoredTrace, TraceItem, TraceStatus
 
 
 class StoreWork:
@@ -83,6 +91,14 @@ class StoreWork:
     async def get_items(self, trace: int) -> list[TraceItem]:
         """The trace's items, in the order they were kept."""
         return await get_items_in(self._tx, trace)
+
+    async def add_reminder(self, trace: int, position: int, country: str, at: datetime) -> int:
+        """Count one more reminder of the trace's hop `position`; how many now."""
+        return await add_reminder_in(self._tx, trace, position, country, at)
+
+    async def get_reminders(self, trace: int) -> list[HopReminders]:
+        """The reminders of each hop of the trace, by position."""
+        return await get_reminders_in(self._tx, trace)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Call `callback` once the transaction has committed (never if it rolls back)."""

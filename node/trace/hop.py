@@ -25,7 +25,6 @@ import os
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
-from datetime import timedelta
 from typing import Generic, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -54,6 +53,7 @@ from node.trace.model import (
     EventKind,
     ItemKind,
     StoredTrace,
+    TraceDeadlines,
     TraceItem,
     TraceStatus,
 )
@@ -71,13 +71,10 @@ from node.trace.receipts import (
     sign_receipt,
     verify,
 )
-from node.trace.request import Priority, from_wire
+from node.trace.request import from_wire
 from node.trace.storage import TraceWork
 
 W = TypeVar("W", bound=TraceWork)
-
-#: How long a hop has to answer, by priority (the deadline travels in `trace.request`).
-HOP_DEADLINES = {Priority.URGENT: timedelta(hours=24), Priority.ROUTINE: timedelta(days=10)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +120,15 @@ async def peer_keys(peers: PeersService, me: str, my_key: bytes) -> tuple[KeyRes
     return resolve, set(table)
 
 
+async def active_peer(peers: PeersService, country: str) -> Peer | None:
+    """`country` as our peer, if it is one and not revoked."""
+    try:
+        peer = await peers.get(country)
+    except NotFoundError:
+        return None
+    return peer if peer.status is PeerStatus.ACTIVE else None
+
+
 def open_item(data: bytes) -> tuple[ItemKind, ReceiptStatement | AnswerStatement]:
     """A signed receipt or answer, decoded strictly (not verified).
 
@@ -165,8 +171,10 @@ class TraceHop(Generic[W]):
         clock: Clock,
         work: Callable[[], AbstractAsyncContextManager[W]],
         limit: RateLimitConfig = TRACE_LIMIT,
+        deadlines: TraceDeadlines | None = None,
     ) -> None:
         self._me = me
+        self._deadlines = deadlines or TraceDeadlines()
         self._key = signing_key
         self._admitted = TokenBuckets(limit)
         self._public = signing_key.public_key().public_bytes_raw()
@@ -187,11 +195,7 @@ class TraceHop(Generic[W]):
         return await peer_keys(self._peers, self._me, self._public)
 
     async def _peer(self, country: str) -> Peer | None:
-        try:
-            peer = await self._peers.get(country)
-        except NotFoundError:
-            return None
-        return peer if peer.status is PeerStatus.ACTIVE else None
+        return await active_peer(self._peers, country)
 
     # -- receiving a trace ------------------------------------------------------------
 
@@ -354,7 +358,8 @@ class TraceHop(Generic[W]):
             chain_receipts = [i.item for i in earlier if i.kind is ItemKind.RECEIPT]
             chain_answers = [i.item for i in earlier if i.kind is ItemKind.ANSWER]
             _s, request = read(trace.request, RequestStatement)
-            deadline = now + HOP_DEADLINES[request.fields.priority]
+            # We set the next hop's deadline (PROTOCOL.md §3.7).
+            deadline = now + self._deadlines.period(request.fields.priority)
             await self._delivery.send(
                 forward_to.country,
                 TraceRequest(

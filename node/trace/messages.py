@@ -1,6 +1,6 @@
-"""The messages of traces (PROTOCOL.md §3.7), as typed bodies.
+"""The messages of traces (PROTOCOL.md §2.3's table, §3 and §3.7), as typed bodies.
 
-Both go through the outbox and take effect once per `delivery_id`:
+All go through the outbox and take effect once per `delivery_id`:
 - `trace.request {trace_id, position, request, receipts, answers, deadline_ms,
   delivery_id}` → `ack`: the trace for hop `position`, with the originator's
   signed request and the chain so far (each earlier hop's final receipt and
@@ -8,7 +8,11 @@ Both go through the outbox and take effect once per `delivery_id`:
 - `trace.report {trace_id, item, delivery_id}` → `ack`: a hop's signed
   receipt or answer, toward the originator: straight to it when the hop is
   its peer, else to the hop before, which relays it unchanged.
-Both require the sender's `traces` policy.
+- `trace.reminder {trace_id, position, country, due_ms, delivery_id}` → `ack`:
+  the originator reminds hop `position` (of `country`) that its answer was
+  due at `due_ms`: straight to it when the hop is its peer, else to the
+  first hop, each hop passing it on toward the hop it forwarded the trace to.
+All require the sender's `traces` policy.
 """
 
 from __future__ import annotations
@@ -17,10 +21,15 @@ from typing import Annotated
 
 import msgspec
 
-from node.protocol.messages import Ack, Bin16, Request
+from node.protocol.messages import NUL_FREE, Ack, Bin16, Request
 from node.trace.receipts import MAX_ANSWER_BYTES, MAX_HOPS, MAX_REQUEST_BYTES
 
 _Statement = Annotated[bytes, msgspec.Meta(max_length=MAX_ANSWER_BYTES)]
+_Country = Annotated[str, msgspec.Meta(min_length=3, max_length=3, pattern=NUL_FREE)]
+#: The last millisecond a date can hold (9999-12-31T23:59:59.999Z): a deadline beyond it
+#: is refused as `malformed`, never an overflow of this node's arithmetic.
+MAX_TIME_MS = 253_402_300_799_999
+_Time = Annotated[int, msgspec.Meta(ge=0, le=MAX_TIME_MS)]
 
 
 class TraceRequest(Request[Ack], frozen=True, kw_only=True):
@@ -33,7 +42,7 @@ class TraceRequest(Request[Ack], frozen=True, kw_only=True):
     request: Annotated[bytes, msgspec.Meta(max_length=MAX_REQUEST_BYTES)]
     receipts: Annotated[list[_Statement], msgspec.Meta(max_length=MAX_HOPS)]
     answers: Annotated[list[_Statement], msgspec.Meta(max_length=MAX_HOPS)]
-    deadline_ms: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+    deadline_ms: _Time
     delivery_id: Bin16
 
 
@@ -44,4 +53,16 @@ class TraceReport(Request[Ack], frozen=True, kw_only=True):
     once_by = "delivery_id"
     trace_id: Bin16
     item: _Statement
+    delivery_id: Bin16
+
+
+class TraceReminder(Request[Ack], frozen=True, kw_only=True):
+    """The originator's reminder to a hop whose answer is overdue."""
+
+    wire_type = "trace.reminder"
+    once_by = "delivery_id"
+    trace_id: Bin16
+    position: Annotated[int, msgspec.Meta(ge=1, le=MAX_HOPS)]
+    country: _Country
+    due_ms: _Time
     delivery_id: Bin16

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, fields
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 
 class EventKind(enum.StrEnum):
@@ -137,12 +137,22 @@ class StoredTrace:
     force_reason: str
 
     def overdue(self, now: datetime) -> bool:
-        """Whether a hop's trace still waits here for an answer past its deadline."""
+        """Whether a hop's trace still waits here for its answer past its deadline: queued
+        for an officer, and not waiting for the originator's reply to a question (once the
+        final answer is sent, even if it cannot be forwarded yet, it is not overdue)."""
         return (
-            self.status in (TraceStatus.QUEUED, TraceStatus.WAITING)
+            self.status is TraceStatus.QUEUED
+            and self.outcome != "needs_information"
             and self.deadline_at is not None
             and self.deadline_at < now
         )
+
+    def overdue_seconds(self, now: datetime) -> float:
+        """How late a hop's answer is here, in seconds (0 when `overdue` is false)."""
+        if not self.overdue(now):
+            return 0.0
+        assert self.deadline_at is not None
+        return (now - self.deadline_at).total_seconds()
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,3 +165,35 @@ class TraceItem:
     item: bytes
     item_hash: bytes
     signed_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class TraceDeadlines:
+    """How long a hop has to answer a trace, by priority (`[trace]` in the config; the
+    defaults are eTrace's: 24 h for urgent traces, 7–10 days for routine ones)."""
+
+    urgent: timedelta = timedelta(hours=24)
+    routine: timedelta = timedelta(days=10)
+
+    def period(self, priority: str) -> timedelta:
+        """The deadline of a priority (`node.trace.request.Priority`'s values).
+
+        Raises:
+            ValueError: not a priority.
+        """
+        if priority == "urgent":
+            return self.urgent
+        if priority == "routine":
+            return self.routine
+        raise ValueError(f"not a trace priority: {priority!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class HopReminders:
+    """The reminders of one hop of a trace: those the originator sent it (kept on the
+    originator's trace), or those the hop received (kept on its own)."""
+
+    position: int
+    country: str
+    count: int
+    last_at: datetime

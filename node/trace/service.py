@@ -5,7 +5,9 @@ forced with a reason, which is stored), signs the request and sends
 `trace.request` to the first hop through the outbox, in one unit of work
 with the stored trace and its audit entry. The hops' receipts and answers
 arrive as `trace.report` (`node.trace.hop`), are checked and kept; `show`
-and `verify` read the chain from them with our peers' keys.
+and `verify` read the chain from them with our peers' keys. `show` and
+`listing` also say which hops are late with their answer, and how late
+(`node.trace.deadlines`), and the reminders sent (`node.trace.reminders`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -27,11 +30,19 @@ from node.protocol.model import PeerStatus
 from node.protocol.peers import PeersService
 from node.records.reference import ReferenceTable
 from node.trace.chain import ChainReport, verify_chain
+from node.trace.deadlines import HopDeadline, hop_deadlines
 from node.trace.export import export_chain
-from node.trace.hop import HOP_DEADLINES, peer_keys
+from node.trace.hop import peer_keys
 from node.trace.messages import TraceRequest
-from node.trace.model import ItemKind, StoredTrace, TraceItem, TraceStatus
-from node.trace.receipts import sign_request
+from node.trace.model import (
+    HopReminders,
+    ItemKind,
+    StoredTrace,
+    TraceDeadlines,
+    TraceItem,
+    TraceStatus,
+)
+from node.trace.receipts import ReceiptStatement, read, sign_request
 from node.trace.request import Finding, TraceRequestFields, completeness, first_hop, to_wire
 from node.trace.storage import TraceStorage, TraceWork
 
@@ -49,10 +60,30 @@ class Started:
 
 @dataclass(frozen=True, slots=True)
 class TraceView:
-    """A trace as `show` gives it: where it stands and its chain, checked."""
+    """A trace as `show` gives it: where it stands and its chain, checked, with each hop's
+    deadline and the reminders sent to it."""
 
     trace: StoredTrace
     report: ChainReport
+    deadlines: tuple[HopDeadline, ...] = ()
+    reminders: tuple[HopReminders, ...] = ()
+
+    @property
+    def overdue_seconds(self) -> float:
+        """How late the latest of its hops is with its answer (0: none is)."""
+        return max((d.overdue_seconds for d in self.deadlines), default=0.0)
+
+    def _hop_json(self, hop: dict[str, Any]) -> dict[str, Any]:
+        due = {d.position: d for d in self.deadlines}.get(hop["position"])
+        sent = {r.position: r for r in self.reminders}.get(hop["position"])
+        return (
+            hop
+            | (due.to_json() if due else {"due_at": None, "overdue": False, "overdue_seconds": 0})
+            | {
+                "reminders": sent.count if sent else 0,
+                "reminded_at": sent.last_at.isoformat() if sent else None,
+            }
+        )
 
     @property
     def status(self) -> TraceStatus:
@@ -73,8 +104,50 @@ class TraceView:
             "priority": self.trace.priority,
             "created_at": self.trace.created_at.isoformat(),
             "force_reason": self.trace.force_reason or None,
-            "hops": [hop.to_json() for hop in self.report.hops],
+            "overdue": self.overdue_seconds > 0,
+            "overdue_seconds": round(self.overdue_seconds),
+            "hops": [self._hop_json(hop.to_json()) for hop in self.report.hops],
             "valid": self.report.valid,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TraceEntry:
+    """A trace as `trace list` gives it: where it stands, how late its answer is (one of
+    its hops', for a trace we started; ours, for one we received) and the reminders sent
+    (to its hops) or received (by us)."""
+
+    trace: StoredTrace
+    overdue_seconds: float
+    #: The countries of the hops that are late (a trace we started), in hop order.
+    overdue_hops: tuple[str, ...]
+    reminders: int
+    reminded_at: datetime | None
+
+    @property
+    def overdue(self) -> bool:
+        """Whether an answer is late."""
+        return self.overdue_seconds > 0
+
+    def to_json(self) -> dict[str, Any]:
+        """As `trace list --json` prints it."""
+        t = self.trace
+        return {
+            "trace_id": t.trace_id.hex(),
+            "position": t.position,
+            "originator": t.originator,
+            "from": t.prev_country,
+            "priority": t.priority,
+            "status": t.status.value,
+            "created_at": t.created_at.isoformat(),
+            "deadline_at": t.deadline_at.isoformat() if t.deadline_at else None,
+            "overdue": self.overdue,
+            "overdue_seconds": round(self.overdue_seconds),
+            "overdue_hops": list(self.overdue_hops),
+            "reminders": self.reminders,
+            "reminded_at": self.reminded_at.isoformat() if self.reminded_at else None,
+            "outcome": t.outcome,
+            "next_country": t.next_country,
         }
 
 
@@ -90,6 +163,12 @@ def latest_chain(items: list[TraceItem]) -> tuple[list[bytes], list[bytes]]:
     return [receipts[p].item for p in sorted(receipts)], answers
 
 
+def latest_receipts(items: list[TraceItem]) -> list[ReceiptStatement]:
+    """Each position's latest receipt, in hop order, decoded (not verified: each was
+    checked when it was kept)."""
+    return [read(r, ReceiptStatement)[1] for r in latest_chain(items)[0]]
+
+
 class TraceService(Generic[W]):
     """Traces this node originates."""
 
@@ -103,8 +182,10 @@ class TraceService(Generic[W]):
         reference: ReferenceTable,
         clock: Clock,
         work: Callable[[], AbstractAsyncContextManager[W]],
+        deadlines: TraceDeadlines | None = None,
     ) -> None:
         self._me = me
+        self._deadlines = deadlines or TraceDeadlines()
         self._key = signing_key
         self._store = store
         self._peers = peers
@@ -167,7 +248,7 @@ class TraceService(Generic[W]):
             request=request,
             receipts=[],
             answers=[],
-            deadline_ms=to_ms(now + HOP_DEADLINES[fields.priority]),
+            deadline_ms=to_ms(now + self._deadlines.period(fields.priority)),
             delivery_id=os.urandom(16),
         )
         async with self._work() as work:
@@ -205,6 +286,31 @@ class TraceService(Generic[W]):
         traces = await self._store.list_traces(status)
         return [t for t in traces if (t.position > 0) == incoming]
 
+    async def listing(
+        self, incoming: bool, status: TraceStatus | None = None, overdue_only: bool = False
+    ) -> list[TraceEntry]:
+        """Traces we started (or, if `incoming`, received as a hop) with how late they are:
+        the overdue ones first, the latest first, then the others newest first."""
+        now = self._clock.now()
+        entries = [await self._entry(t, now) for t in await self.list_traces(incoming, status)]
+        if overdue_only:
+            entries = [e for e in entries if e.overdue]
+        return sorted(entries, key=lambda e: -e.overdue_seconds)  # stable: newest first
+
+    async def _entry(self, trace: StoredTrace, now: datetime) -> TraceEntry:
+        reminders = await self._store.get_reminders(trace.id)
+        count = sum(r.count for r in reminders)
+        last = max((r.last_at for r in reminders), default=None)
+        if trace.position > 0:
+            return TraceEntry(trace, trace.overdue_seconds(now), (), count, last)
+        late: list[HopDeadline] = []
+        if trace.status is TraceStatus.OPEN:
+            receipts = latest_receipts(await self._store.get_items(trace.id))
+            period = self._deadlines.period(trace.priority)
+            late = [d for d in hop_deadlines(receipts, period, now) if d.overdue]
+        seconds = max((d.overdue_seconds for d in late), default=0.0)
+        return TraceEntry(trace, seconds, tuple(d.country for d in late), count, last)
+
     async def export(self, trace_id: bytes) -> bytes:
         """The chain of a trace we started as a file anyone can check (`node.trace.export`).
 
@@ -227,4 +333,8 @@ class TraceService(Generic[W]):
     async def show(self, trace_id: bytes) -> TraceView:
         """Where a trace we started stands, hop by hop."""
         trace = await self._trace(trace_id)
-        return TraceView(trace, await self._check(trace))
+        report = await self._check(trace)
+        period = self._deadlines.period(trace.priority)
+        due = hop_deadlines(report.hops, period, self._clock.now())
+        reminders = await self._store.get_reminders(trace.id)
+        return TraceView(trace, report, tuple(due), tuple(reminders))

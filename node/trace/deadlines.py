@@ -1,0 +1,117 @@
+"""When each hop of a trace must answer, which hops are late, and when to remind them
+(PROTOCOL.md §3.7): pure rules, on the times the caller gives.
+
+- Each priority has a deadline per hop (`model.TraceDeadlines`, `[trace]` in
+  the config). Whoever sends a hop the trace (the originator to the first hop,
+  each forwarding hop to the next) puts `now + deadline` in the
+  `trace.request` it sends; the hop holds itself to that time.
+- The originator holds each hop it has a receipt from to the time that hop
+  says it received the trace (its signed `received_ms`) plus the
+  originator's own deadline for the priority.
+- A hop is overdue while it owes its answer past that time: not once its
+  final answer is sent (whatever came of it), nor while it waits for the
+  originator's reply to its question (`needs_information`).
+- An overdue hop is reminded at most once per deadline period: the first
+  reminder once its answer is overdue, each next one a whole period after
+  the one before, for as long as it stays overdue. The times of the last
+  reminders are stored, so a restart neither repeats nor skips one, and a
+  node that was down for several periods sends one reminder, not one per
+  period missed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from node.protocol.envelope import from_ms
+from node.trace.receipts import FINAL_OUTCOMES, Outcome
+
+
+class ReceivedHop(Protocol):
+    """What a hop's latest receipt says (`ReceiptStatement`, `chain.Hop`)."""
+
+    @property
+    def position(self) -> int:
+        """The hop's place on the chain."""
+        ...
+
+    @property
+    def country(self) -> str:
+        """Its country."""
+        ...
+
+    @property
+    def received_ms(self) -> int:
+        """When it says it received the trace."""
+        ...
+
+    @property
+    def outcome(self) -> Outcome | None:
+        """Its answer's outcome, None while pending."""
+        ...
+
+
+def seconds_late(due_at: datetime | None, now: datetime) -> float:
+    """How far past `due_at` it is now, in seconds (0 when not past, or no deadline)."""
+    if due_at is None or now <= due_at:
+        return 0.0
+    return (now - due_at).total_seconds()
+
+
+def owes_answer(outcome: Outcome | None) -> bool:
+    """Whether a hop whose latest answer has `outcome` still owes its answer: not once it
+    is final, not while it waits for the originator's reply to its question."""
+    return outcome not in FINAL_OUTCOMES and outcome is not Outcome.NEEDS_INFORMATION
+
+
+@dataclass(frozen=True, slots=True)
+class HopDeadline:
+    """A hop of a trace as the originator reckons its deadline."""
+
+    position: int
+    country: str
+    due_at: datetime
+    #: Seconds past `due_at` while the hop still owes its answer; 0 otherwise.
+    overdue_seconds: float
+
+    @property
+    def overdue(self) -> bool:
+        """Whether the hop is late with its answer."""
+        return self.overdue_seconds > 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The deadline keys of a hop in `trace show --json`."""
+        return {
+            "due_at": self.due_at.isoformat(),
+            "overdue": self.overdue,
+            "overdue_seconds": round(self.overdue_seconds),
+        }
+
+
+def hop_deadlines(
+    hops: Iterable[ReceivedHop], period: timedelta, now: datetime
+) -> list[HopDeadline]:
+    """Each hop's due time (its `received_ms` + `period`) and how late it is at `now`; a hop
+    whose due time no date can hold is left out."""
+    out = []
+    for hop in hops:
+        try:
+            due = from_ms(hop.received_ms) + period
+        except OverflowError:  # a time past the year 9999, as signed by the hop: never due
+            continue
+        late = seconds_late(due, now) if owes_answer(hop.outcome) else 0.0
+        out.append(HopDeadline(hop.position, hop.country, due, late))
+    return out
+
+
+def reminder_due(
+    due_at: datetime, last_reminded: datetime | None, period: timedelta, now: datetime
+) -> bool:
+    """Whether an overdue hop is sent a reminder now: the first once `due_at` has passed,
+    each next one a whole `period` after the last (`last_reminded`)."""
+    if now <= due_at:
+        return False
+    return last_reminded is None or now >= last_reminded + period
