@@ -18,4 +18,8 @@ originator's request, each hop's receipts and answers, docs/PROTOCOL.md §3);
 `chain.py` checks a whole chain with public keys only and tells a receiving
 hop where it stands; `export.py` writes and checks the chain file that
 carries the keys (and rotation statements) needed to check it without a node.
+
+Deadlines: `deadlines.py` holds the pure rules (when a hop's answer is due,
+whether it is late, when to remind it); `reminders.py` sends the originator's
+reminders from a sweep on the node's clock and takes them as a hop.
 """

@@ -25,7 +25,7 @@ from node.protocol.messages import NUL_FREE, Ack, Bin16, Request
 from node.trace.receipts import MAX_ANSWER_BYTES, MAX_HOPS, MAX_REQUEST_BYTES
 
 _Statement = Annotated[bytes, msgspec.Meta(max_length=MAX_ANSWER_BYTES)]
-_Country = Annotated[str, msgspec.Meta(min_length=3, max_length=3, pattern=NUL_FREE)]
+_Country = Annotated[str, msgspec.Meta(max_length=3, pattern=NUL_FREE)]
 #: The last millisecond a date can hold (9999-12-31T23:59:59.999Z): a deadline beyond it
 #: is refused as `malformed`, never an overflow of this node's arithmetic.
 MAX_TIME_MS = 253_402_300_799_999
