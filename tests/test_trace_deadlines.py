@@ -27,7 +27,7 @@ from node.protocol.model import Service
 from node.server import remind_overdue
 from node.store.trace import TraceStore
 from node.store.work import unit_of_work
-from node.trace.deadlines import hop_deadlines, reminder_due
+from node.trace.deadlines import hop_deadlines, may_be_late, reminder_due
 from node.trace.messages import MAX_TIME_MS
 from node.trace.model import HopReminders, StoredTrace, TraceDeadlines, TraceStatus
 from node.trace.receipts import Outcome
@@ -341,6 +341,12 @@ def test_a_reminder_is_due_at_the_deadline_then_once_per_period() -> None:
     # Down for a week: one reminder on return, not seven.
     assert reminder_due(T0, T0 + SECOND, DAY, T0 + 7 * DAY)
     assert not reminder_due(T0, T0 + 7 * DAY, DAY, T0 + 7 * DAY + SECOND)
+
+
+def test_a_trace_younger_than_a_period_has_no_late_hop() -> None:
+    skew = timedelta(minutes=5)  # PROTOCOL.md §1.5's window, which a chain allows
+    assert not may_be_late(T0, DAY, T0 + DAY - skew)
+    assert may_be_late(T0, DAY, T0 + DAY - skew + SECOND)
 
 
 class _Hop:

@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from node.protocol.envelope import from_ms
+from node.trace.chain import CLOCK_SKEW_MS
 from node.trace.receipts import FINAL_OUTCOMES, Outcome
 
 
@@ -105,6 +106,13 @@ def hop_deadlines(
         late = seconds_late(due, now) if owes_answer(hop.outcome) else 0.0
         out.append(HopDeadline(hop.position, hop.country, due, late))
     return out
+
+
+def may_be_late(created_at: datetime, period: timedelta, now: datetime) -> bool:
+    """Whether a hop of a trace created at `created_at` can be late at `now`: no hop
+    received it before then (less the clock skew a chain allows), so none is due sooner
+    than a period after. Lets the originator skip reading the chains of recent traces."""
+    return now > created_at + period - timedelta(milliseconds=CLOCK_SKEW_MS)
 
 
 def reminder_due(

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
 import msgspec
@@ -36,10 +36,10 @@ from node.protocol.envelope import from_ms, to_ms
 from node.protocol.messages import Ack
 from node.protocol.model import Peer, Service
 from node.protocol.peers import PeersService
-from node.trace.deadlines import HopDeadline, hop_deadlines, reminder_due
+from node.trace.deadlines import HopDeadline, hop_deadlines, may_be_late, reminder_due
 from node.trace.hop import active_peer
 from node.trace.messages import TraceReminder
-from node.trace.model import StoredTrace, TraceDeadlines, TraceStatus
+from node.trace.model import HopReminders, StoredTrace, TraceDeadlines, TraceStatus
 from node.trace.service import latest_receipts
 from node.trace.storage import TraceStorage, TraceWork
 
@@ -49,6 +49,14 @@ W = TypeVar("W", bound=TraceWork)
 SWEEP_S = 60.0
 #: Who sends reminders, in the audit log.
 ACTOR = "deadlines"
+
+
+def _due(
+    late: list[HopDeadline], reminders: list[HopReminders], period: timedelta, now: datetime
+) -> list[HopDeadline]:
+    """The late hops whose reminder is due now, given those sent before."""
+    last = {r.position: r.last_at for r in reminders}
+    return [h for h in late if reminder_due(h.due_at, last.get(h.position), period, now)]
 
 
 class TraceReminders(Generic[W]):
@@ -90,16 +98,16 @@ class TraceReminders(Generic[W]):
     async def _remind(self, trace: StoredTrace, now: datetime) -> int:
         """Remind the overdue hops of one trace whose reminder is due."""
         period = self._deadlines.period(trace.priority)
+        if not may_be_late(trace.created_at, period, now):
+            return 0
         receipts = latest_receipts(await self._store.get_items(trace.id))
         late = [h for h in hop_deadlines(receipts, period, now) if h.overdue]
-        if not late:
-            return 0
+        if not late or not _due(late, await self._store.get_reminders(trace.id), period, now):
+            return 0  # read without a write transaction: the common case of a late trace
         sent = 0
         async with self._work() as work:
-            last = {r.position: r.last_at for r in await work.get_reminders(trace.id)}
-            for hop in late:
-                if not reminder_due(hop.due_at, last.get(hop.position), period, now):
-                    continue
+            # Read again where it is written: nothing is sent twice.
+            for hop in _due(late, await work.get_reminders(trace.id), period, now):
                 to = await self._route(hop.country, receipts[0].country)
                 if to is None:
                     continue  # neither the hop nor the first hop is our peer now

@@ -30,7 +30,7 @@ from node.protocol.model import PeerStatus
 from node.protocol.peers import PeersService
 from node.records.reference import ReferenceTable
 from node.trace.chain import ChainReport, verify_chain
-from node.trace.deadlines import HopDeadline, hop_deadlines
+from node.trace.deadlines import HopDeadline, hop_deadlines, may_be_late
 from node.trace.export import export_chain
 from node.trace.hop import peer_keys
 from node.trace.messages import TraceRequest
@@ -304,9 +304,9 @@ class TraceService(Generic[W]):
         if trace.position > 0:
             return TraceEntry(trace, trace.overdue_seconds(now), (), count, last)
         late: list[HopDeadline] = []
-        if trace.status is TraceStatus.OPEN:
+        period = self._deadlines.period(trace.priority)
+        if trace.status is TraceStatus.OPEN and may_be_late(trace.created_at, period, now):
             receipts = latest_receipts(await self._store.get_items(trace.id))
-            period = self._deadlines.period(trace.priority)
             late = [d for d in hop_deadlines(receipts, period, now) if d.overdue]
         seconds = max((d.overdue_seconds for d in late), default=0.0)
         return TraceEntry(trace, seconds, tuple(d.country for d in late), count, last)
