@@ -208,7 +208,7 @@ UNKNOWN = "00" * 16
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["trace", "show", UNKNOWN], "was not started here"),
+        (["trace", "show", UNKNOWN], "is not known here"),
         (["trace", "verify", UNKNOWN], "was not started here"),
         (["trace", "export", UNKNOWN, "--out", "x"], "was not started here"),
         (["trace", "answer", UNKNOWN, "--outcome", "refused"], "is not at this hop"),
