@@ -8,8 +8,9 @@ against the hop's latest receipt: same link and time received, answered no
 later, its answer among the answers; its question is the hop's history), and
 reports every problem it finds with the hop (position, 0 for the request)
 and country it concerns. It never raises on bad input: a forged, reordered
-or truncated chain is what it is for. The same report tells a hop receiving a trace where it stands (`next_hop`): the
-position and country expected next and the hash its receipt must link to.
+or truncated chain is what it is for. The same report tells a hop receiving
+a trace where it stands (`next_hop`): the position and country expected next
+and the hash its receipt must link to.
 
 Each statement is verified under its author's key valid at the time it was
 signed (`created_ms`, `received_ms` for a pending receipt, `answered_ms` for
