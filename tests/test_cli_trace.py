@@ -286,7 +286,8 @@ UNKNOWN = "00" * 16
         ([*NEW, "--to", "Narnia"], "not an ISO 3166-1 alpha-3 country code"),
         (
             NEW[:4],
-            "required without --from-record: --make, --recovered-at, --crime, --case-ref, --agency",
+            "required without --from-record or --from-evidence: --make, --recovered-at, --crime, "
+            "--case-ref, --agency",
         ),
     ],
 )
