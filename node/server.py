@@ -62,7 +62,7 @@ async def remind_overdue(
     node: Node, fed: Federation, stop: asyncio.Event, every_s: float = SWEEP_S
 ) -> None:
     """Until `stop`, remind the hops of our traces whose answer is overdue (PROTOCOL.md
-    §3.7): a sweep now and every `every_s` of the node's clock; what is due is read from
+    §3.8): a sweep now and every `every_s` of the node's clock; what is due is read from
     the database each time, so a restart neither repeats a reminder nor skips one."""
     await _every(node.clock, every_s, stop, fed.reminders.sweep)
 

@@ -1,10 +1,16 @@
 #!/usr/bin/env python3
 """The demo federation: three country nodes on localhost, peered, with synthetic records.
 
-Run through `scripts/demo`. Each node has its own data directory, records and
-keys; 25 serials are deliberately recorded in two countries (FRA and DEU), so a
-lookup from ITA finds both, and a lookup from FRA finds DEU's. Ctrl-C stops
-all three. Environment: DEMO_DIR (.demo), DEMO_RECORDS (5000 per country).
+Run through `scripts/demo`. Each node has its own data directory, records,
+custody registry and keys; 25 serials are deliberately recorded in two
+countries (FRA and DEU), so a lookup from ITA finds both, and a lookup from
+FRA finds DEU's. One Beretta's supply chain is split between the custody
+registries (`node.trace.synthetic.supply_chain`): made in ITA and exported to
+DEU, where a dealer sold it to its last legal possessor; a trace of it started
+on FRA crosses the three countries. The demo starts one and shows its verified
+chain, and prints the command that starts another. Ctrl-C stops all three.
+Environment: DEMO_DIR (.demo), DEMO_RECORDS (5000 per country), DEMO_CUSTODY
+(2000 custody events per country), DEMO_TRACE (1: start a trace; 0: do not).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -21,11 +28,22 @@ from pathlib import Path
 
 from node.records.model import CSV_COLUMNS
 from node.records.synthetic import generate_rows, write_csv
+from node.trace.model import CUSTODY_COLUMNS
+from node.trace.synthetic import generate_rows as generate_custody
+from node.trace.synthetic import supply_chain
 
 COUNTRIES = {"FRA": (8080, 8443), "DEU": (8081, 8444), "ITA": (8082, 8445)}
 SHARED_IN = ("FRA", "DEU")
 PASSWORD = "demo-admin-password"
 CLI = str(Path(sys.executable).parent / "iarms-node")
+#: The firearm a demo trace follows: recovered in FRA, made in ITA, sold on in DEU.
+TRACED_SERIAL, TRACED_ROUTE = "C48215Z", ("ITA", "DEU")
+TRACE_NEW = (
+    *("trace", "new", "--serial", TRACED_SERIAL, "--make", "Beretta", "--model", "92FS"),
+    *("--type", "pistol", "--calibre", "9x19mm", "--country-of-manufacture", "ITA"),
+    *("--recovered-on", "2026-03-14", "--recovered-at", "Marseille", "--crime", "homicide"),
+    *("--case-ref", "FR-DEMO-0001", "--agency", "Police judiciaire"),
+)
 
 
 def cli(*args: str) -> str:
@@ -36,8 +54,8 @@ def cli(*args: str) -> str:
     return result.stdout
 
 
-def create(base: Path, country: str, records: int, seed: int) -> None:
-    """Initialise one node and import its synthetic records."""
+def create(base: Path, country: str, records: int, custody: int, seed: int) -> None:
+    """Initialise one node and import its synthetic records and custody events."""
     data = base / country
     console, federation = COUNTRIES[country]
     print(f"== creating {country} in {data}", flush=True)
@@ -71,6 +89,14 @@ def create(base: Path, country: str, records: int, seed: int) -> None:
                     }
                 )
         cli("records", "import", str(shared), "--no-progress", "--data-dir", str(data))
+    custody_csv = base / f"{country}-custody.csv"
+    with custody_csv.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, CUSTODY_COLUMNS)
+        writer.writeheader()
+        writer.writerows(generate_custody(custody, country, seed=seed))
+        chain = supply_chain(TRACED_SERIAL, "Beretta", "92FS", TRACED_ROUTE)
+        writer.writerows(chain.get(country, []))
+    cli("custody", "import", str(custody_csv), "--no-progress", "--data-dir", str(data))
     cli(
         "users",
         "add",
@@ -97,7 +123,7 @@ def wait_healthy(country: str) -> None:
 
 
 def peer_all(base: Path) -> None:
-    """Make every node a peer of the others, allowing lookups and hit details."""
+    """Make every node a peer of the others, allowing lookups, hit details and traces."""
     identity = {
         c: json.loads(cli("identity", "--json", "--data-dir", str(base / c))) for c in COUNTRIES
     }
@@ -123,10 +149,23 @@ def peer_all(base: Path) -> None:
                 "policy",
                 other,
                 "--allow",
-                "lookups,hit-details",
+                "lookups,hit-details,traces",
                 "--data-dir",
                 str(base / me),
             )
+
+
+def demo_trace(base: Path) -> None:
+    """Start a trace on FRA as an officer would, wait for its chain and show it."""
+    fra = ("--data-dir", str(base / "FRA"))
+    started = json.loads(cli(*TRACE_NEW, "--json", *fra))
+    trace = started["trace_id"]
+    print(f"  A trace of Beretta {TRACED_SERIAL} started on FRA ({trace}):", flush=True)
+    for _ in range(300):
+        if json.loads(cli("trace", "show", trace, "--json", *fra))["status"] == "answered":
+            break
+        time.sleep(0.1)
+    print(cli("trace", "show", trace, *fra), flush=True)
 
 
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
@@ -135,6 +174,7 @@ STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 def main() -> None:
     base = Path(os.environ.get("DEMO_DIR", ".demo")).resolve()
     records = int(os.environ.get("DEMO_RECORDS", "5000"))
+    custody = int(os.environ.get("DEMO_CUSTODY", "2000"))
     base.mkdir(parents=True, exist_ok=True)
     password = base / "admin-password.txt"
     if not password.exists():
@@ -142,7 +182,7 @@ def main() -> None:
         password.chmod(0o600)
     for seed, country in enumerate(COUNTRIES, start=1):
         if not (base / country / "config.toml").exists():
-            create(base, country, records, seed * 1000)
+            create(base, country, records, custody, seed * 1000)
     nodes = [
         subprocess.Popen([CLI, "run", "--data-dir", str(base / c)], stdout=subprocess.DEVNULL)
         for c in COUNTRIES
@@ -159,6 +199,11 @@ def main() -> None:
             )
         print("\n  Try: Lookup on ITA's console with a serial from FRA's shared records,")
         print(f"  e.g. {next(generate_rows(1, seed=4242))['serial_number']}\n", flush=True)
+        if os.environ.get("DEMO_TRACE", "1") != "0":
+            demo_trace(base)
+        print("  Trace the Beretta from FRA (ITA made it, DEU sold it on):")
+        print(f"  .venv/bin/iarms-node {shlex.join(TRACE_NEW)} --data-dir {base / 'FRA'}")
+        print(f"  then: .venv/bin/iarms-node trace show ID --data-dir {base / 'FRA'}\n", flush=True)
         # Blocked here, not before the nodes start: a blocked mask is inherited.
         signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         signal.sigwait(STOP_SIGNALS)

@@ -7,8 +7,10 @@ http=True)` serves each node's federation API on a real loopback port, for
 the tests of the transport itself, of the end-to-end paths and of the CLI.
 Nodes can be stopped (a peer down), started again on the same URL and data
 (a restart), given their own clocks (clock skew), cut from each other
-(`partition`, `heal`); `settle` delivers everything queued. A new node is a
-copy of one initialised once per process (`init_copy`), not a fresh `init`.
+(`partition`, `heal`); `settle` delivers everything queued. On HTTP, a stopped
+node can also run as a real `iarms-node run` process (`spawn`), to be killed
+with SIGKILL (`kill`) and spawned again on the same data: a crash. A new node is
+a copy of one initialised once per process (`init_copy`), not a fresh `init`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import atexit
 import itertools
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -26,6 +29,7 @@ from asyncio.subprocess import PIPE
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -154,6 +158,7 @@ class Member:
     keys: NodeKeys | None = None
     fed: FederationServices | None = None
     runner: web.AppRunner | None = None
+    proc: asyncio.subprocess.Process | None = None  # when it runs as `iarms-node run`
 
     @property
     def n(self) -> Node:
@@ -351,6 +356,44 @@ class Federation:
             member.node = None
             member.fed = None
 
+    async def spawn(self, country: str, within_s: float = 120.0) -> None:
+        """Run the stopped node as `iarms-node run` (its own process, on the system clock,
+        with its own delivery loop) and return once it serves its federation API. Its
+        output goes to `<base>/<country>.log`, named by the failure if it does not serve.
+        """
+        member = self.members[country]
+        assert self.http, "a node in its own process is reached over HTTP only"
+        assert member.node is None and member.proc is None, f"{country} is running"
+        log = self.base / f"{country}.log"
+        with log.open("ab") as out:
+            member.proc = await asyncio.create_subprocess_exec(
+                CLI, "run", "--data-dir", str(member.data_dir), stdout=out, stderr=out
+            )
+        health = f"{member.url}/federation/v1/health"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        async with aiohttp.ClientSession() as session:
+            while member.proc.returncode is None and loop.time() < deadline:
+                try:
+                    async with session.get(health) as answer:
+                        if answer.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.05)
+        raise AssertionError(
+            f"{country} did not serve ({member.proc.returncode}): {log.read_text()}"
+        )
+
+    async def kill(self, country: str) -> None:
+        """End the node's `iarms-node run` process with SIGKILL: nothing of it runs on."""
+        member = self.members[country]
+        assert member.proc is not None, f"{country} does not run in its own process"
+        if member.proc.returncode is None:
+            member.proc.send_signal(signal.SIGKILL)
+        await member.proc.wait()
+        member.proc = None
+
     async def peer_all(self, *services: Service) -> None:
         """Make every node a peer of every other, allowing `services` (default: lookups)."""
         for a in self.members.values():
@@ -404,9 +447,11 @@ class Federation:
                 await asyncio.sleep(0)  # let the loops whose timers fired run
 
     async def close(self) -> None:
-        """Stop every node."""
-        for country in list(self.members):
+        """Stop every node (and kill those running in their own process)."""
+        for country, member in self.members.items():
             await self.stop(country)
+            if member.proc is not None:
+                await self.kill(country)
 
 
 def _queued(sender: str, message: OutboxMessage) -> str:

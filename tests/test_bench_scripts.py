@@ -78,6 +78,19 @@ LOOKUP_KEYS = {
     "owner_crypto_per_eval_ms",
     "owner_cpu_vs_crypto",
 }
+TRACE_KEYS = {
+    "traces",
+    "five_hop_p50_ms",
+    "five_hop_p95_ms",
+    "events",
+    "generate_s",
+    "import_s",
+    "hops",
+    "hops_per_s",
+    "hop_cpu_ms",
+    "hops_per_cpu_s",
+    "peak_rss_mb",
+}
 CLI_COMMANDS = ("help", "records_search", "peers_list", "lookup")
 CLI_KEYS = {"records", "runs", "python_pass_s", "python_pass_cpu_s"} | {
     f"{command}{suffix}"
@@ -191,3 +204,12 @@ def test_cli_benchmark_reports_every_command_against_python_start() -> None:
         assert wall > 0 and figures[f"{command}_cpu_s"] > 0
         assert abs(figures[f"{command}_minus_floor_s"] - (wall - floor)) < 0.001
         assert abs(figures[f"{command}_over_floor"] - wall / floor) < 0.01 * wall / floor
+
+
+def test_trace_benchmark_reports_every_figure() -> None:
+    figures = run_bench("trace.py", "--traces", "3", "--events", "2000", "--hops", "5")
+    assert set(figures) == TRACE_KEYS, set(figures) ^ TRACE_KEYS
+    assert figures["traces"] == 3 and figures["events"] == 2000 and figures["hops"] == 5
+    timed = TRACE_KEYS - {"traces", "events", "hops", "generate_s", "import_s"}
+    assert all(figures[k] > 0 for k in timed), figures
+    assert figures["five_hop_p50_ms"] <= figures["five_hop_p95_ms"]

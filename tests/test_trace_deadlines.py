@@ -27,14 +27,18 @@ from node.protocol.model import Service
 from node.server import remind_overdue
 from node.store.trace import TraceStore
 from node.store.work import unit_of_work
-from node.trace.deadlines import hop_deadlines, may_be_late, reminder_due
+from node.trace.deadlines import answer_due, chain_deadlines, may_be_late, reminder_due
+from node.trace.hop import item_of
 from node.trace.messages import MAX_TIME_MS
 from node.trace.model import HopReminders, StoredTrace, TraceDeadlines, TraceStatus
-from node.trace.receipts import Outcome
+from node.trace.receipts import Outcome, ReplyStatement, digest, sign_reply
+from node.trace.replies import reply_item
 from node.trace.service import TraceEntry
 from tests.harness import Federation, Member, run_cli
 from tests.test_config import GOOD
 from tests.test_trace_hop import ACTOR, custody, event, fields
+from tests.trace_chains import KEYS, TRACE_ID, build
+from tests.trace_chains import T0 as CHAIN_T0
 
 ROUTINE = timedelta(days=10)
 #: ITA's custody events of B-1: made there, exported to DEU.
@@ -169,6 +173,36 @@ async def test_a_silent_hop_is_overdue_on_both_sides_and_reminded_once_per_perio
     assert (await incoming(ita)).reminders == 2
 
 
+async def test_a_question_stops_the_clock_and_the_reply_restarts_it(direct: Federation) -> None:
+    fed, fra, ita = direct, direct["FRA"], direct["ITA"]
+    started = await fra.f.traces.start(fields(fed, "Z-9"), ACTOR)
+    await fed.settle()
+    hop = (await fra.f.traces.show(started.trace_id)).report.hops[0]
+    due = from_ms(hop.received_ms) + ROUTINE
+    question = {"question": "which import marking?"}
+    await ita.f.trace_hop.answer(
+        started.trace_id, Outcome.NEEDS_INFORMATION, question, None, "officer"
+    )
+    await fed.settle()
+    move_to(fed, due + DAY)  # past the deadline, but ITA waits for FRA
+    assert await fra.f.reminders.sweep() == 0
+    assert (await hop_json(fed, started.trace_id, 1))["overdue"] is False
+    assert not (await incoming(ita)).overdue
+
+    await fra.f.traces.reply(started.trace_id, "it reads PB", ACTOR)
+    replied = fed.clock.now()
+    await fed.settle()
+    assert (await incoming(ita)).trace.status is TraceStatus.QUEUED  # ITA owes its answer
+    assert await fra.f.reminders.sweep() == 0  # ... by a period after the reply
+    assert not (await incoming(ita)).overdue
+    move_to(fed, replied + ROUTINE + SECOND)
+    assert (await hop_json(fed, started.trace_id, 1))["overdue"] is True
+    assert (await incoming(ita)).overdue
+    assert await fra.f.reminders.sweep() == 1
+    await fed.settle()
+    assert (await incoming(ita)).reminders == 1
+
+
 async def test_the_sweep_runs_on_the_clock_and_a_restart_repeats_nothing(
     direct: Federation, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -288,11 +322,11 @@ async def test_bad_reminders_are_refused_and_change_nothing(direct: Federation) 
     await fed.settle()
     tid = started.trace_id
     cases = [
-        ("FRA", "ITA", reminder(bytes(16), 1, "ITA"), "protocol: ", "is not known here"),
-        ("FRA", "ITA", reminder(tid, 1, "DEU"), "protocol: ", "(DEU) of trace"),
-        ("FRA", "ITA", reminder(tid, 2, "ITA"), "protocol: ", "not forwarded from here"),
+        ("FRA", "ITA", reminder(bytes(16), 1, "ITA"), "protocol: ", "has no hop 1 here"),
+        ("FRA", "ITA", reminder(tid, 1, "DEU"), "protocol: ", "is ITA here, not DEU"),
+        ("FRA", "ITA", reminder(tid, 2, "ITA"), "protocol: ", "cannot relay it"),
         ("DEU", "ITA", reminder(tid, 1, "ITA"), "protocol: ", "not DEU"),
-        ("ITA", "FRA", reminder(tid, 1, "ITA"), "protocol: ", "is not at this hop"),
+        ("ITA", "FRA", reminder(tid, 1, "ITA"), "protocol: ", "has no hop 1 here"),
         ("FRA", "ITA", reminder(tid, 1, "ITAL"), "malformed: ", "country"),
         ("FRA", "ITA", reminder(tid, 0, "ITA"), "malformed: ", "position"),
         ("FRA", "ITA", reminder(tid, 1, "ITA", due_ms=MAX_TIME_MS + 1), "malformed: ", "due_ms"),
@@ -349,10 +383,20 @@ def test_a_trace_younger_than_a_period_has_no_late_hop() -> None:
     assert may_be_late(T0, DAY, T0 + DAY - skew + SECOND)
 
 
-class _Hop:
-    def __init__(self, position: int, outcome: Outcome | None) -> None:
-        self.position, self.country, self.outcome = position, "ITA", outcome
-        self.received_ms = to_ms(T0)
+def chain_items(outcome: Outcome | None, replied_ms: int | None = None) -> list[Any]:
+    """The items an originator holds of a one-hop chain (AUT received it at CHAIN_T0 +
+    10 s), and its reply to AUT's question if `replied_ms`."""
+    chain = build((("AUT", outcome, "DEU" if outcome is Outcome.FORWARDED else None),))
+    items = [item_of(r) for r in chain.receipts] + [item_of(a) for a in chain.answers]
+    if replied_ms is not None:
+        reply = ReplyStatement(
+            TRACE_ID, 1, "FRA", digest(chain.answers[0]), replied_ms, "the marking reads X"
+        )
+        items.append(reply_item(sign_reply(KEYS["FRA"], reply)))
+    return items
+
+
+RECEIVED = from_ms(CHAIN_T0 + 10_000)
 
 
 @pytest.mark.parametrize(
@@ -367,19 +411,30 @@ class _Hop:
     ],
 )
 def test_only_a_hop_that_owes_its_answer_is_overdue(outcome: Outcome | None, late: bool) -> None:
-    (due,) = hop_deadlines([_Hop(1, outcome)], DAY, T0 + DAY + 90 * SECOND)
-    assert due.due_at == T0 + DAY
+    now = RECEIVED + DAY + 90 * SECOND
+    (due,) = chain_deadlines(chain_items(outcome), DAY, now)
+    assert (due.position, due.country, due.due_at) == (1, "AUT", RECEIVED + DAY)
     assert due.overdue is late
     assert due.overdue_seconds == (90 if late else 0)
 
 
+def test_a_hop_replied_to_owes_its_answer_a_period_after_the_reply() -> None:
+    replied = RECEIVED + 3 * DAY
+    items = chain_items(Outcome.NEEDS_INFORMATION, to_ms(replied))
+    (due,) = chain_deadlines(items, DAY, replied + DAY)
+    assert due.due_at == replied + DAY and not due.overdue
+    (due,) = chain_deadlines(items, DAY, replied + DAY + SECOND)
+    assert due.overdue_seconds == 1
+    assert answer_due(T0 + DAY, T0, DAY) == T0 + DAY  # a quick reply moves nothing
+    assert answer_due(T0 + DAY, None, DAY) == T0 + DAY
+
+
 def test_a_receipt_time_no_date_can_hold_is_never_due() -> None:
-    hop = _Hop(1, None)
-    hop.received_ms = MAX_TIME_MS
-    assert hop_deadlines([hop], DAY, T0) == []
+    chain = build((("AUT", None, None),), times={1: (MAX_TIME_MS, 0)})
+    assert chain_deadlines([item_of(chain.receipts[0])], DAY, T0) == []
 
 
-def test_a_hop_s_trace_is_overdue_only_while_it_owes_its_answer() -> None:
+def test_a_hop_s_trace_is_overdue_while_queued_past_its_deadline() -> None:
     queued = StoredTrace(
         *(1, b"t" * 16, 1, "FRA", "FRA", "routine", TraceStatus.QUEUED, b"", T0),
         deadline_at=T0,
@@ -389,11 +444,9 @@ def test_a_hop_s_trace_is_overdue_only_while_it_owes_its_answer() -> None:
         force_reason="",
     )
     later = T0 + 90 * SECOND
-    assert queued.overdue(later) and queued.overdue_seconds(later) == 90
-    asked = StoredTrace(**{**_fields(queued), "outcome": "needs_information"})
-    waiting = StoredTrace(**{**_fields(queued), "status": TraceStatus.WAITING})
-    for trace in (asked, waiting):
-        assert not trace.overdue(later) and trace.overdue_seconds(later) == 0
+    assert queued.overdue(later) and not queued.overdue(T0)
+    for status in (TraceStatus.WAITING, TraceStatus.ANSWERED):  # asked, or answered
+        assert not StoredTrace(**{**_fields(queued), "status": status}).overdue(later)
 
 
 def _fields(trace: StoredTrace) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """When each hop of a trace must answer, which hops are late, and when to remind them
-(PROTOCOL.md §3.7): pure rules, on the times the caller gives.
+(PROTOCOL.md §3.8): pure rules, on the times the caller gives.
 
 - Each priority has a deadline per hop (`model.TraceDeadlines`, `[trace]` in
   the config). Whoever sends a hop the trace (the originator to the first hop,
@@ -10,7 +10,9 @@
   originator's own deadline for the priority.
 - A hop is overdue while it owes its answer past that time: not once its
   final answer is sent (whatever came of it), nor while it waits for the
-  originator's reply to its question (`needs_information`).
+  originator's reply to its question (`needs_information`). Once replied
+  to, it owes its answer again, by its deadline or one period after the
+  reply, whichever is later (`answer_due`).
 - An overdue hop is reminded at most once per deadline period: the first
   reminder once its answer is overdue, each next one a whole period after
   the one before, for as long as it stays overdue. The times of the last
@@ -21,38 +23,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from node.protocol.envelope import from_ms
 from node.trace.chain import CLOCK_SKEW_MS
-from node.trace.receipts import FINAL_OUTCOMES, Outcome
-
-
-class ReceivedHop(Protocol):
-    """What a hop's latest receipt says (`ReceiptStatement`, `chain.Hop`)."""
-
-    @property
-    def position(self) -> int:
-        """The hop's place on the chain."""
-        ...
-
-    @property
-    def country(self) -> str:
-        """Its country."""
-        ...
-
-    @property
-    def received_ms(self) -> int:
-        """When it says it received the trace."""
-        ...
-
-    @property
-    def outcome(self) -> Outcome | None:
-        """Its answer's outcome, None while pending."""
-        ...
+from node.trace.forward import latest_receipts, replies_to
+from node.trace.model import TraceItem
+from node.trace.receipts import Outcome
 
 
 def seconds_late(due_at: datetime | None, now: datetime) -> float:
@@ -60,12 +40,6 @@ def seconds_late(due_at: datetime | None, now: datetime) -> float:
     if due_at is None or now <= due_at:
         return 0.0
     return (now - due_at).total_seconds()
-
-
-def owes_answer(outcome: Outcome | None) -> bool:
-    """Whether a hop whose latest answer has `outcome` still owes its answer: not once it
-    is final, not while it waits for the originator's reply to its question."""
-    return outcome not in FINAL_OUTCOMES and outcome is not Outcome.NEEDS_INFORMATION
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,19 +66,38 @@ class HopDeadline:
         }
 
 
-def hop_deadlines(
-    hops: Iterable[ReceivedHop], period: timedelta, now: datetime
+def answer_due(deadline: datetime, replied_at: datetime | None, period: timedelta) -> datetime:
+    """When a hop owes its answer: by `deadline`, or one `period` after the originator's
+    reply to its question (`replied_at`), whichever is later."""
+    return deadline if replied_at is None else max(deadline, replied_at + period)
+
+
+def chain_deadlines(
+    items: Sequence[TraceItem], period: timedelta, now: datetime
 ) -> list[HopDeadline]:
-    """Each hop's due time (its `received_ms` + `period`) and how late it is at `now`; a hop
-    whose due time no date can hold is left out."""
+    """Each hop the originator holds a receipt of (`items`: a trace's signed items), with
+    when its answer is due (its `received_ms` + `period`, `answer_due` once replied to) and
+    how late it is at `now`. A hop whose due time no date can hold is left out."""
     out = []
-    for hop in hops:
+    for position, held in latest_receipts(items).items():
+        receipt = held.receipt
+        replied = None
+        if receipt.outcome is Outcome.NEEDS_INFORMATION:
+            times = [r.replied_ms for r in replies_to(items, receipt.answer_hash)]
+            replied = max(times, default=None)
+        owes = receipt.outcome is None or (
+            receipt.outcome is Outcome.NEEDS_INFORMATION and replied is not None
+        )
         try:
-            due = from_ms(hop.received_ms) + period
-        except OverflowError:  # a time past the year 9999, as signed by the hop: never due
+            due = answer_due(
+                from_ms(receipt.received_ms) + period,
+                None if replied is None else from_ms(replied),
+                period,
+            )
+        except OverflowError:  # a time past the year 9999, as signed: never due
             continue
-        late = seconds_late(due, now) if owes_answer(hop.outcome) else 0.0
-        out.append(HopDeadline(hop.position, hop.country, due, late))
+        late = seconds_late(due, now) if owes else 0.0
+        out.append(HopDeadline(position, receipt.country, due, late))
     return out
 
 

@@ -1,4 +1,4 @@
-"""The messages of traces (PROTOCOL.md §2.3's table, §3 and §3.7), as typed bodies.
+"""The messages of traces (PROTOCOL.md §2.3's table, §3.7 and §3.8), as typed bodies.
 
 All go through the outbox and take effect once per `delivery_id`:
 - `trace.request {trace_id, position, request, receipts, answers, deadline_ms,
@@ -8,10 +8,16 @@ All go through the outbox and take effect once per `delivery_id`:
 - `trace.report {trace_id, item, delivery_id}` → `ack`: a hop's signed
   receipt or answer, toward the originator: straight to it when the hop is
   its peer, else to the hop before, which relays it unchanged.
+- `trace.reply {trace_id, position, reply, delivery_id}` → `ack`: the
+  originator's signed reply to the question of hop `position`, toward that
+  hop: straight to it when it is the originator's peer, else to a hop before
+  it, each hop relaying it unchanged to the country it forwarded the trace to.
+- `trace.forwarded {trace_id, position, delivery_id}` → `ack`: the originator
+  forwarded the trace from hop `position` itself (that hop could not: no
+  peering), so that hop no longer waits to; routed as `trace.reply`.
 - `trace.reminder {trace_id, position, country, due_ms, delivery_id}` → `ack`:
   the originator reminds hop `position` (of `country`) that its answer was
-  due at `due_ms`: straight to it when the hop is its peer, else to the
-  first hop, each hop passing it on toward the hop it forwarded the trace to.
+  due at `due_ms`; routed as `trace.reply`.
 All require the sender's `traces` policy.
 """
 
@@ -22,9 +28,10 @@ from typing import Annotated
 import msgspec
 
 from node.protocol.messages import NUL_FREE, Ack, Bin16, Request
-from node.trace.receipts import MAX_ANSWER_BYTES, MAX_HOPS, MAX_REQUEST_BYTES
+from node.trace.receipts import MAX_ANSWER_BYTES, MAX_HOPS, MAX_REPLY_BYTES, MAX_REQUEST_BYTES
 
 _Statement = Annotated[bytes, msgspec.Meta(max_length=MAX_ANSWER_BYTES)]
+_Position = Annotated[int, msgspec.Meta(ge=1, le=MAX_HOPS)]
 _Country = Annotated[str, msgspec.Meta(max_length=3, pattern=NUL_FREE)]
 #: The last millisecond a date can hold (9999-12-31T23:59:59.999Z): a deadline beyond it
 #: is refused as `malformed`, never an overflow of this node's arithmetic.
@@ -38,7 +45,7 @@ class TraceRequest(Request[Ack], frozen=True, kw_only=True):
     wire_type = "trace.request"
     once_by = "delivery_id"
     trace_id: Bin16
-    position: Annotated[int, msgspec.Meta(ge=1, le=MAX_HOPS)]
+    position: _Position
     request: Annotated[bytes, msgspec.Meta(max_length=MAX_REQUEST_BYTES)]
     receipts: Annotated[list[_Statement], msgspec.Meta(max_length=MAX_HOPS)]
     answers: Annotated[list[_Statement], msgspec.Meta(max_length=MAX_HOPS)]
@@ -56,13 +63,34 @@ class TraceReport(Request[Ack], frozen=True, kw_only=True):
     delivery_id: Bin16
 
 
+class TraceReply(Request[Ack], frozen=True, kw_only=True):
+    """The originator's signed reply to hop `position`'s question, on its way to that hop."""
+
+    wire_type = "trace.reply"
+    once_by = "delivery_id"
+    trace_id: Bin16
+    position: _Position
+    reply: Annotated[bytes, msgspec.Meta(max_length=MAX_REPLY_BYTES)]
+    delivery_id: Bin16
+
+
+class TraceForwarded(Request[Ack], frozen=True, kw_only=True):
+    """The originator forwarded the trace from hop `position`: that hop stops waiting to."""
+
+    wire_type = "trace.forwarded"
+    once_by = "delivery_id"
+    trace_id: Bin16
+    position: _Position
+    delivery_id: Bin16
+
+
 class TraceReminder(Request[Ack], frozen=True, kw_only=True):
-    """The originator's reminder to a hop whose answer is overdue."""
+    """The originator's reminder to hop `position`, whose answer is overdue."""
 
     wire_type = "trace.reminder"
     once_by = "delivery_id"
     trace_id: Bin16
-    position: Annotated[int, msgspec.Meta(ge=1, le=MAX_HOPS)]
+    position: _Position
     country: _Country
     due_ms: _Time
     delivery_id: Bin16

@@ -110,10 +110,12 @@ class TraceStatus(enum.StrEnum):
 
 
 class ItemKind(enum.StrEnum):
-    """A trace's signed items other than its request."""
+    """A trace's signed items other than its request: the hops' receipts and answers, and
+    the originator's replies to their questions."""
 
     RECEIPT = "receipt"
     ANSWER = "answer"
+    REPLY = "reply"
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,27 +139,20 @@ class StoredTrace:
     force_reason: str
 
     def overdue(self, now: datetime) -> bool:
-        """Whether a hop's trace still waits here for its answer past its deadline: queued
-        for an officer, and not waiting for the originator's reply to a question (once the
-        final answer is sent, even if it cannot be forwarded yet, it is not overdue)."""
+        """Whether a hop's trace is queued here for its answer past the deadline it came
+        with (`TraceService.listing` also gives a hop replied to one period after the
+        reply)."""
         return (
             self.status is TraceStatus.QUEUED
-            and self.outcome != "needs_information"
             and self.deadline_at is not None
             and self.deadline_at < now
         )
 
-    def overdue_seconds(self, now: datetime) -> float:
-        """How late a hop's answer is here, in seconds (0 when `overdue` is false)."""
-        if not self.overdue(now):
-            return 0.0
-        assert self.deadline_at is not None
-        return (now - self.deadline_at).total_seconds()
-
 
 @dataclass(frozen=True, slots=True)
 class TraceItem:
-    """A signed receipt or answer of a trace, with what it says of itself."""
+    """A signed receipt, answer or reply of a trace, with what it says of itself (a
+    reply's `country` is the originator's, its `position` the hop it answers)."""
 
     position: int
     kind: ItemKind

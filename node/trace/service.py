@@ -5,9 +5,12 @@ forced with a reason, which is stored), signs the request and sends
 `trace.request` to the first hop through the outbox, in one unit of work
 with the stored trace and its audit entry. The hops' receipts and answers
 arrive as `trace.report` (`node.trace.hop`), are checked and kept; `show`
-and `verify` read the chain from them with our peers' keys. `show` and
-`listing` also say which hops are late with their answer, and how late
-(`node.trace.deadlines`), and the reminders sent (`node.trace.reminders`).
+and `verify` read the chain from them with our peers' keys. When a hop asks
+a question (`needs_information`), `reply` signs our answer and sends it
+toward that hop (`node.trace.replies`). `show` also shows a trace this node
+is a hop of, as far as it holds its chain. `show` and `listing` also say
+which hops are late with their answer, and how late (`node.trace.deadlines`),
+and the reminders sent or received (`node.trace.reminders`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -25,25 +28,46 @@ from node.auditing import AuditEvent
 from node.clock import Clock
 from node.errors import IncompleteTraceError, NotFoundError, ValidationError
 from node.protocol.delivery import DeliveryService
-from node.protocol.envelope import to_ms
+from node.protocol.envelope import from_ms, to_ms
 from node.protocol.model import PeerStatus
 from node.protocol.peers import PeersService
 from node.records.reference import ReferenceTable
-from node.trace.chain import ChainReport, verify_chain
-from node.trace.deadlines import HopDeadline, hop_deadlines, may_be_late
-from node.trace.export import export_chain
-from node.trace.hop import peer_keys
-from node.trace.messages import TraceRequest
-from node.trace.model import (
-    HopReminders,
-    ItemKind,
-    StoredTrace,
-    TraceDeadlines,
-    TraceItem,
-    TraceStatus,
+from node.trace.chain import ChainReport, ProblemKind, verify_chain
+from node.trace.deadlines import (
+    HopDeadline,
+    answer_due,
+    chain_deadlines,
+    may_be_late,
+    seconds_late,
 )
-from node.trace.receipts import ReceiptStatement, read, sign_request
-from node.trace.request import Finding, TraceRequestFields, completeness, first_hop, to_wire
+from node.trace.export import export_chain
+from node.trace.forward import (
+    Onward,
+    Question,
+    chain_upto,
+    held_chain,
+    open_question,
+)
+from node.trace.hop import peer_keys
+from node.trace.messages import TraceReply, TraceRequest
+from node.trace.model import HopReminders, ItemKind, StoredTrace, TraceDeadlines, TraceStatus
+from node.trace.receipts import (
+    Outcome,
+    ReplyStatement,
+    RequestStatement,
+    read,
+    sign_reply,
+    sign_request,
+)
+from node.trace.replies import check_reply_text, reply_item
+from node.trace.request import (
+    Finding,
+    RequestFields,
+    TraceRequestFields,
+    completeness,
+    first_hop,
+    to_wire,
+)
 from node.trace.storage import TraceStorage, TraceWork
 
 W = TypeVar("W", bound=TraceWork)
@@ -60,12 +84,16 @@ class Started:
 
 @dataclass(frozen=True, slots=True)
 class TraceView:
-    """A trace as `show` gives it: where it stands and its chain, checked, with each hop's
-    deadline and the reminders sent to it."""
+    """A trace as `show` gives it: where it stands, its chain as checked, the replies to
+    its hops' questions and, at the originator, the question waiting for our reply."""
 
     trace: StoredTrace
     report: ChainReport
+    replies: tuple[ReplyStatement, ...] = ()
+    question: Question | None = None
+    #: At the originator, each hop's deadline; at a hop, ours alone.
     deadlines: tuple[HopDeadline, ...] = ()
+    #: The reminders sent to each hop (at the originator), or received (at a hop).
     reminders: tuple[HopReminders, ...] = ()
 
     @property
@@ -87,26 +115,47 @@ class TraceView:
 
     @property
     def status(self) -> TraceStatus:
-        """`answered` once the chain is complete; `waiting` when its last hop could not
-        forward it (no peering); else as stored."""
-        if self.report.complete:
+        """At the originator, `answered` once the chain is complete; else as stored
+        (`waiting`: for a peering, or for our reply)."""
+        if self.trace.position == 0 and self.report.complete:
             return TraceStatus.ANSWERED
-        last = self.report.hops[-1] if self.report.hops else None
-        if last is not None and last.details and "note" in last.details and last.next_country:
-            return TraceStatus.WAITING
         return self.trace.status
+
+    @property
+    def fields(self) -> RequestFields:
+        """The request's fields as the originator signed them."""
+        return request_fields(self.trace)
 
     def to_json(self) -> dict[str, Any]:
         """As `trace show --json` prints it."""
+        question = self.question
         return {
             "trace_id": self.trace.trace_id.hex(),
+            "position": self.trace.position,
+            "originator": self.trace.originator,
             "status": self.status.value,
+            "note": self.trace.note or None,
             "priority": self.trace.priority,
             "created_at": self.trace.created_at.isoformat(),
             "force_reason": self.trace.force_reason or None,
             "overdue": self.overdue_seconds > 0,
             "overdue_seconds": round(self.overdue_seconds),
             "hops": [self._hop_json(hop.to_json()) for hop in self.report.hops],
+            "question": None
+            if question is None
+            else {
+                "position": question.position,
+                "country": question.country,
+                "text": question.text,
+            },
+            "replies": [
+                {
+                    "position": r.position,
+                    "text": r.text,
+                    "replied_at": from_ms(r.replied_ms).isoformat(),
+                }
+                for r in self.replies
+            ],
             "valid": self.report.valid,
         }
 
@@ -139,6 +188,7 @@ class TraceEntry:
             "from": t.prev_country,
             "priority": t.priority,
             "status": t.status.value,
+            "note": t.note or None,
             "created_at": t.created_at.isoformat(),
             "deadline_at": t.deadline_at.isoformat() if t.deadline_at else None,
             "overdue": self.overdue,
@@ -151,22 +201,11 @@ class TraceEntry:
         }
 
 
-def latest_chain(items: list[TraceItem]) -> tuple[list[bytes], list[bytes]]:
-    """The chain's receipts (each position's latest, in hop order) and answers."""
-    receipts: dict[int, TraceItem] = {}
-    for item in items:
-        if item.kind is ItemKind.RECEIPT:
-            kept = receipts.get(item.position)
-            if kept is None or item.signed_ms >= kept.signed_ms:
-                receipts[item.position] = item
-    answers = [i.item for i in items if i.kind is ItemKind.ANSWER]
-    return [receipts[p].item for p in sorted(receipts)], answers
-
-
-def latest_receipts(items: list[TraceItem]) -> list[ReceiptStatement]:
-    """Each position's latest receipt, in hop order, decoded (not verified: each was
-    checked when it was kept)."""
-    return [read(r, ReceiptStatement)[1] for r in latest_chain(items)[0]]
+def request_fields(trace: StoredTrace) -> RequestFields:
+    """A stored trace's request fields as the originator signed them (the request was
+    checked when the trace was stored: by us when we started it, by the chain's check when a
+    hop received it)."""
+    return read(trace.request, RequestStatement)[1].fields
 
 
 class TraceService(Generic[W]):
@@ -193,6 +232,7 @@ class TraceService(Generic[W]):
         self._ref = reference
         self._clock = clock
         self._work = work
+        self._onward = Onward(me, peers, delivery, clock, work, self._deadlines, store)
 
     async def start(
         self,
@@ -248,6 +288,7 @@ class TraceService(Generic[W]):
             request=request,
             receipts=[],
             answers=[],
+            # We set the first hop's deadline (PROTOCOL.md §3.8).
             deadline_ms=to_ms(now + self._deadlines.period(fields.priority)),
             delivery_id=os.urandom(16),
         )
@@ -274,10 +315,20 @@ class TraceService(Generic[W]):
         return await self._check(trace)
 
     async def _check(self, trace: StoredTrace) -> ChainReport:
-        receipts, answers = latest_chain(await self._store.get_items(trace.id))
+        """The chain we hold, checked; at a hop, without the problems of signatures by
+        countries we are not a peer of (the originator checks those)."""
+        receipts, answers, replaced = held_chain(await self._store.get_items(trace.id))
         public = self._key.public_key().public_bytes_raw()
-        resolve, _known = await peer_keys(self._peers, self._me, public)
-        return verify_chain(trace.request, receipts, answers, resolve)
+        resolve, known = await peer_keys(self._peers, self._me, public)
+        report = verify_chain(trace.request, receipts, answers, resolve, replaced)
+        if trace.position == 0:
+            return report
+        problems = tuple(
+            p
+            for p in report.problems
+            if not (p.kind is ProblemKind.WRONG_SIGNER and p.country not in known)
+        )
+        return replace(report, problems=problems)
 
     async def list_traces(
         self, incoming: bool, status: TraceStatus | None = None
@@ -302,14 +353,30 @@ class TraceService(Generic[W]):
         count = sum(r.count for r in reminders)
         last = max((r.last_at for r in reminders), default=None)
         if trace.position > 0:
-            return TraceEntry(trace, trace.overdue_seconds(now), (), count, last)
+            ours = await self._hop_deadline(trace, now)
+            return TraceEntry(trace, ours.overdue_seconds if ours else 0.0, (), count, last)
         late: list[HopDeadline] = []
         period = self._deadlines.period(trace.priority)
         if trace.status is TraceStatus.OPEN and may_be_late(trace.created_at, period, now):
-            receipts = latest_receipts(await self._store.get_items(trace.id))
-            late = [d for d in hop_deadlines(receipts, period, now) if d.overdue]
+            items = await self._store.get_items(trace.id)
+            late = [d for d in chain_deadlines(items, period, now) if d.overdue]
         seconds = max((d.overdue_seconds for d in late), default=0.0)
         return TraceEntry(trace, seconds, tuple(d.country for d in late), count, last)
+
+    async def _hop_deadline(self, trace: StoredTrace, now: datetime) -> HopDeadline | None:
+        """At a hop: our deadline (one period after the originator's reply to our question,
+        if that is later) and how late we are with our answer."""
+        if trace.deadline_at is None:
+            return None
+        due = trace.deadline_at
+        queued = trace.status is TraceStatus.QUEUED
+        if queued and trace.outcome == Outcome.NEEDS_INFORMATION.value:  # replied to
+            items = await self._store.get_items(trace.id)
+            replied = max((i.signed_ms for i in items if i.kind is ItemKind.REPLY), default=None)
+            period = self._deadlines.period(trace.priority)
+            due = answer_due(due, None if replied is None else from_ms(replied), period)
+        late = seconds_late(due, now) if queued else 0.0
+        return HopDeadline(trace.position, self._me, due, late)
 
     async def export(self, trace_id: bytes) -> bytes:
         """The chain of a trace we started as a file anyone can check (`node.trace.export`).
@@ -320,7 +387,7 @@ class TraceService(Generic[W]):
         """
         trace = await self._trace(trace_id)
         items = await self._store.get_items(trace.id)
-        receipts, answers = latest_chain(items)
+        receipts, answers = chain_upto(items)
         on_chain = {trace.originator, *(item.country for item in items)}
         keys: dict[str, tuple[bytes, list[bytes]]] = {
             self._me: (self._key.public_key().public_bytes_raw(), [])
@@ -331,10 +398,68 @@ class TraceService(Generic[W]):
         return export_chain(trace.request, receipts, answers, chosen)
 
     async def show(self, trace_id: bytes) -> TraceView:
-        """Where a trace we started stands, hop by hop."""
-        trace = await self._trace(trace_id)
-        report = await self._check(trace)
-        period = self._deadlines.period(trace.priority)
-        due = hop_deadlines(report.hops, period, self._clock.now())
-        reminders = await self._store.get_reminders(trace.id)
-        return TraceView(trace, report, tuple(due), tuple(reminders))
+        """Where a trace we started, or are a hop of, stands, hop by hop.
+
+        Raises:
+            NotFoundError: this node neither started it nor is a hop of it.
+        """
+        trace = await self._store.get_trace(trace_id, 0) or await self._store.get_trace(trace_id)
+        if trace is None:
+            raise NotFoundError(f"trace {trace_id.hex()} is not known here")
+        items = await self._store.get_items(trace.id)
+        replies = tuple(read(i.item, ReplyStatement)[1] for i in items if i.kind is ItemKind.REPLY)
+        question = open_question(items) if trace.position == 0 else None
+        now = self._clock.now()
+        if trace.position == 0:
+            deadlines = chain_deadlines(items, self._deadlines.period(trace.priority), now)
+        else:
+            ours = await self._hop_deadline(trace, now)
+            deadlines = [ours] if ours else []
+        return TraceView(
+            trace,
+            await self._check(trace),
+            replies,
+            question if isinstance(question, Question) else None,
+            tuple(deadlines),
+            tuple(await self._store.get_reminders(trace.id)),
+        )
+
+    async def reply(self, trace_id: bytes, text: str, actor: str) -> str:
+        """Reply to the question a hop of our trace asked (`needs_information`): signed,
+        sent toward that hop, which queues the trace again for its officer. Returns the
+        country of the hop.
+
+        Raises:
+            NotFoundError: we did not start that trace.
+            ValidationError: the text is empty, too long or holds a control character; or
+                the trace is not waiting for our reply (the message says why).
+        """
+        text = check_reply_text(text)
+        await self._trace(trace_id)
+        async with self._work() as work:
+            trace = await work.get_trace(trace_id, 0)
+            assert trace is not None
+            question = open_question(await work.get_items(trace.id))
+            if not isinstance(question, Question):
+                raise ValidationError(
+                    f"trace {trace_id.hex()} is not waiting for information: {question}", "id"
+                )
+            now = self._clock.now()
+            statement = ReplyStatement(
+                trace_id, question.position, self._me, question.answer_hash, to_ms(now), text
+            )
+            data = sign_reply(self._key, statement)
+            await work.add_item(trace.id, reply_item(data), now)
+            message = TraceReply(
+                trace_id=trace_id,
+                position=question.position,
+                reply=data,
+                delivery_id=os.urandom(16),
+            )
+            via = await self._onward.toward_hop(work, trace, question.position, message)
+            await work.set_trace(trace.id, TraceStatus.OPEN, None, trace.next_country, "")
+            details = {"position": question.position, "to": question.country, "via": via}
+            await work.add_audit_entry(
+                now, AuditEvent(actor, "trace.reply", f"trace/{trace_id.hex()}", details)
+            )
+        return question.country
