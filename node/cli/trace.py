@@ -32,7 +32,6 @@ from node.errors import NotFoundError, ValidationError
 
 if TYPE_CHECKING:
     from node.app import Federation, Node
-    from node.records.model import FirearmRecord
     from node.trace.chain import ChainReport
     from node.trace.request import Finding, TraceRequestInput
 
@@ -196,23 +195,6 @@ def _check_answer(args: argparse.Namespace) -> str | None:
     return _country(args.next_country, "--next-country")
 
 
-def _prefill(record: FirearmRecord) -> dict[str, Any]:
-    """A trace request's fields as one of our records gives them."""
-    return {
-        "serial_number": record.serial_number,
-        "make": record.make,
-        "model": record.model,
-        "firearm_type": record.firearm_type,
-        "calibre": record.calibre,
-        "country_of_manufacture": record.country_of_manufacture or "",
-        "markings": record.markings,
-        "recovered_on": record.recovered_on.isoformat() if record.recovered_on else "",
-        "recovered_at": record.event_place,
-        "case_reference": record.case_reference,
-        "agency": record.reporting_agency,
-    }
-
-
 def _entry(args: argparse.Namespace, base: dict[str, Any]) -> TraceRequestInput:
     from node.trace.request import TraceRequestInput
 
@@ -222,7 +204,7 @@ def _entry(args: argparse.Namespace, base: dict[str, Any]) -> TraceRequestInput:
 
 
 async def cmd_new(args: argparse.Namespace) -> int:
-    from node.trace.request import check_request, completeness
+    from node.trace.request import check_request, completeness, record_prefill
 
     async with open_node(args) as node:
         base: dict[str, Any] = {}
@@ -230,7 +212,7 @@ async def cmd_new(args: argparse.Namespace) -> int:
             record = await _known(node.records.get(args.from_record, actor()))
             if record is None:
                 return EXIT_USAGE
-            base = _prefill(record)
+            base = record_prefill(record)
         fields = check_request(_entry(args, base), node.reference, node.clock.now().date())
         findings = completeness(fields, node.reference)
         forced = args.force.strip()

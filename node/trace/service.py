@@ -31,8 +31,15 @@ from node.trace.export import export_chain
 from node.trace.hop import HOP_DEADLINES, peer_keys
 from node.trace.messages import TraceRequest
 from node.trace.model import ItemKind, StoredTrace, TraceItem, TraceStatus
-from node.trace.receipts import sign_request
-from node.trace.request import Finding, TraceRequestFields, completeness, first_hop, to_wire
+from node.trace.receipts import RequestStatement, read, sign_request
+from node.trace.request import (
+    Finding,
+    RequestFields,
+    TraceRequestFields,
+    completeness,
+    first_hop,
+    to_wire,
+)
 from node.trace.storage import TraceStorage, TraceWork
 
 W = TypeVar("W", bound=TraceWork)
@@ -65,6 +72,11 @@ class TraceView:
             return TraceStatus.WAITING
         return self.trace.status
 
+    @property
+    def fields(self) -> RequestFields:
+        """The request's fields as the originator signed them."""
+        return request_fields(self.trace)
+
     def to_json(self) -> dict[str, Any]:
         """As `trace show --json` prints it."""
         return {
@@ -76,6 +88,13 @@ class TraceView:
             "hops": [hop.to_json() for hop in self.report.hops],
             "valid": self.report.valid,
         }
+
+
+def request_fields(trace: StoredTrace) -> RequestFields:
+    """A stored trace's request fields as the originator signed them (the request was
+    checked when the trace was stored: by us when we started it, by the chain's check when a
+    hop received it)."""
+    return read(trace.request, RequestStatement)[1].fields
 
 
 def latest_chain(items: list[TraceItem]) -> tuple[list[bytes], list[bytes]]:
@@ -227,4 +246,17 @@ class TraceService(Generic[W]):
     async def show(self, trace_id: bytes) -> TraceView:
         """Where a trace we started stands, hop by hop."""
         trace = await self._trace(trace_id)
+        return TraceView(trace, await self._check(trace))
+
+    async def show_received(self, trace_id: bytes) -> TraceView:
+        """Where a trace we received as a hop stands here, with the chain as far as we hold
+        it (the hops before ours and our own); hops of countries that are not our peers are
+        reported as not verified.
+
+        Raises:
+            NotFoundError: no hop of this trace came to this node.
+        """
+        trace = await self._store.get_trace(trace_id)
+        if trace is None or trace.position == 0:
+            raise NotFoundError(f"trace {trace_id.hex()} did not come to this node as a hop")
         return TraceView(trace, await self._check(trace))
