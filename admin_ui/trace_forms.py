@@ -71,6 +71,17 @@ OUTCOME_LABELS: Mapping[str, str] = {
     Outcome.NEEDS_INFORMATION.value: "Needs information (ask the originator)",
 }
 ANSWER_FIELDS = ("outcome", "next_country", "details")
+#: What each key of a hop's answer details says (`node.trace.receipts.DetailKey`).
+DETAIL_LABELS: Mapping[str, str] = {
+    "party": "Party",
+    "date": "Date",
+    "event": "Event",
+    "licence_reference": "Licence reference",
+    "question": "Question",
+    "reason": "Reason",
+    "loop": "Loop: already on the chain",
+    "note": "Note",
+}
 #: Which answer detail the officer's text fills, by outcome (as `trace answer --details`).
 DETAIL_KEYS: Mapping[str, str] = {Outcome.NEEDS_INFORMATION.value: "question"}
 STATUSES: tuple[str, ...] = tuple(s.value for s in TraceStatus)

@@ -23,6 +23,7 @@ from admin_ui.render import field_errors, page
 from admin_ui.trace_forms import (
     ANSWER_FIELDS,
     CRIMES,
+    DETAIL_LABELS,
     DIRECTIONS,
     FILTER_PARAMS,
     OUTCOME_LABELS,
@@ -153,6 +154,8 @@ async def _trace_page(
         "row": row,
         "fields": view.fields,
         "hops": timeline(view),
+        "detail_labels": DETAIL_LABELS,
+        "first_hop": view.report.hops[0].country if view.report.hops else view.trace.next_country,
         "incoming": view.trace.position > 0,
         "answerable": view.trace.position > 0 and view.trace.status is TraceStatus.QUEUED,
         "may_answer": require_user(request).may(Role.OFFICER),
