@@ -24,6 +24,7 @@ from node.trace.model import StoredTrace, TraceStatus
 from node.trace.receipts import MAX_DETAIL_CHARS, Outcome
 from node.trace.request import (
     DEFAULT_QUESTIONS,
+    MAX_NOTE_CHARS,
     CrimeCategory,
     Finding,
     Priority,
@@ -118,7 +119,7 @@ class NewTraceForm:
 
 def new_trace_form(form: MultiMapping[object]) -> NewTraceForm:
     """The posted new-trace form (`action` "send" sends, anything else only checks)."""
-    values = text_values(form, NEW_FIELDS)
+    values = form_text(form, NEW_FIELDS)
     questions = tuple(q for q in form.getall("questions", []) if isinstance(q, str))
     return NewTraceForm(values, questions, form.get("action") == "send")
 
@@ -138,6 +139,21 @@ def findings_json(findings: tuple[Finding, ...]) -> list[dict[str, str]]:
     return [{"field": f.field, "reason": f.reason} for f in findings]
 
 
+def form_text(form: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, str]:
+    """The text fields `names` of a posted form, line breaks as "\n": browsers send a
+    textarea's as "\r\n", and a carriage return is a control character the node refuses."""
+    return {
+        name: value.replace("\r\n", "\n").replace("\r", "\n")
+        for name, value in text_values(form, names).items()
+    }
+
+
+def check_force_reason(text: str) -> str:
+    """The reason to send an incomplete request, as stored with it (ValidationError if too
+    long or holding control characters)."""
+    return check_text(text, "force_reason", MAX_NOTE_CHARS)
+
+
 def parse_answer(form: Mapping[str, Any]) -> tuple[Outcome, dict[str, str], str | None]:
     """An officer's answer: the outcome, its details and the next country.
 
@@ -146,7 +162,7 @@ def parse_answer(form: Mapping[str, Any]) -> tuple[Outcome, dict[str, str], str 
             country or a country without a forward, details too long or with control
             characters).
     """
-    values = text_values(form, ANSWER_FIELDS)
+    values = form_text(form, ANSWER_FIELDS)
     if values["outcome"] not in OUTCOMES:
         raise ValidationError(f"outcome: choose one of {', '.join(OUTCOMES)}", "outcome")
     outcome = Outcome(values["outcome"])
@@ -165,8 +181,6 @@ def parse_answer(form: Mapping[str, Any]) -> tuple[Outcome, dict[str, str], str 
     if country is not None:
         check_alpha3(country, "next_country")
     text = check_text(values["details"], "details", MAX_DETAIL_CHARS)
-    if any(ord(c) < 32 and c not in "\n\t" for c in text):
-        raise ValidationError("details: contains a control character; type plain text", "details")
     details = {DETAIL_KEYS.get(outcome.value, "reason"): text} if text else {}
     return outcome, details, country
 

@@ -27,6 +27,7 @@ from admin_ui.trace_forms import (
     TRACE_LABELS,
     NewTraceForm,
     blank_values,
+    check_force_reason,
     findings_json,
     findings_map,
     new_trace_form,
@@ -79,6 +80,7 @@ def _form(
         "makes": [make.name for make in node.reference.makes],
     }
     data: dict[str, Any] = {
+        "available": context["available"],
         "values": dict(values),
         "questions": list(questions),
         "trace_id": None,
@@ -107,6 +109,7 @@ def _checked(
     """The validated request, its findings and its first hop (ValidationError naming a field)."""
     node = get_node(request)
     refuse_nul(posted.values)
+    check_force_reason(posted.values["force_reason"])
     fields = check_request(posted.entry(), node.reference, node.clock.now().date())
     findings = completeness(fields, node.reference)
     return fields, findings, first_hop(fields, node.reference, posted.to)

@@ -32,6 +32,7 @@ from admin_ui.trace_forms import (
     QUESTION_LABELS,
     STATUSES,
     TraceRow,
+    form_text,
     list_filter,
     ordered_rows,
     parse_answer,
@@ -217,7 +218,7 @@ async def trace_answer(request: web.Request) -> web.Response:
     """POST /traces/{id}/answer(.json): an officer's answer to a trace queued at this hop."""
     trace_id = _trace_id(request)
     form = await request.post()
-    values = text_values(form, ANSWER_FIELDS)
+    values = form_text(form, ANSWER_FIELDS)
     try:
         refuse_nul(form.items())
         outcome, details, country = parse_answer(form)

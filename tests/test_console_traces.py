@@ -170,6 +170,7 @@ async def test_bad_input_is_shown_beside_its_field_with_the_input_kept(fra: Cons
         "case_reference": COMPLETE | {"case_reference": ""},
         "priority": COMPLETE | {"priority": "whenever"},
         "to": COMPLETE | {"to": "USA"},  # not a peer of FRA
+        "force_reason": COMPLETE | {"force_reason": "x" * 1001},
     }
     for field, values in cases.items():
         response = await fra.post("/traces/new", form(values | {"agency": "Agency <b>X</b>"}))
@@ -224,7 +225,7 @@ async def test_the_form_is_filled_from_one_of_our_records(fra: Console) -> None:
 async def test_a_sent_trace_is_listed_and_its_timeline_verifies(
     fed: Federation, fra: Console
 ) -> None:
-    trace = await send(fra, COMPLETE)
+    trace = await send(fra, COMPLETE | {"justification": "two\r\nlines"})  # as browsers send
     listed = await fra.json("/traces.json")
     assert (listed["direction"], listed["total"]) == ("outgoing", 1)
     (row,) = listed["traces"]
@@ -241,6 +242,7 @@ async def test_a_sent_trace_is_listed_and_its_timeline_verifies(
     assert (shown["status"], shown["valid"], shown["complete"]) == ("answered", True, True)
     assert shown["direction"] == "outgoing" and shown["problems"] == []
     assert shown["request"]["serial_number"] == "B-1" and shown["request"]["crime"] == "homicide"
+    assert shown["request"]["justification"] == "two\nlines"
     assert [h["verified"] for h in shown["hops"]] == [True, True]
     assert shown["hops"][1]["details"]["party"] == "Max Muster"
     assert shown["export"] == f"/traces/{trace}/export"
@@ -322,7 +324,7 @@ async def test_an_officer_answers_a_queued_trace(
     assert [(h["country"], h["outcome"]) for h in page["hops"]] == [("ITA", None)]
     assert page["export"] is None
 
-    response = await answer(ita, trace, outcome="not_found", details="no such serial")
+    response = await answer(ita, trace, outcome="not_found", details="no such serial\r\nat all")
     assert response.status == 303
     assert response.headers["Location"] == f"/traces/incoming?answered={trace}"
     assert (await ita.json("/traces/incoming.json"))["traces"] == []
@@ -332,7 +334,7 @@ async def test_an_officer_answers_a_queued_trace(
     shown = await fra.json(f"/traces/{trace}.json")
     assert shown["status"] == "answered"
     assert [(h["outcome"], h["details"]) for h in shown["hops"]] == [
-        ("not_found", {"reason": "no such serial"})
+        ("not_found", {"reason": "no such serial\nat all"})
     ]
     again = await answer(ita, trace, outcome="refused")
     assert again.status == 400
@@ -347,9 +349,11 @@ async def test_a_bad_answer_is_shown_beside_its_field(
         "next_country": {"outcome": "forwarded", "details": "exported"},
         "outcome": {"outcome": "lost"},
         "details": {"outcome": "refused", "details": "x" * 401},
+        "details ": {"outcome": "refused", "details": "a\x07bell"},
     }
     bad_country = {"outcome": "forwarded", "next_country": "XX"}
-    for field, values in [*cases.items(), ("next_country", bad_country)]:
+    for key, values in [*cases.items(), ("next_country", bad_country)]:
+        field = key.strip()
         response = await answer(ita, trace, **values)
         assert response.status == 400, field
         html = await response.text()
