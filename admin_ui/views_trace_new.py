@@ -35,6 +35,7 @@ from admin_ui.trace_forms import (
 from admin_ui.views_traces import federation_of, trace_url
 from node.accounts.model import Role
 from node.errors import IncompleteTraceError, ValidationError
+from node.trace.prefill import from_record
 from node.trace.request import (
     Finding,
     FirstHop,
@@ -42,7 +43,6 @@ from node.trace.request import (
     check_request,
     completeness,
     first_hop,
-    record_prefill,
 )
 
 officer = requires(Role.OFFICER)
@@ -99,7 +99,7 @@ async def trace_new_form(request: web.Request) -> web.Response:
     prefill: dict[str, str] = {}
     if "from_record" in request.query:
         record_id = parse_int(request.query.get("from_record"), "from_record", minimum=1)
-        prefill = record_prefill(await get_node(request).records.get(record_id, actor(request)))
+        prefill = from_record(await get_node(request).records.get(record_id, actor(request)))
     return _form(request, blank_values(prefill), DEFAULT_QUESTION_VALUES)
 
 

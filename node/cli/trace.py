@@ -143,7 +143,16 @@ def _add_new(
 ) -> None:
     new = trace.add_parser("new", parents=[data, key], help="start a trace")
     new.set_defaults(handler=cmd_new, check=_check_new)
-    new.add_argument("--from-record", type=count(1, MAX_ID), metavar="ID")
+    source = new.add_mutually_exclusive_group()
+    source.add_argument(
+        "--from-record", type=count(1, MAX_ID), metavar="ID", help="pre-fill from our record"
+    )
+    source.add_argument(
+        "--from-evidence",
+        type=count(1, MAX_ID),
+        metavar="ID",
+        help="pre-fill from the evidence of a hit on a peer's record (`evidence list`)",
+    )
     new.add_argument("--serial", dest="serial_number", metavar="S", help="the serial as read")
     new.add_argument("--make", metavar="M")
     new.add_argument("--model", metavar="M")
@@ -180,12 +189,19 @@ def _country(value: str | None, option: str) -> str | None:
 
 
 def _check_new(args: argparse.Namespace) -> str | None:
-    if args.crime is None and args.from_record is not None:
-        return "--crime is required (a record does not say in which crime it was recovered)"
-    if args.from_record is None:
+    if args.from_evidence is not None:
+        # The evidence gives the firearm and the case; the recovery and the agency are ours.
+        required = [r for r in REQUIRED_NEW if r[0] not in ("make", "case_reference")]
+        missing = [option for name, option in required if getattr(args, name) is None]
+        if missing:
+            return f"required with --from-evidence: {', '.join(missing)}"
+    elif args.from_record is not None:
+        if args.crime is None:
+            return "--crime is required (a record does not say in which crime it was recovered)"
+    else:
         missing = [option for name, option in REQUIRED_NEW if getattr(args, name) is None]
         if missing:
-            return f"required without --from-record: {', '.join(missing)}"
+            return f"required without --from-record or --from-evidence: {', '.join(missing)}"
     return _country(args.to, "--to")
 
 
@@ -195,7 +211,7 @@ def _check_answer(args: argparse.Namespace) -> str | None:
     return _country(args.next_country, "--next-country")
 
 
-def _entry(args: argparse.Namespace, base: dict[str, Any]) -> TraceRequestInput:
+def _entry(args: argparse.Namespace, base: dict[str, str]) -> TraceRequestInput:
     from node.trace.request import TraceRequestInput
 
     given = {name: getattr(args, name) for name in NEW_FIELDS if getattr(args, name) is not None}
@@ -204,15 +220,21 @@ def _entry(args: argparse.Namespace, base: dict[str, Any]) -> TraceRequestInput:
 
 
 async def cmd_new(args: argparse.Namespace) -> int:
-    from node.trace.request import check_request, completeness, record_prefill
+    from node.trace import prefill
+    from node.trace.request import check_request, completeness
 
     async with open_node(args) as node:
-        base: dict[str, Any] = {}
+        base: dict[str, str] = {}
         if args.from_record is not None:
             record = await _known(node.records.get(args.from_record, actor()))
             if record is None:
                 return EXIT_USAGE
-            base = record_prefill(record)
+            base = prefill.from_record(record)
+        elif args.from_evidence is not None:
+            opened = await _known(node.evidence.open(args.from_evidence))
+            if opened is None:
+                return EXIT_USAGE
+            base = prefill.from_evidence(*opened)
         fields = check_request(_entry(args, base), node.reference, node.clock.now().date())
         findings = completeness(fields, node.reference)
         forced = args.force.strip()

@@ -49,7 +49,7 @@ from node.countries import check_alpha3
 from node.errors import MalformedEnvelopeError, ValidationError
 from node.lookup.text import check_case_reference, check_chars
 from node.protocol.messages import NUL_FREE
-from node.records.model import MAX_SERIAL_CHARS, FirearmRecord
+from node.records.model import MAX_SERIAL_CHARS
 from node.records.normalise import (
     EARLIEST_EVENT,
     check_text,
@@ -206,24 +206,6 @@ class FirstHop:
 
     country: str
     source: FirstHopSource
-
-
-def record_prefill(record: FirearmRecord) -> dict[str, str]:
-    """A trace request's fields (`TraceRequestInput`'s names) as one of our records gives
-    them: what `trace new --from-record` and the console's `?from_record=` start from."""
-    return {
-        "serial_number": record.serial_number,
-        "make": record.make,
-        "model": record.model,
-        "firearm_type": record.firearm_type,
-        "calibre": record.calibre,
-        "country_of_manufacture": record.country_of_manufacture or "",
-        "markings": record.markings,
-        "recovered_on": record.recovered_on.isoformat() if record.recovered_on else "",
-        "recovered_at": record.event_place,
-        "case_reference": record.case_reference,
-        "agency": record.reporting_agency,
-    }
 
 
 # -- validation -------------------------------------------------------------------------
