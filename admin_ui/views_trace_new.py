@@ -6,7 +6,8 @@ the trace would go to first, without sending anything (no script needed: the
 page comes back from the server). "Send" does the same and sends the request
 through `TraceService.start`, unless the check found something missing and
 no reason to send it anyway was given. `?from_record=ID` fills the form from
-one of our records, as `trace new --from-record ID` does.
+one of our records, `?from_evidence=ID` from the evidence of a hit on a peer's
+record, as `trace new --from-record` and `--from-evidence` do.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from admin_ui.trace_forms import (
 from admin_ui.views_traces import federation_of, trace_url
 from node.accounts.model import Role
 from node.errors import IncompleteTraceError, ValidationError
-from node.trace.prefill import from_record
+from node.trace import prefill
 from node.trace.request import (
     Finding,
     FirstHop,
@@ -93,14 +94,23 @@ def _form(
     return page(request, "trace_new.html", context, data=data, status=status)
 
 
+async def _prefill(request: web.Request) -> dict[str, str]:
+    """What `?from_record=ID` or `?from_evidence=ID` fills the form with (else nothing)."""
+    node, query = get_node(request), request.query
+    if "from_record" in query:
+        record_id = parse_int(query.get("from_record"), "from_record", minimum=1)
+        return prefill.from_record(await node.records.get(record_id, actor(request)))
+    if "from_evidence" in query:
+        evidence_id = parse_int(query.get("from_evidence"), "from_evidence", minimum=1)
+        return prefill.from_evidence(*await node.evidence.open(evidence_id))
+    return {}
+
+
 @officer
 async def trace_new_form(request: web.Request) -> web.Response:
-    """GET /traces/new(.json)[?from_record=ID]: the form, empty or filled from a record."""
-    prefill: dict[str, str] = {}
-    if "from_record" in request.query:
-        record_id = parse_int(request.query.get("from_record"), "from_record", minimum=1)
-        prefill = from_record(await get_node(request).records.get(record_id, actor(request)))
-    return _form(request, blank_values(prefill), DEFAULT_QUESTION_VALUES)
+    """GET /traces/new(.json)[?from_record=ID | ?from_evidence=ID]: the form, empty or
+    filled from one of our records or from the evidence of a hit on a peer's record."""
+    return _form(request, blank_values(await _prefill(request)), DEFAULT_QUESTION_VALUES)
 
 
 def _checked(

@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 
 from node.accounts.model import Role
+from node.lookup.querier import Query
 from node.protocol.model import Service
+from node.records.model import RecordInput
 from node.trace.export import verify_file
 from node.trace.model import TraceStatus
 from tests.console_helpers import OFFICER_PASSWORD, Console, add_record, console_for
@@ -217,6 +219,25 @@ async def test_the_form_is_filled_from_one_of_our_records(fra: Console) -> None:
     )
     bad = await fra.json("/traces/new.json?from_record=abc", 400)
     assert bad["error"]["field"] == "from_record"
+
+
+async def test_the_form_is_filled_from_the_evidence_of_a_hit(fed: Federation, fra: Console) -> None:
+    ita = fed["ITA"]
+    await ita.n.records.create(RecordInput("GLK-5", "Glock", "pistol", "stolen"), "t")
+    await ita.n.lookup_index.refresh(ita.k.oprf)
+    results = await fed["FRA"].f.lookups.lookup([Query("glk 5", "glock")], "FR-11", "admin")
+    (evidence,) = [r.evidence_id for r in results if r.result == "hit"]
+    html = await (await fra.get(f"/evidence/{evidence}")).text()
+    assert f'href="/traces/new?from_evidence={evidence}"' in html
+    values = (await fra.json(f"/traces/new.json?from_evidence={evidence}"))["values"]
+    assert (values["serial_number"], values["case_reference"], values["make"]) == (
+        "glk 5",
+        "FR-11",
+        "glock",
+    )
+    assert values["recovered_at"] == "" and values["crime"] == ""  # ours to say
+    missing = await fra.json("/traces/new.json?from_evidence=999", 404)
+    assert missing["error"]["code"] == "not_found"
 
 
 # -- the list, a trace's page and its export -------------------------------------------
