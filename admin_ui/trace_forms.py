@@ -269,7 +269,7 @@ class TraceRow:
             "late_seconds": int(self.late.total_seconds()) if self.late is not None else None,
             "outcome": t.outcome,
             "next_country": t.next_country,
-            "note": t.note,
+            "note": t.note or None,
         }
 
 

@@ -3,8 +3,8 @@ queue where officers answer the traces waiting at this hop.
 
 Officers start and answer traces (as they run lookups); officers and auditors
 read the list and the timelines. A trace's page verifies its chain on every
-view (`TraceService.show`, or `show_received` for a trace that came to us as
-a hop) and shows each hop's country, receipt and answer times, outcome,
+view (`TraceService.show`, for a trace started here or come to us as a hop)
+and shows each hop's country, receipt and answer times, outcome,
 details and whether its signatures verified. The export is the file
 `iarms-node trace export` writes. New traces: `views_trace_new`.
 """
@@ -42,9 +42,9 @@ from admin_ui.trace_forms import (
 )
 from node.accounts.model import Role
 from node.app import Federation
-from node.errors import LookupUnavailableError, NotFoundError, ValidationError
+from node.errors import LookupUnavailableError, ValidationError
 from node.trace.model import TraceStatus
-from node.trace.service import TraceView, request_fields
+from node.trace.service import request_fields
 
 officer = requires(Role.OFFICER)
 reader = requires(Role.OFFICER, Role.AUDITOR)
@@ -128,19 +128,6 @@ async def traces_list(request: web.Request) -> web.Response:
     return page(request, "traces.html", context, data=data)
 
 
-async def _view(request: web.Request, trace_id: bytes) -> TraceView:
-    """The trace as we hold it: started here, else received as a hop."""
-    traces = federation_of(request).traces
-    try:
-        return await traces.show(trace_id)
-    except NotFoundError:
-        pass
-    try:
-        return await traces.show_received(trace_id)
-    except NotFoundError as e:
-        raise NotFoundError(f"there is no trace {trace_id.hex()} on this node") from e
-
-
 async def _trace_page(
     request: web.Request,
     *,
@@ -148,7 +135,7 @@ async def _trace_page(
     errors: Mapping[str, str] | None = None,
     status: int = 200,
 ) -> web.Response:
-    view = await _view(request, _trace_id(request))
+    view = await federation_of(request).traces.show(_trace_id(request))
     row = trace_row(view.trace, get_node(request).clock.now())
     context = {
         "view": view,
@@ -229,7 +216,7 @@ async def trace_answer(request: web.Request) -> web.Response:
             raise
         return await _trace_page(request, values=values, errors=field_errors(e), status=e.status)
     if is_json(request):
-        view = await federation_of(request).traces.show_received(trace_id)
+        view = await federation_of(request).traces.show(trace_id)
         return web.json_response(
             {"trace_id": trace_id.hex(), "outcome": outcome.value, "status": view.status.value}
         )

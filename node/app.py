@@ -22,7 +22,8 @@ from node.lookup.evidence import EvidenceService
 from node.lookup.index import LookupIndex
 from node.protocol.delivery import DeliveryService
 from node.protocol.descriptor import sign_descriptor
-from node.protocol.peers import PeersService
+from node.protocol.model import Peer
+from node.protocol.peers import PeerHook, PeersService
 from node.protocol.ratelimit import RateLimitConfig
 from node.protocol.transport import PeerTransport
 from node.records.import_parse import RECORD_ROWS
@@ -123,6 +124,7 @@ class Node:
         delivery = DeliveryService(
             OutboxStore(db), clock, config.delivery_backoff, peers=peers, me=config.country
         )
+        peers.on_added(_traces_waiting_for(config.country, db, peers, delivery, clock))
         return cls(
             config=config,
             clock=clock,
@@ -153,6 +155,25 @@ class Node:
         """Release the database connections and the peers' connection pool."""
         await self.transport.close()
         await self.db.close()
+
+
+def _traces_waiting_for(
+    me: str, db: Database, peers: PeersService, delivery: DeliveryService, clock: Clock
+) -> PeerHook:
+    """The peer registry's hook that moves on the traces waiting for a peering with the
+    peer just added (`node.trace.forward.Onward.peering_added`); it needs no key, so that
+    `peers add` on the command line does it too. Trace modules load only when it runs."""
+
+    async def added(peer: Peer) -> None:
+        from node.store.trace import TraceStore
+        from node.store.work import unit_of_work
+        from node.trace.forward import Onward
+        from node.trace.hop import HOP_DEADLINES
+
+        onward = Onward(me, peers, delivery, clock, unit_of_work(db), HOP_DEADLINES, TraceStore(db))
+        await onward.peering_added(peer)
+
+    return added
 
 
 def migrate_command(config: NodeConfig) -> str:
@@ -205,6 +226,7 @@ def federation(node: Node, keys: NodeKeys, rate_limit: RateLimitConfig | None = 
     from node.store.trace import TraceStore
     from node.store.work import unit_of_work
     from node.trace.hop import TraceHop
+    from node.trace.replies import TraceNotices
     from node.trace.service import TraceService
 
     me, clock, signing_key = node.config.country, node.clock, keys.signing
@@ -238,6 +260,8 @@ def federation(node: Node, keys: NodeKeys, rate_limit: RateLimitConfig | None = 
         me, signing_key, node.peers, node.delivery, node.custody, node.reference, clock, work
     )
     hop.register(dispatcher)
+    public = signing_key.public_key().public_bytes_raw()
+    TraceNotices(me, node.peers, node.delivery, clock, work, public).register(dispatcher)
     traces = TraceService(
         me, signing_key, TraceStore(node.db), node.peers, node.delivery, node.reference, clock, work
     )

@@ -1,7 +1,7 @@
-"""`trace new`, `list`, `show`, `verify`, `answer`, `export` and `verify-file`: tracing a
-recovered firearm from country to country (issue 9).
+"""`trace new`, `list`, `show`, `verify`, `answer`, `reply`, `export` and `verify-file`:
+tracing a recovered firearm from country to country (issue 9).
 
-Commands that send (`new`, `answer`) sign with the node's key and write to its
+Commands that send (`new`, `answer`, `reply`) sign with the node's key and write to its
 outbox, in the same unit of work as the stored trace: the running node
 (`iarms-node run`) delivers them.
 """
@@ -126,6 +126,13 @@ def add_commands(sub: argparse._SubParsersAction, data: argparse.ArgumentParser)
     answer.add_argument("--outcome", required=True, choices=OUTCOMES)
     answer.add_argument("--next-country", metavar="XXX", help="with --outcome forwarded")
     answer.add_argument("--details", default="", metavar="TEXT")
+
+    reply = trace.add_parser(
+        "reply", parents=[data, key], help="reply to the question a hop of our trace asked"
+    )
+    reply.set_defaults(handler=cmd_reply)
+    reply.add_argument("id", type=trace_id)
+    reply.add_argument("--text", required=True, metavar="TEXT")
 
     export = trace.add_parser("export", parents=[data, key], help="write a chain to a file")
     export.set_defaults(handler=cmd_export)
@@ -306,6 +313,7 @@ async def cmd_list(args: argparse.Namespace) -> int:
             "overdue": overdue,
             "outcome": t.outcome,
             "next_country": t.next_country,
+            "note": t.note or None,
         }
         if args.json:
             print_json(info)
@@ -314,6 +322,7 @@ async def cmd_list(args: argparse.Namespace) -> int:
             echo(
                 f"{t.trace_id.hex()}  {t.created_at:%Y-%m-%d %H:%M}  {t.originator}  "
                 f"{t.priority:<7} {t.status.value:<8} next {t.next_country or '-'}{late}"
+                + (f"  ({t.note})" if t.note else "")
             )
     return 0
 
@@ -328,6 +337,8 @@ def _print_hops(report: ChainReport) -> None:
             + (f"  ({details})" if details else "")
             + ("" if h["verified"] else "  NOT VERIFIED")
         )
+        for question in h["questions"]:
+            echo(f"    asked before: {question}")
 
 
 async def cmd_show(args: argparse.Namespace) -> int:
@@ -339,11 +350,19 @@ async def cmd_show(args: argparse.Namespace) -> int:
         print_json(view.to_json())
         return 0
     info = view.to_json()
-    echo(f"trace {info['trace_id']}: {info['status']} ({info['priority']})")
-    echo(f"started {info['created_at']}")
+    status = info["status"] + (f": {info['note']}" if info["note"] else "")
+    where = "" if view.trace.position == 0 else f", we are hop {view.trace.position}"
+    echo(f"trace {info['trace_id']}: {status} ({info['priority']}{where})")
+    echo(f"started {info['created_at']} by {info['originator']}")
     if info["force_reason"]:
         echo(f"sent incomplete: {info['force_reason']}")
     _print_hops(view.report)
+    for reply in info["replies"]:
+        echo(f"  reply to hop {reply['position']} ({reply['replied_at']}): {reply['text']}")
+    if info["question"]:
+        q = info["question"]
+        echo(f"{q['country']} (hop {q['position']}) asks: {q['text']}")
+        echo(f"reply with: iarms-node trace reply {info['trace_id']} --text TEXT")
     echo("chain verifies" if view.report.valid else "CHAIN DOES NOT VERIFY: see trace verify")
     return 0
 
@@ -380,6 +399,17 @@ async def cmd_answer(args: argparse.Namespace) -> int:
             echo(f"iarms-node: {e}", sys.stderr)
             return EXIT_USAGE
     echo(f"answered {args.id.hex()}: {args.outcome} (the running node delivers it)")
+    return 0
+
+
+async def cmd_reply(args: argparse.Namespace) -> int:
+    async with open_node(args) as node:
+        try:
+            country = await _services(node, args).traces.reply(args.id, args.text, actor())
+        except (NotFoundError, ValidationError) as e:  # unknown, not waiting, bad text
+            echo(f"iarms-node: {e}", sys.stderr)
+            return EXIT_USAGE
+    echo(f"replied to {country} on trace {args.id.hex()} (the running node delivers it)")
     return 0
 
 

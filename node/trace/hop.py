@@ -16,7 +16,10 @@ Reports go straight to the originator when it is our peer, else to the hop
 before us. A `forwarded` answer sends `trace.request` to the next country
 itself; never to a country already on the chain (then `end_of_chain`
 naming the loop); when the next country is not our peer, the answer says so
-and the trace waits here.
+and the trace waits here (`node.trace.forward`: the originator forwards it if
+it can, else whichever of us first adds the peering). A `needs_information`
+answer makes the trace wait here for the originator's reply
+(`node.trace.replies`), then it is queued again for an officer.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from node.protocol.ratelimit import RateLimitConfig, TokenBuckets
 from node.records.reference import ReferenceTable
 from node.trace.chain import pending_receipt
 from node.trace.custody import CustodyService
+from node.trace.forward import Onward, unpeered_note
 from node.trace.messages import TraceReport, TraceRequest
 from node.trace.model import (
     CustodyEvent,
@@ -58,7 +62,6 @@ from node.trace.model import (
     TraceStatus,
 )
 from node.trace.receipts import (
-    FINAL_OUTCOMES,
     AnswerStatement,
     KeyResolver,
     Outcome,
@@ -176,6 +179,7 @@ class TraceHop(Generic[W]):
         self._ref = reference
         self._clock = clock
         self._work = work
+        self._onward = Onward(me, peers, delivery, clock, work, HOP_DEADLINES)
 
     def register(self, dispatcher: Dispatcher[W]) -> None:
         """Give `dispatcher` the trace messages and their handlers."""
@@ -327,10 +331,11 @@ class TraceHop(Generic[W]):
                 forward_to = await self._peer(target)
                 if forward_to is None:
                     note = f"no peering with {target}"
-                    details["note"] = f"{self._me} is not a peer of {target}"
+                    details["note"] = unpeered_note(self._me, target)
                     status = TraceStatus.WAITING
         if outcome is Outcome.NEEDS_INFORMATION:
-            status = TraceStatus.QUEUED
+            status = TraceStatus.WAITING
+            note = f"waiting for information from {trace.originator}"
         mine = [i for i in items if i.position == trace.position and i.kind is ItemKind.RECEIPT]
         _signed, pending = read(mine[0].item, ReceiptStatement)  # the pending one came first
         answer = sign_answer(
@@ -351,23 +356,7 @@ class TraceHop(Generic[W]):
             ),
         )
         if forward_to is not None:
-            chain_receipts = [i.item for i in earlier if i.kind is ItemKind.RECEIPT]
-            chain_answers = [i.item for i in earlier if i.kind is ItemKind.ANSWER]
-            _s, request = read(trace.request, RequestStatement)
-            deadline = now + HOP_DEADLINES[request.fields.priority]
-            await self._delivery.send(
-                forward_to.country,
-                TraceRequest(
-                    trace_id=trace.trace_id,
-                    position=trace.position + 1,
-                    request=trace.request,
-                    receipts=[*chain_receipts, final],
-                    answers=[*chain_answers, answer],
-                    deadline_ms=to_ms(deadline),
-                    delivery_id=os.urandom(16),
-                ),
-                work,
-            )
+            await self._onward.forward(work, trace, forward_to.country, trace.position + 1)
 
     # -- reports ------------------------------------------------------------------------
 
@@ -396,10 +385,6 @@ class TraceHop(Generic[W]):
             signed_ms = item.signed_ms or to_ms(self._clock.now())
             if kind is ItemKind.RECEIPT:
                 verify(read(message.item, ReceiptStatement)[0], item.country, signed_ms, resolve)
-        now = self._clock.now()
-        await work.add_item(trace.id, item, now)
-        outcome = statement.outcome if isinstance(statement, ReceiptStatement) else None
-        if outcome in FINAL_OUTCOMES and outcome is not Outcome.FORWARDED:
-            assert outcome is not None
-            await work.set_trace(trace.id, TraceStatus.ANSWERED, outcome.value)
+        await work.add_item(trace.id, item, self._clock.now())
+        await self._onward.after_report(work, trace)
         return Ack()

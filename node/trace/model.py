@@ -110,10 +110,12 @@ class TraceStatus(enum.StrEnum):
 
 
 class ItemKind(enum.StrEnum):
-    """A trace's signed items other than its request."""
+    """A trace's signed items other than its request: the hops' receipts and answers, and
+    the originator's replies to their questions."""
 
     RECEIPT = "receipt"
     ANSWER = "answer"
+    REPLY = "reply"
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +149,8 @@ class StoredTrace:
 
 @dataclass(frozen=True, slots=True)
 class TraceItem:
-    """A signed receipt or answer of a trace, with what it says of itself."""
+    """A signed receipt, answer or reply of a trace, with what it says of itself (a
+    reply's `country` is the originator's, its `position` the hop it answers)."""
 
     position: int
     kind: ItemKind

@@ -15,11 +15,14 @@ bytes.
                 answer_hash (bin 32) | nil, next_country | nil]
     answer   = ["iarms-trace-answer-v1", trace_id, position, country, outcome,
                 details (map of str to str, sorted keys), next_country | nil]
+    reply    = ["iarms-trace-reply-v1", trace_id, position, originator, answer_hash (bin 32),
+                replied_ms, text]
 
 A hop signs a pending receipt when a trace arrives (the answered fields nil)
 and another when it answers (the same `received_ms`); a `needs_information`
-answer is answered again after the originator's reply, so its receipt is not
-final either. `prev_hash` links each hop to the one before: the request's
+answer is answered again after the originator's reply (a `reply` statement, signed by
+the originator and naming the hash of the question's answer), so its receipt
+is not final either. `prev_hash` links each hop to the one before: the request's
 hash for hop 1, else hop n-1's final receipt's hash.
 
 Statements are decoded strictly (`msgspec` array-like structs: exact
@@ -48,6 +51,7 @@ from node.trace.request import RequestFields
 REQUEST_TAG = "iarms-trace-request-v1"
 RECEIPT_TAG = "iarms-trace-receipt-v1"
 ANSWER_TAG = "iarms-trace-answer-v1"
+REPLY_TAG = "iarms-trace-reply-v1"
 #: The most hops a trace may have (a hop refuses to forward beyond): supply chains cross
 #: a few countries, and the whole chain must fit in one 1 MiB `trace.request`.
 MAX_HOPS = 16
@@ -56,6 +60,9 @@ MAX_ANSWER_BYTES = 16 * 1024
 MAX_RECEIPT_BYTES = 1024
 #: The longest value in an answer's details, in characters.
 MAX_DETAIL_CHARS = 400
+#: The longest reply to a hop's question, in characters, and its signed statement in bytes.
+MAX_REPLY_CHARS = 2000
+MAX_REPLY_BYTES = 12 * 1024
 
 #: (country, key id, time in ms) → the raw Ed25519 public key that country signed with
 #: at that time under that key id, or None.
@@ -68,6 +75,9 @@ DetailKey = Literal[
     "party", "date", "event", "licence_reference", "question", "reason", "loop", "note"
 ]
 DetailValue = Annotated[str, msgspec.Meta(max_length=MAX_DETAIL_CHARS, pattern=NUL_FREE)]
+#: A reply's text: 1 to `MAX_REPLY_CHARS` characters, none of them a control character (Cc).
+REPLY_TEXT = "^[^\\x00-\\x1f\\x7f-\\x9f]+\\Z"  # \Z, as "$" would let a final newline in
+ReplyText = Annotated[str, msgspec.Meta(max_length=MAX_REPLY_CHARS, pattern=REPLY_TEXT)]
 
 
 class Outcome(enum.StrEnum):
@@ -135,6 +145,18 @@ class AnswerStatement(_Statement, frozen=True, tag=ANSWER_TAG):
     next_country: Country | None
 
 
+class ReplyStatement(_Statement, frozen=True, tag=REPLY_TAG):
+    """The originator's reply to the question (a `needs_information` answer, by its hash)
+    of hop `position`."""
+
+    trace_id: Bin16
+    position: Position
+    originator: Country
+    answer_hash: Bin32
+    replied_ms: Ms
+    text: ReplyText
+
+
 class Signed(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
     """`[statement, key_id, signature]`: a statement with its author's signature."""
 
@@ -143,11 +165,12 @@ class Signed(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields
     signature: Bin64
 
 
-S = TypeVar("S", RequestStatement, ReceiptStatement, AnswerStatement)
+S = TypeVar("S", RequestStatement, ReceiptStatement, AnswerStatement, ReplyStatement)
 _LIMITS: dict[type[_Statement], tuple[int, str]] = {
     RequestStatement: (MAX_REQUEST_BYTES, "request"),
     ReceiptStatement: (MAX_RECEIPT_BYTES, "receipt"),
     AnswerStatement: (MAX_ANSWER_BYTES, "answer"),
+    ReplyStatement: (MAX_REPLY_BYTES, "reply"),
 }
 
 
@@ -210,6 +233,15 @@ def sign_answer(
     ordered = cast("dict[DetailKey, str]", dict(sorted(details.items())))
     statement = AnswerStatement(trace_id, position, country, outcome, ordered, next_country)
     return _sign(key, statement)
+
+
+def sign_reply(key: Ed25519PrivateKey, reply: ReplyStatement) -> bytes:
+    """The originator's signed reply.
+
+    Raises:
+        MalformedEnvelopeError: its text is empty, too long or holds a control character.
+    """
+    return _sign(key, reply)
 
 
 def sign_receipt(key: Ed25519PrivateKey, receipt: ReceiptStatement) -> bytes:

@@ -5,7 +5,10 @@ forced with a reason, which is stored), signs the request and sends
 `trace.request` to the first hop through the outbox, in one unit of work
 with the stored trace and its audit entry. The hops' receipts and answers
 arrive as `trace.report` (`node.trace.hop`), are checked and kept; `show`
-and `verify` read the chain from them with our peers' keys.
+and `verify` read the chain from them with our peers' keys. When a hop asks
+a question (`needs_information`), `reply` signs our answer and sends it
+toward that hop (`node.trace.replies`). `show` also shows a trace this node
+is a hop of, as far as it holds its chain.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -22,16 +25,24 @@ from node.auditing import AuditEvent
 from node.clock import Clock
 from node.errors import IncompleteTraceError, NotFoundError, ValidationError
 from node.protocol.delivery import DeliveryService
-from node.protocol.envelope import to_ms
+from node.protocol.envelope import from_ms, to_ms
 from node.protocol.model import PeerStatus
 from node.protocol.peers import PeersService
 from node.records.reference import ReferenceTable
-from node.trace.chain import ChainReport, verify_chain
+from node.trace.chain import ChainReport, ProblemKind, verify_chain
 from node.trace.export import export_chain
+from node.trace.forward import (
+    Onward,
+    Question,
+    chain_upto,
+    held_chain,
+    open_question,
+)
 from node.trace.hop import HOP_DEADLINES, peer_keys
-from node.trace.messages import TraceRequest
-from node.trace.model import ItemKind, StoredTrace, TraceItem, TraceStatus
-from node.trace.receipts import RequestStatement, read, sign_request
+from node.trace.messages import TraceReply, TraceRequest
+from node.trace.model import ItemKind, StoredTrace, TraceStatus
+from node.trace.receipts import ReplyStatement, RequestStatement, read, sign_reply, sign_request
+from node.trace.replies import check_reply_text, reply_item
 from node.trace.request import (
     Finding,
     RequestFields,
@@ -56,20 +67,20 @@ class Started:
 
 @dataclass(frozen=True, slots=True)
 class TraceView:
-    """A trace as `show` gives it: where it stands and its chain, checked."""
+    """A trace as `show` gives it: where it stands, its chain as checked, the replies to
+    its hops' questions and, at the originator, the question waiting for our reply."""
 
     trace: StoredTrace
     report: ChainReport
+    replies: tuple[ReplyStatement, ...] = ()
+    question: Question | None = None
 
     @property
     def status(self) -> TraceStatus:
-        """`answered` once the chain is complete; `waiting` when its last hop could not
-        forward it (no peering); else as stored."""
-        if self.report.complete:
+        """At the originator, `answered` once the chain is complete; else as stored
+        (`waiting`: for a peering, or for our reply)."""
+        if self.trace.position == 0 and self.report.complete:
             return TraceStatus.ANSWERED
-        last = self.report.hops[-1] if self.report.hops else None
-        if last is not None and last.details and "note" in last.details and last.next_country:
-            return TraceStatus.WAITING
         return self.trace.status
 
     @property
@@ -79,13 +90,32 @@ class TraceView:
 
     def to_json(self) -> dict[str, Any]:
         """As `trace show --json` prints it."""
+        question = self.question
         return {
             "trace_id": self.trace.trace_id.hex(),
+            "position": self.trace.position,
+            "originator": self.trace.originator,
             "status": self.status.value,
+            "note": self.trace.note or None,
             "priority": self.trace.priority,
             "created_at": self.trace.created_at.isoformat(),
             "force_reason": self.trace.force_reason or None,
             "hops": [hop.to_json() for hop in self.report.hops],
+            "question": None
+            if question is None
+            else {
+                "position": question.position,
+                "country": question.country,
+                "text": question.text,
+            },
+            "replies": [
+                {
+                    "position": r.position,
+                    "text": r.text,
+                    "replied_at": from_ms(r.replied_ms).isoformat(),
+                }
+                for r in self.replies
+            ],
             "valid": self.report.valid,
         }
 
@@ -95,18 +125,6 @@ def request_fields(trace: StoredTrace) -> RequestFields:
     checked when the trace was stored: by us when we started it, by the chain's check when a
     hop received it)."""
     return read(trace.request, RequestStatement)[1].fields
-
-
-def latest_chain(items: list[TraceItem]) -> tuple[list[bytes], list[bytes]]:
-    """The chain's receipts (each position's latest, in hop order) and answers."""
-    receipts: dict[int, TraceItem] = {}
-    for item in items:
-        if item.kind is ItemKind.RECEIPT:
-            kept = receipts.get(item.position)
-            if kept is None or item.signed_ms >= kept.signed_ms:
-                receipts[item.position] = item
-    answers = [i.item for i in items if i.kind is ItemKind.ANSWER]
-    return [receipts[p].item for p in sorted(receipts)], answers
 
 
 class TraceService(Generic[W]):
@@ -131,6 +149,7 @@ class TraceService(Generic[W]):
         self._ref = reference
         self._clock = clock
         self._work = work
+        self._onward = Onward(me, peers, delivery, clock, work, HOP_DEADLINES, store)
 
     async def start(
         self,
@@ -212,10 +231,20 @@ class TraceService(Generic[W]):
         return await self._check(trace)
 
     async def _check(self, trace: StoredTrace) -> ChainReport:
-        receipts, answers = latest_chain(await self._store.get_items(trace.id))
+        """The chain we hold, checked; at a hop, without the problems of signatures by
+        countries we are not a peer of (the originator checks those)."""
+        receipts, answers, replaced = held_chain(await self._store.get_items(trace.id))
         public = self._key.public_key().public_bytes_raw()
-        resolve, _known = await peer_keys(self._peers, self._me, public)
-        return verify_chain(trace.request, receipts, answers, resolve)
+        resolve, known = await peer_keys(self._peers, self._me, public)
+        report = verify_chain(trace.request, receipts, answers, resolve, replaced)
+        if trace.position == 0:
+            return report
+        problems = tuple(
+            p
+            for p in report.problems
+            if not (p.kind is ProblemKind.WRONG_SIGNER and p.country not in known)
+        )
+        return replace(report, problems=problems)
 
     async def list_traces(
         self, incoming: bool, status: TraceStatus | None = None
@@ -233,7 +262,7 @@ class TraceService(Generic[W]):
         """
         trace = await self._trace(trace_id)
         items = await self._store.get_items(trace.id)
-        receipts, answers = latest_chain(items)
+        receipts, answers = chain_upto(items)
         on_chain = {trace.originator, *(item.country for item in items)}
         keys: dict[str, tuple[bytes, list[bytes]]] = {
             self._me: (self._key.public_key().public_bytes_raw(), [])
@@ -244,19 +273,60 @@ class TraceService(Generic[W]):
         return export_chain(trace.request, receipts, answers, chosen)
 
     async def show(self, trace_id: bytes) -> TraceView:
-        """Where a trace we started stands, hop by hop."""
-        trace = await self._trace(trace_id)
-        return TraceView(trace, await self._check(trace))
-
-    async def show_received(self, trace_id: bytes) -> TraceView:
-        """Where a trace we received as a hop stands here, with the chain as far as we hold
-        it (the hops before ours and our own); hops of countries that are not our peers are
-        reported as not verified.
+        """Where a trace we started, or are a hop of, stands, hop by hop.
 
         Raises:
-            NotFoundError: no hop of this trace came to this node.
+            NotFoundError: this node neither started it nor is a hop of it.
         """
-        trace = await self._store.get_trace(trace_id)
-        if trace is None or trace.position == 0:
-            raise NotFoundError(f"trace {trace_id.hex()} did not come to this node as a hop")
-        return TraceView(trace, await self._check(trace))
+        trace = await self._store.get_trace(trace_id, 0) or await self._store.get_trace(trace_id)
+        if trace is None:
+            raise NotFoundError(f"trace {trace_id.hex()} is not known here")
+        items = await self._store.get_items(trace.id)
+        replies = tuple(read(i.item, ReplyStatement)[1] for i in items if i.kind is ItemKind.REPLY)
+        question = open_question(items) if trace.position == 0 else None
+        return TraceView(
+            trace,
+            await self._check(trace),
+            replies,
+            question if isinstance(question, Question) else None,
+        )
+
+    async def reply(self, trace_id: bytes, text: str, actor: str) -> str:
+        """Reply to the question a hop of our trace asked (`needs_information`): signed,
+        sent toward that hop, which queues the trace again for its officer. Returns the
+        country of the hop.
+
+        Raises:
+            NotFoundError: we did not start that trace.
+            ValidationError: the text is empty, too long or holds a control character; or
+                the trace is not waiting for our reply (the message says why).
+        """
+        text = check_reply_text(text)
+        await self._trace(trace_id)
+        async with self._work() as work:
+            trace = await work.get_trace(trace_id, 0)
+            assert trace is not None
+            question = open_question(await work.get_items(trace.id))
+            if not isinstance(question, Question):
+                raise ValidationError(
+                    f"trace {trace_id.hex()} is not waiting for information: {question}", "id"
+                )
+            now = self._clock.now()
+            statement = ReplyStatement(
+                trace_id, question.position, self._me, question.answer_hash, to_ms(now), text
+            )
+            data = sign_reply(self._key, statement)
+            await work.add_item(trace.id, reply_item(data), now)
+            message = TraceReply(
+                trace_id=trace_id,
+                position=question.position,
+                reply=data,
+                delivery_id=os.urandom(16),
+            )
+            via = await self._onward.toward_hop(work, trace, question.position, message)
+            await work.set_trace(trace.id, TraceStatus.OPEN, None, trace.next_country, "")
+            details = {"position": question.position, "to": question.country, "via": via}
+            await work.add_audit_entry(
+                now, AuditEvent(actor, "trace.reply", f"trace/{trace_id.hex()}", details)
+            )
+        return question.country
