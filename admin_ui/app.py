@@ -98,6 +98,8 @@ ACTIONS: tuple[tuple[str, str, Handler], ...] = (
     ("GET", f"/traces/{views_traces.TRACE_ID}/export", views_traces.trace_export),
     ("POST", f"/traces/{views_traces.TRACE_ID}/answer", views_traces.trace_answer),
     ("POST", f"/traces/{views_traces.TRACE_ID}/answer.json", views_traces.trace_answer),
+    ("POST", f"/traces/{views_traces.TRACE_ID}/reply", views_traces.trace_reply),
+    ("POST", f"/traces/{views_traces.TRACE_ID}/reply.json", views_traces.trace_reply),
 )
 
 

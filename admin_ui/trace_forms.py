@@ -148,6 +148,12 @@ def form_text(form: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, str]
     }
 
 
+def reply_text(form: Mapping[str, Any]) -> str:
+    """The reply to a hop's question as typed, its lines joined by spaces: a reply is one
+    paragraph (`node.trace.replies.check_reply_text` refuses line breaks)."""
+    return " ".join(form_text(form, ("text",))["text"].split("\n"))
+
+
 def check_force_reason(text: str) -> str:
     """The reason to send an incomplete request, as stored with it (ValidationError if too
     long or holding control characters)."""

@@ -36,6 +36,7 @@ from admin_ui.trace_forms import (
     list_filter,
     ordered_rows,
     parse_answer,
+    reply_text,
     timeline,
     trace_row,
     view_json,
@@ -133,6 +134,7 @@ async def _trace_page(
     *,
     values: Mapping[str, str] | None = None,
     errors: Mapping[str, str] | None = None,
+    reply_errors: Mapping[str, str] | None = None,
     status: int = 200,
 ) -> web.Response:
     view = await federation_of(request).traces.show(_trace_id(request))
@@ -149,11 +151,13 @@ async def _trace_page(
         "may_answer": require_user(request).may(Role.OFFICER),
         "values": values or {},
         "errors": errors or {},
+        "reply_errors": reply_errors or {},
         "outcomes": OUTCOMES,
         "outcome_labels": OUTCOME_LABELS,
         "question_labels": QUESTION_LABELS,
         "answered": request.query.get("answered") == "1",
         "sent": request.query.get("sent") == "1",
+        "replied": request.query.get("replied") == "1",
     }
     return page(request, "trace.html", context, data=view_json(view, row), status=status)
 
@@ -221,3 +225,23 @@ async def trace_answer(request: web.Request) -> web.Response:
             {"trace_id": trace_id.hex(), "outcome": outcome.value, "status": view.status.value}
         )
     raise web.HTTPSeeOther("/traces/incoming?" + urlencode({"answered": trace_id.hex()}))
+
+
+@officer
+async def trace_reply(request: web.Request) -> web.Response:
+    """POST /traces/{id}/reply(.json): our reply to the question a hop of our trace asked."""
+    trace_id = _trace_id(request)
+    form = await request.post()
+    try:
+        refuse_nul(form.items())
+        text = reply_text(form)
+        to = await federation_of(request).traces.reply(trace_id, text, actor(request))
+    except ValidationError as e:
+        if is_json(request):
+            raise
+        values = {"text": text_values(form, ("text",))["text"]}
+        errors = field_errors(e)
+        return await _trace_page(request, values=values, reply_errors=errors, status=e.status)
+    if is_json(request):
+        return web.json_response({"trace_id": trace_id.hex(), "to": to, "text": text})
+    raise web.HTTPSeeOther(trace_url(trace_id) + "?replied=1")

@@ -406,6 +406,45 @@ async def test_the_answer_json_twin_forwards(fed: Federation, fra: Console, ita:
     ]
 
 
+async def test_the_originator_replies_to_a_hop_s_question(
+    fed: Federation, fra: Console, ita: Console
+) -> None:
+    trace = await queued_at_ita(fed, fra)
+    asked = await answer(
+        ita, trace, outcome="needs_information", details="Which <b>proof</b> mark?"
+    )
+    assert asked.status == 303
+    await fed.settle()
+    shown = await fra.json(f"/traces/{trace}.json")
+    assert shown["question"] == {
+        "position": 1,
+        "country": "ITA",
+        "text": "Which <b>proof</b> mark?",
+    }
+    html = await (await fra.get(f"/traces/{trace}")).text()
+    assert 'id="question"' in html and f'action="/traces/{trace}/reply"' in html
+    assert "Which &lt;b&gt;proof&lt;/b&gt; mark?" in html and "<b>proof</b>" not in html
+    empty = await fra.post(f"/traces/{trace}/reply", {"text": "  "})
+    assert empty.status == 400 and 'id="r-e-text"' in await empty.text()
+    assert (await fra.json_post(f"/traces/{trace}/reply.json", {"text": ""}, 400))["error"][
+        "field"
+    ] == "text"
+    assert (await fra.post(f"/traces/{trace}/reply", {"text": "x"}, csrf="")).status == 403
+    replied = await fra.post(f"/traces/{trace}/reply", {"text": "Eagle over N,\r\nleft side"})
+    assert replied.status == 303
+    assert replied.headers["Location"] == f"/traces/{trace}?replied=1"
+    (entry,) = await fed["FRA"].n.audit.recent(action="trace.reply")
+    assert entry.actor == "admin"
+    again = await fra.post(f"/traces/{trace}/reply", {"text": "more"})
+    assert again.status == 400 and 'id="reply-error"' in await again.text()
+    await fed.settle()
+    (queued,) = (await ita.json("/traces/incoming.json"))["traces"]
+    assert queued["trace_id"] == trace
+    at_ita = await ita.json(f"/traces/{trace}.json")
+    assert [r["text"] for r in at_ita["replies"]] == ["Eagle over N, left side"]
+    assert "Eagle over N, left side" in await (await ita.get(f"/traces/{trace}")).text()
+
+
 async def test_hostile_text_from_a_peer_is_shown_as_text(
     fed: Federation, fra: Console, ita: Console
 ) -> None:
