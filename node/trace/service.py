@@ -41,9 +41,16 @@ from node.trace.forward import (
 from node.trace.hop import HOP_DEADLINES, peer_keys
 from node.trace.messages import TraceReply, TraceRequest
 from node.trace.model import ItemKind, StoredTrace, TraceStatus
-from node.trace.receipts import ReplyStatement, read, sign_reply, sign_request
+from node.trace.receipts import ReplyStatement, RequestStatement, read, sign_reply, sign_request
 from node.trace.replies import check_reply_text, reply_item
-from node.trace.request import Finding, TraceRequestFields, completeness, first_hop, to_wire
+from node.trace.request import (
+    Finding,
+    RequestFields,
+    TraceRequestFields,
+    completeness,
+    first_hop,
+    to_wire,
+)
 from node.trace.storage import TraceStorage, TraceWork
 
 W = TypeVar("W", bound=TraceWork)
@@ -76,6 +83,11 @@ class TraceView:
             return TraceStatus.ANSWERED
         return self.trace.status
 
+    @property
+    def fields(self) -> RequestFields:
+        """The request's fields as the originator signed them."""
+        return request_fields(self.trace)
+
     def to_json(self) -> dict[str, Any]:
         """As `trace show --json` prints it."""
         question = self.question
@@ -106,6 +118,13 @@ class TraceView:
             ],
             "valid": self.report.valid,
         }
+
+
+def request_fields(trace: StoredTrace) -> RequestFields:
+    """A stored trace's request fields as the originator signed them (the request was
+    checked when the trace was stored: by us when we started it, by the chain's check when a
+    hop received it)."""
+    return read(trace.request, RequestStatement)[1].fields
 
 
 class TraceService(Generic[W]):
