@@ -53,6 +53,7 @@ FEDERATION_NAV: tuple[tuple[str, str, tuple[Role, ...]], ...] = (
     ("/lookup", "Lookup", (Role.OFFICER,)),
     ("/hits", "Hits on our records", (Role.OFFICER, Role.AUDITOR)),
     ("/evidence", "Evidence", (Role.OFFICER, Role.AUDITOR)),
+    ("/traces", "Traces", (Role.OFFICER, Role.AUDITOR)),
     ("/peers", "Peers", (Role.ADMIN,)),
 )
 
