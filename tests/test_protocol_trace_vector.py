@@ -16,6 +16,7 @@ from node.trace.receipts import (
     MAX_ANSWER_BYTES,
     MAX_HOPS,
     MAX_RECEIPT_BYTES,
+    MAX_REPLY_BYTES,
     MAX_REQUEST_BYTES,
     AnswerStatement,
     Outcome,
@@ -157,13 +158,9 @@ def test_the_limits_in_the_text_are_the_code_s() -> None:
     )
     words = " ".join(section.split())
     assert f"A file is at most {MAX_FILE_BYTES:,} bytes" in words
-    assert (MAX_REQUEST_BYTES, MAX_RECEIPT_BYTES, MAX_ANSWER_BYTES, MAX_HOPS) == (
-        32768,
-        1024,
-        16384,
-        16,
-    )
+    limits = (MAX_REQUEST_BYTES, MAX_RECEIPT_BYTES, MAX_ANSWER_BYTES, MAX_REPLY_BYTES, MAX_HOPS)
+    assert limits == (32768, 1024, 16384, 12288, 16)
     assert (
         "A signed request is at most 32 KiB (32,768 bytes), a signed receipt 1 KiB, "
-        "a signed answer 16 KiB, and a trace has at most 16 hops"
+        "a signed answer 16 KiB, a signed reply 12 KiB, and a trace has at most 16 hops"
     ) in words
