@@ -119,7 +119,15 @@ class Node:
         reference = load_reference()
         changed = asyncio.Event()
         records = RecordsService(records_store, audit_store, reference, clock, changed.set)
-        peers = PeersService(PeersStore(db), transport, clock, config.country)
+        public_key = load_public_key(config.signing_key_file)
+        peers = PeersService(
+            PeersStore(db),
+            transport,
+            clock,
+            config.country,
+            own_key=public_key,
+            own_rotation=load_rotation(config.data_dir),
+        )
         delivery = DeliveryService(
             OutboxStore(db), clock, config.delivery_backoff, peers=peers, me=config.country
         )
@@ -145,7 +153,7 @@ class Node:
             evidence=EvidenceService(EvidenceStore(db)),
             custody=CustodyService(CustodyStore(db), audit_store, reference, clock),
             transport=transport,
-            public_key=load_public_key(config.signing_key_file),
+            public_key=public_key,
             oprf_public_key=load_oprf_public_key(config.oprf_key_file),
         )
 

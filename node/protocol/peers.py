@@ -18,9 +18,17 @@ from node.clock import Clock
 from node.countries import check_alpha3
 from node.errors import ConflictError, ValidationError
 from node.protocol.descriptor import check_current, check_node_url, verify_descriptor
+from node.protocol.keyring import KeyHistory, history_of
 from node.protocol.keys import fingerprint
-from node.protocol.model import DEFAULT_POLICY, Peer, PeerStatus, Reachability, Service
-from node.protocol.rotation import verify_rotation
+from node.protocol.model import (
+    DEFAULT_POLICY,
+    KnownKey,
+    Peer,
+    PeerStatus,
+    Reachability,
+    Service,
+)
+from node.protocol.rotation import named_old_key, verify_rotation
 from node.protocol.storage import PeerStorage
 from node.protocol.transport import DESCRIPTOR_PATH, PeerTransport
 
@@ -58,12 +66,22 @@ class PeersService:
     """Adds, lists, restricts and revokes peers."""
 
     def __init__(
-        self, store: PeerStorage, transport: PeerTransport, clock: Clock, country: str
+        self,
+        store: PeerStorage,
+        transport: PeerTransport,
+        clock: Clock,
+        country: str,
+        own_key: bytes | None = None,
+        own_rotation: bytes | None = None,
     ) -> None:
+        """`own_key` (and its latest `own_rotation` statement, if it rotated) are this
+        node's: kept in the key history beside the peers' (`key_history`)."""
         self._store = store
         self._transport = transport
         self._clock = clock
         self._country = country
+        self._own = (own_key, own_rotation)
+        self._own_recorded = own_key is None
         self._rotation_checked: dict[str, datetime] = {}
         self._contact_written: dict[str, Peer] = {}  # the peer as `heard`/`unreachable` wrote it
         self._reason_written: dict[str, datetime] = {}
@@ -115,7 +133,8 @@ class PeersService:
             "previous_key": None,
             "previous_key_until": None,
         }
-        return await self._store.set_peer(country, values, now, event)
+        first = KnownKey(country, descriptor.signing_key, None, None, None)
+        return await self._store.set_peer(country, values, now, event, keys=[first])
 
     async def list_peers(self) -> list[Peer]:
         """Every peer, by country."""
@@ -177,8 +196,33 @@ class PeersService:
             values,
             now,
             AuditEvent("peer:" + country, "peer.key_rotated", f"peer/{country}", details),
+            keys=rotated_keys(country, peer.signing_key, rotation.at, descriptor.rotation),
         )
         return True
+
+    async def key_history(self) -> KeyHistory:
+        """Every signing key this node has seen — its peers' (revoked ones too: what they
+        signed while trusted stays checkable) and its own — with their validity."""
+        if not self._own_recorded:
+            await self._record_own()
+        return history_of(await self._store.get_keys())
+
+    async def _record_own(self) -> None:
+        """Keep this node's key (and the rotation that introduced it) in the history."""
+        own_key, statement = self._own
+        assert own_key is not None
+        known = await self._store.get_keys()
+        mine = {k.key for k in known if k.country == self._country}
+        keys = [KnownKey(self._country, own_key, None, None, None)]
+        if own_key not in mine and statement is not None:
+            # Our own statement: the old key it names was ours (kept as a first key when
+            # the history lacks it: a node rotated twice while stopped keeps the last two).
+            rotation = verify_rotation(statement, named_old_key(statement))
+            if rotation.new_key == own_key and rotation.country == self._country:
+                keys = rotated_keys(self._country, rotation.old_key, rotation.at, statement)
+        if own_key not in mine:
+            await self._store.add_keys(keys, self._clock.now())
+        self._own_recorded = True
 
     def _latest(self, peer: Peer) -> Peer:
         """`peer`, or this service's own last write of its contact if that is newer.
@@ -242,6 +286,16 @@ class PeersService:
                 if since
                 else f"{country} is already revoked"
             ) from None
+
+
+def rotated_keys(country: str, old_key: bytes, at: int, statement: bytes) -> list[KnownKey]:
+    """The history's change for a verified rotation: the old key ends with its grace
+    period, the new one starts at the rotation (its statement kept)."""
+    rotation = verify_rotation(statement, old_key)
+    return [
+        KnownKey(country, old_key, None, rotation.grace_until * 1000, None),
+        KnownKey(country, rotation.new_key, at * 1000, None, statement),
+    ]
 
 
 def _stamp(peer: Peer) -> datetime:

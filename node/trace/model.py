@@ -110,10 +110,13 @@ class TraceStatus(enum.StrEnum):
 
 
 class ItemKind(enum.StrEnum):
-    """A trace's signed items other than its request."""
+    """A trace's signed items other than its request: receipts, answers, `forward`
+    statements vouching for the next hop's key, and rotation statements of hops' keys."""
 
     RECEIPT = "receipt"
     ANSWER = "answer"
+    FORWARD = "forward"
+    ROTATION = "rotation"
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +150,7 @@ class StoredTrace:
 
 @dataclass(frozen=True, slots=True)
 class TraceItem:
-    """A signed receipt or answer of a trace, with what it says of itself."""
+    """A signed item of a trace, with what it says of itself (a rotation: position 0)."""
 
     position: int
     kind: ItemKind

@@ -15,12 +15,17 @@ bytes.
                 answer_hash (bin 32) | nil, next_country | nil]
     answer   = ["iarms-trace-answer-v1", trace_id, position, country, outcome,
                 details (map of str to str, sorted keys), next_country | nil]
+    forward  = ["iarms-trace-forward-v1", trace_id, position (of the hop it goes to),
+                country (who forwards), next_country, next_key (bin 32), forwarded_ms]
 
 A hop signs a pending receipt when a trace arrives (the answered fields nil)
 and another when it answers (the same `received_ms`); a `needs_information`
 answer is answered again after the originator's reply, so its receipt is not
 final either. `prev_hash` links each hop to the one before: the request's
-hash for hop 1, else hop n-1's final receipt's hash.
+hash for hop 1, else hop n-1's final receipt's hash. Whoever sends a trace to
+a hop (the originator, or the hop before) signs a `forward` naming the key it
+trusts for that hop's country: the chain vouches for the key of each hop that
+is not the verifier's peer (docs/adr/0008).
 
 Statements are decoded strictly (`msgspec` array-like structs: exact
 lengths, types and sizes) into the classes below; the bytes are those of the
@@ -48,12 +53,14 @@ from node.trace.request import RequestFields
 REQUEST_TAG = "iarms-trace-request-v1"
 RECEIPT_TAG = "iarms-trace-receipt-v1"
 ANSWER_TAG = "iarms-trace-answer-v1"
+FORWARD_TAG = "iarms-trace-forward-v1"
 #: The most hops a trace may have (a hop refuses to forward beyond): supply chains cross
 #: a few countries, and the whole chain must fit in one 1 MiB `trace.request`.
 MAX_HOPS = 16
 MAX_REQUEST_BYTES = 32 * 1024
 MAX_ANSWER_BYTES = 16 * 1024
 MAX_RECEIPT_BYTES = 1024
+MAX_FORWARD_BYTES = 512
 #: The longest value in an answer's details, in characters.
 MAX_DETAIL_CHARS = 400
 
@@ -135,6 +142,22 @@ class AnswerStatement(_Statement, frozen=True, tag=ANSWER_TAG):
     next_country: Country | None
 
 
+class ForwardStatement(_Statement, frozen=True, tag=FORWARD_TAG):
+    """Who sent the trace to hop `position`, to which country, trusting which key for it."""
+
+    trace_id: Bin16
+    position: Position
+    country: Country
+    next_country: Country
+    next_key: Bin32
+    forwarded_ms: Ms
+
+    @property
+    def signed_ms(self) -> int:
+        """When it was signed."""
+        return self.forwarded_ms
+
+
 class Signed(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
     """`[statement, key_id, signature]`: a statement with its author's signature."""
 
@@ -143,11 +166,12 @@ class Signed(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields
     signature: Bin64
 
 
-S = TypeVar("S", RequestStatement, ReceiptStatement, AnswerStatement)
+S = TypeVar("S", RequestStatement, ReceiptStatement, AnswerStatement, ForwardStatement)
 _LIMITS: dict[type[_Statement], tuple[int, str]] = {
     RequestStatement: (MAX_REQUEST_BYTES, "request"),
     ReceiptStatement: (MAX_RECEIPT_BYTES, "receipt"),
     AnswerStatement: (MAX_ANSWER_BYTES, "answer"),
+    ForwardStatement: (MAX_FORWARD_BYTES, "forward"),
 }
 
 
@@ -209,6 +233,21 @@ def sign_answer(
     """
     ordered = cast("dict[DetailKey, str]", dict(sorted(details.items())))
     statement = AnswerStatement(trace_id, position, country, outcome, ordered, next_country)
+    return _sign(key, statement)
+
+
+def sign_forward(
+    key: Ed25519PrivateKey,
+    trace_id: bytes,
+    position: int,
+    country: str,
+    next_country: str,
+    next_key: bytes,
+    forwarded_ms: int,
+) -> bytes:
+    """The signed statement of `country` sending the trace to hop `position`, `next_country`,
+    whose key it trusts is `next_key`."""
+    statement = ForwardStatement(trace_id, position, country, next_country, next_key, forwarded_ms)
     return _sign(key, statement)
 
 
