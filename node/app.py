@@ -131,6 +131,11 @@ class Node:
         delivery = DeliveryService(
             OutboxStore(db), clock, config.delivery_backoff, peers=peers, me=config.country
         )
+        try:
+            await peers.record_own_keys()
+        except BaseException:
+            await db.close()
+            raise
         return cls(
             config=config,
             clock=clock,

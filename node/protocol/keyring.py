@@ -98,6 +98,10 @@ class KeyHistory:
                 return span.key
         return None
 
+    def find(self, country: str, kid: bytes) -> bytes | None:
+        """The key of `country` named `kid`, whenever it was valid, or None."""
+        return next((s.key for s in self._spans.get(country, ()) if key_id(s.key) == kid), None)
+
     def knows(self, country: str) -> bool:
         """Whether this history holds any key of `country` (then only those are its)."""
         return bool(self._spans.get(country))
@@ -129,15 +133,11 @@ class KeyHistory:
         """
         spans = self._spans.get(country, ())
         pool = [s.rotation for s in spans if s.rotation is not None]
-        chains = [
-            follow_rotations(country, s.key, pool) for s in spans if s.rotation is None
-        ]
+        chains = [follow_rotations(country, s.key, pool) for s in spans if s.rotation is None]
         if not chains:
             return None
         wanted = set(used)
-        chosen = next(
-            (c for c in chains if wanted <= {key_id(s.key) for s in c}), chains[-1]
-        )
+        chosen = next((c for c in chains if wanted <= {key_id(s.key) for s in c}), chains[-1])
         return chosen[0].key, [s.rotation for s in chosen[1:] if s.rotation is not None]
 
 

@@ -81,7 +81,6 @@ class PeersService:
         self._clock = clock
         self._country = country
         self._own = (own_key, own_rotation)
-        self._own_recorded = own_key is None
         self._rotation_checked: dict[str, datetime] = {}
         self._contact_written: dict[str, Peer] = {}  # the peer as `heard`/`unreachable` wrote it
         self._reason_written: dict[str, datetime] = {}
@@ -203,26 +202,29 @@ class PeersService:
     async def key_history(self) -> KeyHistory:
         """Every signing key this node has seen — its peers' (revoked ones too: what they
         signed while trusted stays checkable) and its own — with their validity."""
-        if not self._own_recorded:
-            await self._record_own()
-        return history_of(await self._store.get_keys())
-
-    async def _record_own(self) -> None:
-        """Keep this node's key (and the rotation that introduced it) in the history."""
-        own_key, statement = self._own
-        assert own_key is not None
         known = await self._store.get_keys()
+        return history_of([*known, *self._own_keys(known)])
+
+    async def record_own_keys(self) -> None:
+        """Keep this node's key (and the rotation that introduced it) in the key history,
+        if it is not there yet: when the node opens, outside any other transaction."""
+        keys = self._own_keys(await self._store.get_keys())
+        if keys:
+            await self._store.add_keys(keys, self._clock.now())
+
+    def _own_keys(self, known: list[KnownKey]) -> list[KnownKey]:
+        """What the history lacks of this node's own keys (none if it holds the current)."""
+        own_key, statement = self._own
         mine = {k.key for k in known if k.country == self._country}
-        keys = [KnownKey(self._country, own_key, None, None, None)]
-        if own_key not in mine and statement is not None:
+        if own_key is None or own_key in mine:
+            return []
+        if statement is not None:
             # Our own statement: the old key it names was ours (kept as a first key when
             # the history lacks it: a node rotated twice while stopped keeps the last two).
             rotation = verify_rotation(statement, named_old_key(statement))
             if rotation.new_key == own_key and rotation.country == self._country:
-                keys = rotated_keys(self._country, rotation.old_key, rotation.at, statement)
-        if own_key not in mine:
-            await self._store.add_keys(keys, self._clock.now())
-        self._own_recorded = True
+                return rotated_keys(self._country, rotation.old_key, rotation.at, statement)
+        return [KnownKey(self._country, own_key, None, None, None)]
 
     def _latest(self, peer: Peer) -> Peer:
         """`peer`, or this service's own last write of its contact if that is newer.

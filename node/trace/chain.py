@@ -243,9 +243,13 @@ class _Checker:
         try:
             verify(signed, where[1], at_ms, self.keys)
         except UnknownSenderError as e:
-            unknown = "" if self.keys.knows(where[1]) else (
-                f"; no key of {where[1]} is trusted here, and no forward statement signed "
-                "by the hop before vouches for one"
+            unknown = (
+                ""
+                if self.keys.knows(where[1])
+                else (
+                    f"; no key of {where[1]} is trusted here, and no forward statement signed "
+                    "by the hop before vouches for one"
+                )
             )
             self._add(where, ProblemKind.WRONG_SIGNER, f"{what}: {e} ({_at(at_ms)}){unknown}")
         except BadSignatureError as e:
@@ -485,8 +489,7 @@ def vouched_keys(
             (
                 forward
                 for signed, forward in by_position.get(position, ())
-                if forward.country in {originator, before}
-                and _verifies(signed, forward, keys)
+                if forward.country in {originator, before} and _verifies(signed, forward, keys)
             ),
             None,
         )

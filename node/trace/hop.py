@@ -40,14 +40,17 @@ from node.errors import (
 )
 from node.protocol.delivery import DeliveryService
 from node.protocol.dispatch import Dispatcher
-from node.protocol.envelope import from_ms, key_id, to_ms
+from node.protocol.envelope import from_ms, to_ms
+from node.protocol.keyring import KeyHistory
 from node.protocol.messages import Ack
 from node.protocol.model import Peer, PeerStatus, Service
 from node.protocol.peers import PeersService
 from node.protocol.ratelimit import RateLimitConfig, TokenBuckets
 from node.records.reference import ReferenceTable
-from node.trace.chain import pending_receipt
+from node.trace.chain import pending_receipt, vouched_keys
 from node.trace.custody import CustodyService
+from node.trace.disclosure import disclosed
+from node.trace.intake import admit, item_of, open_item
 from node.trace.messages import TraceReport, TraceRequest
 from node.trace.model import (
     CustodyEvent,
@@ -59,17 +62,14 @@ from node.trace.model import (
 )
 from node.trace.receipts import (
     FINAL_OUTCOMES,
-    AnswerStatement,
-    KeyResolver,
     Outcome,
     ReceiptStatement,
     RequestStatement,
     answered,
-    digest,
     read,
     sign_answer,
+    sign_forward,
     sign_receipt,
-    verify,
 )
 from node.trace.request import Priority, from_wire
 from node.trace.storage import TraceWork
@@ -110,43 +110,6 @@ def decide(events: Sequence[CustodyEvent], me: str) -> Decision | None:
     return Decision(Outcome.END_OF_CHAIN, details)
 
 
-async def peer_keys(peers: PeersService, me: str, my_key: bytes) -> tuple[KeyResolver, set[str]]:
-    """A key resolver over our peers' keys (current and previous) and our own, and the
-    countries it knows. Keys are matched by id; their validity in time is not checked."""
-    table: dict[str, list[bytes]] = {me: [my_key]}
-    for peer in await peers.list_peers():
-        table[peer.country] = [k for k in (peer.signing_key, peer.previous_key) if k]
-
-    def resolve(country: str, kid: bytes, _at_ms: int) -> bytes | None:
-        return next((k for k in table.get(country, ()) if key_id(k) == kid), None)
-
-    return resolve, set(table)
-
-
-def open_item(data: bytes) -> tuple[ItemKind, ReceiptStatement | AnswerStatement]:
-    """A signed receipt or answer, decoded strictly (not verified).
-
-    Raises:
-        MalformedEnvelopeError: neither.
-    """
-    try:
-        return ItemKind.RECEIPT, read(data, ReceiptStatement)[1]
-    except MalformedEnvelopeError:
-        pass
-    try:
-        return ItemKind.ANSWER, read(data, AnswerStatement)[1]
-    except MalformedEnvelopeError as e:
-        raise MalformedEnvelopeError(f"$.item: neither a receipt nor an answer: {e}") from e
-
-
-def item_of(data: bytes) -> TraceItem:
-    """A signed receipt or answer as stored (MalformedEnvelopeError if it is neither)."""
-    kind, statement = open_item(data)
-    # An answer is signed when its receipt says it was answered: 0 here.
-    signed_ms = statement.signed_ms if isinstance(statement, ReceiptStatement) else 0
-    return TraceItem(statement.position, kind, statement.country, data, digest(data), signed_ms)
-
-
 #: New trace requests one peer may send: a burst, then one every 10 s (360 an hour).
 TRACE_LIMIT = RateLimitConfig(capacity=200, rate=0.1)
 
@@ -169,7 +132,6 @@ class TraceHop(Generic[W]):
         self._me = me
         self._key = signing_key
         self._admitted = TokenBuckets(limit)
-        self._public = signing_key.public_key().public_bytes_raw()
         self._peers = peers
         self._delivery = delivery
         self._custody = custody
@@ -182,9 +144,10 @@ class TraceHop(Generic[W]):
         dispatcher.register_effect(TraceRequest, self.on_request, requires=Service.TRACES)
         dispatcher.register_effect(TraceReport, self.on_report, requires=Service.TRACES)
 
-    async def keys(self) -> tuple[KeyResolver, set[str]]:
-        """Our peers' keys and ours."""
-        return await peer_keys(self._peers, self._me, self._public)
+    async def keys(self) -> tuple[KeyHistory, set[str]]:
+        """Every key we have seen (our peers', ours) with its validity, and their countries."""
+        history = await self._peers.key_history()
+        return history, history.countries()
 
     async def _peer(self, country: str) -> Peer | None:
         try:
@@ -207,7 +170,9 @@ class TraceHop(Generic[W]):
             _signed, request = read(message.request, RequestStatement)
         except MalformedEnvelopeError as e:
             raise MalformedEnvelopeError(f"$.request: {e}") from e
-        chain = [item_of(r) for r in message.receipts] + [item_of(a) for a in message.answers]
+        chain = [_statement(r, ItemKind.RECEIPT) for r in message.receipts] + [
+            _statement(a, ItemKind.ANSWER) for a in message.answers
+        ]
         senders = {request.originator, *(c.country for c in chain if c.kind is ItemKind.RECEIPT)}
         resolve, known = await self.keys()
         pending = pending_receipt(
@@ -331,6 +296,10 @@ class TraceHop(Generic[W]):
                     status = TraceStatus.WAITING
         if outcome is Outcome.NEEDS_INFORMATION:
             status = TraceStatus.QUEUED
+        if outcome is Outcome.END_OF_CHAIN:
+            details = disclosed(
+                details, self._me, trace.originator, await self._peer(trace.originator)
+            )
         mine = [i for i in items if i.position == trace.position and i.kind is ItemKind.RECEIPT]
         _signed, pending = read(mine[0].item, ReceiptStatement)  # the pending one came first
         answer = sign_answer(
@@ -353,21 +322,44 @@ class TraceHop(Generic[W]):
         if forward_to is not None:
             chain_receipts = [i.item for i in earlier if i.kind is ItemKind.RECEIPT]
             chain_answers = [i.item for i in earlier if i.kind is ItemKind.ANSWER]
-            _s, request = read(trace.request, RequestStatement)
-            deadline = now + HOP_DEADLINES[request.fields.priority]
-            await self._delivery.send(
-                forward_to.country,
-                TraceRequest(
-                    trace_id=trace.trace_id,
-                    position=trace.position + 1,
-                    request=trace.request,
-                    receipts=[*chain_receipts, final],
-                    answers=[*chain_answers, answer],
-                    deadline_ms=to_ms(deadline),
-                    delivery_id=os.urandom(16),
-                ),
-                work,
+            await self.forward(
+                work, trace, forward_to, [*chain_receipts, final], [*chain_answers, answer]
             )
+
+    async def forward(
+        self,
+        work: W,
+        trace: StoredTrace,
+        to: Peer,
+        receipts: list[bytes],
+        answers: list[bytes],
+    ) -> None:
+        """Send the trace on to hop `trace.position + 1`, our peer `to`, with the chain so
+        far, and vouch for its key: the signed `forward` statement (kept, and reported to
+        the originator) names the key we trust for it (docs/adr/0008)."""
+        now = self._clock.now()
+        position = trace.position + 1
+        statement = sign_forward(
+            self._key, trace.trace_id, position, self._me, to.country, to.signing_key, to_ms(now)
+        )
+        await work.add_item(trace.id, item_of(statement), now)
+        if trace.position > 0:
+            await self.report(work, trace, statement)
+        _s, request = read(trace.request, RequestStatement)
+        deadline = now + HOP_DEADLINES[request.fields.priority]
+        await self._delivery.send(
+            to.country,
+            TraceRequest(
+                trace_id=trace.trace_id,
+                position=position,
+                request=trace.request,
+                receipts=receipts,
+                answers=answers,
+                deadline_ms=to_ms(deadline),
+                delivery_id=os.urandom(16),
+            ),
+            work,
+        )
 
     # -- reports ------------------------------------------------------------------------
 
@@ -380,22 +372,28 @@ class TraceHop(Generic[W]):
         await self._delivery.send(to, body, work)
 
     async def on_report(self, message: TraceReport, peer: Peer, work: W) -> Ack:
-        """Keep a report (we are the originator: checked first) or relay it unchanged."""
+        """Keep a report (we are the originator: checked on arrival, within its bounds,
+        `node.trace.intake`) or relay it unchanged."""
         trace = await work.get_trace(message.trace_id)
         if trace is None:
             raise ProtocolError(f"trace {message.trace_id.hex()} is not known here")
-        kind, statement = open_item(message.item)
-        if statement.trace_id != message.trace_id:
+        _kind, statement = open_item(message.item)
+        if statement is not None and statement.trace_id != message.trace_id:
             raise MalformedEnvelopeError("$.item: it is for another trace")
         if trace.position != 0:
             await self.report(work, trace, message.item)
             return Ack()
         item = item_of(message.item)
-        resolve, known = await self.keys()
-        if statement.country in known:  # else the chain's check reports it: wrong_signer
-            signed_ms = item.signed_ms or to_ms(self._clock.now())
-            if kind is ItemKind.RECEIPT:
-                verify(read(message.item, ReceiptStatement)[0], item.country, signed_ms, resolve)
+        items = await work.get_items(trace.id)
+        if any(kept.item_hash == item.item_hash for kept in items):
+            return Ack()  # relayed twice: kept once
+        history, _known = await self.keys()
+        forwards = [i.item for i in (*items, item) if i.kind is ItemKind.FORWARD]
+        rotations = [i.item for i in (*items, item) if i.kind is ItemKind.ROTATION]
+        keys, _vouched = vouched_keys(
+            history, trace.originator, trace.trace_id, forwards, rotations
+        )
+        admit(item, keys, items)
         now = self._clock.now()
         await work.add_item(trace.id, item, now)
         outcome = statement.outcome if isinstance(statement, ReceiptStatement) else None
@@ -403,3 +401,12 @@ class TraceHop(Generic[W]):
             assert outcome is not None
             await work.set_trace(trace.id, TraceStatus.ANSWERED, outcome.value)
         return Ack()
+
+
+def _statement(data: bytes, kind: ItemKind) -> TraceItem:
+    """A receipt or answer of the chain a `trace.request` carries, as stored."""
+    item = item_of(data)
+    if item.kind is not kind:
+        where = "receipts" if kind is ItemKind.RECEIPT else "answers"
+        raise MalformedEnvelopeError(f"$.{where}: holds a {item.kind.value}, not a {kind.value}")
+    return item

@@ -300,6 +300,15 @@ def read(data: bytes, cls: type[S]) -> tuple[Signed, S]:
         raise MalformedEnvelopeError(f"{what}: {e}") from e
 
 
+def signed_part(data: bytes) -> Signed:
+    """The `[statement, key_id, signature]` of a signed statement, its statement not
+    decoded (MalformedEnvelopeError if it is not one)."""
+    try:
+        return msgspec.msgpack.decode(data, type=Signed)
+    except msgspec.DecodeError as e:
+        raise MalformedEnvelopeError(f"statement: {e}") from e
+
+
 def verify(signed: Signed, country: str, at_ms: int, keys: KeyResolver) -> None:
     """Check that `country`'s key valid at `at_ms`, named by the key id, signed it.
 

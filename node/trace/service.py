@@ -4,8 +4,11 @@
 forced with a reason, which is stored), signs the request and sends
 `trace.request` to the first hop through the outbox, in one unit of work
 with the stored trace and its audit entry. The hops' receipts and answers
-arrive as `trace.report` (`node.trace.hop`), are checked and kept; `show`
-and `verify` read the chain from them with our peers' keys.
+arrive as `trace.report` (`node.trace.hop`), are checked and kept
+(`node.trace.intake`); `show` and `verify` read the chain from them with
+every key we have seen (our peers' and ours, with their validity) and the
+keys the chain vouches for (`forward` statements, docs/adr/0008); `export`
+writes it with those keys and statements.
 """
 
 from __future__ import annotations
@@ -20,18 +23,26 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from node.auditing import AuditEvent
 from node.clock import Clock
-from node.errors import IncompleteTraceError, NotFoundError, ValidationError
+from node.errors import BadSignatureError, IncompleteTraceError, NotFoundError, ValidationError
 from node.protocol.delivery import DeliveryService
 from node.protocol.envelope import to_ms
+from node.protocol.keyring import KeyHistory
 from node.protocol.model import PeerStatus
 from node.protocol.peers import PeersService
 from node.records.reference import ReferenceTable
-from node.trace.chain import ChainReport, verify_chain
+from node.trace.chain import ChainReport, verify_chain, vouched_keys
 from node.trace.export import export_chain
-from node.trace.hop import HOP_DEADLINES, peer_keys
+from node.trace.hop import HOP_DEADLINES
+from node.trace.intake import checked, item_of
 from node.trace.messages import TraceRequest
 from node.trace.model import ItemKind, StoredTrace, TraceItem, TraceStatus
-from node.trace.receipts import sign_request
+from node.trace.receipts import (
+    ReceiptStatement,
+    read,
+    sign_forward,
+    sign_request,
+    signed_part,
+)
 from node.trace.request import Finding, TraceRequestFields, completeness, first_hop, to_wire
 from node.trace.storage import TraceStorage, TraceWork
 
@@ -78,16 +89,35 @@ class TraceView:
         }
 
 
-def latest_chain(items: list[TraceItem]) -> tuple[list[bytes], list[bytes]]:
-    """The chain's receipts (each position's latest, in hop order) and answers."""
-    receipts: dict[int, TraceItem] = {}
+def latest_chain(
+    items: list[TraceItem], keys: KeyHistory | None = None
+) -> tuple[list[bytes], list[bytes]]:
+    """The chain's receipts (one per position, in hop order) and answers.
+
+    Per position: a final receipt over an answered one (`needs_information`) over a
+    pending one, the latest signed within each; with `keys`, one that verifies under
+    them before any that does not (an unchecked forgery never displaces a good one).
+    """
+    best: dict[int, tuple[tuple[bool, int, int], TraceItem]] = {}
     for item in items:
-        if item.kind is ItemKind.RECEIPT:
-            kept = receipts.get(item.position)
-            if kept is None or item.signed_ms >= kept.signed_ms:
-                receipts[item.position] = item
+        if item.kind is not ItemKind.RECEIPT:
+            continue
+        receipt = read(item.item, ReceiptStatement)[1]
+        stage = 2 if receipt.final else 0 if receipt.outcome is None else 1
+        good = keys is None or _verifies(item, keys, items)
+        rank = (good, stage, item.signed_ms)
+        kept = best.get(item.position)
+        if kept is None or rank > kept[0]:
+            best[item.position] = (rank, item)
     answers = [i.item for i in items if i.kind is ItemKind.ANSWER]
-    return [receipts[p].item for p in sorted(receipts)], answers
+    return [best[p][1].item for p in sorted(best)], answers
+
+
+def _verifies(item: TraceItem, keys: KeyHistory, items: list[TraceItem]) -> bool:
+    try:
+        return checked(item, keys, items) is True
+    except BadSignatureError:
+        return False
 
 
 class TraceService(Generic[W]):
@@ -170,8 +200,10 @@ class TraceService(Generic[W]):
             deadline_ms=to_ms(now + HOP_DEADLINES[fields.priority]),
             delivery_id=os.urandom(16),
         )
+        vouch = sign_forward(self._key, trace_id, 1, self._me, hop, peer.signing_key, to_ms(now))
         async with self._work() as work:
-            await work.add_trace(trace)
+            trace_pk = await work.add_trace(trace)
+            await work.add_item(trace_pk, item_of(vouch), now)
             details: dict[str, Any] = {"to": hop, "case_reference": fields.case_reference}
             if trace.force_reason:
                 details["forced"] = trace.force_reason
@@ -192,11 +224,23 @@ class TraceService(Generic[W]):
         trace = await self._trace(trace_id)
         return await self._check(trace)
 
+    async def _chain(
+        self, trace: StoredTrace
+    ) -> tuple[KeyHistory, list[bytes], list[bytes], list[bytes], list[bytes]]:
+        """Our keys, and the chain as reported: receipts, answers, forwards, rotations."""
+        items = await self._store.get_items(trace.id)
+        history = await self._peers.key_history()
+        forwards = [i.item for i in items if i.kind is ItemKind.FORWARD]
+        rotations = [i.item for i in items if i.kind is ItemKind.ROTATION]
+        keys, _vouched = vouched_keys(
+            history, trace.originator, trace.trace_id, forwards, rotations
+        )
+        receipts, answers = latest_chain(items, keys)
+        return history, receipts, answers, forwards, rotations
+
     async def _check(self, trace: StoredTrace) -> ChainReport:
-        receipts, answers = latest_chain(await self._store.get_items(trace.id))
-        public = self._key.public_key().public_bytes_raw()
-        resolve, _known = await peer_keys(self._peers, self._me, public)
-        return verify_chain(trace.request, receipts, answers, resolve)
+        history, receipts, answers, forwards, rotations = await self._chain(trace)
+        return verify_chain(trace.request, receipts, answers, history, forwards, rotations)
 
     async def list_traces(
         self, incoming: bool, status: TraceStatus | None = None
@@ -206,23 +250,21 @@ class TraceService(Generic[W]):
         return [t for t in traces if (t.position > 0) == incoming]
 
     async def export(self, trace_id: bytes) -> bytes:
-        """The chain of a trace we started as a file anyone can check (`node.trace.export`).
-
-        Each country's key is the one we know now (ours, our peers'), with no rotation: a
-        hop signed by a key its country has since replaced, or by a country that is not
-        our peer, is reported by `verify_file` as unverified.
-        """
+        """The chain of a trace we started as a file anyone can check (`node.trace.export`):
+        the keys we trust of each country on it (ours, our peers') as first keys and the
+        rotations from them, the forwards that vouch for the other hops' keys, and the
+        rotations of those."""
         trace = await self._trace(trace_id)
-        items = await self._store.get_items(trace.id)
-        receipts, answers = latest_chain(items)
-        on_chain = {trace.originator, *(item.country for item in items)}
-        keys: dict[str, tuple[bytes, list[bytes]]] = {
-            self._me: (self._key.public_key().public_bytes_raw(), [])
-        }
-        for peer in await self._peers.list_peers():
-            keys.setdefault(peer.country, (peer.signing_key, []))
-        chosen = {country: key for country, key in keys.items() if country in on_chain}
-        return export_chain(trace.request, receipts, answers, chosen)
+        history, receipts, answers, forwards, rotations = await self._chain(trace)
+        used: dict[str, set[bytes]] = {trace.originator: {signed_part(trace.request).key_id}}
+        for data in (*receipts, *answers, *forwards):
+            used.setdefault(item_of(data).country, set()).add(signed_part(data).key_id)
+        keys: dict[str, tuple[bytes, list[bytes]]] = {}
+        for country, kids in used.items():
+            chain = history.rotation_chain(country, kids)
+            if chain is not None:
+                keys[country] = chain
+        return export_chain(trace.request, receipts, answers, keys, forwards, rotations)
 
     async def show(self, trace_id: bytes) -> TraceView:
         """Where a trace we started stands, hop by hop."""
