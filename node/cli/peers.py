@@ -35,7 +35,12 @@ def add_commands(sub: argparse._SubParsersAction, data: argparse.ArgumentParser)
     policy.set_defaults(handler=cmd_peers_policy)
     policy.add_argument("country")
     policy.add_argument(
-        "--allow", required=True, help="comma-separated: lookups, hit-details, traces, statistics"
+        "--allow",
+        required=True,
+        help=(
+            "comma-separated: lookups, hit-details, traces, trace-details (name the last "
+            "legal possessor to a trace this peer started), statistics"
+        ),
     )
 
 
