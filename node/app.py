@@ -22,7 +22,8 @@ from node.lookup.evidence import EvidenceService
 from node.lookup.index import LookupIndex
 from node.protocol.delivery import DeliveryService
 from node.protocol.descriptor import sign_descriptor
-from node.protocol.peers import PeersService
+from node.protocol.model import Peer
+from node.protocol.peers import PeerHook, PeersService
 from node.protocol.ratelimit import RateLimitConfig
 from node.protocol.transport import PeerTransport
 from node.records.import_parse import RECORD_ROWS
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from node.protocol.dispatch import Dispatcher
     from node.protocol.receive import Receiver
     from node.store.work import StoreWork
+    from node.trace.forward import Onward
     from node.trace.hop import TraceHop
     from node.trace.service import TraceService
 
@@ -168,6 +170,44 @@ class Node:
         await self.db.close()
 
 
+def traces_waiting_for(node: Node, signing_key: Ed25519PrivateKey) -> PeerHook:
+    """The peer registry's hook that moves on the traces waiting for a peering with the
+    peer just added (`node.trace.forward.Onward.peering_added`). Each forward it sends is
+    signed (the `forward` statement vouching for the next hop's key), so whoever holds
+    the key registers it: `federation`, and `peers add` on the command line when it can
+    load the key (else the running node does it when it starts, `resume_waiting`).
+    Trace modules load only when it runs."""
+
+    async def added(peer: Peer) -> None:
+        await _onward(node, signing_key).peering_added(peer)
+
+    return added
+
+
+async def resume_waiting(node: Node, signing_key: Ed25519PrivateKey) -> None:
+    """Move on every trace waiting for a peering with a country that is our active peer by
+    now (`iarms-node run`, at start)."""
+    await _onward(node, signing_key).resume_waiting()
+
+
+def _onward(node: Node, signing_key: Ed25519PrivateKey) -> Onward[StoreWork]:
+    from node.store.trace import TraceStore
+    from node.store.work import unit_of_work
+    from node.trace.forward import Onward
+    from node.trace.hop import HOP_DEADLINES
+
+    return Onward(
+        node.config.country,
+        signing_key,
+        node.peers,
+        node.delivery,
+        node.clock,
+        unit_of_work(node.db),
+        HOP_DEADLINES,
+        TraceStore(node.db),
+    )
+
+
 def migrate_command(config: NodeConfig) -> str:
     """The command that migrates this node's database."""
     return f"iarms-node migrate --data-dir {shlex.quote(str(config.data_dir))}"
@@ -218,6 +258,7 @@ def federation(node: Node, keys: NodeKeys, rate_limit: RateLimitConfig | None = 
     from node.store.trace import TraceStore
     from node.store.work import unit_of_work
     from node.trace.hop import TraceHop
+    from node.trace.replies import TraceNotices
     from node.trace.service import TraceService
 
     me, clock, signing_key = node.config.country, node.clock, keys.signing
@@ -251,6 +292,8 @@ def federation(node: Node, keys: NodeKeys, rate_limit: RateLimitConfig | None = 
         me, signing_key, node.peers, node.delivery, node.custody, node.reference, clock, work
     )
     hop.register(dispatcher)
+    TraceNotices(me, node.peers, node.delivery, clock, work, signing_key).register(dispatcher)
+    node.peers.on_added(traces_waiting_for(node, signing_key))
     traces = TraceService(
         me, signing_key, TraceStore(node.db), node.peers, node.delivery, node.reference, clock, work
     )

@@ -162,6 +162,69 @@ async def test_an_officer_answers_with_the_cli(fed: Federation) -> None:
     assert code == 1 and "not waiting" in err
 
 
+async def test_an_officer_asks_and_the_originator_replies_with_the_cli(fed: Federation) -> None:
+    started = await cli_json(
+        fed,
+        "FRA",
+        *NEW[:3],
+        "Z-9",
+        *NEW[4:],
+        "--recovered-on",
+        "2024-01-02",
+        "--country-of-manufacture",
+        "ITA",
+    )
+    trace = started["trace_id"]
+    await fed.settle()
+    code, out, err = await cli(fed, "FRA", "trace", "reply", trace, "--text", "the marks")
+    assert code == 2 and out == ""
+    assert err == (
+        f"iarms-node: trace {trace} is not waiting for information: its last hop, ITA "
+        "(hop 1), has not answered yet\n"
+    )
+    question = "Is there an import marking?"
+    code, _, err = await cli(
+        fed,
+        "ITA",
+        "trace",
+        "answer",
+        trace,
+        "--outcome",
+        "needs_information",
+        "--details",
+        question,
+    )
+    assert code == 0, err
+    await fed.settle()
+    shown = await cli_json(fed, "FRA", "trace", "show", trace)
+    assert shown["status"] == "waiting"
+    assert shown["question"] == {"position": 1, "country": "ITA", "text": question}
+    code, out, _ = await cli(fed, "FRA", "trace", "show", trace)
+    assert f"ITA (hop 1) asks: {question}" in out and f"trace reply {trace} --text" in out
+    code, out, err = await cli(fed, "FRA", "trace", "reply", trace, "--text", "a\x07b")
+    assert code == 2 and "control character" in err
+
+    code, out, err = await cli(fed, "FRA", "trace", "reply", trace, "--text", "IT-BS 2019")
+    assert code == 0, err
+    assert out == f"replied to ITA on trace {trace} (the running node delivers it)\n"
+    await fed.settle()
+    at_ita = await cli_json(fed, "ITA", "trace", "show", trace)
+    assert at_ita["status"] == "queued" and at_ita["position"] == 1
+    assert [r["text"] for r in at_ita["replies"]] == ["IT-BS 2019"]
+    code, out, _ = await cli(fed, "ITA", "trace", "show", trace)
+    assert "reply to hop 1" in out and "IT-BS 2019" in out and "we are hop 1" in out
+    code, _, err = await cli(fed, "ITA", "trace", "answer", trace, "--outcome", "not_found")
+    assert code == 0, err
+    await fed.settle()
+    verified = await cli_json(fed, "FRA", "trace", "verify", trace)
+    assert verified["valid"] is True and verified["complete"] is True
+    assert verified["hops"][0]["questions"] == [question]
+    code, _, err = await cli(fed, "FRA", "trace", "reply", trace, "--text", "more")
+    assert code == 2 and "has not_found" in err
+    code, _, err = await cli(fed, "FRA", "trace", "reply", UNKNOWN, "--text", "x")
+    assert code == 2 and err == f"iarms-node: trace {UNKNOWN} was not started here\n"
+
+
 async def test_a_trace_from_one_of_our_records(fed: Federation, tmp_path: Path) -> None:
     records = tmp_path / "records.csv"
     records.write_text(
@@ -208,12 +271,13 @@ UNKNOWN = "00" * 16
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["trace", "show", UNKNOWN], "was not started here"),
+        (["trace", "show", UNKNOWN], "is not known here"),
         (["trace", "verify", UNKNOWN], "was not started here"),
         (["trace", "export", UNKNOWN, "--out", "x"], "was not started here"),
         (["trace", "answer", UNKNOWN, "--outcome", "refused"], "is not at this hop"),
         (["trace", "show", "xyz"], "expected a trace id of 32 hex digits"),
         (["trace", "answer", UNKNOWN, "--outcome", "lost"], "invalid choice: 'lost'"),
+        (["trace", "reply", UNKNOWN], "the following arguments are required: --text"),
         (
             ["trace", "answer", UNKNOWN, "--outcome", "forwarded", "--next-country", "XX1"],
             "not an ISO 3166-1 alpha-3 country code",
@@ -222,7 +286,8 @@ UNKNOWN = "00" * 16
         ([*NEW, "--to", "Narnia"], "not an ISO 3166-1 alpha-3 country code"),
         (
             NEW[:4],
-            "required without --from-record: --make, --recovered-at, --crime, --case-ref, --agency",
+            "required without --from-record or --from-evidence: --make, --recovered-at, --crime, "
+            "--case-ref, --agency",
         ),
     ],
 )

@@ -17,6 +17,8 @@ from node.identity import fingerprint
 from node.lookup.evidence import FORMAT, bundle, verify_bundle
 from node.lookup.querier import Query
 from node.protocol.envelope import read_header, seal, to_ms
+from node.trace.receipts import RequestStatement, read
+from node.trace.request import from_wire
 from tests.harness import Federation, run_cli
 
 FRA = Ed25519PrivateKey.from_private_bytes(b"\x01" * 32)
@@ -182,3 +184,37 @@ async def test_a_confirmed_hit_keeps_the_owners_signed_answer(
     exported.write_bytes(_flip_last(entry.bundle))
     code, _out, err = await run_cli("evidence", "verify", str(exported))
     assert code == 1 and "does not verify" in err
+
+
+async def test_a_trace_starts_from_the_evidence_of_a_hit(fed: Federation) -> None:
+    """`trace new --from-evidence`: the serial and case our officer looked up, the firearm as
+    the peer's record describes it; the recovery, the crime and the agency are ours."""
+    fra = fed["FRA"]
+    results = await fra.f.lookups.lookup([Query("glk 12345", "glock")], "FR-9", "officer.dupont")
+    evidence = next(r.evidence_id for r in results if r.result == "hit")
+    data = str(fra.data_dir)
+    new = ["trace", "new", "--from-evidence", str(evidence), "--to", "DEU", "--data-dir", data]
+    code, _out, err = await run_cli(*new)
+    assert code == 2 and "required with --from-evidence: --recovered-at, --crime, --agency" in err
+    ours = ["--recovered-on", "2026-01-02", "--recovered-at", "Lyon", "--crime", "found"]
+    ours += ["--country-of-manufacture", "AUT"]
+    code, out, err = await run_cli(*new, *ours, "--agency", "Police nationale", "--json")
+    assert code == 0, (out, err)
+    started = json.loads(out)
+    assert started["findings"] == []
+    view = await fra.f.traces.show(bytes.fromhex(started["trace_id"]))
+    asked = from_wire(read(view.trace.request, RequestStatement)[1].fields, fra.n.reference)
+    assert (asked.firearm.serial_number, asked.firearm.make, asked.firearm.firearm_type) == (
+        "glk 12345",
+        "Glock",
+        "pistol",
+    )
+    assert (asked.case_reference, asked.agency, asked.recovery.place) == (
+        "FR-9",
+        "Police nationale",
+        "Lyon",
+    )
+    code, _out, err = await run_cli(*new, *ours, "--agency", "P", "--from-evidence", "99")
+    assert code == 2 and "99" in err and len(err.splitlines()) == 1
+    code, _out, err = await run_cli(*new, "--from-record", "1")
+    assert code == 2 and "not allowed with argument" in err

@@ -25,6 +25,7 @@ from node.trace.receipts import (
     MAX_FORWARD_BYTES,
     MAX_HOPS,
     MAX_RECEIPT_BYTES,
+    MAX_REPLY_BYTES,
     MAX_REQUEST_BYTES,
     AnswerStatement,
     Outcome,
@@ -134,7 +135,7 @@ RECEIPT, ANSWER = "iarms-trace-receipt-v1", "iarms-trace-answer-v1"
 
 
 def test_the_forward_statement() -> None:
-    """AUT vouches for DEU's key as it forwards the trace to hop 2 (§3.7)."""
+    """AUT vouches for DEU's key as it forwards the trace to hop 2 (§3.8)."""
     trace_id, at = _hex("trace_id"), int(V["answered_ms_1"])
     deu = _hex("public_DEU")
     plain = _plain("iarms-trace-forward-v1", trace_id, 2, "AUT", "DEU", deu, at)
@@ -183,12 +184,14 @@ def test_the_limits_in_the_text_are_the_code_s() -> None:
         MAX_REQUEST_BYTES,
         MAX_RECEIPT_BYTES,
         MAX_ANSWER_BYTES,
+        MAX_REPLY_BYTES,
         MAX_FORWARD_BYTES,
         MAX_HOPS,
-    ) == (32768, 1024, 16384, 512, 16)
+    ) == (32768, 1024, 16384, 12288, 512, 16)
     assert (
         "A signed request is at most 32 KiB (32,768 bytes), a signed receipt 1 KiB, "
-        "a signed answer 16 KiB, a signed forward 512 bytes, and a trace has at most 16 hops"
+        "a signed answer 16 KiB, a signed reply 12 KiB, a signed forward 512 bytes, and a trace "
+        "has at most 16 hops"
     ) in words
     bounds = dict(BOUNDS)
     assert (

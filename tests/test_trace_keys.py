@@ -19,6 +19,7 @@ from node.protocol.rotation import sign_rotation
 from node.trace.chain import ProblemKind, verify_chain
 from node.trace.disclosure import disclosed
 from node.trace.export import export_chain, verify_file
+from node.trace.forward import held_chain
 from node.trace.intake import admit, item_of
 from node.trace.model import ItemKind
 from node.trace.receipts import (
@@ -32,7 +33,6 @@ from node.trace.receipts import (
     sign_receipt,
     signed_part,
 )
-from node.trace.service import latest_chain
 from tests.harness import Federation
 from tests.test_trace_hop import ACTOR, custody, event, fields
 from tests.trace_chains import KEYS, T0, TRACE_ID, Chain, build, public
@@ -232,10 +232,10 @@ def test_the_chain_takes_each_hops_verified_final_receipt() -> None:
     # A forgery signed later than the final receipt, in a key that is not AUT's.
     forged = _hop("AUT", 1, request_hash, key="BEL")[2]
     items = [item_of(d) for d in (final_receipt, pending, asked_receipt, forged, asked, final)]
-    receipts, answers = latest_chain(items, _roots("FRA", "AUT"))
+    receipts, answers, _replaced = held_chain(items, _roots("FRA", "AUT"))
     assert receipts == [final_receipt]
     assert {digest(a) for a in answers} == {digest(asked), digest(final)}
-    assert latest_chain(items[:3])[0] == [final_receipt]  # final over a later-kept asked one
+    assert held_chain(items[:3])[0] == [final_receipt]  # final over a later-kept asked one
 
 
 def test_a_forward_and_a_rotation_are_items_too() -> None:

@@ -1,7 +1,7 @@
-"""`trace new`, `list`, `show`, `verify`, `answer`, `export` and `verify-file`: tracing a
-recovered firearm from country to country (issue 9).
+"""`trace new`, `list`, `show`, `verify`, `answer`, `reply`, `export` and `verify-file`:
+tracing a recovered firearm from country to country (issue 9).
 
-Commands that send (`new`, `answer`) sign with the node's key and write to its
+Commands that send (`new`, `answer`, `reply`) sign with the node's key and write to its
 outbox, in the same unit of work as the stored trace: the running node
 (`iarms-node run`) delivers them.
 """
@@ -32,7 +32,6 @@ from node.errors import NotFoundError, ValidationError
 
 if TYPE_CHECKING:
     from node.app import Federation, Node
-    from node.records.model import FirearmRecord
     from node.trace.chain import ChainReport
     from node.trace.request import Finding, TraceRequestInput
 
@@ -128,6 +127,13 @@ def add_commands(sub: argparse._SubParsersAction, data: argparse.ArgumentParser)
     answer.add_argument("--next-country", metavar="XXX", help="with --outcome forwarded")
     answer.add_argument("--details", default="", metavar="TEXT")
 
+    reply = trace.add_parser(
+        "reply", parents=[data, key], help="reply to the question a hop of our trace asked"
+    )
+    reply.set_defaults(handler=cmd_reply)
+    reply.add_argument("id", type=trace_id)
+    reply.add_argument("--text", required=True, metavar="TEXT")
+
     export = trace.add_parser("export", parents=[data, key], help="write a chain to a file")
     export.set_defaults(handler=cmd_export)
     export.add_argument("id", type=trace_id)
@@ -144,7 +150,16 @@ def _add_new(
 ) -> None:
     new = trace.add_parser("new", parents=[data, key], help="start a trace")
     new.set_defaults(handler=cmd_new, check=_check_new)
-    new.add_argument("--from-record", type=count(1, MAX_ID), metavar="ID")
+    source = new.add_mutually_exclusive_group()
+    source.add_argument(
+        "--from-record", type=count(1, MAX_ID), metavar="ID", help="pre-fill from our record"
+    )
+    source.add_argument(
+        "--from-evidence",
+        type=count(1, MAX_ID),
+        metavar="ID",
+        help="pre-fill from the evidence of a hit on a peer's record (`evidence list`)",
+    )
     new.add_argument("--serial", dest="serial_number", metavar="S", help="the serial as read")
     new.add_argument("--make", metavar="M")
     new.add_argument("--model", metavar="M")
@@ -181,12 +196,19 @@ def _country(value: str | None, option: str) -> str | None:
 
 
 def _check_new(args: argparse.Namespace) -> str | None:
-    if args.crime is None and args.from_record is not None:
-        return "--crime is required (a record does not say in which crime it was recovered)"
-    if args.from_record is None:
+    if args.from_evidence is not None:
+        # The evidence gives the firearm and the case; the recovery and the agency are ours.
+        required = [r for r in REQUIRED_NEW if r[0] not in ("make", "case_reference")]
+        missing = [option for name, option in required if getattr(args, name) is None]
+        if missing:
+            return f"required with --from-evidence: {', '.join(missing)}"
+    elif args.from_record is not None:
+        if args.crime is None:
+            return "--crime is required (a record does not say in which crime it was recovered)"
+    else:
         missing = [option for name, option in REQUIRED_NEW if getattr(args, name) is None]
         if missing:
-            return f"required without --from-record: {', '.join(missing)}"
+            return f"required without --from-record or --from-evidence: {', '.join(missing)}"
     return _country(args.to, "--to")
 
 
@@ -196,24 +218,7 @@ def _check_answer(args: argparse.Namespace) -> str | None:
     return _country(args.next_country, "--next-country")
 
 
-def _prefill(record: FirearmRecord) -> dict[str, Any]:
-    """A trace request's fields as one of our records gives them."""
-    return {
-        "serial_number": record.serial_number,
-        "make": record.make,
-        "model": record.model,
-        "firearm_type": record.firearm_type,
-        "calibre": record.calibre,
-        "country_of_manufacture": record.country_of_manufacture or "",
-        "markings": record.markings,
-        "recovered_on": record.recovered_on.isoformat() if record.recovered_on else "",
-        "recovered_at": record.event_place,
-        "case_reference": record.case_reference,
-        "agency": record.reporting_agency,
-    }
-
-
-def _entry(args: argparse.Namespace, base: dict[str, Any]) -> TraceRequestInput:
+def _entry(args: argparse.Namespace, base: dict[str, str]) -> TraceRequestInput:
     from node.trace.request import TraceRequestInput
 
     given = {name: getattr(args, name) for name in NEW_FIELDS if getattr(args, name) is not None}
@@ -222,15 +227,21 @@ def _entry(args: argparse.Namespace, base: dict[str, Any]) -> TraceRequestInput:
 
 
 async def cmd_new(args: argparse.Namespace) -> int:
+    from node.trace import prefill
     from node.trace.request import check_request, completeness
 
     async with open_node(args) as node:
-        base: dict[str, Any] = {}
+        base: dict[str, str] = {}
         if args.from_record is not None:
             record = await _known(node.records.get(args.from_record, actor()))
             if record is None:
                 return EXIT_USAGE
-            base = _prefill(record)
+            base = prefill.from_record(record)
+        elif args.from_evidence is not None:
+            opened = await _known(node.evidence.open(args.from_evidence))
+            if opened is None:
+                return EXIT_USAGE
+            base = prefill.from_evidence(*opened)
         fields = check_request(_entry(args, base), node.reference, node.clock.now().date())
         findings = completeness(fields, node.reference)
         forced = args.force.strip()
@@ -302,6 +313,7 @@ async def cmd_list(args: argparse.Namespace) -> int:
             "overdue": overdue,
             "outcome": t.outcome,
             "next_country": t.next_country,
+            "note": t.note or None,
         }
         if args.json:
             print_json(info)
@@ -310,6 +322,7 @@ async def cmd_list(args: argparse.Namespace) -> int:
             echo(
                 f"{t.trace_id.hex()}  {t.created_at:%Y-%m-%d %H:%M}  {t.originator}  "
                 f"{t.priority:<7} {t.status.value:<8} next {t.next_country or '-'}{late}"
+                + (f"  ({t.note})" if t.note else "")
             )
     return 0
 
@@ -324,6 +337,8 @@ def _print_hops(report: ChainReport) -> None:
             + (f"  ({details})" if details else "")
             + ("" if h["verified"] else "  NOT VERIFIED")
         )
+        for question in h["questions"]:
+            echo(f"    asked before: {question}")
 
 
 async def cmd_show(args: argparse.Namespace) -> int:
@@ -335,11 +350,19 @@ async def cmd_show(args: argparse.Namespace) -> int:
         print_json(view.to_json())
         return 0
     info = view.to_json()
-    echo(f"trace {info['trace_id']}: {info['status']} ({info['priority']})")
-    echo(f"started {info['created_at']}")
+    status = info["status"] + (f": {info['note']}" if info["note"] else "")
+    where = "" if view.trace.position == 0 else f", we are hop {view.trace.position}"
+    echo(f"trace {info['trace_id']}: {status} ({info['priority']}{where})")
+    echo(f"started {info['created_at']} by {info['originator']}")
     if info["force_reason"]:
         echo(f"sent incomplete: {info['force_reason']}")
     _print_hops(view.report)
+    for reply in info["replies"]:
+        echo(f"  reply to hop {reply['position']} ({reply['replied_at']}): {reply['text']}")
+    if info["question"]:
+        q = info["question"]
+        echo(f"{q['country']} (hop {q['position']}) asks: {q['text']}")
+        echo(f"reply with: iarms-node trace reply {info['trace_id']} --text TEXT")
     echo("chain verifies" if view.report.valid else "CHAIN DOES NOT VERIFY: see trace verify")
     return 0
 
@@ -376,6 +399,17 @@ async def cmd_answer(args: argparse.Namespace) -> int:
             echo(f"iarms-node: {e}", sys.stderr)
             return EXIT_USAGE
     echo(f"answered {args.id.hex()}: {args.outcome} (the running node delivers it)")
+    return 0
+
+
+async def cmd_reply(args: argparse.Namespace) -> int:
+    async with open_node(args) as node:
+        try:
+            country = await _services(node, args).traces.reply(args.id, args.text, actor())
+        except (NotFoundError, ValidationError) as e:  # unknown, not waiting, bad text
+            echo(f"iarms-node: {e}", sys.stderr)
+            return EXIT_USAGE
+    echo(f"replied to {country} on trace {args.id.hex()} (the running node delivers it)")
     return 0
 
 

@@ -3,20 +3,23 @@
 Trust is local and explicit: a peer is added only when the key in the
 descriptor its URL serves has the fingerprint that its admin gave ours out
 of band. Revocation takes effect at once, since receivers read the registry
-for every message.
+for every message. Services that wait for a peering (a trace that could not
+be forwarded) are told when a peer is added through the hooks the
+composition root gives `on_added`: the kernel knows no service.
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from node.auditing import AuditEvent
 from node.clock import Clock
 from node.countries import check_alpha3
-from node.errors import ConflictError, ValidationError
+from node.errors import ConflictError, IarmsError, ValidationError
 from node.protocol.descriptor import check_current, check_node_url, verify_descriptor
 from node.protocol.keyring import KeyHistory, history_of
 from node.protocol.keys import fingerprint
@@ -36,6 +39,9 @@ MAX_DESCRIPTOR_BYTES = 16 * 1024
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 #: A failure's reason as kept with the peer (transport messages may quote an answer).
 MAX_ERROR_CHARS = 500
+#: What is called with a peer once it is added (or added again after its revocation).
+PeerHook = Callable[[Peer], Awaitable[None]]
+log = logging.getLogger(__name__)
 
 
 def parse_fingerprint(text: str) -> str:
@@ -84,9 +90,24 @@ class PeersService:
         self._rotation_checked: dict[str, datetime] = {}
         self._contact_written: dict[str, Peer] = {}  # the peer as `heard`/`unreachable` wrote it
         self._reason_written: dict[str, datetime] = {}
+        self._hooks: list[PeerHook] = []
+
+    def on_added(self, hook: PeerHook) -> None:
+        """Call `hook` with each peer this service adds, once it is stored."""
+        self._hooks.append(hook)
 
     async def add(self, url: str, country: str, fingerprint_text: str, actor: str) -> Peer:
-        """Fetch the descriptor at `url` and register the peer if its key has the fingerprint."""
+        """Fetch the descriptor at `url` and register the peer if its key has the fingerprint;
+        then call the `on_added` hooks (a hook's failure is logged: the peer stays added)."""
+        peer = await self._add(url, country, fingerprint_text, actor)
+        for hook in self._hooks:
+            try:
+                await hook(peer)
+            except IarmsError:
+                log.exception("after adding peer %s", peer.country)
+        return peer
+
+    async def _add(self, url: str, country: str, fingerprint_text: str, actor: str) -> Peer:
         url = check_node_url(url, "URL", "url")
         country = check_alpha3(country.strip().upper(), "country")
         expected = parse_fingerprint(fingerprint_text)

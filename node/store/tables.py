@@ -393,7 +393,7 @@ class TraceItemRow(Base):
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     trace: Mapped[int] = mapped_column(ForeignKey("traces.id", ondelete="CASCADE"))
     position: Mapped[int] = mapped_column(Integer)
-    kind: Mapped[str] = mapped_column(String(8))  # receipt | answer | forward | rotation
+    kind: Mapped[str] = mapped_column(String(8))  # receipt | answer | reply | forward | rotation
     country: Mapped[str] = mapped_column(String(3))
     item: Mapped[bytes] = mapped_column(LargeBinary)
     item_hash: Mapped[bytes] = mapped_column(LargeBinary(32))

@@ -3,12 +3,16 @@
 `verify_chain` takes the originator's signed request, the receipts in hop
 order (each hop's latest: final, or pending for the last), the signed
 answers, the trusted keys (a `KeyHistory`: the verifier's peers and its own,
-or an export file's), the signed `forward` statements and a pool of rotation
-statements, and reports every problem it finds with the hop
-(position, 0 for the request) and country it concerns. It never raises on
-bad input: a forged, reordered or truncated chain is what it is for. The
-same report tells a hop receiving a trace where it stands (`next_hop`): the
-position and country expected next and the hash its receipt must link to.
+or an export file's), the signed `forward` statements, a pool of rotation
+statements and, if any, the `needs_information` receipts that a hop replaced
+by a later one once it had the originator's reply (each checked against the
+hop's latest receipt: same link and time received, answered no later, its
+answer among the answers; its question is the hop's history), and reports
+every problem it finds with the hop (position, 0 for the request) and
+country it concerns. It never raises on bad input: a forged, reordered or
+truncated chain is what it is for. The same report tells a hop receiving a
+trace where it stands (`next_hop`): the position and country expected next
+and the hash its receipt must link to.
 
 Each statement is verified under its author's key valid at the time it was
 signed (`created_ms`, `received_ms` for a pending receipt, `answered_ms` for
@@ -112,6 +116,8 @@ class Hop:
     details: dict[str, str] | None
     receipt_hash: bytes
     verified: bool
+    #: The questions the hop asked before its latest answer (its replaced receipts), in order.
+    questions: tuple[str, ...] = ()
 
     @property
     def final(self) -> bool:
@@ -132,6 +138,7 @@ class Hop:
             "details": self.details,
             "receipt_hash": self.receipt_hash.hex(),
             "verified": self.verified,
+            "questions": list(self.questions),
         }
 
 
@@ -208,6 +215,10 @@ def _at(ms: int) -> str:
     return from_ms(ms).isoformat()
 
 
+def _signed_at(replaced: tuple[Signed, ReceiptStatement]) -> int:
+    return replaced[1].signed_ms
+
+
 class _Checker:
     """The state of one `verify_chain` run: the previous receipt, what was found."""
 
@@ -216,13 +227,22 @@ class _Checker:
         request: bytes,
         answers: Sequence[bytes],
         keys: KeyHistory,
-        forwards: Sequence[bytes],
-        rotations: Sequence[bytes],
+        forwards: Sequence[bytes] = (),
+        rotations: Sequence[bytes] = (),
+        superseded: Sequence[bytes] = (),
     ) -> None:
         self.keys = keys
         self.vouched: tuple[Vouch, ...] = ()
         self.request_hash = digest(request)
         self.problems: list[Problem] = []
+        self.replaced: dict[int, list[tuple[Signed, ReceiptStatement]]] = {}
+        for data in superseded:
+            try:
+                signed, old = read(data, ReceiptStatement)
+            except MalformedEnvelopeError as e:
+                self._add((None, None), ProblemKind.MALFORMED, f"a replaced receipt: {e}")
+                continue
+            self.replaced.setdefault(old.position, []).append((signed, old))
         self.hops: list[Hop] = []
         self.answers = {digest(answer): answer for answer in answers}
         self.used: set[bytes] = set()
@@ -294,6 +314,7 @@ class _Checker:
                 f"forwarded to {receipt.next_country}, which is already on the chain",
             )
         details = self._answer(where, receipt)
+        questions = self._asked(where, receipt)
         self.hops.append(
             Hop(
                 receipt.position,
@@ -305,6 +326,7 @@ class _Checker:
                 details,
                 digest(data),
                 verified=len(self.problems) == before,
+                questions=questions,
             )
         )
         self.countries.append(receipt.country)
@@ -436,8 +458,52 @@ class _Checker:
             )
         return {str(key): value for key, value in answer.details.items()}
 
+    def _asked(self, where: tuple[int, str], latest: ReceiptStatement) -> tuple[str, ...]:
+        """Check the `needs_information` receipts the hop replaced by `latest`; their
+        questions, oldest first."""
+        asked = []
+        for signed, old in sorted(self.replaced.pop(latest.position, []), key=_signed_at):
+            if old.outcome is not Outcome.NEEDS_INFORMATION:
+                self._add(
+                    where,
+                    ProblemKind.DUPLICATE_POSITION,
+                    f"a replaced receipt says {old.outcome or 'pending'}: only a "
+                    "needs_information receipt is replaced by a later one",
+                )
+                continue
+            link = (old.trace_id, old.country, old.prev_hash, old.request_hash, old.received_ms)
+            if link != (
+                latest.trace_id,
+                latest.country,
+                latest.prev_hash,
+                latest.request_hash,
+                latest.received_ms,
+            ):
+                self._add(
+                    where,
+                    ProblemKind.BROKEN_LINK,
+                    "a replaced needs_information receipt does not share the hop's trace, "
+                    "country, link and time received with its latest receipt",
+                )
+            self._signature(where, signed, old.signed_ms, "replaced receipt")
+            if latest.answered_ms is None or old.signed_ms > latest.answered_ms:
+                self._add(
+                    where,
+                    ProblemKind.TIMES_OUT_OF_ORDER,
+                    f"asked its question at {_at(old.signed_ms)}, after its latest receipt",
+                )
+            details = self._answer(where, old)
+            asked.append((details or {}).get("question", ""))
+        return tuple(asked)
+
     def finish(self) -> ChainReport:
         """The report, once every receipt was checked."""
+        for position in sorted(self.replaced):
+            self._add(
+                (position, self.replaced[position][0][1].country),
+                ProblemKind.MISSING_HOP,
+                "a replaced receipt of a hop that is not on the chain",
+            )
         for number, (answer_hash, _data) in enumerate(self.answers.items(), 1):
             if answer_hash not in self.used:
                 self._add(
@@ -519,19 +585,22 @@ def verify_chain(
     keys: KeyHistory,
     forwards: Sequence[bytes] = (),
     rotations: Sequence[bytes] = (),
+    *,
+    superseded: Sequence[bytes] = (),
 ) -> ChainReport:
     """Check a trace's whole chain (module docstring); never raises on bad input.
 
     Args:
         request: the originator's signed request.
         receipts: each hop's latest receipt, in hop order.
-        answers: the hops' signed answers (any order).
+        answers: the hops' signed answers (any order), the replaced receipts' too.
         keys: the trusted keys of countries over time.
         forwards: signed `forward` statements vouching for the keys of hops `keys` does
             not know (any order).
         rotations: rotation statements (§4.2) from such a vouched key to later ones.
+        superseded: the `needs_information` receipts hops replaced by a later one.
     """
-    checker = _Checker(request, answers, keys, forwards, rotations)
+    checker = _Checker(request, answers, keys, forwards, rotations, superseded)
     for index, data in enumerate(receipts):
         checker.receipt(index, data)
     return checker.finish()

@@ -16,12 +16,14 @@ Reports go straight to the originator when it is our peer, else to the hop
 before us. A `forwarded` answer sends `trace.request` to the next country
 itself; never to a country already on the chain (then `end_of_chain`
 naming the loop); when the next country is not our peer, the answer says so
-and the trace waits here.
+and the trace waits here (`node.trace.forward`: the originator forwards it if
+it can, else whichever of us first adds the peering). A `needs_information`
+answer makes the trace wait here for the originator's reply
+(`node.trace.replies`), then it is queued again for an officer.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
@@ -43,14 +45,15 @@ from node.protocol.dispatch import Dispatcher
 from node.protocol.envelope import from_ms, to_ms
 from node.protocol.keyring import KeyHistory
 from node.protocol.messages import Ack
-from node.protocol.model import Peer, PeerStatus, Service
+from node.protocol.model import Peer, Service
 from node.protocol.peers import PeersService
 from node.protocol.ratelimit import RateLimitConfig, TokenBuckets
 from node.records.reference import ReferenceTable
-from node.trace.chain import pending_receipt, vouched_keys
+from node.trace.chain import pending_receipt
 from node.trace.custody import CustodyService
 from node.trace.disclosure import disclosed
-from node.trace.intake import admit, item_of, open_item
+from node.trace.forward import Onward, unpeered_note
+from node.trace.intake import MAX_ROUNDS, admit, item_of, open_item
 from node.trace.messages import TraceReport, TraceRequest
 from node.trace.model import (
     CustodyEvent,
@@ -61,14 +64,12 @@ from node.trace.model import (
     TraceStatus,
 )
 from node.trace.receipts import (
-    FINAL_OUTCOMES,
     Outcome,
     ReceiptStatement,
     RequestStatement,
     answered,
     read,
     sign_answer,
-    sign_forward,
     sign_receipt,
 )
 from node.trace.request import Priority, from_wire
@@ -138,6 +139,7 @@ class TraceHop(Generic[W]):
         self._ref = reference
         self._clock = clock
         self._work = work
+        self._onward = Onward(me, signing_key, peers, delivery, clock, work, HOP_DEADLINES)
 
     def register(self, dispatcher: Dispatcher[W]) -> None:
         """Give `dispatcher` the trace messages and their handlers."""
@@ -150,11 +152,7 @@ class TraceHop(Generic[W]):
         return history, history.countries()
 
     async def _peer(self, country: str) -> Peer | None:
-        try:
-            peer = await self._peers.get(country)
-        except NotFoundError:
-            return None
-        return peer if peer.status is PeerStatus.ACTIVE else None
+        return await self._onward.peer(country)
 
     # -- receiving a trace ------------------------------------------------------------
 
@@ -270,7 +268,25 @@ class TraceHop(Generic[W]):
                     f"trace {trace_id.hex()} is {trace.status.value} here, not waiting for "
                     "an answer"
                 )
+            if outcome is Outcome.NEEDS_INFORMATION:
+                await self._may_ask(work, trace)
             await self._answer_in(work, trace, Decision(outcome, details, next_country), actor)
+
+    async def _may_ask(self, work: W, trace: StoredTrace) -> None:
+        """Refuse a question beyond the `MAX_ROUNDS` the originator keeps of a hop
+        (`node.trace.intake`): it would refuse the report (`trace_full`)."""
+        asked = [
+            i
+            for i in await work.get_items(trace.id)
+            if i.kind is ItemKind.RECEIPT
+            and i.position == trace.position
+            and read(i.item, ReceiptStatement)[1].outcome is Outcome.NEEDS_INFORMATION
+        ]
+        if len(asked) >= MAX_ROUNDS:
+            raise ValidationError(
+                f"trace {trace.trace_id.hex()}: this hop asked {len(asked)} questions already, "
+                "the most a trace keeps; answer with another outcome"
+            )
 
     async def _answer_in(self, work: W, trace: StoredTrace, decision: Decision, by: str) -> None:
         """Sign the answer and the final receipt, report both, forward if it says so."""
@@ -292,10 +308,11 @@ class TraceHop(Generic[W]):
                 forward_to = await self._peer(target)
                 if forward_to is None:
                     note = f"no peering with {target}"
-                    details["note"] = f"{self._me} is not a peer of {target}"
+                    details["note"] = unpeered_note(self._me, target)
                     status = TraceStatus.WAITING
         if outcome is Outcome.NEEDS_INFORMATION:
-            status = TraceStatus.QUEUED
+            status = TraceStatus.WAITING
+            note = f"waiting for information from {trace.originator}"
         if outcome is Outcome.END_OF_CHAIN:
             details = disclosed(
                 details, self._me, trace.originator, await self._peer(trace.originator)
@@ -320,56 +337,13 @@ class TraceHop(Generic[W]):
             ),
         )
         if forward_to is not None:
-            chain_receipts = [i.item for i in earlier if i.kind is ItemKind.RECEIPT]
-            chain_answers = [i.item for i in earlier if i.kind is ItemKind.ANSWER]
-            await self.forward(
-                work, trace, forward_to, [*chain_receipts, final], [*chain_answers, answer]
-            )
-
-    async def forward(
-        self,
-        work: W,
-        trace: StoredTrace,
-        to: Peer,
-        receipts: list[bytes],
-        answers: list[bytes],
-    ) -> None:
-        """Send the trace on to hop `trace.position + 1`, our peer `to`, with the chain so
-        far, and vouch for its key: the signed `forward` statement (kept, and reported to
-        the originator) names the key we trust for it (docs/adr/0008)."""
-        now = self._clock.now()
-        position = trace.position + 1
-        statement = sign_forward(
-            self._key, trace.trace_id, position, self._me, to.country, to.signing_key, to_ms(now)
-        )
-        await work.add_item(trace.id, item_of(statement), now)
-        if trace.position > 0:
-            await self.report(work, trace, statement)
-        _s, request = read(trace.request, RequestStatement)
-        deadline = now + HOP_DEADLINES[request.fields.priority]
-        await self._delivery.send(
-            to.country,
-            TraceRequest(
-                trace_id=trace.trace_id,
-                position=position,
-                request=trace.request,
-                receipts=receipts,
-                answers=answers,
-                deadline_ms=to_ms(deadline),
-                delivery_id=os.urandom(16),
-            ),
-            work,
-        )
+            await self._onward.forward(work, trace, forward_to, trace.position + 1)
 
     # -- reports ------------------------------------------------------------------------
 
     async def report(self, work: W, trace: StoredTrace, item: bytes) -> None:
-        """Send a signed item toward the originator: to it when it is our peer, else to the
-        hop that sent us the trace."""
-        to = trace.originator if await self._peer(trace.originator) else trace.prev_country
-        assert to is not None
-        body = TraceReport(trace_id=trace.trace_id, item=item, delivery_id=os.urandom(16))
-        await self._delivery.send(to, body, work)
+        """Send a signed item toward the originator (`Onward.report`)."""
+        await self._onward.report(work, trace, item)
 
     async def on_report(self, message: TraceReport, peer: Peer, work: W) -> Ack:
         """Keep a report (we are the originator: checked on arrival, within its bounds,
@@ -387,19 +361,9 @@ class TraceHop(Generic[W]):
         items = await work.get_items(trace.id)
         if any(kept.item_hash == item.item_hash for kept in items):
             return Ack()  # relayed twice: kept once
-        history, _known = await self.keys()
-        forwards = [i.item for i in (*items, item) if i.kind is ItemKind.FORWARD]
-        rotations = [i.item for i in (*items, item) if i.kind is ItemKind.ROTATION]
-        keys, _vouched = vouched_keys(
-            history, trace.originator, trace.trace_id, forwards, rotations
-        )
-        admit(item, keys, items)
-        now = self._clock.now()
-        await work.add_item(trace.id, item, now)
-        outcome = statement.outcome if isinstance(statement, ReceiptStatement) else None
-        if outcome in FINAL_OUTCOMES and outcome is not Outcome.FORWARDED:
-            assert outcome is not None
-            await work.set_trace(trace.id, TraceStatus.ANSWERED, outcome.value)
+        admit(item, await self._onward.chain_keys(trace, [*items, item]), items)
+        await work.add_item(trace.id, item, self._clock.now())
+        await self._onward.after_report(work, trace)
         return Ack()
 
 

@@ -1,14 +1,22 @@
-"""The messages of traces (PROTOCOL.md §3.7), as typed bodies.
+"""The messages of traces (PROTOCOL.md §3 and §3.7), as typed bodies.
 
-Both go through the outbox and take effect once per `delivery_id`:
+All go through the outbox and take effect once per `delivery_id`:
 - `trace.request {trace_id, position, request, receipts, answers, deadline_ms,
   delivery_id}` → `ack`: the trace for hop `position`, with the originator's
   signed request and the chain so far (each earlier hop's final receipt and
   the signed answers), and the time the hop should answer by.
 - `trace.report {trace_id, item, delivery_id}` → `ack`: a hop's signed
-  receipt or answer, toward the originator: straight to it when the hop is
-  its peer, else to the hop before, which relays it unchanged.
-Both require the sender's `traces` policy.
+  receipt, answer or `forward` (or a rotation statement of its key), toward
+  the originator: straight to it when the hop is its peer, else to the hop
+  before, which relays it unchanged.
+- `trace.reply {trace_id, position, reply, delivery_id}` → `ack`: the
+  originator's signed reply to the question of hop `position`, toward that
+  hop: straight to it when it is the originator's peer, else to a hop before
+  it, each hop relaying it unchanged to the country it forwarded the trace to.
+- `trace.forwarded {trace_id, position, delivery_id}` → `ack`: the originator
+  forwarded the trace from hop `position` itself (that hop could not: no
+  peering), so that hop no longer waits to; routed as `trace.reply`.
+All require the sender's `traces` policy.
 """
 
 from __future__ import annotations
@@ -18,9 +26,10 @@ from typing import Annotated
 import msgspec
 
 from node.protocol.messages import Ack, Bin16, Request
-from node.trace.receipts import MAX_ANSWER_BYTES, MAX_HOPS, MAX_REQUEST_BYTES
+from node.trace.receipts import MAX_ANSWER_BYTES, MAX_HOPS, MAX_REPLY_BYTES, MAX_REQUEST_BYTES
 
 _Statement = Annotated[bytes, msgspec.Meta(max_length=MAX_ANSWER_BYTES)]
+_Position = Annotated[int, msgspec.Meta(ge=1, le=MAX_HOPS)]
 
 
 class TraceRequest(Request[Ack], frozen=True, kw_only=True):
@@ -29,7 +38,7 @@ class TraceRequest(Request[Ack], frozen=True, kw_only=True):
     wire_type = "trace.request"
     once_by = "delivery_id"
     trace_id: Bin16
-    position: Annotated[int, msgspec.Meta(ge=1, le=MAX_HOPS)]
+    position: _Position
     request: Annotated[bytes, msgspec.Meta(max_length=MAX_REQUEST_BYTES)]
     receipts: Annotated[list[_Statement], msgspec.Meta(max_length=MAX_HOPS)]
     answers: Annotated[list[_Statement], msgspec.Meta(max_length=MAX_HOPS)]
@@ -44,4 +53,25 @@ class TraceReport(Request[Ack], frozen=True, kw_only=True):
     once_by = "delivery_id"
     trace_id: Bin16
     item: _Statement
+    delivery_id: Bin16
+
+
+class TraceReply(Request[Ack], frozen=True, kw_only=True):
+    """The originator's signed reply to hop `position`'s question, on its way to that hop."""
+
+    wire_type = "trace.reply"
+    once_by = "delivery_id"
+    trace_id: Bin16
+    position: _Position
+    reply: Annotated[bytes, msgspec.Meta(max_length=MAX_REPLY_BYTES)]
+    delivery_id: Bin16
+
+
+class TraceForwarded(Request[Ack], frozen=True, kw_only=True):
+    """The originator forwarded the trace from hop `position`: that hop stops waiting to."""
+
+    wire_type = "trace.forwarded"
+    once_by = "delivery_id"
+    trace_id: Bin16
+    position: _Position
     delivery_id: Bin16

@@ -110,11 +110,13 @@ class TraceStatus(enum.StrEnum):
 
 
 class ItemKind(enum.StrEnum):
-    """A trace's signed items other than its request: receipts, answers, `forward`
-    statements vouching for the next hop's key, and rotation statements of hops' keys."""
+    """A trace's signed items other than its request: the hops' receipts and answers,
+    the originator's replies to their questions, `forward` statements vouching for the
+    next hop's key, and rotation statements of hops' keys."""
 
     RECEIPT = "receipt"
     ANSWER = "answer"
+    REPLY = "reply"
     FORWARD = "forward"
     ROTATION = "rotation"
 
@@ -150,7 +152,8 @@ class StoredTrace:
 
 @dataclass(frozen=True, slots=True)
 class TraceItem:
-    """A signed item of a trace, with what it says of itself (a rotation: position 0)."""
+    """A signed item of a trace, with what it says of itself (a reply's `country` is the
+    originator's, its `position` the hop it answers; a rotation's position is 0)."""
 
     position: int
     kind: ItemKind

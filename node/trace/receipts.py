@@ -15,13 +15,16 @@ bytes.
                 answer_hash (bin 32) | nil, next_country | nil]
     answer   = ["iarms-trace-answer-v1", trace_id, position, country, outcome,
                 details (map of str to str, sorted keys), next_country | nil]
+    reply    = ["iarms-trace-reply-v1", trace_id, position, originator, answer_hash (bin 32),
+                replied_ms, text]
     forward  = ["iarms-trace-forward-v1", trace_id, position (of the hop it goes to),
                 country (who forwards), next_country, next_key (bin 32), forwarded_ms]
 
 A hop signs a pending receipt when a trace arrives (the answered fields nil)
 and another when it answers (the same `received_ms`); a `needs_information`
-answer is answered again after the originator's reply, so its receipt is not
-final either. `prev_hash` links each hop to the one before: the request's
+answer is answered again after the originator's reply (a `reply` statement, signed by
+the originator and naming the hash of the question's answer), so its receipt
+is not final either. `prev_hash` links each hop to the one before: the request's
 hash for hop 1, else hop n-1's final receipt's hash. Whoever sends a trace to
 a hop (the originator, or the hop before) signs a `forward` naming the key it
 trusts for that hop's country: the chain vouches for the key of each hop that
@@ -53,6 +56,7 @@ from node.trace.request import RequestFields
 REQUEST_TAG = "iarms-trace-request-v1"
 RECEIPT_TAG = "iarms-trace-receipt-v1"
 ANSWER_TAG = "iarms-trace-answer-v1"
+REPLY_TAG = "iarms-trace-reply-v1"
 FORWARD_TAG = "iarms-trace-forward-v1"
 #: The most hops a trace may have (a hop refuses to forward beyond): supply chains cross
 #: a few countries, and the whole chain must fit in one 1 MiB `trace.request`.
@@ -63,6 +67,9 @@ MAX_RECEIPT_BYTES = 1024
 MAX_FORWARD_BYTES = 512
 #: The longest value in an answer's details, in characters.
 MAX_DETAIL_CHARS = 400
+#: The longest reply to a hop's question, in characters, and its signed statement in bytes.
+MAX_REPLY_CHARS = 2000
+MAX_REPLY_BYTES = 12 * 1024
 
 #: (country, key id, time in ms) → the raw Ed25519 public key that country signed with
 #: at that time under that key id, or None.
@@ -75,6 +82,9 @@ DetailKey = Literal[
     "party", "date", "event", "licence_reference", "question", "reason", "loop", "note"
 ]
 DetailValue = Annotated[str, msgspec.Meta(max_length=MAX_DETAIL_CHARS, pattern=NUL_FREE)]
+#: A reply's text: 1 to `MAX_REPLY_CHARS` characters, none of them a control character (Cc).
+REPLY_TEXT = "^[^\\x00-\\x1f\\x7f-\\x9f]+\\Z"  # \Z, as "$" would let a final newline in
+ReplyText = Annotated[str, msgspec.Meta(max_length=MAX_REPLY_CHARS, pattern=REPLY_TEXT)]
 
 
 class Outcome(enum.StrEnum):
@@ -142,6 +152,18 @@ class AnswerStatement(_Statement, frozen=True, tag=ANSWER_TAG):
     next_country: Country | None
 
 
+class ReplyStatement(_Statement, frozen=True, tag=REPLY_TAG):
+    """The originator's reply to the question (a `needs_information` answer, by its hash)
+    of hop `position`."""
+
+    trace_id: Bin16
+    position: Position
+    originator: Country
+    answer_hash: Bin32
+    replied_ms: Ms
+    text: ReplyText
+
+
 class ForwardStatement(_Statement, frozen=True, tag=FORWARD_TAG):
     """Who sent the trace to hop `position`, to which country, trusting which key for it."""
 
@@ -166,11 +188,14 @@ class Signed(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields
     signature: Bin64
 
 
-S = TypeVar("S", RequestStatement, ReceiptStatement, AnswerStatement, ForwardStatement)
+S = TypeVar(
+    "S", RequestStatement, ReceiptStatement, AnswerStatement, ReplyStatement, ForwardStatement
+)
 _LIMITS: dict[type[_Statement], tuple[int, str]] = {
     RequestStatement: (MAX_REQUEST_BYTES, "request"),
     ReceiptStatement: (MAX_RECEIPT_BYTES, "receipt"),
     AnswerStatement: (MAX_ANSWER_BYTES, "answer"),
+    ReplyStatement: (MAX_REPLY_BYTES, "reply"),
     ForwardStatement: (MAX_FORWARD_BYTES, "forward"),
 }
 
@@ -234,6 +259,15 @@ def sign_answer(
     ordered = cast("dict[DetailKey, str]", dict(sorted(details.items())))
     statement = AnswerStatement(trace_id, position, country, outcome, ordered, next_country)
     return _sign(key, statement)
+
+
+def sign_reply(key: Ed25519PrivateKey, reply: ReplyStatement) -> bytes:
+    """The originator's signed reply.
+
+    Raises:
+        MalformedEnvelopeError: its text is empty, too long or holds a control character.
+    """
+    return _sign(key, reply)
 
 
 def sign_forward(

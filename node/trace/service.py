@@ -8,7 +8,10 @@ arrive as `trace.report` (`node.trace.hop`), are checked and kept
 (`node.trace.intake`); `show` and `verify` read the chain from them with
 every key we have seen (our peers' and ours, with their validity) and the
 keys the chain vouches for (`forward` statements, docs/adr/0008); `export`
-writes it with those keys and statements.
+writes it with those keys and statements. When a hop asks a question
+(`needs_information`), `reply` signs our answer and sends it toward that hop
+(`node.trace.replies`). `show` also shows a trace this node is a hop of, as
+far as it holds its chain.
 """
 
 from __future__ import annotations
@@ -16,33 +19,43 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from node.auditing import AuditEvent
 from node.clock import Clock
-from node.errors import BadSignatureError, IncompleteTraceError, NotFoundError, ValidationError
+from node.errors import IncompleteTraceError, NotFoundError, ValidationError
 from node.protocol.delivery import DeliveryService
-from node.protocol.envelope import to_ms
+from node.protocol.envelope import from_ms, to_ms
 from node.protocol.keyring import KeyHistory
 from node.protocol.model import PeerStatus
 from node.protocol.peers import PeersService
 from node.records.reference import ReferenceTable
-from node.trace.chain import ChainReport, verify_chain, vouched_keys
+from node.trace.chain import ChainReport, ProblemKind, verify_chain
 from node.trace.export import export_chain
+from node.trace.forward import (
+    Onward,
+    Question,
+    chain_upto,
+    held_chain,
+    open_question,
+    vouching,
+)
 from node.trace.hop import HOP_DEADLINES
-from node.trace.intake import checked, item_of
-from node.trace.messages import TraceRequest
+from node.trace.intake import item_of
+from node.trace.messages import TraceReply, TraceRequest
 from node.trace.model import ItemKind, StoredTrace, TraceItem, TraceStatus
 from node.trace.receipts import (
-    ReceiptStatement,
+    ReplyStatement,
     read,
     sign_forward,
+    sign_reply,
     sign_request,
     signed_part,
 )
+from node.trace.replies import check_reply_text, reply_item
 from node.trace.request import Finding, TraceRequestFields, completeness, first_hop, to_wire
 from node.trace.storage import TraceStorage, TraceWork
 
@@ -60,64 +73,52 @@ class Started:
 
 @dataclass(frozen=True, slots=True)
 class TraceView:
-    """A trace as `show` gives it: where it stands and its chain, checked."""
+    """A trace as `show` gives it: where it stands, its chain as checked, the replies to
+    its hops' questions and, at the originator, the question waiting for our reply."""
 
     trace: StoredTrace
     report: ChainReport
+    replies: tuple[ReplyStatement, ...] = ()
+    question: Question | None = None
 
     @property
     def status(self) -> TraceStatus:
-        """`answered` once the chain is complete; `waiting` when its last hop could not
-        forward it (no peering); else as stored."""
-        if self.report.complete:
+        """At the originator, `answered` once the chain is complete; else as stored
+        (`waiting`: for a peering, or for our reply)."""
+        if self.trace.position == 0 and self.report.complete:
             return TraceStatus.ANSWERED
-        last = self.report.hops[-1] if self.report.hops else None
-        if last is not None and last.details and "note" in last.details and last.next_country:
-            return TraceStatus.WAITING
         return self.trace.status
 
     def to_json(self) -> dict[str, Any]:
         """As `trace show --json` prints it."""
+        question = self.question
         return {
             "trace_id": self.trace.trace_id.hex(),
+            "position": self.trace.position,
+            "originator": self.trace.originator,
             "status": self.status.value,
+            "note": self.trace.note or None,
             "priority": self.trace.priority,
             "created_at": self.trace.created_at.isoformat(),
             "force_reason": self.trace.force_reason or None,
             "hops": [hop.to_json() for hop in self.report.hops],
+            "question": None
+            if question is None
+            else {
+                "position": question.position,
+                "country": question.country,
+                "text": question.text,
+            },
+            "replies": [
+                {
+                    "position": r.position,
+                    "text": r.text,
+                    "replied_at": from_ms(r.replied_ms).isoformat(),
+                }
+                for r in self.replies
+            ],
             "valid": self.report.valid,
         }
-
-
-def latest_chain(
-    items: list[TraceItem], keys: KeyHistory | None = None
-) -> tuple[list[bytes], list[bytes]]:
-    """The chain's receipts (one per position, in hop order) and answers.
-
-    Per position: a final receipt over an answered one (`needs_information`) over a
-    pending one, the latest signed within each; with `keys`, one that verifies under
-    them before any that does not (an unchecked forgery never displaces a good one).
-    """
-    best: dict[int, tuple[tuple[bool, int, int], TraceItem]] = {}
-    for item in items:
-        if item.kind is not ItemKind.RECEIPT:
-            continue
-        receipt = read(item.item, ReceiptStatement)[1]
-        stage = 2 if receipt.final else 0 if receipt.outcome is None else 1
-        good = keys is None or _verifies(item, keys, items)
-        rank = (good, stage, item.signed_ms)
-        kept = best.get(item.position)
-        if kept is None or rank > kept[0]:
-            best[item.position] = (rank, item)
-    answers = [i.item for i in items if i.kind is ItemKind.ANSWER]
-    return [best[p][1].item for p in sorted(best)], answers
-
-
-def _verifies(item: TraceItem, keys: KeyHistory, items: list[TraceItem]) -> bool:
-    try:
-        return checked(item, keys, items) is True
-    except BadSignatureError:
-        return False
 
 
 class TraceService(Generic[W]):
@@ -142,6 +143,7 @@ class TraceService(Generic[W]):
         self._ref = reference
         self._clock = clock
         self._work = work
+        self._onward = Onward(me, signing_key, peers, delivery, clock, work, HOP_DEADLINES, store)
 
     async def start(
         self,
@@ -224,23 +226,35 @@ class TraceService(Generic[W]):
         trace = await self._trace(trace_id)
         return await self._check(trace)
 
-    async def _chain(
-        self, trace: StoredTrace
-    ) -> tuple[KeyHistory, list[bytes], list[bytes], list[bytes], list[bytes]]:
-        """Our keys, and the chain as reported: receipts, answers, forwards, rotations."""
+    async def _chain(self, trace: StoredTrace) -> tuple[KeyHistory, list[TraceItem], KeyHistory]:
+        """Our keys, the items we hold of the trace, and our keys with those its forwards
+        vouch for."""
         items = await self._store.get_items(trace.id)
         history = await self._peers.key_history()
-        forwards = [i.item for i in items if i.kind is ItemKind.FORWARD]
-        rotations = [i.item for i in items if i.kind is ItemKind.ROTATION]
-        keys, _vouched = vouched_keys(
-            history, trace.originator, trace.trace_id, forwards, rotations
-        )
-        receipts, answers = latest_chain(items, keys)
-        return history, receipts, answers, forwards, rotations
+        return history, items, await self._onward.chain_keys(trace, items, history)
 
     async def _check(self, trace: StoredTrace) -> ChainReport:
-        history, receipts, answers, forwards, rotations = await self._chain(trace)
-        return verify_chain(trace.request, receipts, answers, history, forwards, rotations)
+        """The chain we hold, checked; at a hop, without the problems of signatures by
+        countries whose keys we neither trust nor were vouched for (the originator
+        checks those)."""
+        history, items, keys = await self._chain(trace)
+        forwards, rotations = vouching(items)
+        receipts, answers, replaced = held_chain(items, keys)
+        report = verify_chain(
+            trace.request, receipts, answers, history, forwards, rotations, superseded=replaced
+        )
+        if trace.position == 0:
+            return report
+        problems = tuple(
+            p
+            for p in report.problems
+            if not (
+                p.kind is ProblemKind.WRONG_SIGNER
+                and p.country is not None
+                and not keys.knows(p.country)
+            )
+        )
+        return replace(report, problems=problems)
 
     async def list_traces(
         self, incoming: bool, status: TraceStatus | None = None
@@ -255,18 +269,75 @@ class TraceService(Generic[W]):
         rotations from them, the forwards that vouch for the other hops' keys, and the
         rotations of those."""
         trace = await self._trace(trace_id)
-        history, receipts, answers, forwards, rotations = await self._chain(trace)
+        history, items, keys = await self._chain(trace)
+        forwards, rotations = vouching(items)
+        receipts, answers = chain_upto(items, None, keys)
         used: dict[str, set[bytes]] = {trace.originator: {signed_part(trace.request).key_id}}
         for data in (*receipts, *answers, *forwards):
             used.setdefault(item_of(data).country, set()).add(signed_part(data).key_id)
-        keys: dict[str, tuple[bytes, list[bytes]]] = {}
+        chains: dict[str, tuple[bytes, list[bytes]]] = {}
         for country, kids in used.items():
             chain = history.rotation_chain(country, kids)
             if chain is not None:
-                keys[country] = chain
-        return export_chain(trace.request, receipts, answers, keys, forwards, rotations)
+                chains[country] = chain
+        return export_chain(trace.request, receipts, answers, chains, forwards, rotations)
 
     async def show(self, trace_id: bytes) -> TraceView:
-        """Where a trace we started stands, hop by hop."""
-        trace = await self._trace(trace_id)
-        return TraceView(trace, await self._check(trace))
+        """Where a trace we started, or are a hop of, stands, hop by hop.
+
+        Raises:
+            NotFoundError: this node neither started it nor is a hop of it.
+        """
+        trace = await self._store.get_trace(trace_id, 0) or await self._store.get_trace(trace_id)
+        if trace is None:
+            raise NotFoundError(f"trace {trace_id.hex()} is not known here")
+        _history, items, keys = await self._chain(trace)
+        replies = tuple(read(i.item, ReplyStatement)[1] for i in items if i.kind is ItemKind.REPLY)
+        question = open_question(items, keys) if trace.position == 0 else None
+        return TraceView(
+            trace,
+            await self._check(trace),
+            replies,
+            question if isinstance(question, Question) else None,
+        )
+
+    async def reply(self, trace_id: bytes, text: str, actor: str) -> str:
+        """Reply to the question a hop of our trace asked (`needs_information`): signed,
+        sent toward that hop, which queues the trace again for its officer. Returns the
+        country of the hop.
+
+        Raises:
+            NotFoundError: we did not start that trace.
+            ValidationError: the text is empty, too long or holds a control character; or
+                the trace is not waiting for our reply (the message says why).
+        """
+        text = check_reply_text(text)
+        await self._trace(trace_id)
+        async with self._work() as work:
+            trace = await work.get_trace(trace_id, 0)
+            assert trace is not None
+            items = await work.get_items(trace.id)
+            question = open_question(items, await self._onward.chain_keys(trace, items))
+            if not isinstance(question, Question):
+                raise ValidationError(
+                    f"trace {trace_id.hex()} is not waiting for information: {question}", "id"
+                )
+            now = self._clock.now()
+            statement = ReplyStatement(
+                trace_id, question.position, self._me, question.answer_hash, to_ms(now), text
+            )
+            data = sign_reply(self._key, statement)
+            await work.add_item(trace.id, reply_item(data), now)
+            message = TraceReply(
+                trace_id=trace_id,
+                position=question.position,
+                reply=data,
+                delivery_id=os.urandom(16),
+            )
+            via = await self._onward.toward_hop(work, trace, question.position, message)
+            await work.set_trace(trace.id, TraceStatus.OPEN, None, trace.next_country, "")
+            details = {"position": question.position, "to": question.country, "via": via}
+            await work.add_audit_entry(
+                now, AuditEvent(actor, "trace.reply", f"trace/{trace_id.hex()}", details)
+            )
+        return question.country
