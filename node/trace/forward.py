@@ -124,7 +124,7 @@ def latest_receipts(
     """Each position's latest receipt: with `keys`, one that verifies under them before
     any that does not (an unchecked forgery never displaces a good one); then final
     before answered (`needs_information`) before pending, then the latest signed, then
-    the first kept (a later one never replaces an earlier one)."""
+    the latest kept (a hop's next question, signed within the same millisecond)."""
     latest: dict[int, tuple[tuple[bool, bool, bool, int], HeldReceipt]] = {}
     for item in items:
         if item.kind is not ItemKind.RECEIPT:
@@ -133,7 +133,7 @@ def latest_receipts(
         good = keys is None or _verifies(item, keys, items)
         rank = (good, receipt.final, receipt.answered_ms is not None, receipt.signed_ms)
         kept = latest.get(item.position)
-        if kept is None or rank > kept[0]:
+        if kept is None or rank >= kept[0]:
             latest[item.position] = (rank, HeldReceipt(item, receipt))
     return {position: latest[position][1] for position in sorted(latest)}
 

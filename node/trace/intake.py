@@ -7,7 +7,7 @@ is refused (`bad_signature`); one we cannot check yet (a hop whose key no
 forward has vouched for so far, a key id not yet followed) is kept, and
 checked by `verify` later. Items are kept for good (by hash): a later one
 never replaces an earlier one, and the chain takes, per hop, a verified final
-receipt over anything else (`node.trace.service.latest_chain`).
+receipt over anything else (`node.trace.forward.latest_receipts`).
 
 A hostile hop must not grow our storage without bound: per hop position at
 most one pending receipt, `MAX_ROUNDS` `needs_information` receipts, one final
