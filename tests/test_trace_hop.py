@@ -56,7 +56,7 @@ async def chain(tmp_path: Path) -> AsyncIterator[Federation]:
     fed = Federation(tmp_path)
     for country in ("FRA", "ITA", "DEU", "AUT"):
         await fed.add(country)
-    await fed.peer_all(Service.LOOKUPS, Service.TRACES)
+    await fed.peer_all(Service.LOOKUPS, Service.TRACES, Service.TRACE_DETAILS)
     await custody(
         fed,
         "ITA",
