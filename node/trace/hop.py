@@ -15,7 +15,8 @@ messages):
 Reports go straight to the originator when it is our peer, else to the hop
 before us. A `forwarded` answer sends `trace.request` to the next country
 itself; never to a country already on the chain (then `end_of_chain`
-naming the loop); when the next country is not our peer, the answer says so
+naming the loop, or, for the originator's own country, saying that its registry holds
+the rest); when the next country is not our peer, the answer says so
 and the trace waits here (`node.trace.forward`: the originator forwards it if
 it can, else whichever of us first adds the peering). A `needs_information`
 answer makes the trace wait here for the originator's reply
@@ -300,7 +301,12 @@ class TraceHop(Generic[W]):
         if outcome is Outcome.FORWARDED:
             target = decision.next_country
             assert target is not None
-            if target in on_chain:
+            if target == trace.originator:  # imported there: its own registry goes on
+                outcome = Outcome.END_OF_CHAIN
+                details["note"] = (
+                    f"passed to {target}, the originator: its own custody registry holds the rest"
+                )
+            elif target in on_chain:
                 outcome, details["loop"] = Outcome.END_OF_CHAIN, target
             else:
                 next_country = target
