@@ -219,3 +219,25 @@ async def test_lookups_made_and_answered_per_peer(sqlite_node: Node, clock: Fake
         "hits_received": 0,
         "hit_rate": 0.0,
     }
+
+
+async def test_upgrading_to_0018_counts_the_records_already_there(seeded: Node) -> None:
+    from typing import Any
+
+    from alembic import command
+
+    from node.store.database import alembic_config
+
+    before = {name: await seeded.stats.compute(name, ALL) for name in seeded.stats.names()}
+
+    def downgrade(sync_conn: Any) -> None:
+        config = alembic_config(seeded.db.url)
+        config.attributes["connection"] = sync_conn
+        command.downgrade(config, "0015")
+
+    async with seeded.db.write() as conn:
+        await conn.run_sync(downgrade)
+    await seeded.db.migrate()
+    after = {name: await seeded.stats.compute(name, ALL) for name in seeded.stats.names()}
+    assert after == before
+    assert after["records_by_type_status"]["pistol/recovered"] == 1
