@@ -46,6 +46,7 @@ NAV: tuple[tuple[str, str, tuple[Role, ...]], ...] = (
     ("/records/import", "Import", (Role.OFFICER,)),
     ("/custody", "Custody registry", (Role.OFFICER,)),
     ("/audit", "Audit log", (Role.AUDITOR,)),
+    ("/statistics", "Statistics", (Role.ANALYST, Role.AUDITOR)),
     ("/users", "Users", (Role.ADMIN,)),
 )
 #: The federation's pages, shown in the top bar after `NAV` (the dashboard lists only `NAV`).

@@ -30,6 +30,7 @@ from node.records.import_parse import RECORD_ROWS
 from node.records.importer import ImportService
 from node.records.reference import ReferenceTable, load_reference
 from node.records.service import RecordsService
+from node.stats.local import LocalStats
 from node.store.audit import AuditStore
 from node.store.custody import CustodyStore
 from node.store.database import SCHEMA_REVISION, Database
@@ -38,6 +39,7 @@ from node.store.lookups import LookupStore
 from node.store.outbox import OutboxStore
 from node.store.peers import PeersStore
 from node.store.records import RecordsStore
+from node.store.stats import StatsStore
 from node.store.users import UsersStore
 from node.trace.custody import CustodyService
 from node.web.http_transport import HttpTransport
@@ -84,6 +86,8 @@ class Node:
     evidence: EvidenceService
     #: The registry of legal custody (imports, searches; the chains trace hops answer from).
     custody: CustodyService
+    #: This country's statistics, exact (the console's statistics page, `stats local`).
+    stats: LocalStats
     transport: PeerTransport
     public_key: bytes
     oprf_public_key: bytes | None  # None until the OPRF key is made (`load_keys`)
@@ -160,6 +164,15 @@ class Node:
             lookups_store=lookups_store,
             evidence=EvidenceService(EvidenceStore(db)),
             custody=CustodyService(CustodyStore(db), audit_store, reference, clock),
+            stats=LocalStats(
+                StatsStore(db),
+                clock,
+                config.country,
+                (
+                    config.trace_deadlines.urgent.total_seconds(),
+                    config.trace_deadlines.routine.total_seconds(),
+                ),
+            ),
             transport=transport,
             public_key=public_key,
             oprf_public_key=load_oprf_public_key(config.oprf_key_file),

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from aiohttp import web
-from playwright.async_api import Browser, ConsoleMessage, Page, expect
+from playwright.async_api import Browser, Page, expect
 
 from admin_ui.app import build_console_app
 from node.accounts.model import Role
 from node.protocol.model import Service
-from tests.browser_helpers import CHROMIUM, chromium
+from tests.browser_helpers import CHROMIUM, chromium, logged_in_page
 from tests.console_helpers import OFFICER_PASSWORD
 from tests.harness import Federation
 from tests.test_trace_hop import custody, event
@@ -85,20 +85,7 @@ async def violations() -> list[str]:
 
 async def officer_page(browser: Browser, url: str, path: str, violations: list[str]) -> Page:
     """A fresh context's page, logged in as the officer and sent on to `path`."""
-    context = await browser.new_context()
-    context.set_default_timeout(10_000)
-    page = await context.new_page()
-
-    def on_console(message: ConsoleMessage) -> None:
-        if "Content Security Policy" in message.text or "Refused to" in message.text:
-            violations.append(message.text)
-
-    page.on("console", on_console)
-    await page.goto(f"{url}/login?next={path}")
-    await page.get_by_label("User name").fill("officer")
-    await page.get_by_label("Password").fill(OFFICER_PASSWORD)
-    await page.get_by_role("button", name="Log in").click()
-    return page
+    return await logged_in_page(browser, url, path, ("officer", OFFICER_PASSWORD), violations)
 
 
 async def fill_request(page: Page, serial: str) -> None:

@@ -118,7 +118,11 @@ class AuditRow(Base):
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
 
-    __table_args__ = (Index(None, "action", "seq"), Index(None, "actor", "seq"))
+    __table_args__ = (
+        Index(None, "action", "seq"),
+        Index(None, "actor", "seq"),
+        Index(None, "action", "at"),
+    )
 
 
 class AuditHeadRow(Base):
@@ -382,7 +386,10 @@ class TraceRow(Base):
     note: Mapped[str] = mapped_column(Text)
     force_reason: Mapped[str] = mapped_column(Text)
 
-    __table_args__ = (UniqueConstraint("trace_id", "position"),)
+    __table_args__ = (
+        UniqueConstraint("trace_id", "position"),
+        Index(None, "position", "created_at"),
+    )
 
 
 class TraceItemRow(Base):
@@ -418,6 +425,18 @@ class TraceReminderRow(Base):
     last_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (UniqueConstraint("trace", "position"),)
+
+
+class RecordCountRow(Base):
+    """How many records have a value of a dimension in a month (`node/store/stats.py`):
+    aggregates kept exact in the transaction of every record change."""
+
+    __tablename__ = "record_counts"
+
+    dimension: Mapped[str] = mapped_column(String(16), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200), primary_key=True)
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)
 
 
 def table(cls: type[Base]) -> Table:
