@@ -120,6 +120,7 @@ class PeersService:
                 DEFAULT_POLICY,
                 now,
                 event,
+                hpke_key=descriptor.hpke_key,
             )
         if existing.status is PeerStatus.ACTIVE:
             raise ConflictError(f"{country} is already a peer (revoke it first to replace it)")
@@ -127,6 +128,7 @@ class PeersService:
             "url": url,
             "signing_key": descriptor.signing_key,
             "oprf_key": descriptor.oprf_key,
+            "hpke_key": descriptor.hpke_key,
             "descriptor": data,
             "status": PeerStatus.ACTIVE,
             "policy": DEFAULT_POLICY,
@@ -187,6 +189,7 @@ class PeersService:
             "previous_key": peer.signing_key,
             "previous_key_until": grace_until,
             "oprf_key": descriptor.oprf_key,
+            "hpke_key": descriptor.hpke_key,
             "descriptor": data,
         }
         details = {
@@ -200,6 +203,36 @@ class PeersService:
             AuditEvent("peer:" + country, "peer.key_rotated", f"peer/{country}", details),
         )
         return True
+
+    async def refresh_hpke_key(self, country: str) -> Peer:
+        """Fetch a peer's descriptor and keep the HPKE key it now publishes.
+
+        A peer added before it (or this node) knew statistics has none stored;
+        a statistics round asks for it again before refusing the peer as an
+        aggregator. The descriptor must be current and signed by the key this
+        node trusts for the peer (a rotated key is followed by `follow_rotation`).
+
+        Raises:
+            NotFoundError: no such peer.
+            PeerUnreachableError: its descriptor could not be fetched.
+            ValidationError: the descriptor is malformed, not current, or signed by
+                another key.
+        """
+        now = self._clock.now()
+        peer = await self._store.get_peer(country)
+        data = await self._transport.get(peer.url + DESCRIPTOR_PATH, MAX_DESCRIPTOR_BYTES)
+        descriptor = verify_descriptor(data)
+        check_current(descriptor, country, peer.url, now)
+        if descriptor.signing_key != peer.signing_key:
+            raise ValidationError(
+                f"the descriptor of {country} is signed with a key this node does not trust "
+                f"(fingerprint {fingerprint(descriptor.signing_key)})"
+            )
+        if descriptor.hpke_key == peer.hpke_key:
+            return peer
+        details = {"hpke_key": descriptor.hpke_key.hex() if descriptor.hpke_key else None}
+        event = AuditEvent("peer:" + country, "peer.hpke_key", f"peer/{country}", details)
+        return await self._store.set_peer(country, {"hpke_key": descriptor.hpke_key}, now, event)
 
     def _latest(self, peer: Peer) -> Peer:
         """`peer`, or this service's own last write of its contact if that is newer.
