@@ -17,7 +17,13 @@ from node.audit import AuditService
 from node.auditing import AuditLog
 from node.clock import Clock, SystemClock
 from node.config import NodeConfig
-from node.identity import NodeKeys, load_oprf_public_key, load_public_key, load_rotation
+from node.identity import (
+    NodeKeys,
+    load_hpke_public_key,
+    load_oprf_public_key,
+    load_public_key,
+    load_rotation,
+)
 from node.lookup.evidence import EvidenceService
 from node.lookup.index import LookupIndex
 from node.protocol.delivery import DeliveryService
@@ -46,6 +52,7 @@ from node.web.http_transport import HttpTransport
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
     from node.lookup.querier import LookupService
     from node.protocol.client import PeerClient
@@ -62,8 +69,8 @@ if TYPE_CHECKING:
 class Node:
     """One country's node: its configuration and its services.
 
-    Opening a node needs no secret (so no passphrase): the signing and OPRF
-    keys are loaded only by the commands that speak for the node
+    Opening a node needs no secret (so no passphrase): the signing, OPRF and
+    HPKE keys are loaded only by the commands that speak for the node
     (`identity.load_keys`, then `federation`).
     """
 
@@ -91,6 +98,7 @@ class Node:
     transport: PeerTransport
     public_key: bytes
     oprf_public_key: bytes | None  # None until the OPRF key is made (`load_keys`)
+    hpke_public_key: bytes | None  # None until the HPKE key is made (`load_keys`)
 
     @classmethod
     async def open(
@@ -176,6 +184,7 @@ class Node:
             transport=transport,
             public_key=public_key,
             oprf_public_key=load_oprf_public_key(config.oprf_key_file),
+            hpke_public_key=load_hpke_public_key(config.hpke_key_file),
         )
 
     async def close(self) -> None:
@@ -248,6 +257,8 @@ class Federation:
     dispatcher: Dispatcher[StoreWork]
     receiver: Receiver
     signing_key: Ed25519PrivateKey
+    #: The key statistics shares are sealed to when this node aggregates (`node.stats.seal`).
+    hpke_key: X25519PrivateKey
     #: Traces we originate, and the hop's side (its officers' answers).
     traces: TraceService[StoreWork]
     trace_hop: TraceHop[StoreWork]
@@ -345,7 +356,9 @@ def federation(node: Node, keys: NodeKeys, rate_limit: RateLimitConfig | None = 
         node.evidence,
         clock,
     )
-    return Federation(client, lookups, dispatcher, receiver, signing_key, traces, hop, reminders)
+    return Federation(
+        client, lookups, dispatcher, receiver, signing_key, keys.hpke, traces, hop, reminders
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,4 +387,5 @@ class FederationApi:
             self.node.clock.now(),
             self.node.oprf_public_key,
             load_rotation(config.data_dir),
+            hpke_key=self.fed.hpke_key.public_key().public_bytes_raw(),
         )

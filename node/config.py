@@ -18,6 +18,7 @@ listen = "127.0.0.1:8443"
 signing_key = "signing_key.pem"      # Ed25519, mode 0600: PKCS#8 PEM, sealed when encrypted
 encrypted = false                    # true: a passphrase is needed to start the node
 oprf_key = "oprf_key.bin"            # VOPRF key of the lookups, mode 0600, sealed if encrypted
+hpke_key = "hpke_key.bin"            # X25519 key statistics shares are sealed to, the same way
 ```
 
 The limits are optional: `init` does not write them, and the values below
@@ -97,6 +98,7 @@ DEFAULT_DB_URL = "sqlite+aiosqlite:///node.db"
 SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 KEY_NAME = "signing_key.pem"
 OPRF_KEY_NAME = "oprf_key.bin"
+HPKE_KEY_NAME = "hpke_key.bin"
 RATE_LIMIT_KEYS = {"evaluations_burst", "evaluations_per_second"}
 CONNECTION_KEYS = {
     "head_timeout_s",
@@ -123,7 +125,7 @@ SECTIONS = {
         *CONNECTION_KEYS,
     },
     "delivery": {"retry_initial_s", "retry_multiplier", "retry_max_s", "max_failed_answers"},
-    "keys": {"signing_key", "encrypted", "oprf_key"},
+    "keys": {"signing_key", "encrypted", "oprf_key", "hpke_key"},
     "trace": {"urgent_deadline_s", "routine_deadline_s"},
 }
 # Upper bounds that keep the arithmetic on times and token counts in range.
@@ -197,6 +199,7 @@ class NodeConfig:
     signing_key_file: Path
     key_encrypted: bool
     oprf_key_file: Path
+    hpke_key_file: Path
     rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
     # Per-peer overrides of `rate_limit`, sorted by country (a tuple keeps the config hashable).
     peer_rate_limits: tuple[tuple[str, RateLimitConfig], ...] = ()
@@ -281,6 +284,7 @@ def config_from_dict(raw: dict[str, Any], data_dir: Path, where: str) -> NodeCon
     rate_limit, peer_rate_limits = _rate_limits(raw.get("federation", {}), where)
     key_file = Path(str(_get(raw, "keys", "signing_key", where, KEY_NAME)))
     oprf_file = Path(str(_get(raw, "keys", "oprf_key", where, OPRF_KEY_NAME)))
+    hpke_file = Path(str(_get(raw, "keys", "hpke_key", where, HPKE_KEY_NAME)))
     return NodeConfig(
         data_dir=data_dir,
         country=country,
@@ -291,6 +295,7 @@ def config_from_dict(raw: dict[str, Any], data_dir: Path, where: str) -> NodeCon
         signing_key_file=key_file if key_file.is_absolute() else data_dir / key_file,
         key_encrypted=encrypted,
         oprf_key_file=oprf_file if oprf_file.is_absolute() else data_dir / oprf_file,
+        hpke_key_file=hpke_file if hpke_file.is_absolute() else data_dir / hpke_file,
         rate_limit=rate_limit,
         peer_rate_limits=peer_rate_limits,
         delivery_backoff=_backoff(raw.get("delivery", {}), where),

@@ -404,3 +404,16 @@ class ReceiptError(ValidationError):
     """A delivered message's receipt (the peer's signed answer) is missing or does not verify."""
 
     code = "invalid_receipt"
+
+
+class ShareError(ValidationError):
+    """A statistics share is malformed: not the query's size, or a value out of range."""
+
+    code = "invalid_share"
+
+
+class SealedShareError(ShareError):
+    """A sealed share does not open with this node's HPKE key and the round's binding: sealed
+    for another round, query, contributor or aggregator, to another key, or altered."""
+
+    code = "unsealable_share"

@@ -62,6 +62,8 @@ class Peer:
     previous_key_until: datetime | None
     last_error_at: datetime | None = None
     last_error: str | None = None
+    #: The X25519 key its descriptor publishes for statistics shares (None: it cannot aggregate).
+    hpke_key: bytes | None = None
 
     def allows(self, service: Service) -> bool:
         """Whether this node answers `service` for this peer now."""
@@ -87,7 +89,8 @@ class Peer:
         """The peer as `peers show --json` and `/peers.json` give it (keys as a fingerprint).
 
         `reachable` is None for a peer never contacted; `last_error_at` is when
-        it became unreachable, `last_error` the latest reason.
+        it became unreachable, `last_error` the latest reason; `hpke_key` is None
+        for a peer that cannot aggregate statistics.
         """
 
         def iso(moment: datetime | None) -> str | None:
@@ -107,6 +110,7 @@ class Peer:
             "reachable": self.reachable,
             "last_error_at": iso(self.last_error_at),
             "last_error": self.last_error,
+            "hpke_key": self.hpke_key.hex() if self.hpke_key is not None else None,
         }
 
 

@@ -137,6 +137,7 @@ class PeersService:
                 DEFAULT_POLICY,
                 now,
                 event,
+                hpke_key=descriptor.hpke_key,
             )
         if existing.status is PeerStatus.ACTIVE:
             raise ConflictError(f"{country} is already a peer (revoke it first to replace it)")
@@ -144,6 +145,7 @@ class PeersService:
             "url": url,
             "signing_key": descriptor.signing_key,
             "oprf_key": descriptor.oprf_key,
+            "hpke_key": descriptor.hpke_key,
             "descriptor": data,
             "status": PeerStatus.ACTIVE,
             "policy": DEFAULT_POLICY,
@@ -205,6 +207,7 @@ class PeersService:
             "previous_key": peer.signing_key,
             "previous_key_until": grace_until,
             "oprf_key": descriptor.oprf_key,
+            "hpke_key": descriptor.hpke_key,
             "descriptor": data,
         }
         details = {
@@ -220,6 +223,7 @@ class PeersService:
         )
         return True
 
+<<<<<<< HEAD
     async def key_history(self) -> KeyHistory:
         """Every signing key this node has seen — its peers' (revoked ones too: what they
         signed while trusted stays checkable) and its own — with their validity."""
@@ -246,6 +250,37 @@ class PeersService:
             if rotation.new_key == own_key and rotation.country == self._country:
                 return rotated_keys(self._country, rotation.old_key, rotation.at, statement)
         return [KnownKey(self._country, own_key, None, None, None)]
+=======
+    async def refresh_hpke_key(self, country: str) -> Peer:
+        """Fetch a peer's descriptor and keep the HPKE key it now publishes.
+
+        A peer added before it (or this node) knew statistics has none stored;
+        a statistics round asks for it again before refusing the peer as an
+        aggregator. The descriptor must be current and signed by the key this
+        node trusts for the peer (a rotated key is followed by `follow_rotation`).
+
+        Raises:
+            NotFoundError: no such peer.
+            PeerUnreachableError: its descriptor could not be fetched.
+            ValidationError: the descriptor is malformed, not current, or signed by
+                another key.
+        """
+        now = self._clock.now()
+        peer = await self._store.get_peer(country)
+        data = await self._transport.get(peer.url + DESCRIPTOR_PATH, MAX_DESCRIPTOR_BYTES)
+        descriptor = verify_descriptor(data)
+        check_current(descriptor, country, peer.url, now)
+        if descriptor.signing_key != peer.signing_key:
+            raise ValidationError(
+                f"the descriptor of {country} is signed with a key this node does not trust "
+                f"(fingerprint {fingerprint(descriptor.signing_key)})"
+            )
+        if descriptor.hpke_key == peer.hpke_key:
+            return peer
+        details = {"hpke_key": descriptor.hpke_key.hex() if descriptor.hpke_key else None}
+        event = AuditEvent("peer:" + country, "peer.hpke_key", f"peer/{country}", details)
+        return await self._store.set_peer(country, {"hpke_key": descriptor.hpke_key}, now, event)
+>>>>>>> stats-crypto
 
     def _latest(self, peer: Peer) -> Peer:
         """`peer`, or this service's own last write of its contact if that is newer.

@@ -112,6 +112,8 @@ class PeerStorage(Protocol):
         policy: frozenset[Service],
         at: datetime,
         audit: AuditEvent,
+        *,
+        hpke_key: bytes | None = None,
     ) -> Peer:
         """Register a peer; ConflictError if the country is already a peer."""
         ...

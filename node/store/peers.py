@@ -45,6 +45,7 @@ def _peer(row: Any) -> Peer:
         previous_key_until=row.previous_key_until,
         last_error_at=row.last_error_at,
         last_error=row.last_error,
+        hpke_key=row.hpke_key,
     )
 
 
@@ -82,6 +83,8 @@ class PeersStore:
         policy: frozenset[Service],
         at: datetime,
         audit: AuditEvent,
+        *,
+        hpke_key: bytes | None = None,
     ) -> Peer:
         """Register a peer; ConflictError if the country is already a peer."""
         values = {
@@ -94,6 +97,7 @@ class PeersStore:
             "policy": sorted(s.value for s in policy),
             "added_at": at,
             "added_by": audit.actor,
+            "hpke_key": hpke_key,
         }
         try:
             async with self._db.write() as conn:

@@ -184,6 +184,8 @@ class PeerRow(Base):
     #: When a request to it first failed since its last contact (cleared by a contact).
     last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
+    #: The X25519 key its descriptor publishes for statistics shares.
+    hpke_key: Mapped[bytes | None] = mapped_column(LargeBinary(32))
 
 
 class PeerKeyRow(Base):
