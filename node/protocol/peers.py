@@ -223,7 +223,6 @@ class PeersService:
         )
         return True
 
-<<<<<<< HEAD
     async def key_history(self) -> KeyHistory:
         """Every signing key this node has seen — its peers' (revoked ones too: what they
         signed while trusted stays checkable) and its own — with their validity."""
@@ -250,7 +249,7 @@ class PeersService:
             if rotation.new_key == own_key and rotation.country == self._country:
                 return rotated_keys(self._country, rotation.old_key, rotation.at, statement)
         return [KnownKey(self._country, own_key, None, None, None)]
-=======
+
     async def refresh_hpke_key(self, country: str) -> Peer:
         """Fetch a peer's descriptor and keep the HPKE key it now publishes.
 
@@ -280,7 +279,6 @@ class PeersService:
         details = {"hpke_key": descriptor.hpke_key.hex() if descriptor.hpke_key else None}
         event = AuditEvent("peer:" + country, "peer.hpke_key", f"peer/{country}", details)
         return await self._store.set_peer(country, {"hpke_key": descriptor.hpke_key}, now, event)
->>>>>>> stats-crypto
 
     def _latest(self, peer: Peer) -> Peer:
         """`peer`, or this service's own last write of its contact if that is newer.
