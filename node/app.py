@@ -58,6 +58,8 @@ if TYPE_CHECKING:
     from node.protocol.client import PeerClient
     from node.protocol.dispatch import Dispatcher
     from node.protocol.receive import Receiver
+    from node.stats.noise import NoiseSource
+    from node.stats.service import RoundsService
     from node.store.work import StoreWork
     from node.trace.forward import Onward
     from node.trace.hop import TraceHop
@@ -264,13 +266,22 @@ class Federation:
     trace_hop: TraceHop[StoreWork]
     #: Reminders to overdue hops of our traces (`sweep`), and a hop's side of them.
     reminders: TraceReminders[StoreWork]
+    #: Statistics rounds: requested, contributed to, aggregated (`run` carries them).
+    rounds: RoundsService[StoreWork]
 
 
-def federation(node: Node, keys: NodeKeys, rate_limit: RateLimitConfig | None = None) -> Federation:
+def federation(
+    node: Node,
+    keys: NodeKeys,
+    rate_limit: RateLimitConfig | None = None,
+    stats_noise: NoiseSource | None = None,
+) -> Federation:
     """Wire the federation services of `node`, which speak with `keys`.
 
     `rate_limit`, if given, is every peer's evaluation limit instead of the
     config's (`[federation]` and its `peer_limits`): for tests and benchmarks.
+    `stats_noise`, if given, replaces OpenDP's noise in this node's sums: for tests
+    only (never configuration).
     Their modules are imported here: the commands that never speak to a peer
     do not load them.
     """
@@ -280,7 +291,9 @@ def federation(node: Node, keys: NodeKeys, rate_limit: RateLimitConfig | None = 
     from node.protocol.dispatch import Dispatcher
     from node.protocol.ratelimit import TokenBuckets
     from node.protocol.receive import Receiver
+    from node.stats.service import RoundsService
     from node.store.replay import ReplayStore
+    from node.store.rounds import RoundsStore
     from node.store.trace import TraceStore
     from node.store.work import unit_of_work
     from node.trace.hop import TraceHop
@@ -356,8 +369,31 @@ def federation(node: Node, keys: NodeKeys, rate_limit: RateLimitConfig | None = 
         node.evidence,
         clock,
     )
+    rounds = RoundsService(
+        me,
+        signing_key,
+        keys.hpke,
+        node.peers,
+        node.delivery,
+        RoundsStore(node.db),
+        StatsStore(node.db),
+        node.config.budget,
+        clock,
+        work,
+        stats_noise,
+    )
+    rounds.register(dispatcher)
     return Federation(
-        client, lookups, dispatcher, receiver, signing_key, keys.hpke, traces, hop, reminders
+        client,
+        lookups,
+        dispatcher,
+        receiver,
+        signing_key,
+        keys.hpke,
+        traces,
+        hop,
+        reminders,
+        rounds,
     )
 
 

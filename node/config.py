@@ -53,6 +53,9 @@ login_tracked_addresses = 10000      # addresses remembered; the least recently 
 [trace]                              # how long each hop has to answer a trace, by priority
 urgent_deadline_s = 86400            # 24 h; at least 60 s and at most routine_deadline_s
 routine_deadline_s = 864000          # 10 days; at most 366 days
+[statistics]                         # this node's privacy budget for federation rounds
+monthly_epsilon = 1.0                # total ε its contributions may spend per calendar month
+max_epsilon = 1.0                    # the most one round may spend (at most monthly_epsilon)
 ```
 
 Each listening socket has connection limits, in its own table (`[console]`
@@ -88,6 +91,7 @@ from node.protocol.backoff import BackoffConfig
 from node.protocol.descriptor import check_node_url
 from node.protocol.envelope import DEFAULT_MAX_BYTES, MAX_ENVELOPE_LIMIT
 from node.protocol.ratelimit import RateLimitConfig
+from node.stats.budget import BudgetConfig
 from node.trace.model import TraceDeadlines
 from node.web.limits import CONSOLE_LIMITS, FEDERATION_LIMITS, ConnectionLimits
 
@@ -127,6 +131,7 @@ SECTIONS = {
     "delivery": {"retry_initial_s", "retry_multiplier", "retry_max_s", "max_failed_answers"},
     "keys": {"signing_key", "encrypted", "oprf_key", "hpke_key"},
     "trace": {"urgent_deadline_s", "routine_deadline_s"},
+    "statistics": {"monthly_epsilon", "max_epsilon"},
 }
 # Upper bounds that keep the arithmetic on times and token counts in range.
 MAX_COUNT = 1_000_000_000
@@ -211,6 +216,8 @@ class NodeConfig:
     federation_limits: ConnectionLimits = FEDERATION_LIMITS
     #: How long each hop has to answer a trace, by priority.
     trace_deadlines: TraceDeadlines = field(default_factory=TraceDeadlines)
+    #: The privacy budget of this node's contributions to statistics rounds.
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
 
     @property
     def public_key_file(self) -> Path:
@@ -312,6 +319,7 @@ def config_from_dict(raw: dict[str, Any], data_dir: Path, where: str) -> NodeCon
         console_limits=_connections(raw, "console", where, CONSOLE_LIMITS),
         federation_limits=_connections(raw, "federation", where, FEDERATION_LIMITS),
         trace_deadlines=_trace_deadlines(raw.get("trace", {}), where),
+        budget=_budget(raw.get("statistics", {}), where),
     )
 
 
@@ -434,6 +442,22 @@ def _trace_deadlines(section: dict[str, Any], where: str) -> TraceDeadlines:
             f"trace.routine_deadline_s ({routine:g})"
         )
     return TraceDeadlines(urgent=timedelta(seconds=urgent), routine=timedelta(seconds=routine))
+
+
+#: ε as the budget takes it (OpenDP's range for a round: `node.stats.noise`).
+EPSILON = _Bounds(0, 100, above=True)
+
+
+def _budget(section: dict[str, Any], where: str) -> BudgetConfig:
+    """`[statistics]`: the ε this node's contributions may spend per month, and per round."""
+    path, default = f"{where}: statistics", BudgetConfig()
+    monthly = _number(section, "monthly_epsilon", path, default.monthly_epsilon, EPSILON)
+    cap = _number(section, "max_epsilon", path, min(default.max_epsilon, monthly), EPSILON)
+    if cap > monthly:
+        raise ConfigError(
+            f"{path}.max_epsilon ({cap:g}) must not exceed statistics.monthly_epsilon ({monthly:g})"
+        )
+    return BudgetConfig(monthly_epsilon=monthly, max_epsilon=cap)
 
 
 def _connections(

@@ -149,6 +149,7 @@ async def serve(node: Node, keys: NodeKeys, announce: Callable[[str], None]) -> 
         asyncio.create_task(follow_records(node, keys.oprf, stop)),
         asyncio.create_task(_every(node.clock, PRUNE_S, stop, fed.receiver.prune)),
         asyncio.create_task(remind_overdue(node, fed, stop)),
+        asyncio.create_task(fed.rounds.run(stop)),
         asyncio.create_task(_greet(node, fed)),
         asyncio.create_task(_resume_traces(node, keys)),
     ]

@@ -40,7 +40,7 @@ from node.errors import ConfigError, SchemaVersionError, StorageFullError
 #: The newest migration's revision (node/store/migrations/versions): the schema this code
 #: reads and writes. Written here so that opening a node can check its database's schema
 #: without importing Alembic; a test keeps it equal to the migrations' head.
-SCHEMA_REVISION = "0019"
+SCHEMA_REVISION = "0020"
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA foreign_keys=ON",

@@ -444,3 +444,112 @@ class RecordCountRow(Base):
 def table(cls: type[Base]) -> Table:
     """The Core table behind a mapped class, typed for insert/update/delete."""
     return cast("Table", cls.__table__)
+
+
+def _pk() -> Mapped[int]:
+    return mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+
+
+class StatsRoundRow(Base):
+    """A statistics round this node requested, was asked to contribute to, or aggregates
+    (node/stats/round.py `StoredRound`)."""
+
+    __tablename__ = "stats_rounds"
+
+    id: Mapped[int] = _pk()
+    round_id: Mapped[bytes] = mapped_column(LargeBinary(16), unique=True)
+    requester: Mapped[str] = mapped_column(String(3))
+    query: Mapped[str] = mapped_column(String(32))
+    period_from: Mapped[str] = mapped_column(String(7))
+    period_to: Mapped[str] = mapped_column(String(7))
+    epsilon: Mapped[float] = mapped_column(Float)
+    aggregators: Mapped[str] = mapped_column(String(64))  # "DEU,FRA"
+    min_contributors: Mapped[int] = mapped_column(Integer)
+    deadline_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    asked: Mapped[str] = mapped_column(Text)  # the requester's: the peers asked, "DEU,ITA"
+    closed: Mapped[str | None] = mapped_column(Text)  # the contributors `stats.close` named
+
+    __table_args__ = (Index(None, "status"),)
+
+
+class StatsAnswerRow(Base):
+    """A party's answer to a round: joined, or refused with a reason."""
+
+    __tablename__ = "stats_answers"
+
+    id: Mapped[int] = _pk()
+    round_id: Mapped[bytes] = mapped_column(LargeBinary(16))
+    country: Mapped[str] = mapped_column(String(3))
+    joined: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("round_id", "country"),)
+
+
+class StatsShareRow(Base):
+    """A contributor's sealed share held by this aggregator (the first one it sent)."""
+
+    __tablename__ = "stats_shares"
+
+    id: Mapped[int] = _pk()
+    round_id: Mapped[bytes] = mapped_column(LargeBinary(16))
+    contributor: Mapped[str] = mapped_column(String(3))
+    query: Mapped[str] = mapped_column(String(32))
+    period_from: Mapped[str] = mapped_column(String(7))
+    period_to: Mapped[str] = mapped_column(String(7))
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("round_id", "contributor"),)
+
+
+class StatsHoldingRow(Base):
+    """The contributors whose shares an aggregator of a round holds, fixed once sent."""
+
+    __tablename__ = "stats_holdings"
+
+    id: Mapped[int] = _pk()
+    round_id: Mapped[bytes] = mapped_column(LargeBinary(16))
+    aggregator: Mapped[str] = mapped_column(String(3))
+    contributors: Mapped[str] = mapped_column(Text)  # "DEU,FRA" ("" for none)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("round_id", "aggregator"),)
+
+
+class StatsSumRow(Base):
+    """An aggregator's signed sum of a round (node/stats/result.py), ours or received."""
+
+    __tablename__ = "stats_sums"
+
+    id: Mapped[int] = _pk()
+    round_id: Mapped[bytes] = mapped_column(LargeBinary(16))
+    aggregator: Mapped[str] = mapped_column(String(3))
+    statement: Mapped[bytes] = mapped_column(LargeBinary)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("round_id", "aggregator"),)
+
+
+class StatsLedgerRow(Base):
+    """The privacy budget's ledger: the ε a round spent here, or was refused
+    (node/stats/budget.py `LedgerEntry`)."""
+
+    __tablename__ = "stats_ledger"
+
+    id: Mapped[int] = _pk()
+    round_id: Mapped[bytes] = mapped_column(LargeBinary(16), unique=True)
+    requester: Mapped[str] = mapped_column(String(3))
+    query: Mapped[str] = mapped_column(String(32))
+    month: Mapped[str] = mapped_column(String(7))
+    epsilon: Mapped[float] = mapped_column(Float)
+    spent: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index(None, "month"),)
