@@ -39,7 +39,14 @@ from node.stats.noise import NoiseSource, draw_noise
 from node.stats.periods import Period
 from node.stats.queries import query
 from node.stats.result import sign_sum, statement_for
-from node.stats.round import GRACE, HeldShare, StoredRound, contributor_cells, lay_out
+from node.stats.round import (
+    GRACE,
+    HeldShare,
+    StoredRound,
+    check_countries,
+    contributor_cells,
+    lay_out,
+)
 from node.stats.rounds_storage import RoundsStorage, StatsWork
 from node.stats.seal import open_share, share_info
 from node.stats.shares import Share, add_noise, combine
@@ -102,16 +109,15 @@ class Aggregator(Generic[W]):
         stored = await work.get_round(message.round_id)
         if stored is not None and sender not in stored.spec.aggregators:
             raise ProtocolError(f"{sender} is not an aggregator of round {message.round_id.hex()}")
-        if sorted(set(message.contributors)) != list(message.contributors):
-            raise MalformedEnvelopeError("$.contributors: sorted, each country once")
-        await work.add_holding(message.round_id, sender, message.contributors, self._clock.now())
+        held = check_countries(message.contributors, "contributors")
+        await work.add_holding(message.round_id, sender, held, self._clock.now())
 
     async def on_close(self, message: StatsClose, sender: str, work: W) -> None:
         """Keep the contributors the requester says joined."""
         stored = await work.get_round(message.round_id)
         if stored is None or stored.spec.requester != sender:
             raise ProtocolError(f"{sender} requested no round {message.round_id.hex()} here")
-        await work.set_closed(message.round_id, sorted(set(message.joined)))
+        await work.set_closed(message.round_id, check_countries(message.joined, "joined"))
 
     # -- the round -----------------------------------------------------------------------
 

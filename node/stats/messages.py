@@ -28,12 +28,12 @@ from node.stats.shares import MAX_AGGREGATORS, MAX_CONTRIBUTORS
 
 #: The largest sealed share or signed sum a message carries (a 1 MiB envelope holds it).
 MAX_BLOB_BYTES = 900 * 1024
-_Country = Annotated[str, msgspec.Meta(min_length=3, max_length=3, pattern="^[A-Z]{3}$")]
-_Query = Annotated[str, msgspec.Meta(min_length=1, max_length=28, pattern="^[a-z0-9_]+$")]
-_Month = Annotated[
-    str, msgspec.Meta(min_length=7, max_length=7, pattern="^[0-9]{4}-(0[1-9]|1[0-2])$")
-]
-_Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern="^[a-z_]+$")]
+# Strings take any text but NUL here (the kernel's rule); their form is checked by the
+# handlers, which refuse what they cannot use with a specific message.
+_Country = Annotated[str, msgspec.Meta(max_length=3, pattern=NUL_FREE)]
+_Query = Annotated[str, msgspec.Meta(max_length=28, pattern=NUL_FREE)]
+_Month = Annotated[str, msgspec.Meta(max_length=7, pattern=NUL_FREE)]
+_Reason = Annotated[str, msgspec.Meta(max_length=32, pattern=NUL_FREE)]
 _Detail = Annotated[str, msgspec.Meta(max_length=MAX_TEXT, pattern=NUL_FREE)]
 _Blob = Annotated[bytes, msgspec.Meta(max_length=MAX_BLOB_BYTES)]
 _Time = Annotated[int, msgspec.Meta(ge=0, le=253_402_300_799_999)]

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from node.countries import check_alpha3
-from node.errors import ValidationError
+from node.errors import MalformedEnvelopeError, ValidationError
 from node.stats.periods import Period
 from node.stats.queries import Query
 from node.stats.shares import MAX_AGGREGATORS, MAX_CONTRIBUTORS, Share
@@ -206,3 +206,20 @@ class HeldShare:
             str(spec.period.start),
             str(spec.period.end),
         )
+
+
+def check_countries(values: Sequence[str], field: str) -> list[str]:
+    """`values`, each an ISO 3166-1 alpha-3 code, sorted and each once (as a holding or a
+    `stats.close` lists them).
+
+    Raises:
+        MalformedEnvelopeError: naming the field.
+    """
+    try:
+        for value in values:
+            check_alpha3(value, field)
+    except ValidationError as e:
+        raise MalformedEnvelopeError(f"$.{field}: {e}") from e
+    if sorted(set(values)) != list(values):
+        raise MalformedEnvelopeError(f"$.{field}: sorted, each country once")
+    return list(values)
