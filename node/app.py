@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from node.protocol.client import PeerClient
     from node.protocol.dispatch import Dispatcher
     from node.protocol.receive import Receiver
+    from node.stats.budget import Budget
     from node.stats.noise import NoiseSource
     from node.stats.service import RoundsService
     from node.store.work import StoreWork
@@ -230,6 +231,14 @@ def _onward(node: Node, signing_key: Ed25519PrivateKey) -> Onward[StoreWork]:
         node.config.trace_deadlines,
         TraceStore(node.db),
     )
+
+
+async def stats_budget(node: Node) -> Budget:
+    """This node's privacy budget and its ledger (no key needed to read it)."""
+    from node.stats.service import read_budget
+    from node.store.rounds import RoundsStore
+
+    return await read_budget(RoundsStore(node.db), node.config.budget, node.clock.now())
 
 
 def migrate_command(config: NodeConfig) -> str:

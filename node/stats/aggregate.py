@@ -34,6 +34,7 @@ from node.errors import MalformedEnvelopeError, ProtocolError, ShareError, Valid
 from node.protocol.envelope import to_ms
 from node.stats.contribute import ACTOR, BUDGET_REASONS
 from node.stats.courier import Courier
+from node.stats.layout import contributor_cells, lay_out
 from node.stats.messages import StatsClose, StatsHolding, StatsShare, StatsSum
 from node.stats.noise import NoiseSource, draw_noise
 from node.stats.periods import Period
@@ -44,8 +45,6 @@ from node.stats.round import (
     HeldShare,
     StoredRound,
     check_countries,
-    contributor_cells,
-    lay_out,
 )
 from node.stats.rounds_storage import RoundsStorage, StatsWork
 from node.stats.seal import open_share, share_info

@@ -31,10 +31,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from node.errors import MalformedEnvelopeError, ShareError
 from node.protocol.envelope import key_id
 from node.protocol.messages import Bin16
+from node.stats.layout import round_cells
 from node.stats.messages import MAX_BLOB_BYTES
 from node.stats.noise import DISTRIBUTION, NoiseDescription, describe
 from node.stats.queries import query
-from node.stats.round import RoundSpec, round_cells
+from node.stats.round import RoundSpec
 from node.stats.shares import CELL_BYTES, decode_share, reveal
 from node.trace.receipts import KeyResolver, Signed, verify
 

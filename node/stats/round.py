@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,8 +25,7 @@ from typing import Any
 from node.countries import check_alpha3
 from node.errors import MalformedEnvelopeError, ValidationError
 from node.stats.periods import Period
-from node.stats.queries import Query
-from node.stats.shares import MAX_AGGREGATORS, MAX_CONTRIBUTORS, Share
+from node.stats.shares import MAX_AGGREGATORS, MAX_CONTRIBUTORS
 
 #: How long after the deadline aggregators wait for each other's holdings, and (twice
 #: it) the parties for the sums: long enough for the outbox's first retries.
@@ -155,37 +154,6 @@ def check_min_contributors(k: int) -> int:
             "min_contributors",
         )
     return k
-
-
-def contributor_cells(query: Query, period: Period, contributor: str) -> tuple[str, ...]:
-    """The cells a contributor's share covers (its own column, for `routes`)."""
-    return query.cells(period, contributor)
-
-
-def round_cells(query: Query, period: Period, contributors: Sequence[str]) -> tuple[str, ...]:
-    """The cells of a round's result over `contributors` (sorted): the query's cells, or,
-    for a query whose contributors fill their own column, each one's column in turn."""
-    if not query.column_only:
-        return query.cells(period, contributors[0] if contributors else "XXX")
-    return tuple(cell for c in contributors for cell in query.cells(period, c))
-
-
-def lay_out(
-    query: Query, period: Period, shares: Mapping[str, Share], contributors: Sequence[str]
-) -> list[Share]:
-    """The shares of `contributors`, each as a vector over `round_cells` (zeros outside
-    its own column for `routes`), ready to be added."""
-    if not query.column_only:
-        return [shares[c] for c in contributors]
-    sizes = [len(query.cells(period, c)) for c in contributors]
-    total = sum(sizes)
-    out, offset = [], 0
-    for contributor, size in zip(contributors, sizes, strict=True):
-        vector = [0] * total
-        vector[offset : offset + size] = shares[contributor]
-        out.append(tuple(vector))
-        offset += size
-    return out
 
 
 @dataclass(frozen=True, slots=True)

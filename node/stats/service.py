@@ -26,7 +26,7 @@ import os
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -60,7 +60,7 @@ from node.stats.round import (
     check_min_contributors,
     parse_aggregators,
 )
-from node.stats.rounds_storage import RoundsStorage, StatsWork
+from node.stats.rounds_storage import RoundsReader, RoundsStorage, StatsWork
 from node.stats.seal import aggregator_key
 from node.stats.storage import StatsStorage
 from node.stats.view import RoundView, SumCheck
@@ -211,8 +211,7 @@ class RoundsService(Generic[W]):
 
     async def budget(self) -> Budget:
         """This node's privacy budget: this month's figures and the whole ledger."""
-        entries = await self._store.get_ledger()
-        return Budget(self._budget, Month.of(self._clock.now()), tuple(entries))
+        return await read_budget(self._store, self._budget, self._clock.now())
 
     # -- messages ------------------------------------------------------------------------
 
@@ -394,6 +393,11 @@ class RoundsService(Generic[W]):
                 log.exception("carrying the statistics rounds failed; trying again")
                 wait = POLL_S
             await self._clock.wait(wait, self.wake, stop)
+
+
+async def read_budget(store: RoundsReader, config: BudgetConfig, now: datetime) -> Budget:
+    """The budget of `config` and the ledger `store` keeps, as of `now`."""
+    return Budget(config, Month.of(now), tuple(await store.get_ledger()))
 
 
 def ask_of(spec: RoundSpec) -> StatsAsk:
