@@ -16,13 +16,10 @@ branch_labels = None
 depends_on = None
 
 _DIMENSIONS = {
-    "status": "status",
-    "type": "firearm_type",
     "make": "make",
     "calibre": "calibre",
     "country": "COALESCE(country_of_manufacture, '')",
     "type_status": "firearm_type || '/' || status",
-    "recorded": "''",
 }
 
 
