@@ -233,7 +233,7 @@ async def test_upgrading_to_0018_counts_the_records_already_there(seeded: Node) 
     def downgrade(sync_conn: Any) -> None:
         config = alembic_config(seeded.db.url)
         config.attributes["connection"] = sync_conn
-        command.downgrade(config, "0015")
+        command.downgrade(config, "0016")
 
     async with seeded.db.write() as conn:
         await conn.run_sync(downgrade)
