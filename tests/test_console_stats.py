@@ -137,3 +137,14 @@ async def test_officers_and_strangers_may_not(console: Console, sqlite_node: Nod
         assert (await anonymous.get("/statistics")).status == 302
         assert (await anonymous.get("/statistics.json")).status == 401
         assert (await anonymous.get("/statistics/export/top_makes.csv")).status in (302, 401)
+
+
+def test_charts_clamp_negative_counts_and_count_in_whole_numbers() -> None:
+    from admin_ui.charts import bar_chart, clamp, integer_ticks
+
+    assert clamp([-3, 0, 2, None, -0.5]) == [0, 0, 2, None, 0]
+    assert integer_ticks(3) == [0, 1, 2, 3]
+    assert integer_ticks(17) == [0, 5, 10, 15, 20]
+    assert integer_ticks(123_456)[1] == 20_000
+    svg = bar_chart("Noisy totals", "Cell", "Records", ["a", "b"], {"total": [-4, 7]}).decode()
+    assert "<script" not in svg and ">-4<" not in svg  # drawn as zero: no negative axis

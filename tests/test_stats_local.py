@@ -191,10 +191,10 @@ async def test_national_figures_for_the_page(seeded: Node, clock: FakeClock) -> 
     assert data["lookups"]["per_peer"] == []
 
 
-async def test_lookups_made_and_answered_per_peer(sqlite_node: Node, clock: FakeClock) -> None:
+async def test_lookups_made_and_answered_per_peer(node: Node) -> None:
     from node.auditing import AuditEvent
 
-    log = sqlite_node.audit_log
+    log = node.audit_log
     at = datetime(2025, 2, 3, tzinfo=UTC)
     await log.add_entry(
         at,
@@ -207,9 +207,9 @@ async def test_lookups_made_and_answered_per_peer(sqlite_node: Node, clock: Fake
     )
     await log.add_entry(at, AuditEvent("peer:DEU", "lookup.evaluate", "peer/DEU", {"count": 5}))
     period = Period(Month(2025, 1), Month(2025, 3))
-    assert await sqlite_node.stats.compute("lookups_by_peer", period) == {"DEU": 3, "ITA": 3}
-    assert await sqlite_node.stats.compute("answered_by_peer", period) == {"DEU": 5}
-    national = await sqlite_node.stats.national(period)
+    assert await node.stats.compute("lookups_by_peer", period) == {"DEU": 3, "ITA": 3}
+    assert await node.stats.compute("answered_by_peer", period) == {"DEU": 5}
+    national = await node.stats.national(period)
     assert national.peer_months[0].to_json() == {
         "peer": "DEU",
         "month": "2025-02",
@@ -233,7 +233,7 @@ async def test_upgrading_to_0018_counts_the_records_already_there(seeded: Node) 
     def downgrade(sync_conn: Any) -> None:
         config = alembic_config(seeded.db.url)
         config.attributes["connection"] = sync_conn
-        command.downgrade(config, "0015")
+        command.downgrade(config, "0016")
 
     async with seeded.db.write() as conn:
         await conn.run_sync(downgrade)

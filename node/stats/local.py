@@ -274,13 +274,15 @@ class LocalStats:
         return report
 
     async def _peers(self, period: Period, by_month: bool) -> list[PeerFigures]:
-        sources = {
+        return _peer_figures(await self._peer_sources(period), by_month)
+
+    async def _peer_sources(self, period: Period) -> dict[str, list[PeerMonth]]:
+        return {
             "made": await self._store.get_lookups_made(period),
             "answered": await self._store.get_lookups_answered(period),
             "hits_given": await self._store.get_hits_given(period),
             "hits_received": await self._store.get_hits_received(period),
         }
-        return _peer_figures(sources, by_month)
 
     async def national(self, period: Period) -> NationalStats:
         """Every figure of the statistics page for `period`."""
@@ -290,6 +292,7 @@ class LocalStats:
         months = [str(m) for m in period.months()]
         times = await store.get_hop_times(period)
         sent_late, received_late = await store.get_overdue(self._clock.now(), *self._deadlines_s)
+        sources = await self._peer_sources(period)
         return NationalStats(
             period=period,
             by_status=await store.get_record_counts("status", period),
@@ -298,8 +301,8 @@ class LocalStats:
             by_calibre=await store.get_record_counts("calibre", period),
             by_country=await store.get_record_counts("country", period),
             by_month=[(m, recorded.get(m, 0), recovered.get(m, 0)) for m in months],
-            peers=await self._peers(period, by_month=False),
-            peer_months=await self._peers(period, by_month=True),
+            peers=_peer_figures(sources, by_month=False),
+            peer_months=_peer_figures(sources, by_month=True),
             traces_sent=await store.get_trace_counts(period, sent=True),
             traces_received=await store.get_trace_counts(period, sent=False),
             answer_times=answer_times([(t.country, t.seconds) for t in times]),

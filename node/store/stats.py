@@ -1,13 +1,14 @@
 """The statistics' SQL: group-by counts over records, lookups, hits and traces.
 
-Record counts are read from `record_counts`, one row per dimension, value and
-month, which `count_records_in` keeps exact: the record store calls it in the
-transaction of every change, subtracting a record's rows before the change
-and adding them after (a batch adds its new rows' in one group-by over their
-ids). A record's month is that of its event date, or of its recording when
-it has none; a recovered record is also counted under `recovered` in the
-month of its recovery. The other figures are group-bys over indexed columns
-of their own tables.
+Record counts are read from `record_counts`: one row per dimension, value and
+month, the dimensions being make, calibre, country of manufacture and
+`TYPE/STATUS` (from which types, statuses and monthly totals are summed), and
+`recovered` (by month of recovery). `count_records_in` keeps them exact: the
+record store calls it in the transaction of every change, subtracting a
+record's rows before the change and adding them after (a batch adds its new
+rows' in one group-by over their ids). A record's month is that of its event
+date, or of its recording when it has none. The other figures are group-bys
+over indexed columns of their own tables.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ _e = table(HitEvidenceRow)
 _t = table(TraceRow)
 _i = table(TraceItemRow)
 _KEYS = ("dimension", "value", "month")
+#: Dimensions read from `type_status` (whose values are `TYPE/STATUS`): the part of the
+#: value each is (`str.rpartition`'s index), so that a record change upserts fewer rows.
+_FROM_TYPE_STATUS = {"type": 0, "status": 2}
 #: SQL, per dialect, for each peer a lookup asked and how many serials (the audit entry's
 #: `peers` array exploded), with the entry's time; bound `start` and `end`.
 _LOOKUPS_MADE = {
@@ -76,8 +80,6 @@ def _record_rows(dialect: str, where: ColumnElement[bool]) -> Select[Any]:
     """(dimension, value, month, count) of the records `where` selects."""
     month = month_of(dialect, func.coalesce(_r.c.event_date, _r.c.created_at))
     values: dict[str, ColumnElement[Any]] = {
-        "status": _r.c.status,
-        "type": _r.c.firearm_type,
         "make": _r.c.make,
         "calibre": _r.c.calibre,
         "country": func.coalesce(_r.c.country_of_manufacture, ""),
@@ -94,9 +96,6 @@ def _record_rows(dialect: str, where: ColumnElement[bool]) -> Select[Any]:
         .group_by(value, month)
         for name, value in values.items()
     ]
-    parts.append(
-        select(literal("recorded"), literal(""), month, func.count()).where(where).group_by(month)
-    )
     recovered = month_of(dialect, _r.c.recovered_on)
     parts.append(
         select(literal("recovered"), literal(""), recovered, func.count())
@@ -114,6 +113,10 @@ async def count_records_in(conn: AsyncConnection, where: ColumnElement[bool], si
     if rows:
         params = [{"dimension": d, "value": v, "month": m, "n": sign * n} for d, v, m, n in rows]
         await conn.execute(upsert_adding(dialect, _n, _KEYS, "n"), params)
+
+
+def _in_months(period: Period) -> ColumnElement[bool]:
+    return _n.c.month.between(str(period.start), str(period.end))
 
 
 def _between(column: Any, period: Period) -> ColumnElement[bool]:
@@ -139,28 +142,32 @@ class StatsStore:
             return list((await conn.execute(query, params or {})).all())
 
     async def get_record_counts(self, dimension: str, period: Period) -> list[tuple[str, int]]:
+        stored = "type_status" if dimension in _FROM_TYPE_STATUS else dimension
         total = func.sum(_n.c.n)
         query = (
             select(_n.c.value, total)
-            .where(
-                _n.c.dimension == dimension,
-                _n.c.month.between(str(period.start), str(period.end)),
-            )
+            .where(_n.c.dimension == stored, _in_months(period))
             .group_by(_n.c.value)
             .having(total > 0)
-            .order_by(total.desc(), _n.c.value)
         )
-        return [(value, int(n)) for value, n in await self._all(query)]
+        rows = await self._all(query)
+        if stored != dimension:  # fold TYPE/STATUS into the type's or the status's count
+            part = _FROM_TYPE_STATUS[dimension]
+            folded: dict[str, int] = {}
+            for value, n in rows:
+                key = value.rpartition("/")[part]  # a status never holds "/"; a type may
+                folded[key] = folded.get(key, 0) + int(n)
+            rows = list(folded.items())
+        return sorted(((v, int(n)) for v, n in rows), key=lambda vn: (-vn[1], vn[0]))
 
     async def get_record_months(self, series: str, period: Period) -> list[tuple[str, int]]:
+        stored = "recovered" if series == "recovered" else "type_status"
+        total = func.sum(_n.c.n)
         query = (
-            select(_n.c.month, _n.c.n)
-            .where(
-                _n.c.dimension == series,
-                _n.c.value == "",
-                _n.c.month.between(str(period.start), str(period.end)),
-                _n.c.n > 0,
-            )
+            select(_n.c.month, total)
+            .where(_n.c.dimension == stored, _in_months(period))
+            .group_by(_n.c.month)
+            .having(total > 0)
             .order_by(_n.c.month)
         )
         return [(month, int(n)) for month, n in await self._all(query)]

@@ -3,10 +3,11 @@
 
 Prints one JSON line. N generated records are imported into a fresh node (the
 import keeps the statistics' aggregates, `record_counts`, in each batch's
-transaction; `records.py` judges the import against a bare insert); then, through the console on a loopback test server, logged in
-as the admin, the statistics page (`GET /statistics`) is loaded `--pages`
-times for the records' whole span (2005-01 to 2025-12: a 252-month trend) and
-for the default period (the 12 months ending this month), with p50 and p95 of
+transaction; `records.py` judges the import against a bare insert); then,
+through the console on a loopback test server, logged in as the admin, the
+statistics page (`GET /statistics`) is loaded `--pages` times for the
+records' whole span (2005-01 to 2025-12: a 252-month trend) and for the
+default period (the 12 months ending this month), with p50 and p95 of
 each; also one chart (`records_by_month.svg`, the largest) and the service
 call alone (`LocalStats.national`).
 

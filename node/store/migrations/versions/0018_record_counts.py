@@ -2,7 +2,7 @@
 indexes for the statistics' group-bys over the audit log and traces
 
 Revision ID: 0018
-Revises: 0015
+Revises: 0016
 """
 
 from __future__ import annotations
@@ -16,13 +16,10 @@ branch_labels = None
 depends_on = None
 
 _DIMENSIONS = {
-    "status": "status",
-    "type": "firearm_type",
     "make": "make",
     "calibre": "calibre",
     "country": "COALESCE(country_of_manufacture, '')",
     "type_status": "firearm_type || '/' || status",
-    "recorded": "''",
 }
 
 
