@@ -9,7 +9,7 @@ The file (docs/PROTOCOL.md §3.5) is the msgpack map, with exactly these keys:
      "keys": [{"country": "DEU", "key": <32 bytes>, "rotations": [<statement>, ...]}, ...]}
 
 `keys` holds, for each country on the chain (the originator too), the key it
-signed with first and the rotation statements (§4.2) that lead from it to the
+signed with first and the rotation statements (§5.2) that lead from it to the
 later ones, each signed by the key before it. A key is valid from the
 rotation that introduced it (`at`) until the grace period of the one that
 replaced it (`grace_until`), so a chain signed over a rotation still checks.
