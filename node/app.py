@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from node.protocol.dispatch import Dispatcher
     from node.protocol.receive import Receiver
     from node.store.work import StoreWork
+    from node.trace.forward import Onward
     from node.trace.hop import TraceHop
     from node.trace.reminders import TraceReminders
     from node.trace.service import TraceService
@@ -129,11 +130,23 @@ class Node:
         reference = load_reference()
         changed = asyncio.Event()
         records = RecordsService(records_store, audit_store, reference, clock, changed.set)
-        peers = PeersService(PeersStore(db), transport, clock, config.country)
+        public_key = load_public_key(config.signing_key_file)
+        peers = PeersService(
+            PeersStore(db),
+            transport,
+            clock,
+            config.country,
+            own_key=public_key,
+            own_rotation=load_rotation(config.data_dir),
+        )
         delivery = DeliveryService(
             OutboxStore(db), clock, config.delivery_backoff, peers=peers, me=config.country
         )
-        peers.on_added(_traces_waiting_for(config, db, peers, delivery, clock))
+        try:
+            await peers.record_own_keys()
+        except BaseException:
+            await db.close()
+            raise
         return cls(
             config=config,
             clock=clock,
@@ -156,7 +169,7 @@ class Node:
             evidence=EvidenceService(EvidenceStore(db)),
             custody=CustodyService(CustodyStore(db), audit_store, reference, clock),
             transport=transport,
-            public_key=load_public_key(config.signing_key_file),
+            public_key=public_key,
             oprf_public_key=load_oprf_public_key(config.oprf_key_file),
             hpke_public_key=load_hpke_public_key(config.hpke_key_file),
         )
@@ -167,23 +180,41 @@ class Node:
         await self.db.close()
 
 
-def _traces_waiting_for(
-    config: NodeConfig, db: Database, peers: PeersService, delivery: DeliveryService, clock: Clock
-) -> PeerHook:
+def traces_waiting_for(node: Node, signing_key: Ed25519PrivateKey) -> PeerHook:
     """The peer registry's hook that moves on the traces waiting for a peering with the
-    peer just added (`node.trace.forward.Onward.peering_added`); it needs no key, so that
-    `peers add` on the command line does it too. Trace modules load only when it runs."""
+    peer just added (`node.trace.forward.Onward.peering_added`). Each forward it sends is
+    signed (the `forward` statement vouching for the next hop's key), so whoever holds
+    the key registers it: `federation`, and `peers add` on the command line when it can
+    load the key (else the running node does it when it starts, `resume_waiting`).
+    Trace modules load only when it runs."""
 
     async def added(peer: Peer) -> None:
-        from node.store.trace import TraceStore
-        from node.store.work import unit_of_work
-        from node.trace.forward import Onward
-
-        me, deadlines, work = config.country, config.trace_deadlines, unit_of_work(db)
-        onward = Onward(me, peers, delivery, clock, work, deadlines, TraceStore(db))
-        await onward.peering_added(peer)
+        await _onward(node, signing_key).peering_added(peer)
 
     return added
+
+
+async def resume_waiting(node: Node, signing_key: Ed25519PrivateKey) -> None:
+    """Move on every trace waiting for a peering with a country that is our active peer by
+    now (`iarms-node run`, at start)."""
+    await _onward(node, signing_key).resume_waiting()
+
+
+def _onward(node: Node, signing_key: Ed25519PrivateKey) -> Onward[StoreWork]:
+    from node.store.trace import TraceStore
+    from node.store.work import unit_of_work
+    from node.trace.forward import Onward
+
+    return Onward(
+        node.config.country,
+        signing_key,
+        node.peers,
+        node.delivery,
+        node.clock,
+        unit_of_work(node.db),
+        node.config.trace_deadlines,
+        TraceStore(node.db),
+    )
 
 
 def migrate_command(config: NodeConfig) -> str:
@@ -284,8 +315,10 @@ def federation(node: Node, keys: NodeKeys, rate_limit: RateLimitConfig | None = 
         deadlines=deadlines,
     )
     hop.register(dispatcher)
-    public = signing_key.public_key().public_bytes_raw()
-    TraceNotices(me, node.peers, node.delivery, clock, work, public, deadlines).register(dispatcher)
+    TraceNotices(me, node.peers, node.delivery, clock, work, signing_key, deadlines).register(
+        dispatcher
+    )
+    node.peers.on_added(traces_waiting_for(node, signing_key))
     trace_store = TraceStore(node.db)
     traces = TraceService(
         me,
@@ -298,7 +331,9 @@ def federation(node: Node, keys: NodeKeys, rate_limit: RateLimitConfig | None = 
         work,
         deadlines,
     )
-    reminders = TraceReminders(me, node.peers, node.delivery, trace_store, clock, work, deadlines)
+    reminders = TraceReminders(
+        me, signing_key, node.peers, node.delivery, trace_store, clock, work, deadlines
+    )
     lookups = LookupService(
         node.peers,
         client,

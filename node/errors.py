@@ -366,6 +366,14 @@ class LookupIdUsedError(ProtocolError):
     code = "already_confirmed"
 
 
+class TraceItemsFullError(ProtocolError):
+    """A `trace.report` would keep more items of a trace than a hop position may have (a
+    second final receipt, too many answers): refused, so no hop grows our storage."""
+
+    status = 409
+    code = "trace_full"
+
+
 class PeerAnswerError(IarmsError):
     """A peer's signed answer verifies but does not have the shape its type requires."""
 

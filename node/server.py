@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from node.app import Federation, Node, federation
+from node.app import Federation, Node, federation, resume_waiting
 from node.clock import Clock
 from node.errors import ConfigError
 from node.identity import NodeKeys
@@ -77,6 +77,15 @@ async def _greet(node: Node, fed: Federation) -> None:
         log.info("%d peer(s) answered our hello", answered)
 
 
+async def _resume_traces(node: Node, keys: NodeKeys) -> None:
+    """Move on the traces waiting for a peering added while we could not sign (a `peers
+    add` on the command line without the key's passphrase)."""
+    try:
+        await resume_waiting(node, keys.signing)
+    except Exception:
+        log.exception("moving on the traces waiting for a peering failed")
+
+
 def raise_fd_limit() -> int:
     """Raise the soft limit on open files to the hard one; return the soft limit now in force."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -141,6 +150,7 @@ async def serve(node: Node, keys: NodeKeys, announce: Callable[[str], None]) -> 
         asyncio.create_task(_every(node.clock, PRUNE_S, stop, fed.receiver.prune)),
         asyncio.create_task(remind_overdue(node, fed, stop)),
         asyncio.create_task(_greet(node, fed)),
+        asyncio.create_task(_resume_traces(node, keys)),
     ]
     announce(f"console:        http://{node.config.console}/")
     announce(

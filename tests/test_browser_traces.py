@@ -42,7 +42,7 @@ async def fed(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Federat
         await member.n.users.add_user(
             "officer", Role.OFFICER, False, OFFICER_PASSWORD, "test", must_change_password=False
         )
-    await federation.peer_all(Service.LOOKUPS, Service.TRACES)
+    await federation.peer_all(Service.LOOKUPS, Service.TRACES, Service.TRACE_DETAILS)
     await custody(
         federation,
         "ITA",

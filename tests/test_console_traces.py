@@ -50,7 +50,7 @@ async def fed(tmp_path: Path) -> AsyncIterator[Federation]:
     federation = Federation(tmp_path)
     for country in ("FRA", "ITA", "DEU"):
         await federation.add(country)
-    await federation.peer_all(Service.LOOKUPS, Service.TRACES)
+    await federation.peer_all(Service.LOOKUPS, Service.TRACES, Service.TRACE_DETAILS)
     await custody(
         federation,
         "ITA",

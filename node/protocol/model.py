@@ -14,6 +14,7 @@ class Service(enum.StrEnum):
     LOOKUPS = "lookups"  # blind evaluations and the membership index
     HIT_DETAILS = "hit-details"  # record details in a confirmed hit
     TRACES = "traces"
+    TRACE_DETAILS = "trace-details"  # the last legal possessor in an end_of_chain answer
     STATISTICS = "statistics"
 
 
@@ -111,6 +112,19 @@ class Peer:
             "last_error": self.last_error,
             "hpke_key": self.hpke_key.hex() if self.hpke_key is not None else None,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class KnownKey:
+    """A signing key this node has seen for a country (a peer's, or its own), with when it
+    was valid (ms; None: unbounded) and the rotation statement that introduced it (None for
+    a first key: trusted by fingerprint). Kept for good: old signatures stay checkable."""
+
+    country: str
+    key: bytes
+    valid_from_ms: int | None
+    valid_until_ms: int | None
+    rotation: bytes | None
 
 
 class OutboxStatus(enum.StrEnum):

@@ -16,6 +16,7 @@ from collections.abc import (
     Awaitable,
     Callable,
     Hashable,
+    Iterable,
     Iterator,
     Mapping,
     Sequence,
@@ -157,8 +158,11 @@ class _Compiled:
         values = (params[n] if n in params else self.defaults[n] for n in self.names)
         return tuple(p(v) if p else v for v, p in zip(values, self.binds, strict=True))
 
-    def row(self, raw: Sequence[Any]) -> tuple[Any, ...]:
-        return tuple(p(v) if p else v for v, p in zip(raw, self.results, strict=True))
+    def rows(self, raw: Iterable[Sequence[Any]]) -> list[tuple[Any, ...]]:
+        results = self.results
+        if not any(results):  # nothing to convert: `tuple` hands back the driver's tuples
+            return [tuple(r) for r in raw]
+        return [tuple(p(v) if p else v for v, p in zip(r, results, strict=True)) for r in raw]
 
 
 def _compile_sqlite(stmt: ClauseElement, dialect: Dialect) -> _Compiled:
@@ -319,7 +323,7 @@ class Database:
             raw = await driver.execute_fetchall(compiled.sql, compiled.args(params))
         except sqlite3.Error as e:
             raise DBAPIError.instance(compiled.sql, None, e, sqlite3.Error) from e
-        return [compiled.row(r) for r in raw]
+        return compiled.rows(raw)
 
     @asynccontextmanager
     async def sqlite_transaction(self) -> AsyncIterator[Run]:

@@ -184,6 +184,20 @@ class PeerRow(Base):
     hpke_key: Mapped[bytes | None] = mapped_column(LargeBinary(32))
 
 
+class PeerKeyRow(Base):
+    """A signing key seen for a country (a peer's or this node's), kept for good with its
+    validity (ms, None: unbounded) and the rotation statement that introduced it."""
+
+    __tablename__ = "peer_keys"
+
+    country: Mapped[str] = mapped_column(String(3), primary_key=True)
+    key: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    valid_from_ms: Mapped[int | None] = mapped_column(BigInteger)
+    valid_until_ms: Mapped[int | None] = mapped_column(BigInteger)
+    rotation: Mapped[bytes | None] = mapped_column(LargeBinary)
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class SeenMessageRow(Base):
     """Message ids already accepted from a peer: the replay cache (survives restarts)."""
 
@@ -381,7 +395,7 @@ class TraceItemRow(Base):
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     trace: Mapped[int] = mapped_column(ForeignKey("traces.id", ondelete="CASCADE"))
     position: Mapped[int] = mapped_column(Integer)
-    kind: Mapped[str] = mapped_column(String(8))  # receipt | answer | reply
+    kind: Mapped[str] = mapped_column(String(8))  # receipt | answer | reply | forward | rotation
     country: Mapped[str] = mapped_column(String(3))
     item: Mapped[bytes] = mapped_column(LargeBinary)
     item_hash: Mapped[bytes] = mapped_column(LargeBinary(32))

@@ -1,4 +1,4 @@
-"""The messages of traces (PROTOCOL.md §2.3's table, §3.7 and §3.8), as typed bodies.
+"""The messages of traces (PROTOCOL.md §2.3's table and §3), as typed bodies.
 
 All go through the outbox and take effect once per `delivery_id`:
 - `trace.request {trace_id, position, request, receipts, answers, deadline_ms,
@@ -6,8 +6,9 @@ All go through the outbox and take effect once per `delivery_id`:
   signed request and the chain so far (each earlier hop's final receipt and
   the signed answers), and the time the hop should answer by.
 - `trace.report {trace_id, item, delivery_id}` → `ack`: a hop's signed
-  receipt or answer, toward the originator: straight to it when the hop is
-  its peer, else to the hop before, which relays it unchanged.
+  receipt, answer or `forward` (or a rotation statement of its key), toward
+  the originator: straight to it when the hop is its peer, else to the hop
+  before, which relays it unchanged.
 - `trace.reply {trace_id, position, reply, delivery_id}` → `ack`: the
   originator's signed reply to the question of hop `position`, toward that
   hop: straight to it when it is the originator's peer, else to a hop before

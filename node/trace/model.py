@@ -110,12 +110,15 @@ class TraceStatus(enum.StrEnum):
 
 
 class ItemKind(enum.StrEnum):
-    """A trace's signed items other than its request: the hops' receipts and answers, and
-    the originator's replies to their questions."""
+    """A trace's signed items other than its request: the hops' receipts and answers,
+    the originator's replies to their questions, `forward` statements vouching for the
+    next hop's key, and rotation statements of hops' keys."""
 
     RECEIPT = "receipt"
     ANSWER = "answer"
     REPLY = "reply"
+    FORWARD = "forward"
+    ROTATION = "rotation"
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,8 +154,8 @@ class StoredTrace:
 
 @dataclass(frozen=True, slots=True)
 class TraceItem:
-    """A signed receipt, answer or reply of a trace, with what it says of itself (a
-    reply's `country` is the originator's, its `position` the hop it answers)."""
+    """A signed item of a trace, with what it says of itself (a reply's `country` is the
+    originator's, its `position` the hop it answers; a rotation's position is 0)."""
 
     position: int
     kind: ItemKind

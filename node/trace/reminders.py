@@ -20,6 +20,8 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from node.auditing import AuditEvent
 from node.clock import Clock
 from node.errors import ValidationError
@@ -54,6 +56,7 @@ class TraceReminders(Generic[W]):
     def __init__(
         self,
         me: str,
+        signing_key: Ed25519PrivateKey,
         peers: PeersService,
         delivery: DeliveryService,
         store: TraceStorage,
@@ -65,7 +68,7 @@ class TraceReminders(Generic[W]):
         self._clock = clock
         self._work = work
         self._deadlines = deadlines
-        self._onward = Onward(me, peers, delivery, clock, work, deadlines)
+        self._onward = Onward(me, signing_key, peers, delivery, clock, work, deadlines)
 
     async def sweep(self) -> int:
         """Send every reminder due now; how many were sent."""

@@ -33,6 +33,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Generic, TypeVar
 
 import msgspec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from node.auditing import AuditEvent
 from node.clock import Clock
@@ -45,7 +46,6 @@ from node.protocol.messages import Ack
 from node.protocol.model import Peer, Service
 from node.protocol.peers import PeersService
 from node.trace.forward import Onward, latest_receipts
-from node.trace.hop import peer_keys
 from node.trace.messages import TraceForwarded, TraceReminder, TraceReply
 from node.trace.model import ItemKind, StoredTrace, TraceDeadlines, TraceItem, TraceStatus
 from node.trace.receipts import MAX_REPLY_CHARS, Outcome, ReplyStatement, digest, read, verify
@@ -91,15 +91,16 @@ class TraceNotices(Generic[W]):
         delivery: DeliveryService,
         clock: Clock,
         work: Callable[[], AbstractAsyncContextManager[W]],
-        public_key: bytes,
+        signing_key: Ed25519PrivateKey,
         deadlines: TraceDeadlines | None = None,
     ) -> None:
         self._me = me
         self._peers = peers
         self._delivery = delivery
         self._clock = clock
-        self._public = public_key
-        self._onward = Onward(me, peers, delivery, clock, work, deadlines or TraceDeadlines())
+        self._onward = Onward(
+            me, signing_key, peers, delivery, clock, work, deadlines or TraceDeadlines()
+        )
 
     def register(self, dispatcher: Dispatcher[W]) -> None:
         """Give `dispatcher` the originator's messages to hops and their handlers."""
@@ -158,9 +159,9 @@ class TraceNotices(Generic[W]):
             raise MalformedEnvelopeError(
                 f"$.reply: signed for {reply.originator}, not the originator"
             )
-        resolve, known = await peer_keys(self._peers, self._me, self._public)
-        if trace.originator in known:
-            verify(signed, trace.originator, reply.replied_ms, resolve)
+        keys = await self._peers.key_history()
+        if keys.knows(trace.originator):
+            verify(signed, trace.originator, reply.replied_ms, keys)
         item = reply_item(message.reply)
         items = await work.get_items(trace.id)
         if any(i.item_hash == item.item_hash for i in items):

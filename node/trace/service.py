@@ -4,13 +4,16 @@
 forced with a reason, which is stored), signs the request and sends
 `trace.request` to the first hop through the outbox, in one unit of work
 with the stored trace and its audit entry. The hops' receipts and answers
-arrive as `trace.report` (`node.trace.hop`), are checked and kept; `show`
-and `verify` read the chain from them with our peers' keys. When a hop asks
-a question (`needs_information`), `reply` signs our answer and sends it
-toward that hop (`node.trace.replies`). `show` also shows a trace this node
-is a hop of, as far as it holds its chain. `show` and `listing` also say
-which hops are late with their answer, and how late (`node.trace.deadlines`),
-and the reminders sent or received (`node.trace.reminders`).
+arrive as `trace.report` (`node.trace.hop`), are checked and kept
+(`node.trace.intake`); `show` and `verify` read the chain from them with
+every key we have seen (our peers' and ours, with their validity) and the
+keys the chain vouches for (`forward` statements, docs/adr/0008); `export`
+writes it with those keys and statements. When a hop asks a question
+(`needs_information`), `reply` signs our answer and sends it toward that hop
+(`node.trace.replies`). `show` also shows a trace this node is a hop of, as
+far as it holds its chain. `show` and `listing` also say which hops are late
+with their answer, and how late (`node.trace.deadlines`), and the reminders
+sent or received (`node.trace.reminders`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from node.clock import Clock
 from node.errors import IncompleteTraceError, NotFoundError, ValidationError
 from node.protocol.delivery import DeliveryService
 from node.protocol.envelope import from_ms, to_ms
+from node.protocol.keyring import KeyHistory
 from node.protocol.model import PeerStatus
 from node.protocol.peers import PeersService
 from node.records.reference import ReferenceTable
@@ -47,17 +51,27 @@ from node.trace.forward import (
     chain_upto,
     held_chain,
     open_question,
+    vouching,
 )
-from node.trace.hop import peer_keys
+from node.trace.intake import item_of
 from node.trace.messages import TraceReply, TraceRequest
-from node.trace.model import HopReminders, ItemKind, StoredTrace, TraceDeadlines, TraceStatus
+from node.trace.model import (
+    HopReminders,
+    ItemKind,
+    StoredTrace,
+    TraceDeadlines,
+    TraceItem,
+    TraceStatus,
+)
 from node.trace.receipts import (
     Outcome,
     ReplyStatement,
     RequestStatement,
     read,
+    sign_forward,
     sign_reply,
     sign_request,
+    signed_part,
 )
 from node.trace.replies import check_reply_text, reply_item
 from node.trace.request import (
@@ -232,7 +246,7 @@ class TraceService(Generic[W]):
         self._ref = reference
         self._clock = clock
         self._work = work
-        self._onward = Onward(me, peers, delivery, clock, work, self._deadlines, store)
+        self._onward = Onward(me, signing_key, peers, delivery, clock, work, self._deadlines, store)
 
     async def start(
         self,
@@ -292,8 +306,10 @@ class TraceService(Generic[W]):
             deadline_ms=to_ms(now + self._deadlines.period(fields.priority)),
             delivery_id=os.urandom(16),
         )
+        vouch = sign_forward(self._key, trace_id, 1, self._me, hop, peer.signing_key, to_ms(now))
         async with self._work() as work:
-            await work.add_trace(trace)
+            trace_pk = await work.add_trace(trace)
+            await work.add_item(trace_pk, item_of(vouch), now)
             details: dict[str, Any] = {"to": hop, "case_reference": fields.case_reference}
             if trace.force_reason:
                 details["forced"] = trace.force_reason
@@ -314,19 +330,33 @@ class TraceService(Generic[W]):
         trace = await self._trace(trace_id)
         return await self._check(trace)
 
+    async def _chain(self, trace: StoredTrace) -> tuple[KeyHistory, list[TraceItem], KeyHistory]:
+        """Our keys, the items we hold of the trace, and our keys with those its forwards
+        vouch for."""
+        items = await self._store.get_items(trace.id)
+        history = await self._peers.key_history()
+        return history, items, await self._onward.chain_keys(trace, items, history)
+
     async def _check(self, trace: StoredTrace) -> ChainReport:
         """The chain we hold, checked; at a hop, without the problems of signatures by
-        countries we are not a peer of (the originator checks those)."""
-        receipts, answers, replaced = held_chain(await self._store.get_items(trace.id))
-        public = self._key.public_key().public_bytes_raw()
-        resolve, known = await peer_keys(self._peers, self._me, public)
-        report = verify_chain(trace.request, receipts, answers, resolve, replaced)
+        countries whose keys we neither trust nor were vouched for (the originator
+        checks those)."""
+        history, items, keys = await self._chain(trace)
+        forwards, rotations = vouching(items)
+        receipts, answers, replaced = held_chain(items, keys)
+        report = verify_chain(
+            trace.request, receipts, answers, history, forwards, rotations, superseded=replaced
+        )
         if trace.position == 0:
             return report
         problems = tuple(
             p
             for p in report.problems
-            if not (p.kind is ProblemKind.WRONG_SIGNER and p.country not in known)
+            if not (
+                p.kind is ProblemKind.WRONG_SIGNER
+                and p.country is not None
+                and not keys.knows(p.country)
+            )
         )
         return replace(report, problems=problems)
 
@@ -379,23 +409,23 @@ class TraceService(Generic[W]):
         return HopDeadline(trace.position, self._me, due, late)
 
     async def export(self, trace_id: bytes) -> bytes:
-        """The chain of a trace we started as a file anyone can check (`node.trace.export`).
-
-        Each country's key is the one we know now (ours, our peers'), with no rotation: a
-        hop signed by a key its country has since replaced, or by a country that is not
-        our peer, is reported by `verify_file` as unverified.
-        """
+        """The chain of a trace we started as a file anyone can check (`node.trace.export`):
+        the keys we trust of each country on it (ours, our peers') as first keys and the
+        rotations from them, the forwards that vouch for the other hops' keys, and the
+        rotations of those."""
         trace = await self._trace(trace_id)
-        items = await self._store.get_items(trace.id)
-        receipts, answers = chain_upto(items)
-        on_chain = {trace.originator, *(item.country for item in items)}
-        keys: dict[str, tuple[bytes, list[bytes]]] = {
-            self._me: (self._key.public_key().public_bytes_raw(), [])
-        }
-        for peer in await self._peers.list_peers():
-            keys.setdefault(peer.country, (peer.signing_key, []))
-        chosen = {country: key for country, key in keys.items() if country in on_chain}
-        return export_chain(trace.request, receipts, answers, chosen)
+        history, items, keys = await self._chain(trace)
+        forwards, rotations = vouching(items)
+        receipts, answers = chain_upto(items, None, keys)
+        used: dict[str, set[bytes]] = {trace.originator: {signed_part(trace.request).key_id}}
+        for data in (*receipts, *answers, *forwards):
+            used.setdefault(item_of(data).country, set()).add(signed_part(data).key_id)
+        chains: dict[str, tuple[bytes, list[bytes]]] = {}
+        for country, kids in used.items():
+            chain = history.rotation_chain(country, kids)
+            if chain is not None:
+                chains[country] = chain
+        return export_chain(trace.request, receipts, answers, chains, forwards, rotations)
 
     async def show(self, trace_id: bytes) -> TraceView:
         """Where a trace we started, or are a hop of, stands, hop by hop.
@@ -406,9 +436,9 @@ class TraceService(Generic[W]):
         trace = await self._store.get_trace(trace_id, 0) or await self._store.get_trace(trace_id)
         if trace is None:
             raise NotFoundError(f"trace {trace_id.hex()} is not known here")
-        items = await self._store.get_items(trace.id)
+        _history, items, keys = await self._chain(trace)
         replies = tuple(read(i.item, ReplyStatement)[1] for i in items if i.kind is ItemKind.REPLY)
-        question = open_question(items) if trace.position == 0 else None
+        question = open_question(items, keys) if trace.position == 0 else None
         now = self._clock.now()
         if trace.position == 0:
             deadlines = chain_deadlines(items, self._deadlines.period(trace.priority), now)
@@ -439,7 +469,8 @@ class TraceService(Generic[W]):
         async with self._work() as work:
             trace = await work.get_trace(trace_id, 0)
             assert trace is not None
-            question = open_question(await work.get_items(trace.id))
+            items = await work.get_items(trace.id)
+            question = open_question(items, await self._onward.chain_keys(trace, items))
             if not isinstance(question, Question):
                 raise ValidationError(
                     f"trace {trace_id.hex()} is not waiting for information: {question}", "id"

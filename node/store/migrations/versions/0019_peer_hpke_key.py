@@ -1,7 +1,7 @@
 """peer hpke key: the X25519 key a peer's descriptor publishes for statistics shares
 
 Revision ID: 0019
-Revises: 0015
+Revises: 0016
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0019"
-down_revision = "0015"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
