@@ -175,7 +175,7 @@ class Member:
 
     @property
     def k(self) -> NodeKeys:
-        """The node's signing and OPRF keys (fails if never started)."""
+        """The node's signing, OPRF and HPKE keys (fails if never started)."""
         assert self.keys is not None, f"{self.country} was never started"
         return self.keys
 

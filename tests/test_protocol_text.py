@@ -192,7 +192,7 @@ async def test_confirmed_records_map_the_documented_keys_to_strings(fed: Federat
 async def test_a_rotation_is_not_followed_from_a_descriptor_outside_its_validity(
     tmp_path: Path,
 ) -> None:
-    """§4.1: DEU's clock is a month behind, so the descriptor announcing its new key
+    """§5.1: DEU's clock is a month behind, so the descriptor announcing its new key
     expired, by FRA's clock, before FRA fetched it: the new key is not followed."""
     fed = Federation(tmp_path)
     try:

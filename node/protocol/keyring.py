@@ -4,7 +4,7 @@ A statement signed long ago (a trace receipt, an exported chain) is checked
 under the key its author held when it signed, not the one it holds now. A
 country's keys form chains: a first key (trusted because an admin compared
 its fingerprint, or because a trusted party vouched for it) and the rotation
-statements (§4.2) that lead from it to each later key, each signed by the key
+statements (§5.2) that lead from it to each later key, each signed by the key
 before. A key is valid from the rotation that introduced it (`at`; a first
 key from the beginning) until the grace period of the rotation that replaced
 it ends (`grace_until`; the last key without end).

@@ -223,33 +223,6 @@ class PeersService:
         )
         return True
 
-    async def key_history(self) -> KeyHistory:
-        """Every signing key this node has seen — its peers' (revoked ones too: what they
-        signed while trusted stays checkable) and its own — with their validity."""
-        known = await self._store.get_keys()
-        return history_of([*known, *self._own_keys(known)])
-
-    async def record_own_keys(self) -> None:
-        """Keep this node's key (and the rotation that introduced it) in the key history,
-        if it is not there yet: when the node opens, outside any other transaction."""
-        keys = self._own_keys(await self._store.get_keys())
-        if keys:
-            await self._store.add_keys(keys, self._clock.now())
-
-    def _own_keys(self, known: list[KnownKey]) -> list[KnownKey]:
-        """What the history lacks of this node's own keys (none if it holds the current)."""
-        own_key, statement = self._own
-        mine = {k.key for k in known if k.country == self._country}
-        if own_key is None or own_key in mine:
-            return []
-        if statement is not None:
-            # Our own statement: the old key it names was ours (kept as a first key when
-            # the history lacks it: a node rotated twice while stopped keeps the last two).
-            rotation = verify_rotation(statement, named_old_key(statement))
-            if rotation.new_key == own_key and rotation.country == self._country:
-                return rotated_keys(self._country, rotation.old_key, rotation.at, statement)
-        return [KnownKey(self._country, own_key, None, None, None)]
-
     async def refresh_hpke_key(self, country: str) -> Peer:
         """Fetch a peer's descriptor and keep the HPKE key it now publishes.
 
@@ -279,6 +252,33 @@ class PeersService:
         details = {"hpke_key": descriptor.hpke_key.hex() if descriptor.hpke_key else None}
         event = AuditEvent("peer:" + country, "peer.hpke_key", f"peer/{country}", details)
         return await self._store.set_peer(country, {"hpke_key": descriptor.hpke_key}, now, event)
+
+    async def key_history(self) -> KeyHistory:
+        """Every signing key this node has seen — its peers' (revoked ones too: what they
+        signed while trusted stays checkable) and its own — with their validity."""
+        known = await self._store.get_keys()
+        return history_of([*known, *self._own_keys(known)])
+
+    async def record_own_keys(self) -> None:
+        """Keep this node's key (and the rotation that introduced it) in the key history,
+        if it is not there yet: when the node opens, outside any other transaction."""
+        keys = self._own_keys(await self._store.get_keys())
+        if keys:
+            await self._store.add_keys(keys, self._clock.now())
+
+    def _own_keys(self, known: list[KnownKey]) -> list[KnownKey]:
+        """What the history lacks of this node's own keys (none if it holds the current)."""
+        own_key, statement = self._own
+        mine = {k.key for k in known if k.country == self._country}
+        if own_key is None or own_key in mine:
+            return []
+        if statement is not None:
+            # Our own statement: the old key it names was ours (kept as a first key when
+            # the history lacks it: a node rotated twice while stopped keeps the last two).
+            rotation = verify_rotation(statement, named_old_key(statement))
+            if rotation.new_key == own_key and rotation.country == self._country:
+                return rotated_keys(self._country, rotation.old_key, rotation.at, statement)
+        return [KnownKey(self._country, own_key, None, None, None)]
 
     def _latest(self, peer: Peer) -> Peer:
         """`peer`, or this service's own last write of its contact if that is newer.

@@ -1,4 +1,4 @@
-"""The messages of statistics rounds (PROTOCOL.md §2.3's table and §6), as typed bodies.
+"""The messages of statistics rounds (PROTOCOL.md §2.3's table and §4.5), as typed bodies.
 
 All go through the outbox and take effect once per `delivery_id`:
 - `stats.ask` (requester → each peer it allows `statistics`): a round, its query,

@@ -25,6 +25,8 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import accumulate
+from operator import mul
 from typing import Any
 
 from node.errors import ValidationError
@@ -33,10 +35,11 @@ from node.stats.shares import MAX_AGGREGATORS
 DISTRIBUTION = "discrete_laplace"
 LEVEL = 0.95
 #: The range of ε a round may ask for (a node's own cap is at most the top). Below the
-#: bottom the noise (scale above 1,000 × the sensitivity) drowns any count there is.
-MIN_EPSILON, MAX_EPSILON = 0.001, 100.0
-#: The largest L1 sensitivity a query may declare.
-MAX_SENSITIVITY = 1024
+#: bottom the noise (scale above 100 × the sensitivity) drowns any count there is.
+MIN_EPSILON, MAX_EPSILON = 0.01, 100.0
+#: The largest L1 sensitivity a query may declare (the catalogue's are 1): with ε ≥ 0.01
+#: it keeps every scale at most 1,600, and the interval's computation within seconds.
+MAX_SENSITIVITY = 16
 #: Tail mass left out of the negative binomial's support: far below what shows in 0.95.
 _TAIL = 1e-13
 
@@ -46,7 +49,7 @@ NoiseSource = Callable[[float, int], Sequence[int]]
 
 
 def check_epsilon(epsilon: float, cap: float = MAX_EPSILON) -> float:
-    """ε as a round may use it: a number from 0.001 to `cap` (at most 100).
+    """ε as a round may use it: a number from 0.01 to `cap` (at most 100).
 
     Raises:
         ValidationError: naming the range (field `epsilon`).
@@ -65,7 +68,7 @@ def noise_scale(epsilon: float, sensitivity: int) -> float:
     """The discrete Laplace scale `sensitivity / ε` that each aggregator's noise has.
 
     Raises:
-        ValidationError: ε out of range, or a sensitivity that is not 1 to 1024.
+        ValidationError: ε out of range, or a sensitivity that is not 1 to 16.
     """
     epsilon = check_epsilon(epsilon)
     if isinstance(sensitivity, bool) or not isinstance(sensitivity, int):
@@ -111,6 +114,22 @@ def draw_noise(
     return noise
 
 
+def _negative_binomial(p: float, successes: int) -> list[float]:
+    """P(A = a) for a = 0, 1, … until what is left of the tail is below 1e-13.
+
+    Past the mode the ratio `r` of one term to the one before decreases, so the
+    tail after a term `P` is below `P · r / (1 − r)`: a bound that holds whatever
+    rounding the running sum carries.
+    """
+    pmf = [(1 - p) ** successes]
+    while True:
+        a = len(pmf) - 1
+        ratio = p * (a + successes) / (a + 1)  # P(a + 1) / P(a)
+        if ratio < 1 and pmf[a] * ratio / (1 - ratio) < _TAIL:
+            return pmf
+        pmf.append(pmf[a] * ratio)
+
+
 @lru_cache(maxsize=64)
 def half_width(scale: float, noises: int, level: float = LEVEL) -> int:
     """The least `t` with `P(|S| ≤ t) ≥ level`, `S` the sum of `noises` independent
@@ -118,30 +137,21 @@ def half_width(scale: float, noises: int, level: float = LEVEL) -> int:
 
     With `S = A − B`, `A` and `B` independent negative binomials `NB(noises, 1 − p)`,
     `P(|S| ≤ t) = Σ_a P(A = a) · P(a − t ≤ B ≤ a + t)`, evaluated for each `t` by
-    bisection over the support of `A` (cut where less than 1e-13 of its mass is left).
+    bisection over the support of `A` (cut where less than 1e-13 of its mass is left):
+    at most about 2 s for the widest a round can have (scale 1,600, 16 noises).
     """
     if not (scale > 0 and math.isfinite(scale)) or noises < 1 or not 0 < level < 1:
         raise ValueError("a positive finite scale, one noise or more, a level in (0, 1)")
-    p = math.exp(-1 / scale)
-    pmf = [(1 - p) ** noises]
-    total = pmf[0]
-    while total < 1 - _TAIL:  # P(a + 1) = P(a) · p · (a + noises) / (a + 1)
-        a = len(pmf) - 1
-        pmf.append(pmf[a] * p * (a + noises) / (a + 1))
-        total += pmf[-1]
-    cdf, running = [], 0.0
-    for mass in pmf:
-        running += mass
-        cdf.append(running)
+    pmf = _negative_binomial(math.exp(-1 / scale), noises)
+    cdf = list(accumulate(pmf))
+    size = len(pmf)
 
-    def within(t: int) -> float:
-        top = len(cdf) - 1
-        return math.fsum(
-            mass * (cdf[min(a + t, top)] - (cdf[a - t - 1] if a - t - 1 >= 0 else 0.0))
-            for a, mass in enumerate(pmf)
-        )
+    def within(t: int) -> float:  # Σ_a P(A = a) · (CDF(a + t) − CDF(a − t − 1))
+        upper = cdf[t:] + [cdf[-1]] * min(t, size)
+        lower = [0.0] * min(t + 1, size) + cdf[: max(size - t - 1, 0)]
+        return math.fsum(map(mul, pmf, upper)) - math.fsum(map(mul, pmf, lower))
 
-    low, high = 0, 2 * len(pmf)
+    low, high = 0, size
     while low < high:
         middle = (low + high) // 2
         if within(middle) >= level:

@@ -1,6 +1,6 @@
 """An aggregator's signed sum, and the released result read from all of them (pure).
 
-Exact bytes (docs/PROTOCOL.md §6.4): the statement is a msgpack array, signed with
+Exact bytes (docs/PROTOCOL.md §4.5.3): the statement is a msgpack array, signed with
 Ed25519 as a trace's statements are (`[statement, key_id, signature]`,
 `node.trace.receipts.Signed`):
 

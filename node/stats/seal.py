@@ -27,7 +27,7 @@ figures whose sensitivity fades in years, not decades; the signatures and the
 lookups' OPRF are not post-quantum either. Meanwhile the hybrid's HPKE code
 points are still an Internet-Draft (draft-ietf-hpke-pq), not RFC 9180, so a
 second implementation could not be built from a stable specification, and its
-keys (1,216 bytes) and encapsulations (1,120 bytes) are 35 times larger. A
+keys (1,216 bytes) and encapsulations (1,120 bytes) are over 35 times larger. A
 hybrid key can be added later as a new descriptor field and `info` version
 without breaking nodes that know only this suite.
 """

@@ -597,7 +597,7 @@ def verify_chain(
         keys: the trusted keys of countries over time.
         forwards: signed `forward` statements vouching for the keys of hops `keys` does
             not know (any order).
-        rotations: rotation statements (§4.2) from such a vouched key to later ones.
+        rotations: rotation statements (§5.2) from such a vouched key to later ones.
         superseded: the `needs_information` receipts hops replaced by a later one.
     """
     checker = _Checker(request, answers, keys, forwards, rotations, superseded)

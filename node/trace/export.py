@@ -12,7 +12,7 @@ The file (docs/PROTOCOL.md §3.5) is the msgpack map, with exactly these keys:
 
 `keys` holds the exporter's trust roots: for the originator and each of its
 peers on the chain, the key it signed with first and the rotation statements
-(§4.2) that lead from it to the later ones, each signed by the key before
+(§5.2) that lead from it to the later ones, each signed by the key before
 it. A key is valid from the rotation that introduced it (`at`) until the
 grace period of the one that replaced it (`grace_until`), so a chain signed
 over a rotation still checks. A hop that is not the originator's peer is

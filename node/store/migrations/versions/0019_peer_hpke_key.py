@@ -1,7 +1,7 @@
 """peer hpke key: the X25519 key a peer's descriptor publishes for statistics shares
 
 Revision ID: 0019
-Revises: 0015
+Revises: 0016
 """
 
 from __future__ import annotations
