@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import pytest_asyncio
 
@@ -25,8 +26,9 @@ from node.config import load_config
 from node.errors import PeerRefusedError
 from node.protocol.envelope import read_header
 from node.protocol.model import OutboxStatus, Service
+from node.trace.export import ChainFile, verify_file
 from node.trace.model import CUSTODY_COLUMNS, ItemKind, TraceStatus
-from node.trace.receipts import Outcome, ReceiptStatement, read
+from node.trace.receipts import Outcome, ReceiptStatement, read, sign_receipt
 from node.trace.synthetic import supply_chain
 from tests.harness import Federation, Member, run_cli
 from tests.test_trace_hop import fields
@@ -330,3 +332,40 @@ async def test_a_hop_killed_mid_forward_completes_the_trace_once(
         assert sorted(i.kind.value for i in mine) == ["answer", "receipt", "receipt"]
     finally:
         await fed.close()
+
+
+async def test_a_forged_exported_chain_is_reported_by_hop_and_country(
+    chain: Federation, tmp_path: Path
+) -> None:
+    """A chain answered over HTTP, exported, then changed three ways: `verify-file` names
+    the hop and the country each time (a changed receipt, a removed one, and one signed
+    with another country's key)."""
+    fra = chain["FRA"]
+    started = await fra.f.traces.start(fields(chain, serial="E2E-AUTO"), ACTOR)
+    await chain.settle()
+    good = msgspec.msgpack.decode(await fra.f.traces.export(started.trace_id), type=ChainFile)
+    assert len(good.receipts) == 4 and verify_file(msgspec.msgpack.encode(good)).report.valid
+    aut = good.receipts[1]  # hop 2: AUT's answered receipt
+    _signed, statement = read(aut, ReceiptStatement)
+    assert statement.country == "AUT"
+    changed = bytearray(aut)
+    changed[-70] ^= 1  # a byte of the signed statement, not of the signature
+    forged = {
+        "changed": [*good.receipts[:1], bytes(changed), *good.receipts[2:]],
+        "removed": [good.receipts[0], *good.receipts[2:]],
+        # AUT's statement, signed by CZE (a peer FRA trusts, but not for AUT)
+        "wrong country": [
+            *good.receipts[:1],
+            sign_receipt(chain["CZE"].k.signing, statement),
+            *good.receipts[2:],
+        ],
+    }
+    for what, receipts in forged.items():
+        path = tmp_path / f"{what}.trace"
+        path.write_bytes(msgspec.msgpack.encode(msgspec.structs.replace(good, receipts=receipts)))
+        code, out, err = await run_cli("trace", "verify-file", str(path), "--json")
+        assert code == 1, (what, err)
+        shown = json.loads(out)
+        assert shown["valid"] is False, what
+        at_aut = [p for p in shown["problems"] if (p["position"], p["country"]) == (2, "AUT")]
+        assert at_aut, (what, shown["problems"])

@@ -356,6 +356,16 @@ class _Checker:
                 f"comes after hop {self.prev_position}'s receipt (receipts go in hop order)",
             )
         elif position > expected:
+            named = self.prev.next_country if self.prev is not None else None
+            if self.prev is not None and named is not None and position == expected + 1:
+                # Reported where it is missing: the hop before named its country.
+                self._add(
+                    (expected, named),
+                    ProblemKind.MISSING_HOP,
+                    f"its receipt is missing: hop {self.prev.position} ({self.prev.country}) "
+                    f"forwarded the trace to {named}, and hop {position}'s receipt follows",
+                )
+                return
             missing = str(expected) if position == expected + 1 else f"{expected}-{position - 1}"
             self._add(where, ProblemKind.MISSING_HOP, f"hop {missing} is missing before it")
 
