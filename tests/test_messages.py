@@ -36,7 +36,9 @@ def _valid(info: Info) -> Any:
         return _valid(info.types[0])
     if isinstance(info, msgspec.inspect.ListType):
         return [_valid(info.item_type)] * (info.min_length or 1)
-    return {msgspec.inspect.IntType: 1, msgspec.inspect.BoolType: True}.get(type(info), {})
+    if isinstance(info, msgspec.inspect.IntType):
+        return max(1, info.ge or 1, (info.gt or 0) + 1)
+    return {msgspec.inspect.BoolType: True, msgspec.inspect.FloatType: 1.0}.get(type(info), {})
 
 
 def _fields(cls: type[Message]) -> list[msgspec.inspect.Field]:
@@ -53,7 +55,10 @@ def _bad_bodies(cls: type[Message]) -> list[tuple[dict[str, Any], str]]:
         name, kind = field.name, field.type
         at = f"at `$.{name}`"
         cases.append(({k: v for k, v in valid.items() if k != name}, f"field `{name}`"))
-        cases.append((valid | {name: 1.5}, f"got `float` - {at}"))  # no field is a float
+        if isinstance(kind, msgspec.inspect.FloatType):
+            cases.append((valid | {name: "1.5"}, f"got `str` - {at}"))
+        else:
+            cases.append((valid | {name: 1.5}, f"got `float` - {at}"))
         strings = [kind, *getattr(kind, "types", ())]
         for info in strings:
             if isinstance(info, msgspec.inspect.StrType):
