@@ -5,6 +5,16 @@ every connection, and its write transactions start with `BEGIN IMMEDIATE`
 through a pool of one connection: one writer at a time in this process, and a
 clean wait (not a deadlock) when the CLI writes while the node runs. Reads use
 their own pool and never wait for the writer. PostgreSQL uses one engine for both.
+
+Its two write connections (SQLAlchemy's, for the store's general transactions,
+and the held driver connection of the hot path, `fetch(write=True)` and
+`transaction`) take turns on one `asyncio.Lock`: within the process a writer
+waits on the event loop, never in SQLite's busy handler, which polls with
+sleeps of up to 100 ms (a second, where SQLite is built without usleep).
+Durability: WAL with `synchronous=NORMAL` (docs/adr/0001-store-single-writer.md):
+a commit is atomic and survives the process being killed (SIGKILL) at any
+point; only an operating-system crash or power cut may lose the last
+transactions, never corrupt the database.
 """
 
 from __future__ import annotations
@@ -232,6 +242,7 @@ class Database:
         self._storage = storage_name(url)
         self._compiled: dict[Hashable, _Compiled] = {}
         self._drivers: tuple[_Drivers, _Drivers] | None = None  # SQLite's (readers, writer)
+        self._writing = asyncio.Lock()  # SQLite: one writer at a time in this process
         if self.is_sqlite:
             self._reader = _sqlite_engine(url, pool=4, begin=None)
             self._writer = _sqlite_engine(url, pool=1, begin="BEGIN IMMEDIATE")
@@ -262,8 +273,17 @@ class Database:
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A connection in a write transaction, committed on clean exit."""
         with self._full_disk():
-            async with self._writer.connect() as conn, conn.begin():
+            async with self._turn(), self._writer.connect() as conn, conn.begin():
                 yield conn
+
+    @asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        """On SQLite, this process's turn to write (module docstring); on PostgreSQL, at once."""
+        if not self.is_sqlite:
+            yield
+            return
+        async with self._writing:
+            yield
 
     @contextmanager
     def _full_disk(self) -> Iterator[None]:
@@ -301,7 +321,10 @@ class Database:
                 return await _rows(conn, build, params)
         readers, writer = self._drivers
         with self._full_disk():
-            async with (writer if write else readers).driver() as driver:
+            if not write:
+                async with readers.driver() as driver:
+                    return await self._run_sqlite(driver, shape, build, params)
+            async with self._turn(), writer.driver() as driver:
                 return await self._run_sqlite(driver, shape, build, params)
 
     async def _run_sqlite(
@@ -332,7 +355,7 @@ class Database:
         """
         assert self._drivers is not None, "PostgreSQL uses write()"
         with self._full_disk():
-            async with self._drivers[1].driver() as driver:
+            async with self._turn(), self._drivers[1].driver() as driver:
 
                 async def run(
                     shape: Hashable, build: Callable[[], ClauseElement], params: Mapping[str, Any]
