@@ -62,8 +62,10 @@ class SendResult:
     attempt_id: bytes | None = None  # ... to the envelope with this message id
 
 
-#: Messages one peer's drain sends in a turn before the loop looks at the outbox again.
+#: Messages one peer's drain sends in a turn before the loop looks at the outbox again ...
 DRAIN_BATCH = 100
+#: ... reading its next messages this many at a time.
+DRAIN_READ = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,10 +167,12 @@ class DeliveryService:
     ) -> _Drained:
         """Send `first`, then the peer's next due messages one at a time, oldest first, until
         its queue is empty, an attempt fails (its backoff starts), `stop` is set, or
-        `DRAIN_BATCH` messages were sent (then the caller starts another turn)."""
+        `DRAIN_BATCH` messages were sent (then the caller starts another turn). The next
+        ones are read `DRAIN_READ` at a time."""
         delivered = moved = 0
-        message: OutboxMessage | None = first
-        while message is not None:
+        queue = [first]
+        while queue:
+            message = queue.pop(0)
             outcome = await self._attempt(sender, message)
             if outcome is Outcome.RETRY:
                 break
@@ -176,8 +180,8 @@ class DeliveryService:
             delivered += outcome is Outcome.DELIVERED
             if moved >= DRAIN_BATCH or (stop is not None and stop.is_set()):
                 break
-            due = await self._store.get_due(self._clock.now(), 1, message.recipient)
-            message = due[0] if due else None
+            if not queue:
+                queue = await self._store.get_due(self._clock.now(), DRAIN_READ, message.recipient)
         return _Drained(delivered, moved)
 
     async def _attempt(self, sender: MessageSender, message: OutboxMessage) -> Outcome:
