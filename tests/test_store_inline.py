@@ -71,3 +71,13 @@ async def test_patiently_gives_up_after_its_timeout() -> None:
     with pytest.raises(sqlite3.OperationalError, match="locked") as raised:
         await patiently(always_busy, timeout_s=0.01)
     assert is_busy(raised.value)
+
+
+async def test_a_write_nested_in_a_write_transaction_is_refused_not_a_deadlock(
+    sqlite_node: Node,
+) -> None:
+    event = AuditEvent("t", "test.append", "x")
+    async with sqlite_node.db.transaction():
+        with pytest.raises(RuntimeError, match="inside this task's own write transaction"):
+            await sqlite_node.audit.record(event)
+    assert (await sqlite_node.audit.record(event)).action == "test.append"  # the lock is free

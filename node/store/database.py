@@ -282,6 +282,7 @@ class Database:
         self._scanners: _Drivers | None = None  # SQLite: aiosqlite readers for `scan`
         self._inline: InlineConnections | None = None  # SQLite: the hot path's connections
         self._writing = asyncio.Lock()  # SQLite: one writer at a time in this process
+        self._writer_task: asyncio.Task[Any] | None = None  # ... and the task it is
         if self.is_sqlite:
             self._reader = _sqlite_engine(url, pool=4, begin=None)
             self._writer = _sqlite_engine(url, pool=1, begin="BEGIN IMMEDIATE")
@@ -319,8 +320,15 @@ class Database:
         if not self.is_sqlite:
             yield
             return
+        me = asyncio.current_task()
+        if me is not None and me is self._writer_task:  # it would wait for itself forever
+            raise RuntimeError("a write inside this task's own write transaction")
         async with self._writing:
-            yield
+            self._writer_task = me
+            try:
+                yield
+            finally:
+                self._writer_task = None
 
     @contextmanager
     def _full_disk(self) -> Iterator[None]:
