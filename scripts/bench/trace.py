@@ -196,17 +196,19 @@ async def _forwarded_to_aut(deu: Member, events: int) -> list[tuple[str, str]]:
 
 
 async def _send_until(sender: Member, done: Callable[[], bool]) -> None:
-    """`sender` delivers its outbox until `done()`; RuntimeError after 10 minutes.
-
-    Not its `DeliveryService.run`: that loop sends at most 100 messages a round, then
-    waits a tick of the clock, which stands still here.
-    """
+    """Run `sender`'s delivery loop (`DeliveryService.run`, as `iarms-node run` does) until
+    `done()`; RuntimeError after 10 minutes."""
+    stop = asyncio.Event()
+    [loop] = run_loops([sender], stop)
     deadline = time.monotonic() + 600
-    while not done():
-        if time.monotonic() > deadline:
-            raise RuntimeError("the hops did not all arrive within 10 minutes")
-        if not await sender.n.delivery.deliver_due(sender.f.client):
+    try:
+        while not done():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the hops did not all arrive within 10 minutes")
             await asyncio.sleep(0.005)
+    finally:
+        stop.set()
+        await loop
 
 
 async def one_hop(workdir: Path, events: int, hops: int) -> dict[str, float | int]:
