@@ -22,6 +22,7 @@ serves what it returns. A request flows through:
    field `csrf_token`) or is refused with 403 before the handler runs.
 5. A thin view (`views_home`, `views_records`, `views_import`, `views_admin`,
    `views_lookup` for lookups and hits, `views_peers` for the peer registry,
+   `views_traces` and `views_trace_new` for trace requests,
    `views_account` for the user's own password):
    it parses the input (`forms`), checks the role (`auth.requires`), calls
    one node service and hands the result to `render.page`, which renders a

@@ -27,6 +27,9 @@ from admin_ui import (
     views_lookup,
     views_peers,
     views_records,
+    views_stats,
+    views_trace_new,
+    views_traces,
 )
 from admin_ui.auth import FEDERATION, LOGIN_CSRF_KEY, NODE, session_middleware
 from admin_ui.forms import refuse_nul
@@ -55,8 +58,14 @@ PAGES: tuple[tuple[str, Handler], ...] = (
     ("/evidence", views_evidence.evidence_list),
     (f"/evidence/{_ID}", views_evidence.evidence_view),
     ("/peers", views_peers.peers_list),
+    ("/statistics", views_stats.statistics),
+    ("/traces", views_traces.traces_list),
+    ("/traces/new", views_trace_new.trace_new_form),
+    ("/traces/incoming", views_traces.incoming_queue),
+    (f"/traces/{views_traces.TRACE_ID}", views_traces.trace_view),
 )
-#: (method, path, handler) of the forms and actions; only the lookups have a `.json` twin.
+#: (method, path, handler) of the forms and actions; the lookups' and the traces' posts also
+#: answer at path + ".json".
 ACTIONS: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/login", views_home.login_form),
     ("POST", "/login", views_home.login),
@@ -83,9 +92,18 @@ ACTIONS: tuple[tuple[str, str, Handler], ...] = (
     ("POST", "/lookup/bulk", views_lookup.lookup_bulk),
     ("POST", "/lookup/bulk.json", views_lookup.lookup_bulk),
     ("GET", f"/evidence/{_ID}/bundle", views_evidence.evidence_bundle),
+    ("GET", f"/statistics/charts/{views_stats.FIGURE}.svg", views_stats.statistics_chart),
+    ("GET", f"/statistics/export/{views_stats.FIGURE}.csv", views_stats.statistics_export),
     ("POST", "/peers", views_peers.peer_add),
     ("POST", f"/peers/{views_peers.COUNTRY}/policy", views_peers.peer_policy),
     ("POST", f"/peers/{views_peers.COUNTRY}/revoke", views_peers.peer_revoke),
+    ("POST", "/traces/new", views_trace_new.trace_create),
+    ("POST", "/traces/new.json", views_trace_new.trace_create),
+    ("GET", f"/traces/{views_traces.TRACE_ID}/export", views_traces.trace_export),
+    ("POST", f"/traces/{views_traces.TRACE_ID}/answer", views_traces.trace_answer),
+    ("POST", f"/traces/{views_traces.TRACE_ID}/answer.json", views_traces.trace_answer),
+    ("POST", f"/traces/{views_traces.TRACE_ID}/reply", views_traces.trace_reply),
+    ("POST", f"/traces/{views_traces.TRACE_ID}/reply.json", views_traces.trace_reply),
 )
 
 

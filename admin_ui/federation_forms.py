@@ -46,7 +46,10 @@ DISCLOSED_LABELS: Mapping[str, str] = {"id": "Their record id", **RECORD_LABELS}
 SERVICE_LABELS: Mapping[str, str] = {
     Service.LOOKUPS.value: "Lookups (check serials against our records)",
     Service.HIT_DETAILS.value: "Hit details (see our record's fields on a hit)",
-    Service.TRACES.value: "Traces",
+    Service.TRACES.value: "Traces (send us trace requests; we answer them)",
+    Service.TRACE_DETAILS.value: (
+        "Trace details (name the last legal possessor when a trace they started ends here)"
+    ),
     Service.STATISTICS.value: "Statistics",
 }
 

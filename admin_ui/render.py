@@ -46,6 +46,7 @@ NAV: tuple[tuple[str, str, tuple[Role, ...]], ...] = (
     ("/records/import", "Import", (Role.OFFICER,)),
     ("/custody", "Custody registry", (Role.OFFICER,)),
     ("/audit", "Audit log", (Role.AUDITOR,)),
+    ("/statistics", "Statistics", (Role.ANALYST, Role.AUDITOR)),
     ("/users", "Users", (Role.ADMIN,)),
 )
 #: The federation's pages, shown in the top bar after `NAV` (the dashboard lists only `NAV`).
@@ -53,6 +54,7 @@ FEDERATION_NAV: tuple[tuple[str, str, tuple[Role, ...]], ...] = (
     ("/lookup", "Lookup", (Role.OFFICER,)),
     ("/hits", "Hits on our records", (Role.OFFICER, Role.AUDITOR)),
     ("/evidence", "Evidence", (Role.OFFICER, Role.AUDITOR)),
+    ("/traces", "Traces", (Role.OFFICER, Role.AUDITOR)),
     ("/peers", "Peers", (Role.ADMIN,)),
 )
 

@@ -17,7 +17,13 @@ from node.audit import AuditService
 from node.auditing import AuditLog
 from node.clock import Clock, SystemClock
 from node.config import NodeConfig
-from node.identity import NodeKeys, load_oprf_public_key, load_public_key, load_rotation
+from node.identity import (
+    NodeKeys,
+    load_hpke_public_key,
+    load_oprf_public_key,
+    load_public_key,
+    load_rotation,
+)
 from node.lookup.evidence import EvidenceService
 from node.lookup.index import LookupIndex
 from node.protocol.delivery import DeliveryService
@@ -30,6 +36,7 @@ from node.records.import_parse import RECORD_ROWS
 from node.records.importer import ImportService
 from node.records.reference import ReferenceTable, load_reference
 from node.records.service import RecordsService
+from node.stats.local import LocalStats
 from node.store.audit import AuditStore
 from node.store.custody import CustodyStore
 from node.store.database import SCHEMA_REVISION, Database
@@ -38,19 +45,26 @@ from node.store.lookups import LookupStore
 from node.store.outbox import OutboxStore
 from node.store.peers import PeersStore
 from node.store.records import RecordsStore
+from node.store.stats import StatsStore
 from node.store.users import UsersStore
 from node.trace.custody import CustodyService
 from node.web.http_transport import HttpTransport
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
     from node.lookup.querier import LookupService
     from node.protocol.client import PeerClient
     from node.protocol.dispatch import Dispatcher
     from node.protocol.receive import Receiver
+    from node.stats.budget import Budget
+    from node.stats.noise import NoiseSource
+    from node.stats.service import RoundsService
     from node.store.work import StoreWork
+    from node.trace.forward import Onward
     from node.trace.hop import TraceHop
+    from node.trace.reminders import TraceReminders
     from node.trace.service import TraceService
 
 
@@ -58,8 +72,8 @@ if TYPE_CHECKING:
 class Node:
     """One country's node: its configuration and its services.
 
-    Opening a node needs no secret (so no passphrase): the signing and OPRF
-    keys are loaded only by the commands that speak for the node
+    Opening a node needs no secret (so no passphrase): the signing, OPRF and
+    HPKE keys are loaded only by the commands that speak for the node
     (`identity.load_keys`, then `federation`).
     """
 
@@ -82,9 +96,12 @@ class Node:
     evidence: EvidenceService
     #: The registry of legal custody (imports, searches; the chains trace hops answer from).
     custody: CustodyService
+    #: This country's statistics, exact (the console's statistics page, `stats local`).
+    stats: LocalStats
     transport: PeerTransport
     public_key: bytes
     oprf_public_key: bytes | None  # None until the OPRF key is made (`load_keys`)
+    hpke_public_key: bytes | None  # None until the HPKE key is made (`load_keys`)
 
     @classmethod
     async def open(
@@ -120,11 +137,23 @@ class Node:
         reference = load_reference()
         changed = asyncio.Event()
         records = RecordsService(records_store, audit_store, reference, clock, changed.set)
-        peers = PeersService(PeersStore(db), transport, clock, config.country)
+        public_key = load_public_key(config.signing_key_file)
+        peers = PeersService(
+            PeersStore(db),
+            transport,
+            clock,
+            config.country,
+            own_key=public_key,
+            own_rotation=load_rotation(config.data_dir),
+        )
         delivery = DeliveryService(
             OutboxStore(db), clock, config.delivery_backoff, peers=peers, me=config.country
         )
-        peers.on_added(_traces_waiting_for(config.country, db, peers, delivery, clock))
+        try:
+            await peers.record_own_keys()
+        except BaseException:
+            await db.close()
+            raise
         return cls(
             config=config,
             clock=clock,
@@ -146,9 +175,19 @@ class Node:
             lookups_store=lookups_store,
             evidence=EvidenceService(EvidenceStore(db)),
             custody=CustodyService(CustodyStore(db), audit_store, reference, clock),
+            stats=LocalStats(
+                StatsStore(db),
+                clock,
+                config.country,
+                (
+                    config.trace_deadlines.urgent.total_seconds(),
+                    config.trace_deadlines.routine.total_seconds(),
+                ),
+            ),
             transport=transport,
-            public_key=load_public_key(config.signing_key_file),
+            public_key=public_key,
             oprf_public_key=load_oprf_public_key(config.oprf_key_file),
+            hpke_public_key=load_hpke_public_key(config.hpke_key_file),
         )
 
     async def close(self) -> None:
@@ -157,23 +196,49 @@ class Node:
         await self.db.close()
 
 
-def _traces_waiting_for(
-    me: str, db: Database, peers: PeersService, delivery: DeliveryService, clock: Clock
-) -> PeerHook:
+def traces_waiting_for(node: Node, signing_key: Ed25519PrivateKey) -> PeerHook:
     """The peer registry's hook that moves on the traces waiting for a peering with the
-    peer just added (`node.trace.forward.Onward.peering_added`); it needs no key, so that
-    `peers add` on the command line does it too. Trace modules load only when it runs."""
+    peer just added (`node.trace.forward.Onward.peering_added`). Each forward it sends is
+    signed (the `forward` statement vouching for the next hop's key), so whoever holds
+    the key registers it: `federation`, and `peers add` on the command line when it can
+    load the key (else the running node does it when it starts, `resume_waiting`).
+    Trace modules load only when it runs."""
 
     async def added(peer: Peer) -> None:
-        from node.store.trace import TraceStore
-        from node.store.work import unit_of_work
-        from node.trace.forward import Onward
-        from node.trace.hop import HOP_DEADLINES
-
-        onward = Onward(me, peers, delivery, clock, unit_of_work(db), HOP_DEADLINES, TraceStore(db))
-        await onward.peering_added(peer)
+        await _onward(node, signing_key).peering_added(peer)
 
     return added
+
+
+async def resume_waiting(node: Node, signing_key: Ed25519PrivateKey) -> None:
+    """Move on every trace waiting for a peering with a country that is our active peer by
+    now (`iarms-node run`, at start)."""
+    await _onward(node, signing_key).resume_waiting()
+
+
+def _onward(node: Node, signing_key: Ed25519PrivateKey) -> Onward[StoreWork]:
+    from node.store.trace import TraceStore
+    from node.store.work import unit_of_work
+    from node.trace.forward import Onward
+
+    return Onward(
+        node.config.country,
+        signing_key,
+        node.peers,
+        node.delivery,
+        node.clock,
+        unit_of_work(node.db),
+        node.config.trace_deadlines,
+        TraceStore(node.db),
+    )
+
+
+async def stats_budget(node: Node) -> Budget:
+    """This node's privacy budget and its ledger (no key needed to read it)."""
+    from node.stats.service import read_budget
+    from node.store.rounds import RoundsStore
+
+    return await read_budget(RoundsStore(node.db), node.config.budget, node.clock.now())
 
 
 def migrate_command(config: NodeConfig) -> str:
@@ -203,16 +268,29 @@ class Federation:
     dispatcher: Dispatcher[StoreWork]
     receiver: Receiver
     signing_key: Ed25519PrivateKey
+    #: The key statistics shares are sealed to when this node aggregates (`node.stats.seal`).
+    hpke_key: X25519PrivateKey
     #: Traces we originate, and the hop's side (its officers' answers).
     traces: TraceService[StoreWork]
     trace_hop: TraceHop[StoreWork]
+    #: Reminders to overdue hops of our traces (`sweep`), and a hop's side of them.
+    reminders: TraceReminders[StoreWork]
+    #: Statistics rounds: requested, contributed to, aggregated (`run` carries them).
+    rounds: RoundsService[StoreWork]
 
 
-def federation(node: Node, keys: NodeKeys, rate_limit: RateLimitConfig | None = None) -> Federation:
+def federation(
+    node: Node,
+    keys: NodeKeys,
+    rate_limit: RateLimitConfig | None = None,
+    stats_noise: NoiseSource | None = None,
+) -> Federation:
     """Wire the federation services of `node`, which speak with `keys`.
 
     `rate_limit`, if given, is every peer's evaluation limit instead of the
     config's (`[federation]` and its `peer_limits`): for tests and benchmarks.
+    `stats_noise`, if given, replaces OpenDP's noise in this node's sums: for tests
+    only (never configuration).
     Their modules are imported here: the commands that never speak to a peer
     do not load them.
     """
@@ -222,10 +300,13 @@ def federation(node: Node, keys: NodeKeys, rate_limit: RateLimitConfig | None = 
     from node.protocol.dispatch import Dispatcher
     from node.protocol.ratelimit import TokenBuckets
     from node.protocol.receive import Receiver
+    from node.stats.service import RoundsService
     from node.store.replay import ReplayStore
+    from node.store.rounds import RoundsStore
     from node.store.trace import TraceStore
     from node.store.work import unit_of_work
     from node.trace.hop import TraceHop
+    from node.trace.reminders import TraceReminders
     from node.trace.replies import TraceNotices
     from node.trace.service import TraceService
 
@@ -256,14 +337,37 @@ def federation(node: Node, keys: NodeKeys, rate_limit: RateLimitConfig | None = 
     )
     responder.register(dispatcher)
     work = unit_of_work(node.db)
+    deadlines = node.config.trace_deadlines
     hop = TraceHop(
-        me, signing_key, node.peers, node.delivery, node.custody, node.reference, clock, work
+        me,
+        signing_key,
+        node.peers,
+        node.delivery,
+        node.custody,
+        node.reference,
+        clock,
+        work,
+        deadlines=deadlines,
     )
     hop.register(dispatcher)
-    public = signing_key.public_key().public_bytes_raw()
-    TraceNotices(me, node.peers, node.delivery, clock, work, public).register(dispatcher)
+    TraceNotices(me, node.peers, node.delivery, clock, work, signing_key, deadlines).register(
+        dispatcher
+    )
+    node.peers.on_added(traces_waiting_for(node, signing_key))
+    trace_store = TraceStore(node.db)
     traces = TraceService(
-        me, signing_key, TraceStore(node.db), node.peers, node.delivery, node.reference, clock, work
+        me,
+        signing_key,
+        trace_store,
+        node.peers,
+        node.delivery,
+        node.reference,
+        clock,
+        work,
+        deadlines,
+    )
+    reminders = TraceReminders(
+        me, signing_key, node.peers, node.delivery, trace_store, clock, work, deadlines
     )
     lookups = LookupService(
         node.peers,
@@ -274,7 +378,32 @@ def federation(node: Node, keys: NodeKeys, rate_limit: RateLimitConfig | None = 
         node.evidence,
         clock,
     )
-    return Federation(client, lookups, dispatcher, receiver, signing_key, traces, hop)
+    rounds = RoundsService(
+        me,
+        signing_key,
+        keys.hpke,
+        node.peers,
+        node.delivery,
+        RoundsStore(node.db),
+        StatsStore(node.db),
+        node.config.budget,
+        clock,
+        work,
+        stats_noise,
+    )
+    rounds.register(dispatcher)
+    return Federation(
+        client,
+        lookups,
+        dispatcher,
+        receiver,
+        signing_key,
+        keys.hpke,
+        traces,
+        hop,
+        reminders,
+        rounds,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,4 +432,5 @@ class FederationApi:
             self.node.clock.now(),
             self.node.oprf_public_key,
             load_rotation(config.data_dir),
+            hpke_key=self.fed.hpke_key.public_key().public_bytes_raw(),
         )

@@ -18,6 +18,7 @@ listen = "127.0.0.1:8443"
 signing_key = "signing_key.pem"      # Ed25519, mode 0600: PKCS#8 PEM, sealed when encrypted
 encrypted = false                    # true: a passphrase is needed to start the node
 oprf_key = "oprf_key.bin"            # VOPRF key of the lookups, mode 0600, sealed if encrypted
+hpke_key = "hpke_key.bin"            # X25519 key statistics shares are sealed to, the same way
 ```
 
 The limits are optional: `init` does not write them, and the values below
@@ -48,6 +49,13 @@ max_failed_answers = 5               # a message the peer answers `internal` thi
 login_failures = 10                  # failed sign-ins per client address ...
 login_window_s = 900                 # ... within this window, then refused until it passes
 login_tracked_addresses = 10000      # addresses remembered; the least recently failed go first
+
+[trace]                              # how long each hop has to answer a trace, by priority
+urgent_deadline_s = 86400            # 24 h; at least 60 s and at most routine_deadline_s
+routine_deadline_s = 864000          # 10 days; at most 366 days
+[statistics]                         # this node's privacy budget for federation rounds
+monthly_epsilon = 1.0                # total ε its contributions may spend per calendar month
+max_epsilon = 1.0                    # the most one round may spend (at most monthly_epsilon)
 ```
 
 Each listening socket has connection limits, in its own table (`[console]`
@@ -83,6 +91,8 @@ from node.protocol.backoff import BackoffConfig
 from node.protocol.descriptor import check_node_url
 from node.protocol.envelope import DEFAULT_MAX_BYTES, MAX_ENVELOPE_LIMIT
 from node.protocol.ratelimit import RateLimitConfig
+from node.stats.budget import BudgetConfig
+from node.trace.model import TraceDeadlines
 from node.web.limits import CONSOLE_LIMITS, FEDERATION_LIMITS, ConnectionLimits
 
 CONFIG_NAME = "config.toml"
@@ -92,6 +102,7 @@ DEFAULT_DB_URL = "sqlite+aiosqlite:///node.db"
 SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 KEY_NAME = "signing_key.pem"
 OPRF_KEY_NAME = "oprf_key.bin"
+HPKE_KEY_NAME = "hpke_key.bin"
 RATE_LIMIT_KEYS = {"evaluations_burst", "evaluations_per_second"}
 CONNECTION_KEYS = {
     "head_timeout_s",
@@ -118,7 +129,9 @@ SECTIONS = {
         *CONNECTION_KEYS,
     },
     "delivery": {"retry_initial_s", "retry_multiplier", "retry_max_s", "max_failed_answers"},
-    "keys": {"signing_key", "encrypted", "oprf_key"},
+    "keys": {"signing_key", "encrypted", "oprf_key", "hpke_key"},
+    "trace": {"urgent_deadline_s", "routine_deadline_s"},
+    "statistics": {"monthly_epsilon", "max_epsilon"},
 }
 # Upper bounds that keep the arithmetic on times and token counts in range.
 MAX_COUNT = 1_000_000_000
@@ -191,6 +204,7 @@ class NodeConfig:
     signing_key_file: Path
     key_encrypted: bool
     oprf_key_file: Path
+    hpke_key_file: Path
     rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
     # Per-peer overrides of `rate_limit`, sorted by country (a tuple keeps the config hashable).
     peer_rate_limits: tuple[tuple[str, RateLimitConfig], ...] = ()
@@ -200,6 +214,10 @@ class NodeConfig:
     login_throttle: LoginThrottleConfig = field(default_factory=LoginThrottleConfig)
     console_limits: ConnectionLimits = CONSOLE_LIMITS
     federation_limits: ConnectionLimits = FEDERATION_LIMITS
+    #: How long each hop has to answer a trace, by priority.
+    trace_deadlines: TraceDeadlines = field(default_factory=TraceDeadlines)
+    #: The privacy budget of this node's contributions to statistics rounds.
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
 
     @property
     def public_key_file(self) -> Path:
@@ -273,6 +291,7 @@ def config_from_dict(raw: dict[str, Any], data_dir: Path, where: str) -> NodeCon
     rate_limit, peer_rate_limits = _rate_limits(raw.get("federation", {}), where)
     key_file = Path(str(_get(raw, "keys", "signing_key", where, KEY_NAME)))
     oprf_file = Path(str(_get(raw, "keys", "oprf_key", where, OPRF_KEY_NAME)))
+    hpke_file = Path(str(_get(raw, "keys", "hpke_key", where, HPKE_KEY_NAME)))
     return NodeConfig(
         data_dir=data_dir,
         country=country,
@@ -283,6 +302,7 @@ def config_from_dict(raw: dict[str, Any], data_dir: Path, where: str) -> NodeCon
         signing_key_file=key_file if key_file.is_absolute() else data_dir / key_file,
         key_encrypted=encrypted,
         oprf_key_file=oprf_file if oprf_file.is_absolute() else data_dir / oprf_file,
+        hpke_key_file=hpke_file if hpke_file.is_absolute() else data_dir / hpke_file,
         rate_limit=rate_limit,
         peer_rate_limits=peer_rate_limits,
         delivery_backoff=_backoff(raw.get("delivery", {}), where),
@@ -298,6 +318,8 @@ def config_from_dict(raw: dict[str, Any], data_dir: Path, where: str) -> NodeCon
         login_throttle=_login_throttle(raw.get("console", {}), where),
         console_limits=_connections(raw, "console", where, CONSOLE_LIMITS),
         federation_limits=_connections(raw, "federation", where, FEDERATION_LIMITS),
+        trace_deadlines=_trace_deadlines(raw.get("trace", {}), where),
+        budget=_budget(raw.get("statistics", {}), where),
     )
 
 
@@ -321,6 +343,8 @@ RATE = _Bounds(0, MAX_COUNT, above=True)
 SECONDS = _Bounds(0, MAX_SECONDS, above=True)
 MULTIPLIER = _Bounds(1, MAX_MULTIPLIER)
 ENVELOPE_BYTES = _Bounds(DEFAULT_MAX_BYTES, MAX_ENVELOPE_LIMIT, whole=True)
+#: A hop's deadline: a minute at least, so that reminders (one per deadline) never flood.
+DEADLINE_SECONDS = _Bounds(60, MAX_SECONDS)
 
 
 def _number(table: dict[str, Any], key: str, path: str, default: float, bounds: _Bounds) -> float:
@@ -401,6 +425,39 @@ def _login_throttle(section: dict[str, Any], where: str) -> LoginThrottleConfig:
     return LoginThrottleConfig(
         max_failures=int(failures), window=timedelta(seconds=window), max_addresses=int(addresses)
     )
+
+
+def _trace_deadlines(section: dict[str, Any], where: str) -> TraceDeadlines:
+    """`[trace]`: each priority's deadline per hop; an urgent trace's is not the longer."""
+    path, default = f"{where}: trace", TraceDeadlines()
+    urgent = _number(
+        section, "urgent_deadline_s", path, default.urgent.total_seconds(), DEADLINE_SECONDS
+    )
+    routine = _number(
+        section, "routine_deadline_s", path, default.routine.total_seconds(), DEADLINE_SECONDS
+    )
+    if urgent > routine:
+        raise ConfigError(
+            f"{path}.urgent_deadline_s ({urgent:g}) must not exceed "
+            f"trace.routine_deadline_s ({routine:g})"
+        )
+    return TraceDeadlines(urgent=timedelta(seconds=urgent), routine=timedelta(seconds=routine))
+
+
+#: ε as the budget takes it (OpenDP's range for a round: `node.stats.noise`).
+EPSILON = _Bounds(0, 100, above=True)
+
+
+def _budget(section: dict[str, Any], where: str) -> BudgetConfig:
+    """`[statistics]`: the ε this node's contributions may spend per month, and per round."""
+    path, default = f"{where}: statistics", BudgetConfig()
+    monthly = _number(section, "monthly_epsilon", path, default.monthly_epsilon, EPSILON)
+    cap = _number(section, "max_epsilon", path, min(default.max_epsilon, monthly), EPSILON)
+    if cap > monthly:
+        raise ConfigError(
+            f"{path}.max_epsilon ({cap:g}) must not exceed statistics.monthly_epsilon ({monthly:g})"
+        )
+    return BudgetConfig(monthly_epsilon=monthly, max_epsilon=cap)
 
 
 def _connections(

@@ -14,6 +14,11 @@ def _alpha3_codes() -> frozenset[str]:
     return frozenset(c.alpha_3 for c in pycountry.countries)
 
 
+def alpha3_codes() -> frozenset[str]:
+    """Every ISO 3166-1 alpha-3 country code."""
+    return _alpha3_codes()
+
+
 def check_alpha3(code: str, field: str = "country") -> str:
     """Return `code` if it is an ISO 3166-1 alpha-3 country code, else raise ValidationError."""
     if code in _alpha3_codes():

@@ -366,6 +366,14 @@ class LookupIdUsedError(ProtocolError):
     code = "already_confirmed"
 
 
+class TraceItemsFullError(ProtocolError):
+    """A `trace.report` would keep more items of a trace than a hop position may have (a
+    second final receipt, too many answers): refused, so no hop grows our storage."""
+
+    status = 409
+    code = "trace_full"
+
+
 class PeerAnswerError(IarmsError):
     """A peer's signed answer verifies but does not have the shape its type requires."""
 
@@ -396,3 +404,16 @@ class ReceiptError(ValidationError):
     """A delivered message's receipt (the peer's signed answer) is missing or does not verify."""
 
     code = "invalid_receipt"
+
+
+class ShareError(ValidationError):
+    """A statistics share is malformed: not the query's size, or a value out of range."""
+
+    code = "invalid_share"
+
+
+class SealedShareError(ShareError):
+    """A sealed share does not open with this node's HPKE key and the round's binding: sealed
+    for another round, query, contributor or aggregator, to another key, or altered."""
+
+    code = "unsealable_share"

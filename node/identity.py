@@ -15,7 +15,8 @@ passphrase (`node.sealed`, ADR 0005). Encrypted nodes made by older versions
 hold the signing key as PKCS#8 PEM encrypted by `BestAvailableEncryption`
 (PBKDF2-HMAC-SHA256, 2,048 iterations) and may hold the OPRF key raw: both
 still load, and `load_keys` seals them in place the first time it loads them
-with the passphrase.
+with the passphrase. A node made before the OPRF or the HPKE key existed gains
+it the first time `load_keys` runs (`run`, or any command that speaks for it).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import contextlib
 import os
 import stat
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -31,11 +33,12 @@ from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from node.errors import OprfError, SigningKeyError
 from node.protocol.keys import fingerprint, public_bytes
 from node.protocol.rotation import KeyRotation, sign_rotation, verify_rotation
-from node.sealed import KINDS, OPRF_KEY, SIGNING_KEY, SecretKind, seal, unseal
+from node.sealed import HPKE_KEY, KINDS, OPRF_KEY, SIGNING_KEY, SecretKind, seal, unseal
 
 if TYPE_CHECKING:
     from node.config import NodeConfig
@@ -45,10 +48,11 @@ PASSPHRASE_ENV = "IARMS_KEY_PASSPHRASE"  # noqa: S105 - a variable name
 
 @dataclass(frozen=True, slots=True)
 class NodeKeys:
-    """The node's two secrets, loaded together (with the passphrase, when encrypted)."""
+    """The node's secrets, loaded together (with the passphrase, when encrypted)."""
 
     signing: Ed25519PrivateKey
     oprf: bytes
+    hpke: X25519PrivateKey
 
 
 def _write_secret(path: Path, data: bytes) -> None:
@@ -172,12 +176,67 @@ def load_public_key(path: Path) -> bytes:
     return _read_public(path.with_suffix(".pub"), "Ed25519 public key")
 
 
-def oprf_public_key_file(path: Path) -> Path:
-    """Where the public element of the OPRF key in `path` is kept (hex): `path` with `.pub`."""
+@dataclass(frozen=True, slots=True)
+class _Companion:
+    """A 32-byte secret kept beside the signing key, its public key in hex in `.pub`."""
+
+    kind: SecretKind
+    generate: Callable[[], bytes]  # a new secret
+    public: Callable[[bytes], bytes]  # its public key (OprfError or ValueError if invalid)
+    depends: str  # what depends on it, so that a lost one must be restored
+
+
+def _oprf_generate() -> bytes:
+    from node.lookup import oprf  # libsodium: loaded by the commands that use the key only
+
+    return oprf.generate_key_pair(oprf.MODE_VOPRF)[0]
+
+
+def _oprf_public(sk: bytes) -> bytes:
+    from node.lookup import oprf
+
+    return oprf.public_key(sk)
+
+
+def _hpke_public(sk: bytes) -> bytes:
+    return X25519PrivateKey.from_private_bytes(sk).public_key().public_bytes_raw()
+
+
+_OPRF = _Companion(
+    OPRF_KEY,
+    _oprf_generate,
+    _oprf_public,
+    "its index and its peers' copies of the public key depend on it",
+)
+_HPKE = _Companion(
+    HPKE_KEY,
+    lambda: X25519PrivateKey.generate().private_bytes_raw(),
+    _hpke_public,
+    "its peers seal statistics shares to the public key they hold",
+)
+
+
+def _public_file(companion: _Companion, path: Path) -> Path:
+    """Where the public key of the secret in `path` is kept (hex): `path` with `.pub`."""
     pub = path.with_suffix(".pub")
     if pub == path:
-        raise SigningKeyError(f"keys.oprf_key: {path} must not end in .pub (its public key's)")
+        raise SigningKeyError(
+            f"the {companion.kind.what} {path} must not end in .pub (its public key's)"
+        )
     return pub
+
+
+def _create(companion: _Companion, path: Path, passphrase: bytes | None) -> bytes:
+    """Generate and store a secret (sealed under `passphrase` if given); return its public key.
+
+    Refuses to overwrite (FileExistsError).
+    """
+    pub = _public_file(companion, path)
+    sk = companion.generate()
+    public = companion.public(sk)
+    _write_secret(path, seal(companion.kind, sk, passphrase) if passphrase else sk)
+    _write_public(companion, pub, public)
+    return public
 
 
 def create_oprf_key(path: Path, passphrase: bytes | None) -> bytes:
@@ -187,37 +246,50 @@ def create_oprf_key(path: Path, passphrase: bytes | None) -> bytes:
     whoever holds it could test serials against the index offline, so it is
     as secret as the signing key. Refuses to overwrite (FileExistsError).
     """
-    from node.lookup import oprf  # libsodium: loaded by the commands that use the key only
-
-    pub = oprf_public_key_file(path)
-    sk, pk = oprf.generate_key_pair(oprf.MODE_VOPRF)
-    _write_secret(path, seal(OPRF_KEY, sk, passphrase) if passphrase else sk)
-    _write_public(pub, pk)
-    return pk
+    return _create(_OPRF, path, passphrase)
 
 
-def _write_public(pub: Path, public: bytes) -> None:
+def create_hpke_key(path: Path, passphrase: bytes | None) -> bytes:
+    """Generate and store the node's HPKE (X25519) key, sealed under `passphrase` if given;
+    return its public key. Statistics shares are sealed to it: whoever holds it reads
+    the shares sent to this node as an aggregator. Refuses to overwrite (FileExistsError).
+    """
+    return _create(_HPKE, path, passphrase)
+
+
+def _write_public(companion: _Companion, pub: Path, public: bytes) -> None:
     try:
         pub.write_text(public.hex() + "\n", encoding="ascii")
     except OSError as e:
-        raise SigningKeyError(f"cannot write the OPRF public key {pub}: {e.strerror}") from e
+        what = f"{companion.kind.what}'s public key"
+        raise SigningKeyError(f"cannot write the {what} {pub}: {e.strerror}") from e
 
 
-def _read_oprf_key(path: Path, passphrase: bytes | None) -> tuple[bytes, bool]:
-    """The scalar in `path` and whether the file is sealed."""
-    from node.lookup import oprf
-
-    sk, sealed = _open_secret(OPRF_KEY, path, passphrase)
+def _read(companion: _Companion, path: Path, passphrase: bytes | None) -> tuple[bytes, bool]:
+    """The secret in `path` and whether the file is sealed."""
+    sk, sealed = _open_secret(companion.kind, path, passphrase)
     try:
-        oprf.public_key(sk)
+        companion.public(sk)
     except (OprfError, ValueError) as e:
-        raise SigningKeyError(f"{path} does not hold a valid OPRF key") from e
+        raise SigningKeyError(f"{path} does not hold a valid {companion.kind.what}") from e
     return sk, sealed
 
 
 def load_oprf_key(path: Path, passphrase: bytes | None) -> bytes:
     """The node's VOPRF secret key; SigningKeyError with the fix when it cannot be used."""
-    return _read_oprf_key(path, passphrase)[0]
+    return _read(_OPRF, path, passphrase)[0]
+
+
+def load_hpke_key(path: Path, passphrase: bytes | None) -> X25519PrivateKey:
+    """The node's HPKE secret key; SigningKeyError with the fix when it cannot be used."""
+    return X25519PrivateKey.from_private_bytes(_read(_HPKE, path, passphrase)[0])
+
+
+def _load_public(companion: _Companion, path: Path) -> bytes | None:
+    pub = _public_file(companion, path)
+    if not pub.exists():
+        return None
+    return _read_public(pub, f"{companion.kind.what}'s public key")
 
 
 def load_oprf_public_key(path: Path) -> bytes | None:
@@ -227,55 +299,65 @@ def load_oprf_public_key(path: Path) -> bytes | None:
     are first loaded (`load_keys`, when it runs); one initialised before the
     public key was stored beside the secret gets it then too.
     """
-    pub = oprf_public_key_file(path)
-    if not pub.exists():
-        return None
-    return _read_public(pub, "OPRF public key")
+    return _load_public(_OPRF, path)
 
 
-def _check_oprf_public_key(path: Path, sk: bytes) -> None:
+def load_hpke_public_key(path: Path) -> bytes | None:
+    """The X25519 public key stored beside the HPKE key; None while there is none (a node
+    initialised before statistics has none until its keys are first loaded)."""
+    return _load_public(_HPKE, path)
+
+
+def _check_public(companion: _Companion, path: Path, sk: bytes) -> None:
     """Write the public key beside the secret if it is missing; refuse one that does not match."""
-    from node.lookup import oprf
-
-    public = oprf.public_key(sk)
-    stored = load_oprf_public_key(path)
-    pub = oprf_public_key_file(path)
+    public = companion.public(sk)
+    stored = _load_public(companion, path)
+    pub = _public_file(companion, path)
     if stored is None:
-        _write_public(pub, public)
+        _write_public(companion, pub, public)
     elif stored != public:
         raise SigningKeyError(
-            f"{pub} does not match the OPRF key {path}: restore the key file this node "
-            "was created with (its index and its peers' copies of the public key depend on it)"
+            f"{pub} does not match the {companion.kind.what} {path}: restore the key file "
+            f"this node was created with ({companion.depends})"
         )
 
 
-def load_keys(config: NodeConfig, passphrase: bytes | None) -> NodeKeys:
-    """The node's signing and OPRF keys; SigningKeyError with the fix when they cannot be used.
+def _companion_key(
+    companion: _Companion, path: Path, passphrase: bytes | None, seal_with: bytes | None
+) -> bytes:
+    """The secret in `path`, made first if the node predates it, sealed if it should be."""
+    if not path.exists():
+        if _load_public(companion, path) is not None:
+            raise SigningKeyError(
+                f"the {companion.kind.what} {path} is missing but its public key is there: "
+                f"restore it from a backup ({companion.depends})"
+            )
+        with contextlib.suppress(FileExistsError):  # another process just made it
+            _create(companion, path, seal_with)
+    sk, sealed = _read(companion, path, passphrase)
+    if seal_with and not sealed:
+        _replace_secret(path, seal(companion.kind, sk, seal_with))
+    _check_public(companion, path, sk)
+    return sk
 
-    The OPRF key is made on first use by nodes initialised before private
-    lookups existed, and sealed on first use by encrypted nodes that kept it
-    raw; both with `passphrase`, checked first against the signing key. An
-    encrypted signing key in the PEM of older versions (PBKDF2, 2,048
-    iterations) is sealed in its place the same way.
+
+def load_keys(config: NodeConfig, passphrase: bytes | None) -> NodeKeys:
+    """The node's signing, OPRF and HPKE keys; SigningKeyError with the fix when they cannot
+    be used.
+
+    The OPRF and HPKE keys are made on first use by nodes initialised before
+    private lookups or statistics existed, and sealed on first use by encrypted
+    nodes that kept them raw; both with `passphrase`, checked first against the
+    signing key. An encrypted signing key in the PEM of older versions (PBKDF2,
+    2,048 iterations) is sealed in its place the same way.
     """
     signing, old_pem = _read_signing_key(config.signing_key_file, passphrase)
     seal_with = passphrase if config.key_encrypted else None
     if seal_with and old_pem:
         save_signing_key(config.signing_key_file, signing, seal_with)
-    path = config.oprf_key_file
-    if not path.exists():
-        if load_oprf_public_key(path) is not None:
-            raise SigningKeyError(
-                f"the OPRF key {path} is missing but its public key is there: restore it "
-                "from a backup (a new key would not match this node's index)"
-            )
-        with contextlib.suppress(FileExistsError):  # another process just made it
-            create_oprf_key(path, seal_with)
-    sk, sealed = _read_oprf_key(path, passphrase)
-    if seal_with and not sealed:
-        _replace_secret(path, seal(OPRF_KEY, sk, seal_with))
-    _check_oprf_public_key(path, sk)
-    return NodeKeys(signing, sk)
+    oprf = _companion_key(_OPRF, config.oprf_key_file, passphrase, seal_with)
+    hpke = _companion_key(_HPKE, config.hpke_key_file, passphrase, seal_with)
+    return NodeKeys(signing, oprf, X25519PrivateKey.from_private_bytes(hpke))
 
 
 def read_passphrase_file(path: Path) -> bytes:

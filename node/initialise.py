@@ -1,4 +1,4 @@
-"""Creating a node: data directory, config, signing and OPRF keys, database, first admin."""
+"""Creating a node: data directory, config, signing, OPRF and HPKE keys, database, first admin."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from node.config import (
     DEFAULT_CONSOLE,
     DEFAULT_DB_URL,
     DEFAULT_FEDERATION,
+    HPKE_KEY_NAME,
     KEY_NAME,
     OPRF_KEY_NAME,
     NodeConfig,
@@ -25,7 +26,7 @@ from node.config import (
 )
 from node.countries import check_alpha3
 from node.errors import ConfigError, NodeExistsError
-from node.identity import create_oprf_key, create_signing_key
+from node.identity import create_hpke_key, create_oprf_key, create_signing_key
 
 FIRST_ADMIN = "admin"
 
@@ -95,6 +96,7 @@ async def init_node(
     try:
         create_signing_key(data_dir / KEY_NAME, passphrase)
         create_oprf_key(data_dir / OPRF_KEY_NAME, passphrase)
+        create_hpke_key(data_dir / HPKE_KEY_NAME, passphrase)
         config = write_config(data_dir, raw)
         node = await Node.open(config, clock, migrate=True)
         try:

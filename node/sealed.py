@@ -1,11 +1,12 @@
 """Secrets sealed under a passphrase: the file format of the node's encrypted keys (ADR 0005).
 
-Both of the node's secrets (`node.identity`) are sealed with the one passphrase
+The node's secrets (`node.identity`) are sealed with the one passphrase
 in this file format, version 1, which binds the kind of
 secret (its magic) into the associated data; `m` is the magic's length:
 
     offset  size  field
-       0      m   magic: b"iarms-signing-key" (m = 17) or b"iarms-oprf-key" (m = 14)
+       0      m   magic: b"iarms-signing-key" (m = 17), b"iarms-oprf-key" (m = 14)
+                  or b"iarms-hpke-key" (m = 14)
       m+0     1   format version: 1
       m+1     1   scrypt log2(N)  (15: N = 32768)
       m+2     1   scrypt r        (8)
@@ -16,7 +17,7 @@ secret (its magic) into the associated data; `m` is the magic's length:
                   key = scrypt(passphrase, salt, N, r, p, length 32),
                   associated data = bytes 0 to m+31 (everything above)
 
-so a sealed signing key is 97 bytes and a sealed OPRF key 94. Files are told
+so a sealed signing key is 97 bytes and a sealed OPRF or HPKE key 94. Files are told
 apart by content, not by name (`signing_key.pem` keeps its configured name).
 """
 
@@ -37,7 +38,7 @@ SEALED_FORMAT = 1
 _SEALED_PARAMS = struct.Struct(">BBBB16s12s")  # after the magic: version, log2 N, r, p, salt, nonce
 SCRYPT_LOG2_N, SCRYPT_R, SCRYPT_P = 15, 8, 1  # interactive strength: 32 MiB, ~0.1 s
 _SCRYPT_MAX_MEMORY = 1 << 30  # refuse parameters from a damaged file that would need more
-_SECRET_BYTES = 32  # an Ed25519 seed or a ristretto255 scalar
+_SECRET_BYTES = 32  # an Ed25519 seed, a ristretto255 scalar or an X25519 private key
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +51,8 @@ class SecretKind:
 
 SIGNING_KEY = SecretKind("signing key", b"iarms-signing-key")
 OPRF_KEY = SecretKind("OPRF key", b"iarms-oprf-key")
-KINDS = (SIGNING_KEY, OPRF_KEY)
+HPKE_KEY = SecretKind("HPKE key", b"iarms-hpke-key")
+KINDS = (SIGNING_KEY, OPRF_KEY, HPKE_KEY)
 
 
 def _scrypt_key(passphrase: bytes, salt: bytes, log2_n: int, r: int, p: int) -> bytes:

@@ -10,10 +10,11 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from node.app import Federation, Node, federation
+from node.app import Federation, Node, federation, resume_waiting
 from node.clock import Clock
 from node.errors import ConfigError
 from node.identity import NodeKeys
+from node.trace.reminders import SWEEP_S
 from node.web.federation_api import build_federation_app
 from node.web.guard import serve_app
 from node.web.limits import ConnectionLimits, fit_to_fd_limit
@@ -57,6 +58,15 @@ async def follow_records(
             await node.clock.sleep(SETTLE_S)  # let a burst of edits or import batches settle
 
 
+async def remind_overdue(
+    node: Node, fed: Federation, stop: asyncio.Event, every_s: float = SWEEP_S
+) -> None:
+    """Until `stop`, remind the hops of our traces whose answer is overdue (PROTOCOL.md
+    §3.8): a sweep now and every `every_s` of the node's clock; what is due is read from
+    the database each time, so a restart neither repeats a reminder nor skips one."""
+    await _every(node.clock, every_s, stop, fed.reminders.sweep)
+
+
 async def _greet(node: Node, fed: Federation) -> None:
     """Tell the peers we are back, so that what they hold for us comes now."""
     try:
@@ -65,6 +75,15 @@ async def _greet(node: Node, fed: Federation) -> None:
         log.exception("greeting the peers failed")
     else:
         log.info("%d peer(s) answered our hello", answered)
+
+
+async def _resume_traces(node: Node, keys: NodeKeys) -> None:
+    """Move on the traces waiting for a peering added while we could not sign (a `peers
+    add` on the command line without the key's passphrase)."""
+    try:
+        await resume_waiting(node, keys.signing)
+    except Exception:
+        log.exception("moving on the traces waiting for a peering failed")
 
 
 def raise_fd_limit() -> int:
@@ -129,7 +148,10 @@ async def serve(node: Node, keys: NodeKeys, announce: Callable[[str], None]) -> 
         asyncio.create_task(node.delivery.run(fed.client, stop)),
         asyncio.create_task(follow_records(node, keys.oprf, stop)),
         asyncio.create_task(_every(node.clock, PRUNE_S, stop, fed.receiver.prune)),
+        asyncio.create_task(remind_overdue(node, fed, stop)),
+        asyncio.create_task(fed.rounds.run(stop)),
         asyncio.create_task(_greet(node, fed)),
+        asyncio.create_task(_resume_traces(node, keys)),
     ]
     announce(f"console:        http://{node.config.console}/")
     announce(

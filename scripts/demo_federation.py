@@ -123,7 +123,8 @@ def wait_healthy(country: str) -> None:
 
 
 def peer_all(base: Path) -> None:
-    """Make every node a peer of the others, allowing lookups, hit details and traces."""
+    """Make every node a peer of the others, allowing lookups and traces with their details
+    (the policy is set again on a demo made before, so that it follows the demo's)."""
     identity = {
         c: json.loads(cli("identity", "--json", "--data-dir", str(base / c))) for c in COUNTRIES
     }
@@ -131,25 +132,26 @@ def peer_all(base: Path) -> None:
         peers = cli("peers", "list", "--json", "--data-dir", str(base / me))
         known = {json.loads(line)["country"] for line in peers.splitlines()}
         for other in COUNTRIES:
-            if other == me or other in known:
+            if other == me:
                 continue
-            cli(
-                "peers",
-                "add",
-                identity[other]["public_url"],
-                "--country",
-                other,
-                "--fingerprint",
-                identity[other]["fingerprint"],
-                "--data-dir",
-                str(base / me),
-            )
+            if other not in known:
+                cli(
+                    "peers",
+                    "add",
+                    identity[other]["public_url"],
+                    "--country",
+                    other,
+                    "--fingerprint",
+                    identity[other]["fingerprint"],
+                    "--data-dir",
+                    str(base / me),
+                )
             cli(
                 "peers",
                 "policy",
                 other,
                 "--allow",
-                "lookups,hit-details,traces",
+                "lookups,hit-details,traces,trace-details",
                 "--data-dir",
                 str(base / me),
             )

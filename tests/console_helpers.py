@@ -94,6 +94,12 @@ class Console:
         assert response.status == status, await response.text()
         return await response.json()
 
+    async def json_post(self, path: str, data: Mapping[str, str], status: int = 200) -> Any:
+        """POST a form (with the CSRF token) to a `.json` twin; its data, checking the status."""
+        response = await self.post(path, data)
+        assert response.status == status, await response.text()
+        return await response.json()
+
     async def post(
         self, path: str, data: Mapping[str, str] | None = None, *, csrf: str | None = None
     ) -> ClientResponse:

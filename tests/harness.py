@@ -51,6 +51,7 @@ from node.protocol.model import OutboxMessage, OutboxStatus, Service
 from node.protocol.ratelimit import RateLimitConfig
 from node.protocol.transport import PeerTransport, PeerUnreachableError
 from node.records.model import RecordInput
+from node.stats.noise import NoiseSource
 from node.web.federation_api import build_federation_app
 from node.web.guard import serve_app
 from node.web.http_transport import HttpTransport
@@ -174,7 +175,7 @@ class Member:
 
     @property
     def k(self) -> NodeKeys:
-        """The node's signing and OPRF keys (fails if never started)."""
+        """The node's signing, OPRF and HPKE keys (fails if never started)."""
         assert self.keys is not None, f"{self.country} was never started"
         return self.keys
 
@@ -288,6 +289,8 @@ class Federation:
     http: bool = False
     network: MemoryNetwork = field(default_factory=MemoryNetwork)
     cuts: set[frozenset[str]] = field(default_factory=set)
+    #: The noise every node's statistics sums get instead of OpenDP's (tests only).
+    stats_noise: NoiseSource | None = None
 
     async def add(
         self, country: str, clock: FakeClock | None = None, db_url: str | None = None
@@ -331,7 +334,7 @@ class Federation:
         inner = HttpTransport() if self.http else self.network.transport()
         transport = CutTransport(inner, member.url, self.cuts)
         member.node = await Node.open(config, member.clock, transport=transport)
-        member.fed = federation(member.node, member.keys, self.rate_limit)
+        member.fed = federation(member.node, member.keys, self.rate_limit, self.stats_noise)
         if not self.http:
             self.network.attach(member.url, FederationApi(member.node, member.fed))
             return

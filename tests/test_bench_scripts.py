@@ -99,6 +99,21 @@ CLI_KEYS = {"records", "runs", "python_pass_s", "python_pass_cpu_s"} | {
     for suffix in ("_s", "_cpu_s", "_minus_floor_s", "_over_floor")
 }
 
+STATS_KEYS = {
+    "records",
+    "created",
+    "import_s",
+    "import_records_per_s",
+    "page_pages",
+    "page_p50_ms",
+    "page_p95_ms",
+    "page_default_period_p50_ms",
+    "page_default_period_p95_ms",
+    "chart_p50_ms",
+    "chart_p95_ms",
+    "national_service_p50_ms",
+}
+
 
 def run_bench(script: str, *args: str) -> dict[str, float | int]:
     """Run `scripts/bench/<script>` and return the figures of its one JSON line."""
@@ -125,6 +140,13 @@ def test_records_benchmark_reports_every_figure_and_its_floor() -> None:
     assert figures["records"] == figures["created"] == 2000 and figures["rejected"] == 0
     rate = figures["import_records_per_s"] / figures["bare_insert_records_per_s"]
     assert abs(figures["import_vs_bare"] - rate) < 0.01, figures
+
+
+def test_stats_benchmark_reports_every_figure() -> None:
+    figures = run_bench("stats.py", "--records", "500", "--pages", "3")
+    assert set(figures) == STATS_KEYS, set(figures) ^ STATS_KEYS
+    assert all(figures[k] > 0 for k in STATS_KEYS), figures
+    assert figures["records"] == figures["created"] == 500 and figures["page_pages"] == 3
 
 
 def test_custody_benchmark_reports_every_figure_and_its_floor() -> None:

@@ -37,7 +37,7 @@ async def fed(tmp_path: Path) -> AsyncIterator[Federation]:
     fed = Federation(tmp_path)
     for country in ("FRA", "ITA", "DEU"):
         await fed.add(country)
-    await fed.peer_all(Service.LOOKUPS, Service.TRACES)
+    await fed.peer_all(Service.LOOKUPS, Service.TRACES, Service.TRACE_DETAILS)
     await custody(
         fed,
         "ITA",

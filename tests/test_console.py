@@ -403,8 +403,8 @@ async def test_roles_decide_which_pages_open(console: Console) -> None:
     await console.add_user("analyst", Role.ANALYST)
     allowed = {
         "officer": {"/", "/records", "/records/new", "/records/import", "/custody"},
-        "auditor": {"/", "/audit"},
-        "analyst": {"/"},
+        "auditor": {"/", "/audit", "/statistics"},
+        "analyst": {"/", "/statistics"},
     }
     for name, pages in allowed.items():
         await console.login_as(name, OFFICER_PASSWORD)
@@ -415,6 +415,7 @@ async def test_roles_decide_which_pages_open(console: Console) -> None:
             "/records/import",
             "/custody",
             "/audit",
+            "/statistics",
             "/users",
         ):
             response = await console.get(path)

@@ -1,4 +1,4 @@
-"""The node's keys at rest: both sealed with the passphrase; older files load and are sealed."""
+"""The node's keys at rest: all sealed with the passphrase; older files load and are sealed."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
@@ -22,8 +23,11 @@ from node.config import NodeConfig, load_config
 from node.errors import SigningKeyError
 from node.identity import (
     PASSPHRASE_ENV,
+    create_hpke_key,
     create_oprf_key,
     create_signing_key,
+    load_hpke_key,
+    load_hpke_public_key,
     load_keys,
     load_oprf_key,
     load_oprf_public_key,
@@ -34,7 +38,7 @@ from node.identity import (
 from node.initialise import init_node
 from node.lookup import oprf
 from node.protocol.descriptor import verify_descriptor
-from node.sealed import OPRF_KEY, SIGNING_KEY, SecretKind, seal
+from node.sealed import HPKE_KEY, OPRF_KEY, SIGNING_KEY, SecretKind, seal
 from tests.cli_helpers import wait_served
 from tests.conftest import ADMIN_PASSWORD
 from tests.harness import init_args
@@ -63,12 +67,21 @@ def _seed_public(seed: bytes) -> bytes:
     return public_bytes(Ed25519PrivateKey.from_private_bytes(seed).public_key())
 
 
+def _load_hpke(path: Path, passphrase: bytes | None) -> bytes:
+    return load_hpke_key(path, passphrase).private_bytes_raw()
+
+
+def _hpke_public(sk: bytes) -> bytes:
+    return X25519PrivateKey.from_private_bytes(sk).public_key().public_bytes_raw()
+
+
 SIGNING = Secret(SIGNING_KEY, create_signing_key, _load_seed, _seed_public, load_public_key, 97)
 OPRF = Secret(OPRF_KEY, create_oprf_key, load_oprf_key, oprf.public_key, load_oprf_public_key, 94)
-BOTH = pytest.mark.parametrize("secret", [SIGNING, OPRF], ids=["signing", "oprf"])
+HPKE = Secret(HPKE_KEY, create_hpke_key, _load_hpke, _hpke_public, load_hpke_public_key, 94)
+EACH = pytest.mark.parametrize("secret", [SIGNING, OPRF, HPKE], ids=["signing", "oprf", "hpke"])
 
 
-@BOTH
+@EACH
 def test_sealed_key_round_trip(tmp_path: Path, secret: Secret) -> None:
     path = tmp_path / "key"
     public = secret.create(path, PASSPHRASE)
@@ -82,7 +95,7 @@ def test_sealed_key_round_trip(tmp_path: Path, secret: Secret) -> None:
         secret.create(path, PASSPHRASE)
 
 
-@BOTH
+@EACH
 def test_sealed_file_follows_the_documented_format(tmp_path: Path, secret: Secret) -> None:
     """Decoded independently of `node.sealed`, from the layout in its docstring."""
     path = tmp_path / "key"
@@ -98,7 +111,7 @@ def test_sealed_file_follows_the_documented_format(tmp_path: Path, secret: Secre
     assert again[m + 4 : m + 32] != data[m + 4 : m + 32]  # a fresh salt and nonce every time
 
 
-@BOTH
+@EACH
 def test_wrong_or_missing_passphrase_is_explained(tmp_path: Path, secret: Secret) -> None:
     path = tmp_path / "key"
     secret.create(path, PASSPHRASE)
@@ -113,7 +126,7 @@ def test_wrong_or_missing_passphrase_is_explained(tmp_path: Path, secret: Secret
         secret.load(path, None)
 
 
-@BOTH
+@EACH
 @pytest.mark.parametrize(
     ("offset", "message"),  # from the end of the magic
     [
@@ -139,7 +152,7 @@ def test_tampered_file_is_refused(
         secret.load(path, PASSPHRASE)
 
 
-@BOTH
+@EACH
 def test_truncated_or_shared_file_is_refused(tmp_path: Path, secret: Secret) -> None:
     path = tmp_path / "key"
     secret.create(path, PASSPHRASE)
@@ -153,7 +166,10 @@ def test_truncated_or_shared_file_is_refused(tmp_path: Path, secret: Secret) -> 
         secret.load(path, PASSPHRASE)
 
 
-@pytest.mark.parametrize(("secret", "other"), [(SIGNING, OPRF), (OPRF, SIGNING)])
+@pytest.mark.parametrize(
+    ("secret", "other"),
+    [(SIGNING, OPRF), (OPRF, SIGNING), (OPRF, HPKE), (HPKE, OPRF), (HPKE, SIGNING)],
+)
 def test_a_sealed_key_of_the_other_kind_is_refused(
     tmp_path: Path, secret: Secret, other: Secret
 ) -> None:
@@ -278,6 +294,32 @@ async def test_node_from_before_lookups_gets_a_sealed_key(tmp_path: Path) -> Non
     assert load_oprf_public_key(config.oprf_key_file) == oprf.public_key(keys.oprf)
 
 
+async def test_node_from_before_statistics_gains_a_sealed_hpke_key(tmp_path: Path) -> None:
+    config = await _node(tmp_path, PASSPHRASE)
+    path = config.hpke_key_file
+    assert path.name == "hpke_key.bin" and path.parent == config.signing_key_file.parent
+    path.unlink()
+    path.with_suffix(".pub").unlink()
+    node = await Node.open(config)
+    await node.close()
+    assert node.hpke_public_key is None and not path.exists()  # opening reads no secret
+    keys = load_keys(config, PASSPHRASE)
+    assert path.read_bytes().startswith(b"iarms-hpke-key\x01") and len(path.read_bytes()) == 94
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    public = keys.hpke.public_key().public_bytes_raw()
+    assert load_hpke_public_key(path) == public
+    assert load_keys(config, PASSPHRASE).hpke.public_key().public_bytes_raw() == public  # kept
+
+
+async def test_a_lost_hpke_key_is_not_silently_replaced(tmp_path: Path) -> None:
+    config = await _node(tmp_path, None)
+    assert len(config.hpke_key_file.read_bytes()) == 32  # unencrypted: the raw key
+    config.hpke_key_file.unlink()
+    with pytest.raises(SigningKeyError, match=r"HPKE key .* is missing but its public key"):
+        load_keys(config, None)
+    assert not config.hpke_key_file.exists()
+
+
 async def test_a_public_key_that_does_not_match_is_refused(tmp_path: Path) -> None:
     config = await _node(tmp_path, None)
     other = oprf.generate_key_pair(oprf.MODE_VOPRF)[1]
@@ -315,21 +357,25 @@ def encrypted_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return data
 
 
-def test_init_seals_both_keys(encrypted_dir: Path) -> None:
+def test_init_seals_every_key(encrypted_dir: Path) -> None:
     config = load_config(encrypted_dir)
     assert config.key_encrypted
     assert config.signing_key_file.name == "signing_key.pem"
     assert config.signing_key_file.read_bytes().startswith(b"iarms-signing-key\x01")
     assert config.oprf_key_file.read_bytes().startswith(b"iarms-oprf-key\x01")
+    assert config.hpke_key_file.read_bytes().startswith(b"iarms-hpke-key\x01")
     for load, path in (
         (load_signing_key, config.signing_key_file),
         (load_oprf_key, config.oprf_key_file),
+        (load_hpke_key, config.hpke_key_file),
     ):
         with pytest.raises(SigningKeyError, match="is encrypted; give its passphrase"):
             load(path, None)
     keys = load_keys(config, PASSPHRASE)
     assert public_bytes(keys.signing.public_key()) == load_public_key(config.signing_key_file)
     assert load_oprf_public_key(config.oprf_key_file) == oprf.public_key(keys.oprf)
+    hpke_public = keys.hpke.public_key().public_bytes_raw()
+    assert load_hpke_public_key(config.hpke_key_file) == hpke_public
 
 
 @pytest.mark.parametrize(
@@ -356,7 +402,7 @@ def test_lookup_needs_the_passphrase(encrypted_dir: Path) -> None:
     assert "no active peers" in result.stderr
 
 
-def test_run_with_the_passphrase_publishes_the_stored_oprf_key(encrypted_dir: Path) -> None:
+def test_run_with_the_passphrase_publishes_the_stored_public_keys(encrypted_dir: Path) -> None:
     config = load_config(encrypted_dir)
     proc = subprocess.Popen(
         [CLI, "run", "--data-dir", str(encrypted_dir)],
@@ -369,6 +415,8 @@ def test_run_with_the_passphrase_publishes_the_stored_oprf_key(encrypted_dir: Pa
         body = wait_served(f"http://{config.federation}/federation/v1/descriptor", proc)
         descriptor = verify_descriptor(body)
         assert descriptor.oprf_key == load_oprf_public_key(config.oprf_key_file)
+        assert descriptor.hpke_key == load_hpke_public_key(config.hpke_key_file)
+        assert descriptor.hpke_key is not None
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
     finally:

@@ -133,6 +133,7 @@ async def test_a_refresh_with_workers_stores_the_thread_outputs(
     serials = await _create(node, "WK", 25)
     monkeypatch.setattr(evaluate_worker, "evaluate_serials", _in_thread)
     node.lookup_index.batch_size, node.lookup_index.workers = 10, 3
+    node.lookup_index.write_size = 10  # a transaction per batch
     done: list[int] = []
     before = _children()
 
@@ -162,11 +163,14 @@ async def test_a_killed_worker_fails_the_refresh_and_leaves_no_process(
     sqlite_node: Node,
 ) -> None:
     await _create(sqlite_node, "KW", 25)
-    sqlite_node.lookup_index.batch_size, sqlite_node.lookup_index.workers = 10, 2
+    sqlite_node.lookup_index.batch_size, sqlite_node.lookup_index.workers = 5, 2
+    sqlite_node.lookup_index.write_size = 5  # a transaction per batch
     before = _children()
 
     def kill_workers(done: int, _total: int) -> None:
-        if done == 10:  # the first batch is stored; the third is not sent yet
+        # The first batch is stored; the fourth is sent only once the second is handed to
+        # the writer, which waits for the first write to end: after this.
+        if done == 5:
             workers = _children() - before
             assert len(workers) == 2
             for pid in workers:
@@ -277,3 +281,30 @@ async def test_outputs_of_records_deleted_meanwhile_are_not_stored(node: Node) -
     )
     await node.lookups_store.add_outputs([(kept.id, kept.serial_canonical, bytes(64))])  # again
     assert await node.lookups_store.get_prefixes() == [bytes(8)]
+
+
+async def test_outputs_of_scattered_records_deleted_meanwhile_are_not_stored(node: Node) -> None:
+    # Ids far apart are checked row by row, a run of ids by one range scan (above).
+    records = [
+        await node.records.create(RecordInput(f"SCAT-{i}", "CZ", "pistol", "stolen"), "t")
+        for i in range(6)
+    ]
+    first, last = records[0], records[-1]
+    await node.records.delete(last.id, last.version, "duplicate", "t")
+    await node.lookups_store.add_outputs(
+        [(r.id, r.serial_canonical, bytes([i + 1]) * 64) for i, r in enumerate((first, last))]
+    )
+    assert await node.lookups_store.get_prefixes() == [bytes([1]) * 8]
+
+
+async def test_the_items_are_the_distinct_prefixes_in_increasing_order(node: Node) -> None:
+    records = [
+        await node.records.create(RecordInput(f"ITEM-{i}", "CZ", "pistol", "stolen"), "t")
+        for i in range(4)
+    ]
+    outputs = [bytes([9]) * 64, bytes([2]) * 64, bytes([9]) * 64, bytes([0, 7]) * 32]
+    await node.lookups_store.add_outputs(
+        [(r.id, r.serial_canonical, out) for r, out in zip(records, outputs, strict=True)]
+    )
+    expected = [bytes([0, 7]) * 4, bytes([2]) * 8, bytes([9]) * 8]
+    assert await node.lookups_store.get_items() == expected

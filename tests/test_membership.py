@@ -420,6 +420,37 @@ def test_restored_builder_continues_with_the_same_delta() -> None:
     assert restored.publish() == builder.publish()
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.integers(0, 59), max_size=60),
+    st.lists(st.integers(0, 59), max_size=60),
+    st.booleans(),
+)
+def test_bulk_paths_publish_what_one_item_at_a_time_does(
+    base: list[int], now: list[int], restored: bool
+) -> None:
+    pool = random_items(60, seed=14)
+    base_items, items = [pool[i] for i in base], [pool[i] for i in now]
+    assert GolombCodedSet.from_sorted(sorted(set(items))) == GolombCodedSet.from_items(items)
+    assert build_full("FRA", 3, SortedItems(items)) == build_full("FRA", 3, items)
+    if restored and base_items:
+        kwargs = {"version": 5, "base_version": 4, "base_items": SortedItems(base_items)}
+        one_by_one = IndexBuilder.restore("FRA", items=items, max_delta=8, **kwargs)
+        bulk = IndexBuilder.restore("FRA", items=SortedItems(items), max_delta=8, **kwargs)
+    else:
+        one_by_one, bulk = IndexBuilder("FRA"), IndexBuilder("FRA")
+        for item in items:
+            one_by_one.add(item)
+        bulk.add_all(SortedItems(items))
+    assert (len(bulk), bulk.pending) == (len(one_by_one), one_by_one.pending)
+    assert bulk.publish() == one_by_one.publish()
+    assert bulk.base_items == one_by_one.base_items
+    bulk.add_all(SortedItems(items[:3]))  # a builder with items: one at a time after all
+    for item in items[:3]:
+        one_by_one.add(item)
+    assert bulk.publish() == one_by_one.publish()
+
+
 def test_format_test_vectors_from_the_adr() -> None:
     """The worked examples of docs/adr/0004-membership-index.md, byte for byte."""
     items = [0x0123456789ABCDEF, 0xFEDCBA9876543210, 0x8000000000000000]

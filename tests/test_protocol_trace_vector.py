@@ -11,11 +11,21 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from node.protocol.envelope import key_id
 from node.trace.chain import ProblemKind, verify_chain
-from node.trace.export import MAX_FILE_BYTES, KeyHistory, KeySpan, export_chain, verify_file
+from node.trace.export import (
+    MAX_FILE_BYTES,
+    MAX_FORWARDS,
+    KeyHistory,
+    KeySpan,
+    export_chain,
+    verify_file,
+)
+from node.trace.intake import BOUNDS, Slot
 from node.trace.receipts import (
     MAX_ANSWER_BYTES,
+    MAX_FORWARD_BYTES,
     MAX_HOPS,
     MAX_RECEIPT_BYTES,
+    MAX_REPLY_BYTES,
     MAX_REQUEST_BYTES,
     AnswerStatement,
     Outcome,
@@ -24,6 +34,7 @@ from node.trace.receipts import (
     digest,
     read,
     sign_answer,
+    sign_forward,
     sign_receipt,
     sign_request,
 )
@@ -123,6 +134,18 @@ def _chain() -> tuple[list[bytes], list[bytes]]:
 RECEIPT, ANSWER = "iarms-trace-receipt-v1", "iarms-trace-answer-v1"
 
 
+def test_the_forward_statement() -> None:
+    """AUT vouches for DEU's key as it forwards the trace to hop 2 (§3.9)."""
+    trace_id, at = _hex("trace_id"), int(V["answered_ms_1"])
+    deu = _hex("public_DEU")
+    plain = _plain("iarms-trace-forward-v1", trace_id, 2, "AUT", "DEU", deu, at)
+    assert plain == _hex("forward_2")
+    signed = sign_forward(_keys()["AUT"], trace_id, 2, "AUT", "DEU", deu, at)
+    assert signed.hex() == V["signed_forward_2"]
+    assert msgpack.unpackb(signed)[0] == plain
+    assert digest(signed).hex() == V["forward_hash_2"]
+
+
 def test_the_two_hops_and_their_chain() -> None:
     receipts, answers = _chain()
     keys = KeyHistory(
@@ -157,13 +180,23 @@ def test_the_limits_in_the_text_are_the_code_s() -> None:
     )
     words = " ".join(section.split())
     assert f"A file is at most {MAX_FILE_BYTES:,} bytes" in words
-    assert (MAX_REQUEST_BYTES, MAX_RECEIPT_BYTES, MAX_ANSWER_BYTES, MAX_HOPS) == (
-        32768,
-        1024,
-        16384,
-        16,
-    )
+    assert (
+        MAX_REQUEST_BYTES,
+        MAX_RECEIPT_BYTES,
+        MAX_ANSWER_BYTES,
+        MAX_REPLY_BYTES,
+        MAX_FORWARD_BYTES,
+        MAX_HOPS,
+    ) == (32768, 1024, 16384, 12288, 512, 16)
     assert (
         "A signed request is at most 32 KiB (32,768 bytes), a signed receipt 1 KiB, "
-        "a signed answer 16 KiB, and a trace has at most 16 hops"
+        "a signed answer 16 KiB, a signed reply 12 KiB, a signed forward 512 bytes, and a trace "
+        "has at most 16 hops"
     ) in words
+    bounds = dict(BOUNDS)
+    assert (
+        f"at most 1 pending receipt, {bounds[Slot.ASKED]} `needs_information` receipts, "
+        f"1 final receipt, {bounds[Slot.ANSWER]} answers and {bounds[Slot.FORWARD]} forwards, "
+        f"and per country {bounds[Slot.ROTATION]} rotation statements"
+    ) in words
+    assert f"at most {MAX_FORWARDS}) that vouch" in words

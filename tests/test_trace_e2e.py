@@ -89,7 +89,7 @@ async def chain(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Feder
     fed = Federation(tmp_path_factory.mktemp("trace-e2e"), http=True)
     for country in ("FRA", *ROUTE):
         await fed.add(country)
-    await fed.peer_all(Service.LOOKUPS, Service.TRACES)
+    await fed.peer_all(Service.LOOKUPS, Service.TRACES, Service.TRACE_DETAILS)
     await give_custody(fed, "E2E-AUTO", ROUTE)
     await give_custody(fed, "E2E-OFFICER", ROUTE, skip="CZE")
     await give_custody(fed, "E2E-DOWN", ROUTE)
@@ -265,7 +265,7 @@ async def test_a_hop_killed_mid_forward_completes_the_trace_once(
     try:
         for country in ("FRA", "CZE", "POL"):
             await fed.add(country)
-        await fed.peer_all(Service.LOOKUPS, Service.TRACES)
+        await fed.peer_all(Service.LOOKUPS, Service.TRACES, Service.TRACE_DETAILS)
         await give_custody(fed, "E2E-KILL", ("CZE", "POL"))
         fra, cze, pol = fed["FRA"], fed["CZE"], fed["POL"]
         await fed.stop("POL")

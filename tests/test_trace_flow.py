@@ -149,11 +149,14 @@ async def test_a_reply_is_relayed_by_a_hop_the_originator_and_the_asker_trust(
     )
     await fed.settle()
     report = await fed["FRA"].f.traces.verify(started.trace_id)
-    # FRA holds no key of DEU, not its peer: all else checks; peered, the whole chain does.
-    assert {(p.kind.value, p.country) for p in report.problems} == {("wrong_signer", "DEU")}
+    # FRA holds no key of DEU, not its peer: ITA's forward vouches for it (PROTOCOL.md
+    # §3.9), and DEU's replaced question checks under it too; peered, DEU's own key does.
+    assert report.valid and report.complete, report.problems
+    assert [(v.position, v.country, v.by) for v in report.vouched] == [(2, "DEU", "ITA")]
     await link(fed, "FRA", "DEU")
     report = await fed["FRA"].f.traces.verify(started.trace_id)
     assert report.valid and report.complete, report.problems
+    assert report.vouched == ()
     assert [(h.country, h.questions) for h in report.hops] == [("ITA", ()), ("DEU", (QUESTION,))]
 
 

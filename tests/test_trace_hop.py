@@ -56,7 +56,7 @@ async def chain(tmp_path: Path) -> AsyncIterator[Federation]:
     fed = Federation(tmp_path)
     for country in ("FRA", "ITA", "DEU", "AUT"):
         await fed.add(country)
-    await fed.peer_all(Service.LOOKUPS, Service.TRACES)
+    await fed.peer_all(Service.LOOKUPS, Service.TRACES, Service.TRACE_DETAILS)
     await custody(
         fed,
         "ITA",
@@ -127,6 +127,23 @@ async def test_a_loop_is_refused_with_end_of_chain(chain: Federation, tmp_path: 
     last = view.report.hops[-1]
     assert (last.country, last.outcome) == ("AUT", Outcome.END_OF_CHAIN)
     assert last.details is not None and last.details["loop"] == "ITA"
+    assert view.report.valid and view.status is TraceStatus.ANSWERED
+
+
+async def test_a_firearm_imported_into_the_originator_s_country_ends_there(
+    chain: Federation, tmp_path: Path
+) -> None:
+    """Not a loop: the originator's own registry holds the rest of the chain."""
+    home = tmp_path / "home"
+    home.mkdir()
+    await custody(chain, "AUT", home, event("exported", "2021-01-01", "Armes SA", "FRA"))
+    started = await chain["FRA"].f.traces.start(fields(chain), ACTOR)
+    await chain.settle()
+    view = await chain["FRA"].f.traces.show(started.trace_id)
+    last = view.report.hops[-1]
+    assert (last.country, last.outcome, last.next_country) == ("AUT", Outcome.END_OF_CHAIN, None)
+    assert last.details is not None and "loop" not in last.details
+    assert last.details["party"] == "Armes SA" and "FRA, the originator" in last.details["note"]
     assert view.report.valid and view.status is TraceStatus.ANSWERED
 
 

@@ -355,7 +355,15 @@ def test_a_malformed_file_is_named(mangle: object, message: str) -> None:
 
 def test_the_file_format_is_as_documented() -> None:
     fields = _fields(_file(build()))
-    assert list(fields) == ["format", "request", "receipts", "answers", "keys"]
+    assert list(fields) == [
+        "format",
+        "request",
+        "receipts",
+        "answers",
+        "keys",
+        "forwards",
+        "rotations",
+    ]
     assert fields["format"] == FORMAT
     keys = fields["keys"]
     assert isinstance(keys, list)

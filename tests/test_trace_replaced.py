@@ -42,7 +42,11 @@ def asked(
 
 def check(chain: Chain, replaced: list[bytes], answers: list[bytes]) -> ChainReport:
     return verify_chain(
-        chain.request, chain.receipts, [*chain.answers, *answers], resolver(), replaced
+        chain.request,
+        chain.receipts,
+        [*chain.answers, *answers],
+        resolver(),
+        superseded=replaced,
     )
 
 

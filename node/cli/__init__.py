@@ -2,7 +2,7 @@
 
 `parser` builds the argument parser from each group's `add_commands`
 (`lifecycle`: init, migrate, run, identity, rotate-key; `records`; `custody`; `users`;
-`peers`; `lookups`: lookup and hits; `evidence`; `trace`; `audit`), then runs the
+`peers`; `lookups`: lookup and hits; `evidence`; `trace`; `stats`; `audit`), then runs the
 chosen command's handler. A group module declares its parsers with nothing
 but argparse; what a command needs (the node's services through
 `node.app`, the keys, the HTTP server) it imports when it runs, so that

@@ -20,6 +20,7 @@ from node.cli import (
     lookups,
     peers,
     records,
+    stats,
     trace,
     users,
 )
@@ -38,7 +39,7 @@ from node.errors import IarmsError, SchemaVersionError
 from node.terminal import shown
 
 #: The command groups, in the order `--help` lists them.
-GROUPS = (lifecycle, records, custody, users, peers, lookups, evidence, trace, audit)
+GROUPS = (lifecycle, records, custody, users, peers, lookups, evidence, trace, stats, audit)
 
 
 class _Parser(argparse.ArgumentParser):

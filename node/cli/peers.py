@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
-from node.cli.common import actor, echo, open_node, print_info, print_json
+from node.cli.common import actor, echo, open_node, passphrase, print_info, print_json
+from node.errors import SigningKeyError
 from node.protocol.model import Peer, Reachability
 
 
@@ -21,6 +24,12 @@ def add_commands(sub: argparse._SubParsersAction, data: argparse.ArgumentParser)
         required=True,
         help="the peer's key fingerprint, as its admin gave it to you",
     )
+    add_peer.add_argument(
+        "--key-passphrase-file",
+        type=Path,
+        help="to sign the forwards of the traces waiting for this peering (else the running "
+        "node sends them when it starts)",
+    )
     listing = peers_sub.add_parser("list", parents=[data], help="list peers")
     listing.set_defaults(handler=cmd_peers_list)
     listing.add_argument("--json", action="store_true")
@@ -35,7 +44,12 @@ def add_commands(sub: argparse._SubParsersAction, data: argparse.ArgumentParser)
     policy.set_defaults(handler=cmd_peers_policy)
     policy.add_argument("country")
     policy.add_argument(
-        "--allow", required=True, help="comma-separated: lookups, hit-details, traces, statistics"
+        "--allow",
+        required=True,
+        help=(
+            "comma-separated: lookups, hit-details, traces, trace-details (name the last "
+            "legal possessor to a trace this peer started), statistics"
+        ),
     )
 
 
@@ -47,7 +61,22 @@ def _reachability(peer: Peer) -> str:
 
 
 async def cmd_peers_add(args: argparse.Namespace) -> int:
+    from node.app import traces_waiting_for
+    from node.identity import load_signing_key
+
     async with open_node(args) as node:
+        try:
+            key = load_signing_key(
+                node.config.signing_key_file, passphrase(node.config, args.key_passphrase_file)
+            )
+        except SigningKeyError as e:
+            echo(
+                f"iarms-node: {e}: traces waiting for a peering with {args.country} go on "
+                "when the node next starts (`iarms-node run`)",
+                sys.stderr,
+            )
+        else:
+            node.peers.on_added(traces_waiting_for(node, key))
         peer = await node.peers.add(args.url, args.country, args.fingerprint, actor())
     echo(
         f"added {peer.country} at {peer.url} (key {peer.fingerprint}); "

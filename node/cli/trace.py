@@ -103,11 +103,15 @@ def add_commands(sub: argparse._SubParsersAction, data: argparse.ArgumentParser)
     key.add_argument("--key-passphrase-file", type=Path)
     _add_new(trace, data, key)
 
-    listing = trace.add_parser("list", parents=[data, key], help="traces, newest first")
+    listing = trace.add_parser(
+        "list", parents=[data, key], help="traces: overdue first (latest first), then newest first"
+    )
     listing.set_defaults(handler=cmd_list)
     listing.add_argument("--incoming", action="store_true", help="those received as a hop")
     listing.add_argument("--status", choices=STATUSES)
-    listing.add_argument("--overdue", action="store_true", help="only incoming ones past due")
+    listing.add_argument(
+        "--overdue", action="store_true", help="only those with an answer past its deadline"
+    )
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
 
     show = trace.add_parser("show", parents=[data, key], help="where a trace stands, hop by hop")
@@ -295,47 +299,50 @@ async def cmd_list(args: argparse.Namespace) -> int:
 
     status = TraceStatus(args.status) if args.status else None
     async with open_node(args) as node:
-        traces = await _services(node, args).traces.list_traces(args.incoming, status)
-        now = node.clock.now()
-    for t in traces:
-        overdue = t.overdue(now)
-        if args.overdue and not overdue:
-            continue
-        info = {
-            "trace_id": t.trace_id.hex(),
-            "position": t.position,
-            "originator": t.originator,
-            "from": t.prev_country,
-            "priority": t.priority,
-            "status": t.status.value,
-            "created_at": t.created_at.isoformat(),
-            "deadline_at": t.deadline_at.isoformat() if t.deadline_at else None,
-            "overdue": overdue,
-            "outcome": t.outcome,
-            "next_country": t.next_country,
-            "note": t.note or None,
-        }
+        traces = _services(node, args).traces
+        entries = await traces.listing(args.incoming, status, args.overdue)
+    for entry in entries:
         if args.json:
-            print_json(info)
-        else:
-            late = "  OVERDUE" if overdue else ""
-            echo(
-                f"{t.trace_id.hex()}  {t.created_at:%Y-%m-%d %H:%M}  {t.originator}  "
-                f"{t.priority:<7} {t.status.value:<8} next {t.next_country or '-'}{late}"
-                + (f"  ({t.note})" if t.note else "")
-            )
+            print_json(entry.to_json())
+            continue
+        t = entry.trace
+        late = f"  OVERDUE by {_duration(entry.overdue_seconds)}" if entry.overdue else ""
+        if entry.overdue_hops:
+            late += f" ({', '.join(entry.overdue_hops)})"
+        if entry.reminders:
+            late += f"  {entry.reminders} reminder(s)"
+        echo(
+            f"{t.trace_id.hex()}  {t.created_at:%Y-%m-%d %H:%M}  {t.originator}  "
+            f"{t.priority:<7} {t.status.value:<8} next {t.next_country or '-'}{late}"
+            + (f"  ({t.note})" if t.note else "")
+        )
     return 0
 
 
-def _print_hops(report: ChainReport) -> None:
-    for h in report.to_json()["hops"]:
+def _duration(seconds: float) -> str:
+    """`seconds` as days, hours and minutes ("2 d 3 h", "5 h 10 min", "4 min")."""
+    minutes = int(seconds // 60)
+    days, hours, minutes = minutes // 1440, minutes // 60 % 24, minutes % 60
+    parts = [f"{days} d"] if days else []
+    parts += [f"{hours} h"] if hours else []
+    parts += [f"{minutes} min"] if minutes and not days else []
+    return " ".join(parts) or "under a minute"
+
+
+def _print_hops(hops: list[dict[str, Any]]) -> None:
+    """Each hop on a line (as `ChainReport.to_json` or `TraceView.to_json` give them)."""
+    for h in hops:
         details = ", ".join(f"{k}={v}" for k, v in (h["details"] or {}).items())
+        late = f"  OVERDUE by {_duration(h['overdue_seconds'])}" if h.get("overdue") else ""
+        if h.get("reminders"):
+            late += f"  {h['reminders']} reminder(s), last {h['reminded_at']}"
         echo(
             f"  hop {h['position']}: {h['country']}  received {h['received_at']}  "
             f"answered {h['answered_at'] or '-'}  {h['outcome'] or 'pending'}"
             + (f" -> {h['next_country']}" if h["next_country"] else "")
             + (f"  ({details})" if details else "")
             + ("" if h["verified"] else "  NOT VERIFIED")
+            + late
         )
         for question in h["questions"]:
             echo(f"    asked before: {question}")
@@ -356,7 +363,7 @@ async def cmd_show(args: argparse.Namespace) -> int:
     echo(f"started {info['created_at']} by {info['originator']}")
     if info["force_reason"]:
         echo(f"sent incomplete: {info['force_reason']}")
-    _print_hops(view.report)
+    _print_hops(info["hops"])
     for reply in info["replies"]:
         echo(f"  reply to hop {reply['position']} ({reply['replied_at']}): {reply['text']}")
     if info["question"]:
@@ -371,7 +378,7 @@ def _print_report(report: ChainReport, as_json: bool, extra: dict[str, Any] | No
     if as_json:
         print_json(report.to_json() | (extra or {}))
     else:
-        _print_hops(report)
+        _print_hops(report.to_json()["hops"])
         for problem in report.problems:
             echo(f"problem: {problem}")
         echo(("valid" if report.valid else "NOT VALID") + (", complete" if report.complete else ""))

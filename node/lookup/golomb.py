@@ -20,7 +20,7 @@ import struct
 import sys
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from itertools import accumulate, chain, islice, repeat
 from operator import add, and_, lshift, rshift, sub
 
@@ -104,14 +104,27 @@ class GolombCodedSet:
             ValueError: an item is not a 64-bit unsigned integer, or there are
                 more than `HARD_MAX_ITEMS` items.
         """
-        distinct = set(items)
-        if len(distinct) > HARD_MAX_ITEMS:
-            raise ValueError(f"{len(distinct)} items exceed the format's {HARD_MAX_ITEMS}")
+        distinct = sorted(set(items))
         if distinct:
-            check_item(min(distinct))
-            check_item(max(distinct))
-        span = len(distinct) * RANGE_M
-        return cls(array("Q", sorted([(item * span) >> 64 for item in distinct])))
+            check_item(distinct[0])
+            check_item(distinct[-1])
+        return cls.from_sorted(distinct)
+
+    @classmethod
+    def from_sorted(cls, items: Collection[int]) -> GolombCodedSet:
+        """`from_items` of items already distinct, 64-bit and in increasing order (as
+        `membership.SortedItems` holds them), without sorting them again.
+
+        The hashed value ``(item * n * M) >> 64`` never decreases as the item grows,
+        so the values come out sorted too.
+
+        Raises:
+            ValueError: there are more than `HARD_MAX_ITEMS` items.
+        """
+        if len(items) > HARD_MAX_ITEMS:
+            raise ValueError(f"{len(items)} items exceed the format's {HARD_MAX_ITEMS}")
+        span = len(items) * RANGE_M
+        return cls(array("Q", [(item * span) >> 64 for item in items]))
 
     @classmethod
     def from_bytes(

@@ -4,10 +4,12 @@
 recovered records (deleted records drop theirs by cascade; an edited record
 loses its output in the same transaction), evaluates the PRF of every active
 record that lacks one — in worker processes (`OprfWorkers`), one per core up
-to 8, when there are at least `batch_size` to do; in a thread otherwise — and,
+to 8, when there are at least `batch_size` to do; in a thread otherwise —,
+storing the outputs `write_size` at a time while the next are evaluated, and,
 if the set of items changed since the last published version,
 publishes the next one (a delta on the current full version, or a new full
-version when the delta has grown; `IndexBuilder`).
+version when the delta has grown; `IndexBuilder`, fed the stored items
+already sorted and distinct).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from node.lookup.oprf_workers import OprfWorkers
 
 BATCH = 10_000
+WRITE_SIZE = 100_000
 MAX_WORKERS = 8
 Progress = Callable[[int, int], None]
 
@@ -40,6 +43,8 @@ class LookupIndex:
     batch_size = BATCH
     #: Worker processes for a large job (1: evaluate in a thread).
     workers = min(os.cpu_count() or 1, MAX_WORKERS)
+    #: Outputs stored per transaction (see `_OutputWriter`).
+    write_size = WRITE_SIZE
 
     def __init__(self, store: LookupStorage, country: str, clock: Clock) -> None:
         self._store = store
@@ -71,41 +76,42 @@ class LookupIndex:
             from node.lookup.oprf_workers import OprfWorkers  # as `_evaluate` says
 
             workers = await OprfWorkers.start(oprf_key, self.workers)
-        done = 0
+        writer = _OutputWriter(self._store, self.write_size, progress)
         pending: asyncio.Task[list[bytes]] | None = None
         upcoming: asyncio.Task[list[bytes]] | None = None
         try:
-            # The next batch is evaluated while this one's outputs are written.
+            # The next batch is evaluated while this one's outputs are handed to the writer.
             pending = _evaluate(workers, oprf_key, batch)
             while pending is not None:
                 following = await self._store.get_unindexed(size, after=batch[-1][0])
                 upcoming = _evaluate(workers, oprf_key, following) if following else None
                 outputs = await pending
-                await self._store.add_outputs(
+                await writer.add(
                     [(rid, serial, out) for (rid, serial), out in zip(batch, outputs, strict=True)]
                 )
-                done += len(batch)
-                if progress:
-                    progress(done, 0)
                 batch, pending, upcoming = following, upcoming, None
+            await writer.finish()
         finally:
             unfinished = [task for task in (pending, upcoming) if task is not None]
             for task in unfinished:
                 task.cancel()
             await asyncio.gather(*unfinished, return_exceptions=True)
+            await writer.settle()
             if workers is not None:
                 await workers.close()
 
     async def _publish(self) -> int | None:
-        items = sorted({int.from_bytes(p, "big") for p in await self._store.get_prefixes()})
-        digest = hashlib.sha256(b"".join(i.to_bytes(8, "big") for i in items)).digest()
+        # The items come distinct and in order: joined, their big-endian bytes, with no
+        # million integers to sort (`from_bytes` refuses any other order).
+        stored = b"".join(await self._store.get_items())
+        items = SortedItems.from_bytes(stored, "stored")
+        digest = hashlib.sha256(stored).digest()
         last = await self._store.get_last_document()
         if last is not None and last[2] == digest:
             return None
         if last is None:
             builder = IndexBuilder(self._country)
-            for item in items:
-                builder.add(item)
+            builder.add_all(items)
         else:
             version, base_version, _digest, base_items = last
             builder = IndexBuilder.restore(
@@ -140,3 +146,56 @@ def _evaluate(
     if workers is None:
         return asyncio.create_task(asyncio.to_thread(evaluate_serials, key, serials))
     return asyncio.create_task(workers.evaluate(serials))
+
+
+class _OutputWriter:
+    """Stores evaluated outputs in the background, `size` at a time, and reports progress.
+
+    Each write is one transaction, started once `size` outputs are waiting and
+    run while the next batches are evaluated; the next write waits for it (one
+    at a time). Few, large transactions matter on SQLite: the outputs' prefixes
+    are random, so every transaction rewrites most pages of their index (and a
+    checkpoint copies them again); a batch at a time doubled the CPU time of
+    storing a million outputs. Outputs not yet stored when a refresh stops are
+    evaluated again by the next one.
+    """
+
+    def __init__(self, store: LookupStorage, size: int, progress: Progress | None) -> None:
+        self._store, self._size, self._progress = store, size, progress
+        self._waiting: list[tuple[int, str, bytes]] = []
+        self._writing: asyncio.Task[None] | None = None
+        self._stored = 0
+
+    async def add(self, outputs: list[tuple[int, str, bytes]]) -> None:
+        """Queue outputs; start a write (after the one running) once `size` are waiting."""
+        self._waiting += outputs
+        if len(self._waiting) >= self._size:
+            await self._start()
+
+    async def finish(self) -> None:
+        """Store whatever is waiting and wait until every write is done."""
+        if self._waiting:
+            await self._start()
+        await self._wait()
+
+    async def settle(self) -> None:
+        """Let a write still running end, ignoring how (for a refresh that stops early,
+        which raises its own error): what it stores need not be evaluated again."""
+        if self._writing is not None:
+            await asyncio.gather(self._writing, return_exceptions=True)
+
+    async def _start(self) -> None:
+        await self._wait()
+        outputs, self._waiting = self._waiting, []
+        self._writing = asyncio.create_task(self._write(outputs))
+
+    async def _wait(self) -> None:
+        if self._writing is not None:
+            writing, self._writing = self._writing, None
+            await writing
+
+    async def _write(self, outputs: list[tuple[int, str, bytes]]) -> None:
+        await self._store.add_outputs(outputs)
+        self._stored += len(outputs)
+        if self._progress:
+            self._progress(self._stored, 0)

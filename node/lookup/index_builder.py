@@ -62,6 +62,8 @@ class IndexBuilder:
         self._added: set[int] = set()
         self._removed: set[int] = set()
         self._pending = True
+        #: The active items in order, while known without sorting (see `add_all`).
+        self._sorted: SortedItems | None = None
 
     @classmethod
     def restore(
@@ -83,7 +85,7 @@ class IndexBuilder:
             base_version: the full version that version is based on.
             base_items: the distinct items of full version `base_version`.
             items: the item of every active record now (repeated for records
-                that share a serial).
+                that share a serial), or a `SortedItems` (see `add_all`).
             ratio: see `should_rebuild`.
             max_delta: see `should_rebuild`.
         """
@@ -93,8 +95,11 @@ class IndexBuilder:
         builder._base_version = base_version
         builder._base = SortedItems(base_items)
         builder._removed = set(builder._base)
-        for item in items:
-            builder.add(item)
+        if isinstance(items, SortedItems):
+            builder.add_all(items)
+        else:
+            for item in items:
+                builder.add(item)
         return builder
 
     @property
@@ -128,10 +133,34 @@ class IndexBuilder:
         self._counts[item] = count + 1
         if count == 0:
             self._pending = True
+            self._sorted = None
             if item in self._base:
                 self._removed.discard(item)
             else:
                 self._added.add(item)
+
+    def add_all(self, items: SortedItems) -> None:
+        """`add` each of `items` (each once): a whole index at a time, in bulk.
+
+        Into a builder with no active items (new, or just restored) this takes
+        set operations instead of a million `add` calls, and remembers the items'
+        order, so that a full version built from them is not sorted again.
+        """
+        if self._counts:
+            for item in items:
+                self.add(item)
+            return
+        self._counts = dict.fromkeys(items, 1)
+        if not items:
+            return
+        self._pending = True
+        self._sorted = items
+        if not self._base:
+            self._added.update(self._counts)
+            return
+        base = set(self._base)
+        self._added.update(self._counts.keys() - base)
+        self._removed.difference_update(self._counts)
 
     def remove(self, item: int) -> None:
         """Count one active record fewer with this item.
@@ -145,6 +174,7 @@ class IndexBuilder:
             return
         del self._counts[item]
         self._pending = True
+        self._sorted = None
         if item in self._base:
             self._removed.add(item)
         else:
@@ -157,9 +187,10 @@ class IndexBuilder:
         if self._base_version is None or should_rebuild(
             len(self._base), delta_size, ratio=self._ratio, max_delta=self._max_delta
         ):
-            data = build_full(self._country, version, self._counts)
+            current = SortedItems(self._counts) if self._sorted is None else self._sorted
+            data = build_full(self._country, version, current)
             self._base_version = version
-            self._base = SortedItems(self._counts)
+            self._base = current
             self._added.clear()
             self._removed.clear()
         else:

@@ -85,9 +85,13 @@ class SortedItems:
     """An immutable, strictly increasing sequence of 64-bit items with binary search."""
 
     __slots__ = ("_items",)
+    _items: array[int]
 
     def __init__(self, items: Iterable[int] = ()) -> None:
         """Sort and deduplicate `items`; raise ValueError if one is not 64-bit unsigned."""
+        if isinstance(items, SortedItems):  # immutable: share its array
+            self._items = items._items
+            return
         values = sorted(set(items))
         if values:
             check_item(values[0])
@@ -201,6 +205,8 @@ def build_full(country: str, version: int, items: Iterable[int]) -> bytes:
     Raises:
         ValueError: a bad country, version or item.
     """
+    if isinstance(items, SortedItems):  # already distinct and in order: no second sort
+        return encode_index(FullIndex(country, version, GolombCodedSet.from_sorted(items)))
     return encode_index(FullIndex(country, version, GolombCodedSet.from_items(items)))
 
 

@@ -41,6 +41,11 @@ class LookupStorage(Protocol):
         """The first 8 bytes of every stored output: the index's items, one per active record."""
         ...
 
+    async def get_items(self) -> list[bytes]:
+        """The distinct first 8 bytes of the stored outputs, in increasing order: the
+        index's items, big-endian."""
+        ...
+
     async def get_records_by_output(self, output: bytes) -> list[FirearmRecord]:
         """Active records whose serial has this OPRF output."""
         ...

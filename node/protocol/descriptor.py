@@ -2,11 +2,12 @@
 
 Wire form (msgpack): a map `{"signed": bin, "signature": bin}` where `signed`
 is the msgpack encoding of `{"country", "signing_key", "oprf_key", "rotation",
-"endpoints", "protocol_versions", "valid_from", "valid_until"}` and
+"endpoints", "protocol_versions", "valid_from", "valid_until", "hpke_key"}` and
 `signature` is the Ed25519 signature over exactly those bytes by
-`signing_key`. A descriptor proves only that its server holds that key: an
-admin trusts it by comparing the key's fingerprint with the one the peer's
-admin gave out of band.
+`signing_key` (PROTOCOL.md §5.1). Descriptors of nodes older than statistics
+have no `hpke_key`: they still verify, and such a peer cannot aggregate. A
+descriptor proves only that its server holds that key: an admin trusts it by
+comparing the key's fingerprint with the one the peer's admin gave out of band.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ class NodeDescriptor:
     protocol_versions: tuple[str, ...]
     valid_from: int
     valid_until: int
+    #: The X25519 public key statistics shares are sealed to (None: an older node).
+    hpke_key: bytes | None = None
 
 
 def check_node_url(text: str, what: str, field: str | None = None) -> str:
@@ -65,6 +68,8 @@ def sign_descriptor(
     now: datetime,
     oprf_key: bytes | None = None,
     rotation: bytes | None = None,
+    *,
+    hpke_key: bytes | None = None,
 ) -> bytes:
     """The signed descriptor bytes this node serves."""
     body = {
@@ -76,9 +81,20 @@ def sign_descriptor(
         "protocol_versions": list(PROTOCOL_VERSIONS),
         "valid_from": int(now.timestamp()),
         "valid_until": int((now + VALIDITY).timestamp()),
+        "hpke_key": hpke_key,
     }
     signed = msgpack.packb(body, use_bin_type=True)
     return msgpack.packb({"signed": signed, "signature": key.sign(signed)}, use_bin_type=True)
+
+
+def _optional_key(body: dict[str, object], name: str) -> bytes | None:
+    """A 32-byte public key the descriptor may leave out (absent or nil)."""
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, bytes) or len(value) != 32:
+        raise ValidationError(f"descriptor: {name} must be 32 bytes")
+    return value
 
 
 def verify_descriptor(data: bytes) -> NodeDescriptor:
@@ -92,12 +108,13 @@ def verify_descriptor(data: bytes) -> NodeDescriptor:
         descriptor = NodeDescriptor(
             country=str(body["country"]),
             signing_key=bytes(body["signing_key"]),
-            oprf_key=bytes(body["oprf_key"]) if body.get("oprf_key") is not None else None,
+            oprf_key=_optional_key(body, "oprf_key"),
             rotation=bytes(body["rotation"]) if body.get("rotation") is not None else None,
             endpoints={str(k): str(v) for k, v in dict(body["endpoints"]).items()},
             protocol_versions=tuple(str(v) for v in body["protocol_versions"]),
             valid_from=int(body["valid_from"]),
             valid_until=int(body["valid_until"]),
+            hpke_key=_optional_key(body, "hpke_key"),
         )
     except InvalidSignature as e:
         raise ValidationError("descriptor: signature does not verify") from e
@@ -105,8 +122,6 @@ def verify_descriptor(data: bytes) -> NodeDescriptor:
         raise ValidationError(f"descriptor: malformed ({e})") from e
     if not (len(descriptor.country) == 3 and descriptor.country.isalpha()):
         raise ValidationError(f"descriptor: country {descriptor.country!r} is not alpha-3")
-    if descriptor.oprf_key is not None and len(descriptor.oprf_key) != 32:
-        raise ValidationError("descriptor: oprf_key must be 32 bytes")
     if "federation" not in descriptor.endpoints:
         raise ValidationError("descriptor: no federation endpoint")
     if descriptor.valid_from > descriptor.valid_until:
@@ -115,7 +130,7 @@ def verify_descriptor(data: bytes) -> NodeDescriptor:
 
 
 def check_current(descriptor: NodeDescriptor, country: str, url: str, now: datetime) -> None:
-    """A descriptor this node may act on: of `country`, and valid at `now` (PROTOCOL.md §4.1).
+    """A descriptor this node may act on: of `country`, and valid at `now` (PROTOCOL.md §5.1).
 
     Raises:
         ValidationError: naming the country it claims, or its validity and our clock.

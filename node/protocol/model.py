@@ -14,6 +14,7 @@ class Service(enum.StrEnum):
     LOOKUPS = "lookups"  # blind evaluations and the membership index
     HIT_DETAILS = "hit-details"  # record details in a confirmed hit
     TRACES = "traces"
+    TRACE_DETAILS = "trace-details"  # the last legal possessor in an end_of_chain answer
     STATISTICS = "statistics"
 
 
@@ -61,6 +62,8 @@ class Peer:
     previous_key_until: datetime | None
     last_error_at: datetime | None = None
     last_error: str | None = None
+    #: The X25519 key its descriptor publishes for statistics shares (None: it cannot aggregate).
+    hpke_key: bytes | None = None
 
     def allows(self, service: Service) -> bool:
         """Whether this node answers `service` for this peer now."""
@@ -86,7 +89,8 @@ class Peer:
         """The peer as `peers show --json` and `/peers.json` give it (keys as a fingerprint).
 
         `reachable` is None for a peer never contacted; `last_error_at` is when
-        it became unreachable, `last_error` the latest reason.
+        it became unreachable, `last_error` the latest reason; `hpke_key` is None
+        for a peer that cannot aggregate statistics.
         """
 
         def iso(moment: datetime | None) -> str | None:
@@ -106,7 +110,21 @@ class Peer:
             "reachable": self.reachable,
             "last_error_at": iso(self.last_error_at),
             "last_error": self.last_error,
+            "hpke_key": self.hpke_key.hex() if self.hpke_key is not None else None,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class KnownKey:
+    """A signing key this node has seen for a country (a peer's, or its own), with when it
+    was valid (ms; None: unbounded) and the rotation statement that introduced it (None for
+    a first key: trusted by fingerprint). Kept for good: old signatures stay checkable."""
+
+    country: str
+    key: bytes
+    valid_from_ms: int | None
+    valid_until_ms: int | None
+    rotation: bytes | None
 
 
 class OutboxStatus(enum.StrEnum):

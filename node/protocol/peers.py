@@ -21,9 +21,17 @@ from node.clock import Clock
 from node.countries import check_alpha3
 from node.errors import ConflictError, IarmsError, ValidationError
 from node.protocol.descriptor import check_current, check_node_url, verify_descriptor
+from node.protocol.keyring import KeyHistory, history_of
 from node.protocol.keys import fingerprint
-from node.protocol.model import DEFAULT_POLICY, Peer, PeerStatus, Reachability, Service
-from node.protocol.rotation import verify_rotation
+from node.protocol.model import (
+    DEFAULT_POLICY,
+    KnownKey,
+    Peer,
+    PeerStatus,
+    Reachability,
+    Service,
+)
+from node.protocol.rotation import named_old_key, verify_rotation
 from node.protocol.storage import PeerStorage
 from node.protocol.transport import DESCRIPTOR_PATH, PeerTransport
 
@@ -64,12 +72,21 @@ class PeersService:
     """Adds, lists, restricts and revokes peers."""
 
     def __init__(
-        self, store: PeerStorage, transport: PeerTransport, clock: Clock, country: str
+        self,
+        store: PeerStorage,
+        transport: PeerTransport,
+        clock: Clock,
+        country: str,
+        own_key: bytes | None = None,
+        own_rotation: bytes | None = None,
     ) -> None:
+        """`own_key` (and its latest `own_rotation` statement, if it rotated) are this
+        node's: kept in the key history beside the peers' (`key_history`)."""
         self._store = store
         self._transport = transport
         self._clock = clock
         self._country = country
+        self._own = (own_key, own_rotation)
         self._rotation_checked: dict[str, datetime] = {}
         self._contact_written: dict[str, Peer] = {}  # the peer as `heard`/`unreachable` wrote it
         self._reason_written: dict[str, datetime] = {}
@@ -120,6 +137,7 @@ class PeersService:
                 DEFAULT_POLICY,
                 now,
                 event,
+                hpke_key=descriptor.hpke_key,
             )
         if existing.status is PeerStatus.ACTIVE:
             raise ConflictError(f"{country} is already a peer (revoke it first to replace it)")
@@ -127,6 +145,7 @@ class PeersService:
             "url": url,
             "signing_key": descriptor.signing_key,
             "oprf_key": descriptor.oprf_key,
+            "hpke_key": descriptor.hpke_key,
             "descriptor": data,
             "status": PeerStatus.ACTIVE,
             "policy": DEFAULT_POLICY,
@@ -136,7 +155,8 @@ class PeersService:
             "previous_key": None,
             "previous_key_until": None,
         }
-        return await self._store.set_peer(country, values, now, event)
+        first = KnownKey(country, descriptor.signing_key, None, None, None)
+        return await self._store.set_peer(country, values, now, event, keys=[first])
 
     async def list_peers(self) -> list[Peer]:
         """Every peer, by country."""
@@ -187,6 +207,7 @@ class PeersService:
             "previous_key": peer.signing_key,
             "previous_key_until": grace_until,
             "oprf_key": descriptor.oprf_key,
+            "hpke_key": descriptor.hpke_key,
             "descriptor": data,
         }
         details = {
@@ -198,8 +219,66 @@ class PeersService:
             values,
             now,
             AuditEvent("peer:" + country, "peer.key_rotated", f"peer/{country}", details),
+            keys=rotated_keys(country, peer.signing_key, rotation.at, descriptor.rotation),
         )
         return True
+
+    async def refresh_hpke_key(self, country: str) -> Peer:
+        """Fetch a peer's descriptor and keep the HPKE key it now publishes.
+
+        A peer added before it (or this node) knew statistics has none stored;
+        a statistics round asks for it again before refusing the peer as an
+        aggregator. The descriptor must be current and signed by the key this
+        node trusts for the peer (a rotated key is followed by `follow_rotation`).
+
+        Raises:
+            NotFoundError: no such peer.
+            PeerUnreachableError: its descriptor could not be fetched.
+            ValidationError: the descriptor is malformed, not current, or signed by
+                another key.
+        """
+        now = self._clock.now()
+        peer = await self._store.get_peer(country)
+        data = await self._transport.get(peer.url + DESCRIPTOR_PATH, MAX_DESCRIPTOR_BYTES)
+        descriptor = verify_descriptor(data)
+        check_current(descriptor, country, peer.url, now)
+        if descriptor.signing_key != peer.signing_key:
+            raise ValidationError(
+                f"the descriptor of {country} is signed with a key this node does not trust "
+                f"(fingerprint {fingerprint(descriptor.signing_key)})"
+            )
+        if descriptor.hpke_key == peer.hpke_key:
+            return peer
+        details = {"hpke_key": descriptor.hpke_key.hex() if descriptor.hpke_key else None}
+        event = AuditEvent("peer:" + country, "peer.hpke_key", f"peer/{country}", details)
+        return await self._store.set_peer(country, {"hpke_key": descriptor.hpke_key}, now, event)
+
+    async def key_history(self) -> KeyHistory:
+        """Every signing key this node has seen — its peers' (revoked ones too: what they
+        signed while trusted stays checkable) and its own — with their validity."""
+        known = await self._store.get_keys()
+        return history_of([*known, *self._own_keys(known)])
+
+    async def record_own_keys(self) -> None:
+        """Keep this node's key (and the rotation that introduced it) in the key history,
+        if it is not there yet: when the node opens, outside any other transaction."""
+        keys = self._own_keys(await self._store.get_keys())
+        if keys:
+            await self._store.add_keys(keys, self._clock.now())
+
+    def _own_keys(self, known: list[KnownKey]) -> list[KnownKey]:
+        """What the history lacks of this node's own keys (none if it holds the current)."""
+        own_key, statement = self._own
+        mine = {k.key for k in known if k.country == self._country}
+        if own_key is None or own_key in mine:
+            return []
+        if statement is not None:
+            # Our own statement: the old key it names was ours (kept as a first key when
+            # the history lacks it: a node rotated twice while stopped keeps the last two).
+            rotation = verify_rotation(statement, named_old_key(statement))
+            if rotation.new_key == own_key and rotation.country == self._country:
+                return rotated_keys(self._country, rotation.old_key, rotation.at, statement)
+        return [KnownKey(self._country, own_key, None, None, None)]
 
     def _latest(self, peer: Peer) -> Peer:
         """`peer`, or this service's own last write of its contact if that is newer.
@@ -263,6 +342,16 @@ class PeersService:
                 if since
                 else f"{country} is already revoked"
             ) from None
+
+
+def rotated_keys(country: str, old_key: bytes, at: int, statement: bytes) -> list[KnownKey]:
+    """The history's change for a verified rotation: the old key ends with its grace
+    period, the new one starts at the rotation (its statement kept)."""
+    rotation = verify_rotation(statement, old_key)
+    return [
+        KnownKey(country, old_key, None, rotation.grace_until * 1000, None),
+        KnownKey(country, rotation.new_key, at * 1000, None, statement),
+    ]
 
 
 def _stamp(peer: Peer) -> datetime:

@@ -47,6 +47,16 @@ def sign_rotation(
     return msgpack.packb({"signed": signed, "signature": old.sign(signed)}, use_bin_type=True)
 
 
+def named_old_key(data: bytes) -> bytes:
+    """The old key a statement names, unverified: to check a node's own statement, whose
+    old key it held (ValidationError if malformed)."""
+    try:
+        outer = msgpack.unpackb(data, raw=False, max_bin_len=4096, max_str_len=64)
+        return bytes(msgpack.unpackb(outer["signed"], raw=False)[1])
+    except (ValueError, TypeError, KeyError, IndexError, msgpack.ExtraData) as e:
+        raise ValidationError(f"key rotation: malformed statement ({e})") from e
+
+
 def verify_rotation(data: bytes, old_key: bytes) -> KeyRotation:
     """Verify a statement under the key this node trusted; ValidationError otherwise."""
     try:

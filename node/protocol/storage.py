@@ -6,13 +6,14 @@ it objects with these methods, and mypy checks that the SQL stores fit.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
 from node.auditing import AuditEvent
 from node.protocol.model import (
     DeliveryState,
+    KnownKey,
     OutboxMessage,
     OutboxStatus,
     Peer,
@@ -117,6 +118,8 @@ class PeerStorage(Protocol):
         policy: frozenset[Service],
         at: datetime,
         audit: AuditEvent,
+        *,
+        hpke_key: bytes | None = None,
     ) -> Peer:
         """Register a peer; ConflictError if the country is already a peer."""
         ...
@@ -137,6 +140,17 @@ class PeerStorage(Protocol):
         audit: AuditEvent | None,
         *,
         if_status: PeerStatus | None = None,
+        keys: Sequence[KnownKey] = (),
     ) -> Peer:
-        """Change a peer's columns (policy, status, keys, contact), with an audit entry if given."""
+        """Change a peer's columns (policy, status, keys, contact), with an audit entry if given,
+        and keep `keys` in the key history in the same transaction."""
+        ...
+
+    async def add_keys(self, keys: Sequence[KnownKey], at: datetime) -> None:
+        """Keep signing keys seen: new ones added; a known one keeps its start and statement,
+        and takes the end given (None: unchanged)."""
+        ...
+
+    async def get_keys(self) -> list[KnownKey]:
+        """Every signing key seen (peers' and this node's), by country."""
         ...

@@ -26,6 +26,7 @@ from collections.abc import (
     Awaitable,
     Callable,
     Hashable,
+    Iterable,
     Iterator,
     Mapping,
     Sequence,
@@ -51,7 +52,7 @@ from node.store.inline import InlineConnections, patiently
 #: The newest migration's revision (node/store/migrations/versions): the schema this code
 #: reads and writes. Written here so that opening a node can check its database's schema
 #: without importing Alembic; a test keeps it equal to the migrations' head.
-SCHEMA_REVISION = "0013"
+SCHEMA_REVISION = "0020"
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA foreign_keys=ON",
@@ -174,8 +175,11 @@ class _Compiled:
         values = (params[n] if n in params else self.defaults[n] for n in self.names)
         return tuple(p(v) if p else v for v, p in zip(values, self.binds, strict=True))
 
-    def row(self, raw: Sequence[Any]) -> tuple[Any, ...]:
-        return tuple(p(v) if p else v for v, p in zip(raw, self.results, strict=True))
+    def rows(self, raw: Iterable[Sequence[Any]]) -> list[tuple[Any, ...]]:
+        results = self.results
+        if not any(results):  # nothing to convert: `tuple` hands back the driver's tuples
+            return [tuple(r) for r in raw]
+        return [tuple(p(v) if p else v for v, p in zip(r, results, strict=True)) for r in raw]
 
 
 def _compile_sqlite(stmt: ClauseElement, dialect: Dialect) -> _Compiled:
@@ -245,7 +249,7 @@ async def _scan(
         raw = await driver.execute_fetchall(compiled.sql, compiled.args(params))
     except sqlite3.Error as e:
         raise _wrapped(compiled, e) from e
-    return [compiled.row(r) for r in raw]
+    return compiled.rows(raw)
 
 
 async def _inline(
@@ -258,7 +262,7 @@ async def _inline(
         raw = await patiently(lambda: conn.execute(compiled.sql, args).fetchall())
     except sqlite3.Error as e:
         raise _wrapped(compiled, e) from e
-    return [compiled.row(r) for r in raw]
+    return compiled.rows(raw)
 
 
 class Database:

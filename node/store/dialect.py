@@ -6,7 +6,7 @@ import importlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Table, func
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 
@@ -72,3 +72,25 @@ def insert_ignoring(dialect: str, table: Table) -> Any:
 def like_escape(text: str) -> str:
     r"""Escape LIKE wildcards so user text matches literally (escape char `\`)."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def month_of(dialect: str, value: Any) -> Any:
+    """SQL for the month (`YYYY-MM` text) of a date or timestamp expression."""
+    if dialect == "sqlite":
+        return func.strftime("%Y-%m", value)
+    return func.to_char(value, "YYYY-MM")
+
+
+def upsert_adding(dialect: str, table: Table, keys: Sequence[str], column: str) -> Any:
+    """`INSERT … ON CONFLICT (keys) DO UPDATE SET column = column + the new value`."""
+    stmt = _dialect("sqlite" if dialect == "sqlite" else "postgresql").insert(table)
+    return stmt.on_conflict_do_update(
+        index_elements=list(keys), set_={column: table.c[column] + stmt.excluded[column]}
+    )
+
+
+async def lock_for_append(conn: AsyncConnection, table: Table) -> None:
+    """Keep other transactions from writing `table` until this one ends (SQLite's writer
+    already holds the database's one write lock; PostgreSQL locks the table, readers go on)."""
+    if conn.dialect.name != "sqlite":
+        await conn.exec_driver_sql(f"LOCK TABLE {table.name} IN EXCLUSIVE MODE")

@@ -4,9 +4,10 @@ versions, peers' indexes, and the hits on our records."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Row, bindparam, delete, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ClauseElement
 
 from node.lookup.model import Hit
@@ -31,12 +32,20 @@ _pi = table(PeerIndexRow)
 _peers = table(PeerRow)
 _h = table(HitRow)
 _HIT_FIELDS = tuple(c.name for c in _h.c if c.name != "id")
+#: Record ids checked by one IN list (PostgreSQL).
+_IN_LIST = 10_000
 #: SQLite: an output whose record still exists (one row of an executemany).
 _ADD_LIVE_OUTPUT = (
     "INSERT INTO record_outputs (record_id, serial_canonical, prefix, output) "
     "SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM records WHERE id = ?) "
     "ON CONFLICT (record_id) DO NOTHING"
 )
+#: SQLite: an output of a record known to exist (one row of an executemany).
+_ADD_OUTPUT = (
+    "INSERT INTO record_outputs (record_id, serial_canonical, prefix, output) "
+    "VALUES (?, ?, ?, ?) ON CONFLICT (record_id) DO NOTHING"
+)
+_IDS_BETWEEN = "SELECT id FROM records WHERE id BETWEEN ? AND ?"
 
 
 def _hit(row: Row[Any]) -> Hit:
@@ -63,6 +72,21 @@ async def add_hits_in(tx: Transaction, hits: list[dict[str, Any]]) -> None:
         await tx.run("lookups.add_hit", lambda: _hit_statement(tx.dialect), hit)
 
 
+async def _add_outputs_sqlite(conn: AsyncConnection, outputs: list[tuple[int, str, bytes]]) -> None:
+    """Store the outputs of records that still exist, in one executemany."""
+    low, high = min(rid for rid, _, _ in outputs), max(rid for rid, _, _ in outputs)
+    if high - low >= 2 * len(outputs):  # scattered ids: each row checks its record by key
+        params = [(rid, serial, out[:8], out, rid) for rid, serial, out in outputs]
+        await conn.exec_driver_sql(_ADD_LIVE_OUTPUT, params)
+        return
+    # A run of ids (an index build): reading which exist in one range scan takes a third
+    # off the CPU time of storing them (a million: 10.0 -> 6.6 s).
+    live = {row[0] for row in await conn.exec_driver_sql(_IDS_BETWEEN, (low, high))}
+    rows = [(rid, serial, out[:8], out) for rid, serial, out in outputs if rid in live]
+    if rows:
+        await conn.exec_driver_sql(_ADD_OUTPUT, rows)
+
+
 class LookupStore:
     """OPRF outputs of our records, our published index versions, peers' indexes, hits.
 
@@ -77,41 +101,43 @@ class LookupStore:
 
     async def get_unindexed(self, limit: int, after: int = 0) -> list[tuple[int, str]]:
         """Active records (id above `after`) without an OPRF output: (id, canonical serial)."""
-        query = (
-            select(_r.c.id, _r.c.serial_canonical)
-            .outerjoin(_ro, _ro.c.record_id == _r.c.id)
-            .where(
-                _r.c.id > after,
-                _ro.c.record_id.is_(None),
-                _r.c.status != Status.RECOVERED.value,
-            )
-            .order_by(_r.c.id)
-            .limit(limit)
+        rows = await self._db.fetch(  # one driver round trip, rows as the driver gives them
+            "lookups.unindexed",
+            lambda: (
+                select(_r.c.id, _r.c.serial_canonical)
+                .outerjoin(_ro, _ro.c.record_id == _r.c.id)
+                .where(
+                    _r.c.id > bindparam("after"),
+                    _ro.c.record_id.is_(None),
+                    _r.c.status != Status.RECOVERED.value,
+                )
+                .order_by(_r.c.id)
+                .limit(bindparam("limit"))
+            ),
+            {"after": after, "limit": limit},
+            scan=True,
         )
-        async with self._db.read() as conn:
-            return [(row.id, row.serial_canonical) for row in await conn.execute(query)]
+        return cast(list[tuple[int, str]], rows)
 
     async def add_outputs(self, outputs: list[tuple[int, str, bytes]]) -> None:
         """Store OPRF outputs: (record id, the canonical serial evaluated, its output);
         records deleted meanwhile are skipped."""
         if not outputs:
             return
-        if self._db.dialect == "sqlite":  # one executemany, each row checked by primary key
-            params = [(rid, serial, out[:8], out, rid) for rid, serial, out in outputs]
+        if self._db.dialect == "sqlite":
             async with self._db.write() as conn:
-                await conn.exec_driver_sql(_ADD_LIVE_OUTPUT, params)
+                await _add_outputs_sqlite(conn, outputs)
             return
         rows = [
             {"record_id": rid, "serial_canonical": serial, "prefix": out[:8], "output": out}
             for rid, serial, out in outputs
         ]
+        ids = [rid for rid, _, _ in outputs]
         async with self._db.write() as conn:
-            live = {
-                r.id
-                for r in await conn.execute(
-                    select(_r.c.id).where(_r.c.id.in_([rid for rid, _, _ in outputs]))
-                )
-            }
+            live: set[int] = set()
+            for i in range(0, len(ids), _IN_LIST):  # asyncpg takes at most 32,767 parameters
+                query = select(_r.c.id).where(_r.c.id.in_(ids[i : i + _IN_LIST]))
+                live.update(r.id for r in await conn.execute(query))
             rows = [row for row in rows if row["record_id"] in live]
             if rows:
                 await conn.execute(insert_ignoring(self._db.dialect, _ro), rows)
@@ -138,6 +164,17 @@ class LookupStore:
         """The first 8 bytes of every stored output: the index's items, one per active record."""
         async with self._db.read() as conn:
             return list((await conn.execute(select(_ro.c.prefix))).scalars())
+
+    async def get_items(self) -> list[bytes]:
+        """The distinct first 8 bytes of the stored outputs, in increasing order: the
+        index's items, big-endian."""
+        rows = await self._db.fetch(  # read along the prefixes' index, in one round trip
+            "lookups.items",
+            lambda: select(_ro.c.prefix).distinct().order_by(_ro.c.prefix),
+            {},
+            scan=True,
+        )
+        return [prefix for (prefix,) in rows]
 
     async def get_records_by_output(self, output: bytes) -> list[FirearmRecord]:
         """Active records whose serial has this OPRF output (one driver round trip); an

@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from node.auditing import AuditEvent
 from node.errors import ConflictError, NotFoundError
 from node.protocol.keys import fingerprint
-from node.protocol.model import Peer, PeerStatus, Service
+from node.protocol.model import KnownKey, Peer, PeerStatus, Service
 from node.store.audit import append_entry
 from node.store.database import Database
-from node.store.tables import PeerIndexRow, PeerRow, table
+from node.store.dialect import insert_ignoring
+from node.store.tables import PeerIndexRow, PeerKeyRow, PeerRow, table
 
 _p = table(PeerRow)
 _pi = table(PeerIndexRow)
+_k = table(PeerKeyRow)
+_KEY_COLUMNS = ("country", "key", "valid_from_ms", "valid_until_ms", "rotation")
 #: What a `Peer` holds: every column but the descriptor (kept for the admin, a few KB).
 _PEER_COLUMNS = tuple(c for c in _p.c if c.name != "descriptor")
 
@@ -41,6 +46,7 @@ def _peer(row: Any) -> Peer:
         previous_key_until=row.previous_key_until,
         last_error_at=row.last_error_at,
         last_error=row.last_error,
+        hpke_key=row.hpke_key,
     )
 
 
@@ -67,6 +73,20 @@ def _fetched(row: tuple[Any, ...]) -> Peer:
     return Peer(**values)
 
 
+async def _record_keys(conn: AsyncConnection, keys: Sequence[KnownKey], at: datetime) -> None:
+    """Keep `keys` in the history: a key seen before keeps its start and statement; an
+    end given now (its rotation's grace period) is kept."""
+    for known in keys:
+        values = {name: getattr(known, name) for name in _KEY_COLUMNS}
+        await conn.execute(insert_ignoring(conn.dialect.name, _k).values(**values, added_at=at))
+        if known.valid_until_ms is not None:
+            await conn.execute(
+                update(_k)
+                .where(_k.c.country == known.country, _k.c.key == known.key)
+                .values(valid_until_ms=known.valid_until_ms)
+            )
+
+
 class PeersStore:
     """The peer registry; every change to trust carries its audit entry."""
 
@@ -83,6 +103,8 @@ class PeersStore:
         policy: frozenset[Service],
         at: datetime,
         audit: AuditEvent,
+        *,
+        hpke_key: bytes | None = None,
     ) -> Peer:
         """Register a peer; ConflictError if the country is already a peer."""
         values = {
@@ -95,10 +117,12 @@ class PeersStore:
             "policy": sorted(s.value for s in policy),
             "added_at": at,
             "added_by": audit.actor,
+            "hpke_key": hpke_key,
         }
         try:
             async with self._db.write() as conn:
                 row = (await conn.execute(insert(_p).values(**values).returning(*_p.c))).one()
+                await _record_keys(conn, [KnownKey(country, signing_key, None, None, None)], at)
                 await append_entry(conn, at, audit)
         except IntegrityError as e:
             raise ConflictError(
@@ -134,8 +158,10 @@ class PeersStore:
         audit: AuditEvent | None,
         *,
         if_status: PeerStatus | None = None,
+        keys: Sequence[KnownKey] = (),
     ) -> Peer:
-        """Change a peer's columns (policy, status, keys, contact), with an audit entry if given.
+        """Change a peer's columns (policy, status, keys, contact), with an audit entry if given,
+        and keep `keys` in its key history (as `add_keys`) in the same transaction.
 
         A peer's cached index was built under its OPRF key: a new `oprf_key`
         drops it (and the peer's `index_version`) in the same transaction, or
@@ -170,6 +196,21 @@ class PeersStore:
                 raise ConflictError(f"{country} is {status}")
             if rekeyed:
                 await conn.execute(delete(_pi).where(_pi.c.country == country))
+            await _record_keys(conn, keys, at)
             if audit is not None:
                 await append_entry(conn, at, audit)
         return _peer(row)
+
+    async def add_keys(self, keys: Sequence[KnownKey], at: datetime) -> None:
+        """Keep signing keys seen (this node's own): new ones added, a known one's end set."""
+        async with self._db.write() as conn:
+            await _record_keys(conn, keys, at)
+
+    async def get_keys(self) -> list[KnownKey]:
+        """Every signing key seen, by country."""
+        rows = await self._db.fetch(
+            "peer_keys.all",
+            lambda: select(*(_k.c[n] for n in _KEY_COLUMNS)).order_by(_k.c.country),
+            {},
+        )
+        return [KnownKey(*row) for row in rows]

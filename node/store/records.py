@@ -24,7 +24,8 @@ from node.records.model import (
 from node.records.storage import AuditFor
 from node.store.audit import append_entry
 from node.store.database import Database
-from node.store.dialect import insert_many_ignoring_conflicts, like_escape
+from node.store.dialect import insert_many_ignoring_conflicts, like_escape, lock_for_append
+from node.store.stats import count_records_in
 from node.store.tables import RecordRow, table
 
 _t = table(RecordRow)
@@ -128,6 +129,7 @@ class RecordsStore:
                     )
             result = await conn.execute(insert(_t).values(**values).returning(*RECORD_COLUMNS))
             record = record_from_row(result.one())
+            await count_records_in(conn, _c.id == record.id, 1)
             await append_entry(conn, at, audit(record))
         return record
 
@@ -157,6 +159,7 @@ class RecordsStore:
                     f"record {record_id} was changed by someone else (now version "
                     f"{current.version}, you edited version {expected_version}); reload and retry"
                 )
+            await count_records_in(conn, _c.id == record_id, -1)
             result = await conn.execute(
                 update(_t)
                 .where(_c.id == record_id, _c.version == expected_version)
@@ -167,6 +170,7 @@ class RecordsStore:
             if row is None:  # changed between our read and our write
                 raise ConflictError(f"record {record_id} was changed by someone else; reload")
             record = record_from_row(row)
+            await count_records_in(conn, _c.id == record_id, 1)
             await append_entry(conn, at, audit(record))
         return record
 
@@ -196,6 +200,7 @@ class RecordsStore:
                     f"record {record_id} was changed by someone else (now version "
                     f"{current.version}); reload and retry"
                 )
+            await count_records_in(conn, _c.id == record_id, -1)
             deleted = await conn.execute(
                 delete(_t).where(_c.id == record_id, _c.version == expected_version)
             )
@@ -219,9 +224,12 @@ class RecordsStore:
         rows = [(*row, model_key(row[_MODEL_INDEX])) for row in batch]
         constants = {"version": 1, "created_at": at, "updated_at": at}
         async with self._db.write() as conn:
+            await lock_for_append(conn, _t)  # the new rows are those past the highest id
+            before = (await conn.execute(select(func.coalesce(func.max(_c.id), 0)))).scalar_one()
             created = await insert_many_ignoring_conflicts(
                 conn, _t, "dedupe_key", _BULK_COLUMNS, rows, constants
             )
+            await count_records_in(conn, _c.id > before, 1)
             await append_entry(conn, at, audit(created))
         return created
 

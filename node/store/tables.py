@@ -148,7 +148,11 @@ class AuditRow(Base):
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
 
-    __table_args__ = (Index(None, "action", "seq"), Index(None, "actor", "seq"))
+    __table_args__ = (
+        Index(None, "action", "seq"),
+        Index(None, "actor", "seq"),
+        Index(None, "action", "at"),
+    )
 
 
 class AuditHeadRow(Base):
@@ -210,6 +214,22 @@ class PeerRow(Base):
     #: When a request to it first failed since its last contact (cleared by a contact).
     last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
+    #: The X25519 key its descriptor publishes for statistics shares.
+    hpke_key: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+
+
+class PeerKeyRow(Base):
+    """A signing key seen for a country (a peer's or this node's), kept for good with its
+    validity (ms, None: unbounded) and the rotation statement that introduced it."""
+
+    __tablename__ = "peer_keys"
+
+    country: Mapped[str] = mapped_column(String(3), primary_key=True)
+    key: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    valid_from_ms: Mapped[int | None] = mapped_column(BigInteger)
+    valid_until_ms: Mapped[int | None] = mapped_column(BigInteger)
+    rotation: Mapped[bytes | None] = mapped_column(LargeBinary)
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class SeenMessageRow(Base):
@@ -398,7 +418,10 @@ class TraceRow(Base):
     note: Mapped[str] = mapped_column(Text)
     force_reason: Mapped[str] = mapped_column(Text)
 
-    __table_args__ = (UniqueConstraint("trace_id", "position"),)
+    __table_args__ = (
+        UniqueConstraint("trace_id", "position"),
+        Index(None, "position", "created_at"),
+    )
 
 
 class TraceItemRow(Base):
@@ -409,7 +432,7 @@ class TraceItemRow(Base):
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     trace: Mapped[int] = mapped_column(ForeignKey("traces.id", ondelete="CASCADE"))
     position: Mapped[int] = mapped_column(Integer)
-    kind: Mapped[str] = mapped_column(String(8))  # receipt | answer | reply
+    kind: Mapped[str] = mapped_column(String(8))  # receipt | answer | reply | forward | rotation
     country: Mapped[str] = mapped_column(String(3))
     item: Mapped[bytes] = mapped_column(LargeBinary)
     item_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
@@ -419,6 +442,144 @@ class TraceItemRow(Base):
     __table_args__ = (UniqueConstraint("trace", "item_hash"),)
 
 
+class TraceReminderRow(Base):
+    """The reminders of one hop of a trace: sent to it (on the originator's trace) or
+    received (on the hop's own), how many and the last one's time
+    (node/trace/model.py `HopReminders`)."""
+
+    __tablename__ = "trace_reminders"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    trace: Mapped[int] = mapped_column(ForeignKey("traces.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    country: Mapped[str] = mapped_column(String(3))
+    count: Mapped[int] = mapped_column(Integer)
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("trace", "position"),)
+
+
+class RecordCountRow(Base):
+    """How many records have a value of a dimension in a month (`node/store/stats.py`):
+    aggregates kept exact in the transaction of every record change."""
+
+    __tablename__ = "record_counts"
+
+    dimension: Mapped[str] = mapped_column(String(16), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200), primary_key=True)
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
 def table(cls: type[Base]) -> Table:
     """The Core table behind a mapped class, typed for insert/update/delete."""
     return cast("Table", cls.__table__)
+
+
+def _pk() -> Mapped[int]:
+    return mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+
+
+class StatsRoundRow(Base):
+    """A statistics round this node requested, was asked to contribute to, or aggregates
+    (node/stats/round.py `StoredRound`)."""
+
+    __tablename__ = "stats_rounds"
+
+    id: Mapped[int] = _pk()
+    round_id: Mapped[bytes] = mapped_column(LargeBinary(16), unique=True)
+    requester: Mapped[str] = mapped_column(String(3))
+    query: Mapped[str] = mapped_column(String(32))
+    period_from: Mapped[str] = mapped_column(String(7))
+    period_to: Mapped[str] = mapped_column(String(7))
+    epsilon: Mapped[float] = mapped_column(Float)
+    aggregators: Mapped[str] = mapped_column(String(64))  # "DEU,FRA"
+    min_contributors: Mapped[int] = mapped_column(Integer)
+    deadline_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    asked: Mapped[str] = mapped_column(Text)  # the requester's: the peers asked, "DEU,ITA"
+    closed: Mapped[str | None] = mapped_column(Text)  # the contributors `stats.close` named
+
+    __table_args__ = (Index(None, "status"),)
+
+
+class StatsAnswerRow(Base):
+    """A party's answer to a round: joined, or refused with a reason."""
+
+    __tablename__ = "stats_answers"
+
+    id: Mapped[int] = _pk()
+    round_id: Mapped[bytes] = mapped_column(LargeBinary(16))
+    country: Mapped[str] = mapped_column(String(3))
+    joined: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("round_id", "country"),)
+
+
+class StatsShareRow(Base):
+    """A contributor's sealed share held by this aggregator (the first one it sent)."""
+
+    __tablename__ = "stats_shares"
+
+    id: Mapped[int] = _pk()
+    round_id: Mapped[bytes] = mapped_column(LargeBinary(16))
+    contributor: Mapped[str] = mapped_column(String(3))
+    query: Mapped[str] = mapped_column(String(32))
+    period_from: Mapped[str] = mapped_column(String(7))
+    period_to: Mapped[str] = mapped_column(String(7))
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("round_id", "contributor"),)
+
+
+class StatsHoldingRow(Base):
+    """The contributors whose shares an aggregator of a round holds, fixed once sent."""
+
+    __tablename__ = "stats_holdings"
+
+    id: Mapped[int] = _pk()
+    round_id: Mapped[bytes] = mapped_column(LargeBinary(16))
+    aggregator: Mapped[str] = mapped_column(String(3))
+    contributors: Mapped[str] = mapped_column(Text)  # "DEU,FRA" ("" for none)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("round_id", "aggregator"),)
+
+
+class StatsSumRow(Base):
+    """An aggregator's signed sum of a round (node/stats/result.py), ours or received."""
+
+    __tablename__ = "stats_sums"
+
+    id: Mapped[int] = _pk()
+    round_id: Mapped[bytes] = mapped_column(LargeBinary(16))
+    aggregator: Mapped[str] = mapped_column(String(3))
+    statement: Mapped[bytes] = mapped_column(LargeBinary)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("round_id", "aggregator"),)
+
+
+class StatsLedgerRow(Base):
+    """The privacy budget's ledger: the ε a round spent here, or was refused
+    (node/stats/budget.py `LedgerEntry`)."""
+
+    __tablename__ = "stats_ledger"
+
+    id: Mapped[int] = _pk()
+    round_id: Mapped[bytes] = mapped_column(LargeBinary(16), unique=True)
+    requester: Mapped[str] = mapped_column(String(3))
+    query: Mapped[str] = mapped_column(String(32))
+    month: Mapped[str] = mapped_column(String(7))
+    epsilon: Mapped[float] = mapped_column(Float)
+    spent: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index(None, "month"),)

@@ -12,11 +12,13 @@ from sqlalchemy import ClauseElement, bindparam, insert, select, update
 
 from node.store.database import Database, Transaction
 from node.store.dialect import insert_ignoring
-from node.store.tables import TraceItemRow, TraceRow, table
-from node.trace.model import ItemKind, StoredTrace, TraceItem, TraceStatus
+from node.store.tables import TraceItemRow, TraceReminderRow, TraceRow, table
+from node.trace.model import HopReminders, ItemKind, StoredTrace, TraceItem, TraceStatus
 
 _t = table(TraceRow)
 _i = table(TraceItemRow)
+_r = table(TraceReminderRow)
+_REMINDER_FIELDS = tuple(f.name for f in fields(HopReminders))
 _TRACE_COLUMNS = tuple(_t.c[f.name] for f in fields(StoredTrace))
 _ITEM_FIELDS = tuple(f.name for f in fields(TraceItem))
 
@@ -78,6 +80,28 @@ def _add_item(dialect: str) -> ClauseElement:
     return insert_ignoring(dialect, _i).values({n: bindparam(n) for n in names}).returning(_i.c.id)
 
 
+def _get_reminders() -> ClauseElement:
+    return (
+        select(*(_r.c[name] for name in _REMINDER_FIELDS))
+        .where(_r.c.trace == bindparam("trace"))
+        .order_by(_r.c.position)
+    )
+
+
+def _add_reminder(dialect: str) -> ClauseElement:
+    names = ("trace", "position", "country", "count", "last_at")
+    return insert_ignoring(dialect, _r).values({n: bindparam(n) for n in names})
+
+
+def _count_reminder() -> ClauseElement:
+    return (
+        update(_r)
+        .where(_r.c.trace == bindparam("w_trace"), _r.c.position == bindparam("w_position"))
+        .values(count=_r.c.count + 1, last_at=bindparam("last_at"))
+        .returning(_r.c.count)
+    )
+
+
 async def get_trace_in(
     tx: Transaction, trace_id: bytes, position: int | None
 ) -> StoredTrace | None:
@@ -126,6 +150,23 @@ async def get_items_in(tx: Transaction, trace: int) -> list[TraceItem]:
     return [_item(row) for row in await tx.run("traces.items", _get_items, {"trace": trace})]
 
 
+async def get_reminders_in(tx: Transaction, trace: int) -> list[HopReminders]:
+    """The reminders of each hop of the trace, by position, inside `tx`."""
+    rows = await tx.run("traces.reminders", _get_reminders, {"trace": trace})
+    return [HopReminders(*row) for row in rows]
+
+
+async def add_reminder_in(
+    tx: Transaction, trace: int, position: int, country: str, at: datetime
+) -> int:
+    """Count one more reminder of hop `position`, at `at`, inside `tx`; how many now."""
+    first = {"trace": trace, "position": position, "country": country, "count": 0, "last_at": at}
+    await tx.run("traces.add_reminder", lambda: _add_reminder(tx.dialect), first)
+    params = {"w_trace": trace, "w_position": position, "last_at": at}
+    [(count,)] = await tx.run("traces.count_reminder", _count_reminder, params)
+    return int(count)
+
+
 class TraceStore:
     """Reads the traces this node keeps (`node.trace.storage.TraceStorage`)."""
 
@@ -155,3 +196,8 @@ class TraceStore:
 
         rows = await self._db.fetch(("traces.list", status is None), query, params, scan=True)
         return [_trace(row) for row in rows]
+
+    async def get_reminders(self, trace: int) -> list[HopReminders]:
+        """The reminders of each hop of the trace, by position."""
+        rows = await self._db.fetch("traces.reminders", _get_reminders, {"trace": trace})
+        return [HopReminders(*row) for row in rows]

@@ -4,7 +4,8 @@
 is one `Database.transaction` (on SQLite one driver round trip per
 statement: the confirmation of a hit stays the fast path it was) exposing
 the store operations that a handler may combine: the inbox claim and the
-answer kept with it, the outbox, the audit log and lookups' hits. Each
+answer kept with it, the outbox, the audit log, lookups' hits, traces and
+statistics rounds (`node.store.rounds`: mixed in). Each
 operation is the store's own statement, run on this transaction
 (`*_in` functions), never a copy of it. Callbacks registered with
 `after_commit` run once it has committed (waking delivery for what was queued).
@@ -23,16 +24,27 @@ from node.store.audit import append_in
 from node.store.database import Database, Transaction
 from node.store.lookups import add_hits_in
 from node.store.outbox import add_message_in, claim_in, set_answer_in
-from node.store.trace import add_item_in, add_trace_in, get_items_in, get_trace_in, set_trace_in
-from node.trace.model import StoredTrace, TraceItem, TraceStatus
+from node.store.rounds import RoundReads, RoundWrites
+from node.store.trace import (
+    add_item_in,
+    add_reminder_in,
+    add_trace_in,
+    get_items_in,
+    get_reminders_in,
+    get_trace_in,
+    set_trace_in,
+)
+from node.trace.model import HopReminders, StoredTrace, TraceItem, TraceStatus
 
 
-class StoreWork:
-    """The kernel's `UnitOfWork`, lookups' `LookupWork` and traces' `TraceWork`, on one
-    open transaction."""
+class StoreWork(RoundReads, RoundWrites):
+    """The kernel's `UnitOfWork`, lookups' `LookupWork`, traces' `TraceWork` and the
+    statistics rounds' `StatsWork`, on one open transaction."""
 
     def __init__(self, tx: Transaction) -> None:
         self._tx = tx
+        self._run = tx.run
+        self._dialect = tx.dialect
         self.committed: list[Callable[[], None]] = []
 
     async def claim(self, sender: str, key: bytes, type_: str, at: datetime) -> PriorClaim | None:
@@ -83,6 +95,14 @@ class StoreWork:
     async def get_items(self, trace: int) -> list[TraceItem]:
         """The trace's items, in the order they were kept."""
         return await get_items_in(self._tx, trace)
+
+    async def add_reminder(self, trace: int, position: int, country: str, at: datetime) -> int:
+        """Count one more reminder of the trace's hop `position`; how many now."""
+        return await add_reminder_in(self._tx, trace, position, country, at)
+
+    async def get_reminders(self, trace: int) -> list[HopReminders]:
+        """The reminders of each hop of the trace, by position."""
+        return await get_reminders_in(self._tx, trace)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Call `callback` once the transaction has committed (never if it rolls back)."""

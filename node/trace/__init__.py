@@ -16,6 +16,15 @@ request's fields, checks its completeness and picks the first hop;
 `receipts.py` signs and strictly decodes the statements of a trace (the
 originator's request, each hop's receipts and answers, docs/PROTOCOL.md §3);
 `chain.py` checks a whole chain with public keys only and tells a receiving
-hop where it stands; `export.py` writes and checks the chain file that
-carries the keys (and rotation statements) needed to check it without a node.
+hop where it stands, under the keys the node trusts and those the chain's
+`forward` statements vouch for; `export.py` writes and checks the chain file
+that carries the keys (and rotation statements) needed to check it without a
+node. `hop.py` is a hop's side (receive, answer, forward, relay),
+`service.py` the originator's; `intake.py` decides what the originator keeps
+of the reports (checked on arrival, bounded per hop), `disclosure.py` what a
+hop names of the last legal possessor.
+
+Deadlines: `deadlines.py` holds the pure rules (when a hop's answer is due,
+whether it is late, when to remind it); `reminders.py` sends the originator's
+reminders from a sweep on the node's clock and takes them as a hop.
 """

@@ -2,14 +2,16 @@
 
 `verify_chain` takes the originator's signed request, the receipts in hop
 order (each hop's latest: final, or pending for the last), the signed
-answers, a key resolver and, if any, the `needs_information` receipts that a
-hop replaced by a later one once it had the originator's reply (each checked
-against the hop's latest receipt: same link and time received, answered no
-later, its answer among the answers; its question is the hop's history), and
-reports every problem it finds with the hop (position, 0 for the request)
-and country it concerns. It never raises on bad input: a forged, reordered
-or truncated chain is what it is for. The same report tells a hop receiving
-a trace where it stands (`next_hop`): the position and country expected next
+answers, the trusted keys (a `KeyHistory`: the verifier's peers and its own,
+or an export file's), the signed `forward` statements, a pool of rotation
+statements and, if any, the `needs_information` receipts that a hop replaced
+by a later one once it had the originator's reply (each checked against the
+hop's latest receipt: same link and time received, answered no later, its
+answer among the answers; its question is the hop's history), and reports
+every problem it finds with the hop (position, 0 for the request) and
+country it concerns. It never raises on bad input: a forged, reordered or
+truncated chain is what it is for. The same report tells a hop receiving a
+trace where it stands (`next_hop`): the position and country expected next
 and the hash its receipt must link to.
 
 Each statement is verified under its author's key valid at the time it was
@@ -17,7 +19,14 @@ signed (`created_ms`, `received_ms` for a pending receipt, `answered_ms` for
 an answered one and its answer), so a key since rotated verifies what it
 signed while it was valid. Times from two countries' clocks are compared with
 the protocol's clock-skew allowance (`CLOCK_SKEW_MS`); one hop's own times
-strictly. Pure: no I/O.
+strictly.
+
+A hop whose country the trusted keys do not know is checked under the key
+the chain vouches for (docs/adr/0008): the `forward` statement for its
+position, signed by the hop before it (or the originator) under a key
+already trusted or vouched for, names it; rotation statements from the pool
+lead from it to later keys. Vouching never replaces a trusted country's keys.
+Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -29,10 +38,12 @@ from typing import Any
 
 from node.errors import BadSignatureError, MalformedEnvelopeError, UnknownSenderError
 from node.protocol.envelope import DEFAULT_WINDOW_S, from_ms
+from node.protocol.keyring import KeyHistory, follow_rotations
+from node.protocol.keys import fingerprint
 from node.trace.receipts import (
     FINAL_OUTCOMES,
     AnswerStatement,
-    KeyResolver,
+    ForwardStatement,
     Outcome,
     ReceiptStatement,
     RequestStatement,
@@ -141,6 +152,25 @@ class NextHop:
 
 
 @dataclass(frozen=True, slots=True)
+class Vouch:
+    """A hop's key that the chain vouched for: `by` forwarded the trace to it trusting `key`."""
+
+    position: int
+    country: str
+    by: str
+    key: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        """As `trace verify --json` prints it."""
+        return {
+            "position": self.position,
+            "country": self.country,
+            "vouched_by": self.by,
+            "fingerprint": fingerprint(self.key),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class ChainReport:
     """What `verify_chain` found."""
 
@@ -150,6 +180,7 @@ class ChainReport:
     hops: tuple[Hop, ...]
     problems: tuple[Problem, ...]
     next_hop: NextHop | None
+    vouched: tuple[Vouch, ...] = ()
 
     @property
     def valid(self) -> bool:
@@ -176,6 +207,7 @@ class ChainReport:
             "request_hash": self.request_hash.hex(),
             "hops": [hop.to_json() for hop in self.hops],
             "problems": [problem.to_json() for problem in self.problems],
+            "vouched_keys": [vouch.to_json() for vouch in self.vouched],
         }
 
 
@@ -194,10 +226,13 @@ class _Checker:
         self,
         request: bytes,
         answers: Sequence[bytes],
-        keys: KeyResolver,
+        keys: KeyHistory,
+        forwards: Sequence[bytes] = (),
+        rotations: Sequence[bytes] = (),
         superseded: Sequence[bytes] = (),
     ) -> None:
         self.keys = keys
+        self.vouched: tuple[Vouch, ...] = ()
         self.request_hash = digest(request)
         self.problems: list[Problem] = []
         self.replaced: dict[int, list[tuple[Signed, ReceiptStatement]]] = {}
@@ -212,6 +247,10 @@ class _Checker:
         self.answers = {digest(answer): answer for answer in answers}
         self.used: set[bytes] = set()
         self.request = self._request(request)
+        if self.request is not None:
+            self.keys, self.vouched = vouched_keys(
+                keys, self.request.originator, self.request.trace_id, forwards, rotations
+            )
         self.prev: ReceiptStatement | None = None
         self.prev_hash = self.request_hash
         self.prev_position = 0
@@ -224,7 +263,15 @@ class _Checker:
         try:
             verify(signed, where[1], at_ms, self.keys)
         except UnknownSenderError as e:
-            self._add(where, ProblemKind.WRONG_SIGNER, f"{what}: {e} ({_at(at_ms)})")
+            unknown = (
+                ""
+                if self.keys.knows(where[1])
+                else (
+                    f"; no key of {where[1]} is trusted here, and no forward statement signed "
+                    "by the hop before vouches for one"
+                )
+            )
+            self._add(where, ProblemKind.WRONG_SIGNER, f"{what}: {e} ({_at(at_ms)}){unknown}")
         except BadSignatureError as e:
             self._add(where, ProblemKind.BAD_SIGNATURE, f"{what}: {e}")
 
@@ -474,14 +521,71 @@ class _Checker:
             hops=tuple(self.hops),
             problems=tuple(self.problems),
             next_hop=next_hop,
+            vouched=self.vouched,
         )
+
+
+def vouched_keys(
+    keys: KeyHistory,
+    originator: str,
+    trace_id: bytes,
+    forwards: Sequence[bytes],
+    rotations: Sequence[bytes] = (),
+) -> tuple[KeyHistory, tuple[Vouch, ...]]:
+    """`keys` and the keys the chain vouches for (docs/adr/0008), with who vouched.
+
+    Position by position, the first `forward` for this trace that verifies, signed by
+    the originator or by the country the accepted forward before named, says which
+    country holds that position; if `keys` knows none of that country's keys, the key
+    it names is trusted from then on, with the `rotations` that lead from it. Forwards
+    that do not decode or verify, or come from anyone else, vouch for nothing.
+    """
+    by_position: dict[int, list[tuple[Signed, ForwardStatement]]] = {}
+    for data in forwards:
+        try:
+            signed, forward = read(data, ForwardStatement)
+        except MalformedEnvelopeError:
+            continue
+        if forward.trace_id == trace_id:
+            by_position.setdefault(forward.position, []).append((signed, forward))
+    vouched: list[Vouch] = []
+    before = originator
+    for position in range(1, max(by_position, default=0) + 1):
+        accepted = next(
+            (
+                forward
+                for signed, forward in by_position.get(position, ())
+                if forward.country in {originator, before} and _verifies(signed, forward, keys)
+            ),
+            None,
+        )
+        if accepted is None:
+            break
+        country = accepted.next_country
+        if not keys.knows(country):
+            spans = follow_rotations(country, accepted.next_key, rotations)
+            keys = keys.with_country(country, spans)
+            vouched.append(Vouch(position, country, accepted.country, accepted.next_key))
+        before = country
+    return keys, tuple(vouched)
+
+
+def _verifies(signed: Signed, forward: ForwardStatement, keys: KeyHistory) -> bool:
+    try:
+        verify(signed, forward.country, forward.forwarded_ms, keys)
+    except (UnknownSenderError, BadSignatureError):
+        return False
+    return True
 
 
 def verify_chain(
     request: bytes,
     receipts: Sequence[bytes],
     answers: Sequence[bytes],
-    keys: KeyResolver,
+    keys: KeyHistory,
+    forwards: Sequence[bytes] = (),
+    rotations: Sequence[bytes] = (),
+    *,
     superseded: Sequence[bytes] = (),
 ) -> ChainReport:
     """Check a trace's whole chain (module docstring); never raises on bad input.
@@ -490,10 +594,13 @@ def verify_chain(
         request: the originator's signed request.
         receipts: each hop's latest receipt, in hop order.
         answers: the hops' signed answers (any order), the replaced receipts' too.
-        keys: the public key of (country, key id) valid at a time, or None.
+        keys: the trusted keys of countries over time.
+        forwards: signed `forward` statements vouching for the keys of hops `keys` does
+            not know (any order).
+        rotations: rotation statements (§5.2) from such a vouched key to later ones.
         superseded: the `needs_information` receipts hops replaced by a later one.
     """
-    checker = _Checker(request, answers, keys, superseded)
+    checker = _Checker(request, answers, keys, forwards, rotations, superseded)
     for index, data in enumerate(receipts):
         checker.receipt(index, data)
     return checker.finish()
@@ -503,7 +610,7 @@ def pending_receipt(
     request: bytes,
     receipts: Sequence[bytes],
     answers: Sequence[bytes],
-    keys: KeyResolver,
+    keys: KeyHistory,
     me: str,
     received_ms: int,
     unchecked: frozenset[str] = frozenset(),

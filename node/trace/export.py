@@ -6,16 +6,21 @@ The file (docs/PROTOCOL.md §3.5) is the msgpack map, with exactly these keys:
      "request": <the originator's signed request>,
      "receipts": [<each hop's latest receipt, in hop order>],
      "answers": [<the hops' signed answers>],
-     "keys": [{"country": "DEU", "key": <32 bytes>, "rotations": [<statement>, ...]}, ...]}
+     "keys": [{"country": "DEU", "key": <32 bytes>, "rotations": [<statement>, ...]}, ...],
+     "forwards": [<signed forward statements>],
+     "rotations": [<rotation statements of the countries the forwards vouch for>]}
 
-`keys` holds, for each country on the chain (the originator too), the key it
-signed with first and the rotation statements (§4.2) that lead from it to the
-later ones, each signed by the key before it. A key is valid from the
-rotation that introduced it (`at`) until the grace period of the one that
-replaced it (`grace_until`), so a chain signed over a rotation still checks.
-As with evidence bundles, what a file proves holds for whoever compares each
-country's first key with the fingerprint its admin gave when the two peered:
-`verify_file` lists them. Pure: no I/O.
+`keys` holds the exporter's trust roots: for the originator and each of its
+peers on the chain, the key it signed with first and the rotation statements
+(§5.2) that lead from it to the later ones, each signed by the key before
+it. A key is valid from the rotation that introduced it (`at`) until the
+grace period of the one that replaced it (`grace_until`), so a chain signed
+over a rotation still checks. A hop that is not the originator's peer is
+checked under the key the chain vouches for (`forwards`, docs/adr/0008), and
+the `rotations` from it. As with evidence bundles, what a file proves holds
+for whoever compares each root's first key with the fingerprint its admin
+gave when the two peered: `verify_file` lists them, and the vouched keys
+with who vouched for them. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -27,18 +32,30 @@ from typing import Annotated, Any
 import msgspec
 
 from node.errors import TraceFileError, ValidationError
-from node.protocol.envelope import key_id
-from node.protocol.keys import fingerprint
+from node.protocol.keyring import KeyHistory, KeySpan, key_spans
 from node.protocol.messages import Bin32
-from node.protocol.rotation import verify_rotation
 from node.trace.chain import ChainReport, verify_chain
 from node.trace.receipts import (
     MAX_ANSWER_BYTES,
+    MAX_FORWARD_BYTES,
     MAX_HOPS,
     MAX_RECEIPT_BYTES,
     MAX_REQUEST_BYTES,
     Country,
 )
+
+__all__ = [
+    "FORMAT",
+    "MAX_FILE_BYTES",
+    "ChainFile",
+    "KeyHistory",
+    "KeySpan",
+    "VerifiedFile",
+    "export_chain",
+    "key_spans",
+    "read_file",
+    "verify_file",
+]
 
 FORMAT = "iarms-trace-chain/1"
 #: Rotation statements kept per country (a key rotated more often is refused).
@@ -46,11 +63,15 @@ MAX_ROTATIONS = 8
 _MAX_ROTATION_BYTES = 512
 #: The originator and each hop's country.
 MAX_COUNTRIES = MAX_HOPS + 1
-#: The largest file: every statement at its largest, and the keys.
+#: Forward statements kept (two per hop: the hop before's, and the originator's own).
+MAX_FORWARDS = 2 * MAX_HOPS
+#: The largest file: every statement at its largest, and the keys (as roots, or as the
+#: rotations of vouched keys).
 MAX_FILE_BYTES = (
     MAX_REQUEST_BYTES
     + MAX_HOPS * (MAX_RECEIPT_BYTES + MAX_ANSWER_BYTES)
-    + MAX_COUNTRIES * (64 + MAX_ROTATIONS * _MAX_ROTATION_BYTES)
+    + MAX_FORWARDS * MAX_FORWARD_BYTES
+    + 2 * MAX_COUNTRIES * (64 + MAX_ROTATIONS * _MAX_ROTATION_BYTES)
     + 4096
 )
 
@@ -85,59 +106,14 @@ class ChainFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     receipts: _Receipts
     answers: _Answers
     keys: Annotated[list[CountryKeys], msgspec.Meta(max_length=MAX_COUNTRIES)]
-
-
-@dataclass(frozen=True, slots=True)
-class KeySpan:
-    """A key and when it was valid (ms; None: unbounded on that side)."""
-
-    key: bytes
-    valid_from_ms: int | None
-    valid_until_ms: int | None
-
-    def covers(self, at_ms: int) -> bool:
-        """Whether the key was valid at `at_ms`."""
-        return (self.valid_from_ms is None or self.valid_from_ms <= at_ms) and (
-            self.valid_until_ms is None or at_ms <= self.valid_until_ms
-        )
-
-
-def key_spans(country: str, first_key: bytes, rotations: Sequence[bytes]) -> list[KeySpan]:
-    """A country's keys and their validity, each rotation verified under the key before.
-
-    Raises:
-        ValidationError: a statement does not verify, or is another country's.
-    """
-    spans = [KeySpan(first_key, None, None)]
-    for number, statement in enumerate(rotations, 1):
-        try:
-            rotation = verify_rotation(statement, spans[-1].key)
-        except ValidationError as e:
-            raise ValidationError(f"{country}'s rotation {number}: {e}") from e
-        if rotation.country != country:
-            raise ValidationError(f"{country}'s rotation {number} is {rotation.country}'s")
-        old = spans[-1]
-        spans[-1] = KeySpan(old.key, old.valid_from_ms, rotation.grace_until * 1000)
-        spans.append(KeySpan(rotation.new_key, rotation.at * 1000, None))
-    return spans
-
-
-class KeyHistory:
-    """Countries' keys over time: the `KeyResolver` a chain is checked with."""
-
-    def __init__(self, spans: Mapping[str, Sequence[KeySpan]]) -> None:
-        self._spans = {country: tuple(found) for country, found in spans.items()}
-
-    def __call__(self, country: str, kid: bytes, at_ms: int) -> bytes | None:
-        """The key of `country` named `kid` valid at `at_ms`, or None."""
-        for span in self._spans.get(country, ()):
-            if key_id(span.key) == kid and span.covers(at_ms):
-                return span.key
-        return None
-
-    def fingerprints(self) -> dict[str, list[str]]:
-        """Each country's keys' fingerprints, first key first."""
-        return {c: [fingerprint(s.key) for s in spans] for c, spans in self._spans.items()}
+    forwards: Annotated[
+        list[Annotated[bytes, msgspec.Meta(max_length=MAX_FORWARD_BYTES)]],
+        msgspec.Meta(max_length=MAX_FORWARDS),
+    ]
+    rotations: Annotated[
+        list[Annotated[bytes, msgspec.Meta(max_length=_MAX_ROTATION_BYTES)]],
+        msgspec.Meta(max_length=MAX_COUNTRIES * MAX_ROTATIONS),
+    ]
 
 
 def export_chain(
@@ -145,8 +121,11 @@ def export_chain(
     receipts: Sequence[bytes],
     answers: Sequence[bytes],
     keys: Mapping[str, tuple[bytes, Sequence[bytes]]],
+    forwards: Sequence[bytes] = (),
+    rotations: Sequence[bytes] = (),
 ) -> bytes:
-    """The file of a chain; `keys` maps each country to its first key and rotations.
+    """The file of a chain; `keys` maps each trusted country to its first key and rotations;
+    `forwards` vouch for the others' keys, `rotations` lead from those to later ones.
 
     Raises:
         TraceFileError: the chain or the keys exceed the file's limits.
@@ -157,6 +136,8 @@ def export_chain(
         receipts=list(receipts),
         answers=list(answers),
         keys=[CountryKeys(c, first, list(rot)) for c, (first, rot) in sorted(keys.items())],
+        forwards=list(forwards),
+        rotations=list(rotations),
     )
     data = msgspec.msgpack.encode(chain)
     read_file(data)  # what we write, we can read
@@ -197,7 +178,8 @@ class VerifiedFile:
     fingerprints: dict[str, list[str]]
 
     def to_json(self) -> dict[str, Any]:
-        """As `trace verify-file --json` prints it."""
+        """As `trace verify-file --json` prints it: `key_fingerprints` are the roots (to
+        compare with those the admins gave), `vouched_keys` the keys the chain vouched for."""
         return self.report.to_json() | {"key_fingerprints": self.fingerprints}
 
 
@@ -208,5 +190,7 @@ def verify_file(data: bytes) -> VerifiedFile:
         TraceFileError: the file cannot be read; a chain that does not verify is reported.
     """
     chain, keys = read_file(data)
-    report = verify_chain(chain.request, chain.receipts, chain.answers, keys)
+    report = verify_chain(
+        chain.request, chain.receipts, chain.answers, keys, chain.forwards, chain.rotations
+    )
     return VerifiedFile(report, keys.fingerprints())

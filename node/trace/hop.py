@@ -15,7 +15,8 @@ messages):
 Reports go straight to the originator when it is our peer, else to the hop
 before us. A `forwarded` answer sends `trace.request` to the next country
 itself; never to a country already on the chain (then `end_of_chain`
-naming the loop); when the next country is not our peer, the answer says so
+naming the loop, or, for the originator's own country, saying that its registry holds
+the rest); when the next country is not our peer, the answer says so
 and the trace waits here (`node.trace.forward`: the originator forwards it if
 it can, else whichever of us first adds the peering). A `needs_information`
 answer makes the trace wait here for the originator's reply
@@ -24,11 +25,9 @@ answer makes the trace wait here for the originator's reply
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
-from datetime import timedelta
 from typing import Generic, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -43,44 +42,41 @@ from node.errors import (
 )
 from node.protocol.delivery import DeliveryService
 from node.protocol.dispatch import Dispatcher
-from node.protocol.envelope import from_ms, key_id, to_ms
+from node.protocol.envelope import from_ms, to_ms
+from node.protocol.keyring import KeyHistory
 from node.protocol.messages import Ack
-from node.protocol.model import Peer, PeerStatus, Service
+from node.protocol.model import Peer, Service
 from node.protocol.peers import PeersService
 from node.protocol.ratelimit import RateLimitConfig, TokenBuckets
 from node.records.reference import ReferenceTable
 from node.trace.chain import pending_receipt
 from node.trace.custody import CustodyService
+from node.trace.disclosure import disclosed
 from node.trace.forward import Onward, unpeered_note
+from node.trace.intake import MAX_ROUNDS, admit, item_of, open_item
 from node.trace.messages import TraceReport, TraceRequest
 from node.trace.model import (
     CustodyEvent,
     EventKind,
     ItemKind,
     StoredTrace,
+    TraceDeadlines,
     TraceItem,
     TraceStatus,
 )
 from node.trace.receipts import (
-    AnswerStatement,
-    KeyResolver,
     Outcome,
     ReceiptStatement,
     RequestStatement,
     answered,
-    digest,
     read,
     sign_answer,
     sign_receipt,
-    verify,
 )
-from node.trace.request import Priority, from_wire
+from node.trace.request import from_wire
 from node.trace.storage import TraceWork
 
 W = TypeVar("W", bound=TraceWork)
-
-#: How long a hop has to answer, by priority (the deadline travels in `trace.request`).
-HOP_DEADLINES = {Priority.URGENT: timedelta(hours=24), Priority.ROUTINE: timedelta(days=10)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,43 +109,6 @@ def decide(events: Sequence[CustodyEvent], me: str) -> Decision | None:
     return Decision(Outcome.END_OF_CHAIN, details)
 
 
-async def peer_keys(peers: PeersService, me: str, my_key: bytes) -> tuple[KeyResolver, set[str]]:
-    """A key resolver over our peers' keys (current and previous) and our own, and the
-    countries it knows. Keys are matched by id; their validity in time is not checked."""
-    table: dict[str, list[bytes]] = {me: [my_key]}
-    for peer in await peers.list_peers():
-        table[peer.country] = [k for k in (peer.signing_key, peer.previous_key) if k]
-
-    def resolve(country: str, kid: bytes, _at_ms: int) -> bytes | None:
-        return next((k for k in table.get(country, ()) if key_id(k) == kid), None)
-
-    return resolve, set(table)
-
-
-def open_item(data: bytes) -> tuple[ItemKind, ReceiptStatement | AnswerStatement]:
-    """A signed receipt or answer, decoded strictly (not verified).
-
-    Raises:
-        MalformedEnvelopeError: neither.
-    """
-    try:
-        return ItemKind.RECEIPT, read(data, ReceiptStatement)[1]
-    except MalformedEnvelopeError:
-        pass
-    try:
-        return ItemKind.ANSWER, read(data, AnswerStatement)[1]
-    except MalformedEnvelopeError as e:
-        raise MalformedEnvelopeError(f"$.item: neither a receipt nor an answer: {e}") from e
-
-
-def item_of(data: bytes) -> TraceItem:
-    """A signed receipt or answer as stored (MalformedEnvelopeError if it is neither)."""
-    kind, statement = open_item(data)
-    # An answer is signed when its receipt says it was answered: 0 here.
-    signed_ms = statement.signed_ms if isinstance(statement, ReceiptStatement) else 0
-    return TraceItem(statement.position, kind, statement.country, data, digest(data), signed_ms)
-
-
 #: New trace requests one peer may send: a burst, then one every 10 s (360 an hour).
 TRACE_LIMIT = RateLimitConfig(capacity=200, rate=0.1)
 
@@ -168,34 +127,32 @@ class TraceHop(Generic[W]):
         clock: Clock,
         work: Callable[[], AbstractAsyncContextManager[W]],
         limit: RateLimitConfig = TRACE_LIMIT,
+        deadlines: TraceDeadlines | None = None,
     ) -> None:
         self._me = me
+        self._deadlines = deadlines or TraceDeadlines()
         self._key = signing_key
         self._admitted = TokenBuckets(limit)
-        self._public = signing_key.public_key().public_bytes_raw()
         self._peers = peers
         self._delivery = delivery
         self._custody = custody
         self._ref = reference
         self._clock = clock
         self._work = work
-        self._onward = Onward(me, peers, delivery, clock, work, HOP_DEADLINES)
+        self._onward = Onward(me, signing_key, peers, delivery, clock, work, self._deadlines)
 
     def register(self, dispatcher: Dispatcher[W]) -> None:
         """Give `dispatcher` the trace messages and their handlers."""
         dispatcher.register_effect(TraceRequest, self.on_request, requires=Service.TRACES)
         dispatcher.register_effect(TraceReport, self.on_report, requires=Service.TRACES)
 
-    async def keys(self) -> tuple[KeyResolver, set[str]]:
-        """Our peers' keys and ours."""
-        return await peer_keys(self._peers, self._me, self._public)
+    async def keys(self) -> tuple[KeyHistory, set[str]]:
+        """Every key we have seen (our peers', ours) with its validity, and their countries."""
+        history = await self._peers.key_history()
+        return history, history.countries()
 
     async def _peer(self, country: str) -> Peer | None:
-        try:
-            peer = await self._peers.get(country)
-        except NotFoundError:
-            return None
-        return peer if peer.status is PeerStatus.ACTIVE else None
+        return await self._onward.peer(country)
 
     # -- receiving a trace ------------------------------------------------------------
 
@@ -211,7 +168,9 @@ class TraceHop(Generic[W]):
             _signed, request = read(message.request, RequestStatement)
         except MalformedEnvelopeError as e:
             raise MalformedEnvelopeError(f"$.request: {e}") from e
-        chain = [item_of(r) for r in message.receipts] + [item_of(a) for a in message.answers]
+        chain = [_statement(r, ItemKind.RECEIPT) for r in message.receipts] + [
+            _statement(a, ItemKind.ANSWER) for a in message.answers
+        ]
         senders = {request.originator, *(c.country for c in chain if c.kind is ItemKind.RECEIPT)}
         resolve, known = await self.keys()
         pending = pending_receipt(
@@ -309,7 +268,25 @@ class TraceHop(Generic[W]):
                     f"trace {trace_id.hex()} is {trace.status.value} here, not waiting for "
                     "an answer"
                 )
+            if outcome is Outcome.NEEDS_INFORMATION:
+                await self._may_ask(work, trace)
             await self._answer_in(work, trace, Decision(outcome, details, next_country), actor)
+
+    async def _may_ask(self, work: W, trace: StoredTrace) -> None:
+        """Refuse a question beyond the `MAX_ROUNDS` the originator keeps of a hop
+        (`node.trace.intake`): it would refuse the report (`trace_full`)."""
+        asked = [
+            i
+            for i in await work.get_items(trace.id)
+            if i.kind is ItemKind.RECEIPT
+            and i.position == trace.position
+            and read(i.item, ReceiptStatement)[1].outcome is Outcome.NEEDS_INFORMATION
+        ]
+        if len(asked) >= MAX_ROUNDS:
+            raise ValidationError(
+                f"trace {trace.trace_id.hex()}: this hop asked {len(asked)} questions already, "
+                "the most a trace keeps; answer with another outcome"
+            )
 
     async def _answer_in(self, work: W, trace: StoredTrace, decision: Decision, by: str) -> None:
         """Sign the answer and the final receipt, report both, forward if it says so."""
@@ -324,7 +301,12 @@ class TraceHop(Generic[W]):
         if outcome is Outcome.FORWARDED:
             target = decision.next_country
             assert target is not None
-            if target in on_chain:
+            if target == trace.originator:  # imported there: its own registry goes on
+                outcome = Outcome.END_OF_CHAIN
+                details["note"] = (
+                    f"passed to {target}, the originator: its own custody registry holds the rest"
+                )
+            elif target in on_chain:
                 outcome, details["loop"] = Outcome.END_OF_CHAIN, target
             else:
                 next_country = target
@@ -336,6 +318,10 @@ class TraceHop(Generic[W]):
         if outcome is Outcome.NEEDS_INFORMATION:
             status = TraceStatus.WAITING
             note = f"waiting for information from {trace.originator}"
+        if outcome is Outcome.END_OF_CHAIN:
+            details = disclosed(
+                details, self._me, trace.originator, await self._peer(trace.originator)
+            )
         mine = [i for i in items if i.position == trace.position and i.kind is ItemKind.RECEIPT]
         _signed, pending = read(mine[0].item, ReceiptStatement)  # the pending one came first
         answer = sign_answer(
@@ -356,35 +342,40 @@ class TraceHop(Generic[W]):
             ),
         )
         if forward_to is not None:
-            await self._onward.forward(work, trace, forward_to.country, trace.position + 1)
+            await self._onward.forward(work, trace, forward_to, trace.position + 1)
 
     # -- reports ------------------------------------------------------------------------
 
     async def report(self, work: W, trace: StoredTrace, item: bytes) -> None:
-        """Send a signed item toward the originator: to it when it is our peer, else to the
-        hop that sent us the trace."""
-        to = trace.originator if await self._peer(trace.originator) else trace.prev_country
-        assert to is not None
-        body = TraceReport(trace_id=trace.trace_id, item=item, delivery_id=os.urandom(16))
-        await self._delivery.send(to, body, work)
+        """Send a signed item toward the originator (`Onward.report`)."""
+        await self._onward.report(work, trace, item)
 
     async def on_report(self, message: TraceReport, peer: Peer, work: W) -> Ack:
-        """Keep a report (we are the originator: checked first) or relay it unchanged."""
+        """Keep a report (we are the originator: checked on arrival, within its bounds,
+        `node.trace.intake`) or relay it unchanged."""
         trace = await work.get_trace(message.trace_id)
         if trace is None:
             raise ProtocolError(f"trace {message.trace_id.hex()} is not known here")
-        kind, statement = open_item(message.item)
-        if statement.trace_id != message.trace_id:
+        _kind, statement = open_item(message.item)
+        if statement is not None and statement.trace_id != message.trace_id:
             raise MalformedEnvelopeError("$.item: it is for another trace")
         if trace.position != 0:
             await self.report(work, trace, message.item)
             return Ack()
         item = item_of(message.item)
-        resolve, known = await self.keys()
-        if statement.country in known:  # else the chain's check reports it: wrong_signer
-            signed_ms = item.signed_ms or to_ms(self._clock.now())
-            if kind is ItemKind.RECEIPT:
-                verify(read(message.item, ReceiptStatement)[0], item.country, signed_ms, resolve)
+        items = await work.get_items(trace.id)
+        if any(kept.item_hash == item.item_hash for kept in items):
+            return Ack()  # relayed twice: kept once
+        admit(item, await self._onward.chain_keys(trace, [*items, item]), items)
         await work.add_item(trace.id, item, self._clock.now())
         await self._onward.after_report(work, trace)
         return Ack()
+
+
+def _statement(data: bytes, kind: ItemKind) -> TraceItem:
+    """A receipt or answer of the chain a `trace.request` carries, as stored."""
+    item = item_of(data)
+    if item.kind is not kind:
+        where = "receipts" if kind is ItemKind.RECEIPT else "answers"
+        raise MalformedEnvelopeError(f"$.{where}: holds a {item.kind.value}, not a {kind.value}")
+    return item

@@ -1,4 +1,4 @@
-"""The messages of traces (PROTOCOL.md §3.7), as typed bodies.
+"""The messages of traces (PROTOCOL.md §2.3's table and §3), as typed bodies.
 
 All go through the outbox and take effect once per `delivery_id`:
 - `trace.request {trace_id, position, request, receipts, answers, deadline_ms,
@@ -6,8 +6,9 @@ All go through the outbox and take effect once per `delivery_id`:
   signed request and the chain so far (each earlier hop's final receipt and
   the signed answers), and the time the hop should answer by.
 - `trace.report {trace_id, item, delivery_id}` → `ack`: a hop's signed
-  receipt or answer, toward the originator: straight to it when the hop is
-  its peer, else to the hop before, which relays it unchanged.
+  receipt, answer or `forward` (or a rotation statement of its key), toward
+  the originator: straight to it when the hop is its peer, else to the hop
+  before, which relays it unchanged.
 - `trace.reply {trace_id, position, reply, delivery_id}` → `ack`: the
   originator's signed reply to the question of hop `position`, toward that
   hop: straight to it when it is the originator's peer, else to a hop before
@@ -15,6 +16,9 @@ All go through the outbox and take effect once per `delivery_id`:
 - `trace.forwarded {trace_id, position, delivery_id}` → `ack`: the originator
   forwarded the trace from hop `position` itself (that hop could not: no
   peering), so that hop no longer waits to; routed as `trace.reply`.
+- `trace.reminder {trace_id, position, country, due_ms, delivery_id}` → `ack`:
+  the originator reminds hop `position` (of `country`) that its answer was
+  due at `due_ms`; routed as `trace.reply`.
 All require the sender's `traces` policy.
 """
 
@@ -24,11 +28,16 @@ from typing import Annotated
 
 import msgspec
 
-from node.protocol.messages import Ack, Bin16, Request
+from node.protocol.messages import NUL_FREE, Ack, Bin16, Request
 from node.trace.receipts import MAX_ANSWER_BYTES, MAX_HOPS, MAX_REPLY_BYTES, MAX_REQUEST_BYTES
 
 _Statement = Annotated[bytes, msgspec.Meta(max_length=MAX_ANSWER_BYTES)]
 _Position = Annotated[int, msgspec.Meta(ge=1, le=MAX_HOPS)]
+_Country = Annotated[str, msgspec.Meta(max_length=3, pattern=NUL_FREE)]
+#: The last millisecond a date can hold (9999-12-31T23:59:59.999Z): a deadline beyond it
+#: is refused as `malformed`, never an overflow of this node's arithmetic.
+MAX_TIME_MS = 253_402_300_799_999
+_Time = Annotated[int, msgspec.Meta(ge=0, le=MAX_TIME_MS)]
 
 
 class TraceRequest(Request[Ack], frozen=True, kw_only=True):
@@ -41,7 +50,7 @@ class TraceRequest(Request[Ack], frozen=True, kw_only=True):
     request: Annotated[bytes, msgspec.Meta(max_length=MAX_REQUEST_BYTES)]
     receipts: Annotated[list[_Statement], msgspec.Meta(max_length=MAX_HOPS)]
     answers: Annotated[list[_Statement], msgspec.Meta(max_length=MAX_HOPS)]
-    deadline_ms: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+    deadline_ms: _Time
     delivery_id: Bin16
 
 
@@ -73,4 +82,16 @@ class TraceForwarded(Request[Ack], frozen=True, kw_only=True):
     once_by = "delivery_id"
     trace_id: Bin16
     position: _Position
+    delivery_id: Bin16
+
+
+class TraceReminder(Request[Ack], frozen=True, kw_only=True):
+    """The originator's reminder to hop `position`, whose answer is overdue."""
+
+    wire_type = "trace.reminder"
+    once_by = "delivery_id"
+    trace_id: Bin16
+    position: _Position
+    country: _Country
+    due_ms: _Time
     delivery_id: Bin16

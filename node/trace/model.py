@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, fields
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 
 class EventKind(enum.StrEnum):
@@ -110,12 +110,15 @@ class TraceStatus(enum.StrEnum):
 
 
 class ItemKind(enum.StrEnum):
-    """A trace's signed items other than its request: the hops' receipts and answers, and
-    the originator's replies to their questions."""
+    """A trace's signed items other than its request: the hops' receipts and answers,
+    the originator's replies to their questions, `forward` statements vouching for the
+    next hop's key, and rotation statements of hops' keys."""
 
     RECEIPT = "receipt"
     ANSWER = "answer"
     REPLY = "reply"
+    FORWARD = "forward"
+    ROTATION = "rotation"
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,9 +142,11 @@ class StoredTrace:
     force_reason: str
 
     def overdue(self, now: datetime) -> bool:
-        """Whether a hop's trace still waits here for an answer past its deadline."""
+        """Whether a hop's trace is queued here for its answer past the deadline it came
+        with (`TraceService.listing` also gives a hop replied to one period after the
+        reply)."""
         return (
-            self.status in (TraceStatus.QUEUED, TraceStatus.WAITING)
+            self.status is TraceStatus.QUEUED
             and self.deadline_at is not None
             and self.deadline_at < now
         )
@@ -149,8 +154,8 @@ class StoredTrace:
 
 @dataclass(frozen=True, slots=True)
 class TraceItem:
-    """A signed receipt, answer or reply of a trace, with what it says of itself (a
-    reply's `country` is the originator's, its `position` the hop it answers)."""
+    """A signed item of a trace, with what it says of itself (a reply's `country` is the
+    originator's, its `position` the hop it answers; a rotation's position is 0)."""
 
     position: int
     kind: ItemKind
@@ -158,3 +163,35 @@ class TraceItem:
     item: bytes
     item_hash: bytes
     signed_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class TraceDeadlines:
+    """How long a hop has to answer a trace, by priority (`[trace]` in the config; the
+    defaults are eTrace's: 24 h for urgent traces, 7–10 days for routine ones)."""
+
+    urgent: timedelta = timedelta(hours=24)
+    routine: timedelta = timedelta(days=10)
+
+    def period(self, priority: str) -> timedelta:
+        """The deadline of a priority (`node.trace.request.Priority`'s values).
+
+        Raises:
+            ValueError: not a priority.
+        """
+        if priority == "urgent":
+            return self.urgent
+        if priority == "routine":
+            return self.routine
+        raise ValueError(f"not a trace priority: {priority!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class HopReminders:
+    """The reminders of one hop of a trace: those the originator sent it (kept on the
+    originator's trace), or those the hop received (kept on its own)."""
+
+    position: int
+    country: str
+    count: int
+    last_at: datetime

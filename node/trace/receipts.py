@@ -17,13 +17,18 @@ bytes.
                 details (map of str to str, sorted keys), next_country | nil]
     reply    = ["iarms-trace-reply-v1", trace_id, position, originator, answer_hash (bin 32),
                 replied_ms, text]
+    forward  = ["iarms-trace-forward-v1", trace_id, position (of the hop it goes to),
+                country (who forwards), next_country, next_key (bin 32), forwarded_ms]
 
 A hop signs a pending receipt when a trace arrives (the answered fields nil)
 and another when it answers (the same `received_ms`); a `needs_information`
 answer is answered again after the originator's reply (a `reply` statement, signed by
 the originator and naming the hash of the question's answer), so its receipt
 is not final either. `prev_hash` links each hop to the one before: the request's
-hash for hop 1, else hop n-1's final receipt's hash.
+hash for hop 1, else hop n-1's final receipt's hash. Whoever sends a trace to
+a hop (the originator, or the hop before) signs a `forward` naming the key it
+trusts for that hop's country: the chain vouches for the key of each hop that
+is not the verifier's peer (docs/adr/0008).
 
 Statements are decoded strictly (`msgspec` array-like structs: exact
 lengths, types and sizes) into the classes below; the bytes are those of the
@@ -52,12 +57,14 @@ REQUEST_TAG = "iarms-trace-request-v1"
 RECEIPT_TAG = "iarms-trace-receipt-v1"
 ANSWER_TAG = "iarms-trace-answer-v1"
 REPLY_TAG = "iarms-trace-reply-v1"
+FORWARD_TAG = "iarms-trace-forward-v1"
 #: The most hops a trace may have (a hop refuses to forward beyond): supply chains cross
 #: a few countries, and the whole chain must fit in one 1 MiB `trace.request`.
 MAX_HOPS = 16
 MAX_REQUEST_BYTES = 32 * 1024
 MAX_ANSWER_BYTES = 16 * 1024
 MAX_RECEIPT_BYTES = 1024
+MAX_FORWARD_BYTES = 512
 #: The longest value in an answer's details, in characters.
 MAX_DETAIL_CHARS = 400
 #: The longest reply to a hop's question, in characters, and its signed statement in bytes.
@@ -157,6 +164,22 @@ class ReplyStatement(_Statement, frozen=True, tag=REPLY_TAG):
     text: ReplyText
 
 
+class ForwardStatement(_Statement, frozen=True, tag=FORWARD_TAG):
+    """Who sent the trace to hop `position`, to which country, trusting which key for it."""
+
+    trace_id: Bin16
+    position: Position
+    country: Country
+    next_country: Country
+    next_key: Bin32
+    forwarded_ms: Ms
+
+    @property
+    def signed_ms(self) -> int:
+        """When it was signed."""
+        return self.forwarded_ms
+
+
 class Signed(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
     """`[statement, key_id, signature]`: a statement with its author's signature."""
 
@@ -165,12 +188,15 @@ class Signed(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields
     signature: Bin64
 
 
-S = TypeVar("S", RequestStatement, ReceiptStatement, AnswerStatement, ReplyStatement)
+S = TypeVar(
+    "S", RequestStatement, ReceiptStatement, AnswerStatement, ReplyStatement, ForwardStatement
+)
 _LIMITS: dict[type[_Statement], tuple[int, str]] = {
     RequestStatement: (MAX_REQUEST_BYTES, "request"),
     ReceiptStatement: (MAX_RECEIPT_BYTES, "receipt"),
     AnswerStatement: (MAX_ANSWER_BYTES, "answer"),
     ReplyStatement: (MAX_REPLY_BYTES, "reply"),
+    ForwardStatement: (MAX_FORWARD_BYTES, "forward"),
 }
 
 
@@ -244,6 +270,21 @@ def sign_reply(key: Ed25519PrivateKey, reply: ReplyStatement) -> bytes:
     return _sign(key, reply)
 
 
+def sign_forward(
+    key: Ed25519PrivateKey,
+    trace_id: bytes,
+    position: int,
+    country: str,
+    next_country: str,
+    next_key: bytes,
+    forwarded_ms: int,
+) -> bytes:
+    """The signed statement of `country` sending the trace to hop `position`, `next_country`,
+    whose key it trusts is `next_key`."""
+    statement = ForwardStatement(trace_id, position, country, next_country, next_key, forwarded_ms)
+    return _sign(key, statement)
+
+
 def sign_receipt(key: Ed25519PrivateKey, receipt: ReceiptStatement) -> bytes:
     """A hop's signed receipt.
 
@@ -291,6 +332,15 @@ def read(data: bytes, cls: type[S]) -> tuple[Signed, S]:
         return signed, msgspec.msgpack.decode(signed.statement, type=cls)
     except msgspec.DecodeError as e:  # ValidationError is a DecodeError
         raise MalformedEnvelopeError(f"{what}: {e}") from e
+
+
+def signed_part(data: bytes) -> Signed:
+    """The `[statement, key_id, signature]` of a signed statement, its statement not
+    decoded (MalformedEnvelopeError if it is not one)."""
+    try:
+        return msgspec.msgpack.decode(data, type=Signed)
+    except msgspec.DecodeError as e:
+        raise MalformedEnvelopeError(f"statement: {e}") from e
 
 
 def verify(signed: Signed, country: str, at_ms: int, keys: KeyResolver) -> None:

@@ -1,8 +1,9 @@
-"""What the originator sends a hop: its reply to the hop's question, and the notice that
-it forwarded the trace the hop could not (PROTOCOL.md §3.7).
+"""What the originator sends a hop: its reply to the hop's question, the notice that
+it forwarded the trace the hop could not (PROTOCOL.md §3.7), and the reminder that its
+answer is overdue (§3.8).
 
-`TraceNotices.register` gives the dispatcher `trace.reply` and
-`trace.forwarded`, both requiring the sender's `traces` policy and taking
+`TraceNotices.register` gives the dispatcher `trace.reply`,
+`trace.forwarded` and `trace.reminder`, all requiring the sender's `traces` policy and taking
 effect once per `delivery_id`. Both travel forward along the chain: a hop
 before the one they are for relays them unchanged to the country it
 forwarded the trace to; the hop they are for takes them. A hop accepts them
@@ -17,6 +18,8 @@ only from the originator or from the country that sent it the trace.
 - `trace.forwarded` tells a hop waiting for a peering that the originator
   forwarded the trace itself: the hop stops waiting, so that the trace is
   forwarded once.
+- `trace.reminder` (sent by `node.trace.reminders`) is counted by the hop it
+  names, with the time of the last one, and audited; it changes nothing else.
 
 `check_reply_text` is the one rule for what an officer replies (console, CLI,
 `TraceService.reply`).
@@ -30,6 +33,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Generic, TypeVar
 
 import msgspec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from node.auditing import AuditEvent
 from node.clock import Clock
@@ -37,13 +41,13 @@ from node.errors import MalformedEnvelopeError, ProtocolError, ValidationError
 from node.lookup.text import check_chars
 from node.protocol.delivery import DeliveryService
 from node.protocol.dispatch import Dispatcher
+from node.protocol.envelope import from_ms
 from node.protocol.messages import Ack
 from node.protocol.model import Peer, Service
 from node.protocol.peers import PeersService
 from node.trace.forward import Onward, latest_receipts
-from node.trace.hop import HOP_DEADLINES, peer_keys
-from node.trace.messages import TraceForwarded, TraceReply
-from node.trace.model import ItemKind, StoredTrace, TraceItem, TraceStatus
+from node.trace.messages import TraceForwarded, TraceReminder, TraceReply
+from node.trace.model import ItemKind, StoredTrace, TraceDeadlines, TraceItem, TraceStatus
 from node.trace.receipts import MAX_REPLY_CHARS, Outcome, ReplyStatement, digest, read, verify
 from node.trace.storage import TraceWork
 
@@ -87,22 +91,25 @@ class TraceNotices(Generic[W]):
         delivery: DeliveryService,
         clock: Clock,
         work: Callable[[], AbstractAsyncContextManager[W]],
-        public_key: bytes,
+        signing_key: Ed25519PrivateKey,
+        deadlines: TraceDeadlines | None = None,
     ) -> None:
         self._me = me
         self._peers = peers
         self._delivery = delivery
         self._clock = clock
-        self._public = public_key
-        self._onward = Onward(me, peers, delivery, clock, work, HOP_DEADLINES)
+        self._onward = Onward(
+            me, signing_key, peers, delivery, clock, work, deadlines or TraceDeadlines()
+        )
 
     def register(self, dispatcher: Dispatcher[W]) -> None:
         """Give `dispatcher` the originator's messages to hops and their handlers."""
         dispatcher.register_effect(TraceReply, self.on_reply, requires=Service.TRACES)
         dispatcher.register_effect(TraceForwarded, self.on_forwarded, requires=Service.TRACES)
+        dispatcher.register_effect(TraceReminder, self.on_reminder, requires=Service.TRACES)
 
     async def _here(
-        self, work: W, message: TraceReply | TraceForwarded, peer: Peer
+        self, work: W, message: TraceReply | TraceForwarded | TraceReminder, peer: Peer
     ) -> StoredTrace | None:
         """Our trace if `message` is for us; None once relayed to the next hop.
 
@@ -152,9 +159,9 @@ class TraceNotices(Generic[W]):
             raise MalformedEnvelopeError(
                 f"$.reply: signed for {reply.originator}, not the originator"
             )
-        resolve, known = await peer_keys(self._peers, self._me, self._public)
-        if trace.originator in known:
-            verify(signed, trace.originator, reply.replied_ms, resolve)
+        keys = await self._peers.key_history()
+        if keys.knows(trace.originator):
+            verify(signed, trace.originator, reply.replied_ms, keys)
         item = reply_item(message.reply)
         items = await work.get_items(trace.id)
         if any(i.item_hash == item.item_hash for i in items):
@@ -212,6 +219,38 @@ class TraceNotices(Generic[W]):
                 "trace.forwarded",
                 f"trace/{trace.trace_id.hex()}",
                 {"position": trace.position, "to": trace.next_country},
+            ),
+        )
+        return Ack()
+
+    async def on_reminder(self, message: TraceReminder, peer: Peer, work: W) -> Ack:
+        """Relay the reminder forward, or take it: counted, with its time, and audited.
+
+        Raises:
+            ProtocolError: as `_here`, or it names another country for our position.
+        """
+        trace = await self._here(work, message, peer)
+        if trace is None:
+            return Ack()
+        if message.country != self._me:
+            raise ProtocolError(
+                f"trace.reminder: hop {message.position} of trace {trace.trace_id.hex()} is "
+                f"{self._me} here, not {message.country}"
+            )
+        now = self._clock.now()
+        count = await work.add_reminder(trace.id, trace.position, self._me, now)
+        await work.add_audit_entry(
+            now,
+            AuditEvent(
+                f"peer:{peer.country}",
+                "trace.reminder",
+                f"trace/{trace.trace_id.hex()}",
+                {
+                    "position": trace.position,
+                    "originator": trace.originator,
+                    "due": from_ms(message.due_ms).isoformat(),
+                    "count": count,
+                },
             ),
         )
         return Ack()

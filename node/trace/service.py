@@ -4,11 +4,16 @@
 forced with a reason, which is stored), signs the request and sends
 `trace.request` to the first hop through the outbox, in one unit of work
 with the stored trace and its audit entry. The hops' receipts and answers
-arrive as `trace.report` (`node.trace.hop`), are checked and kept; `show`
-and `verify` read the chain from them with our peers' keys. When a hop asks
-a question (`needs_information`), `reply` signs our answer and sends it
-toward that hop (`node.trace.replies`). `show` also shows a trace this node
-is a hop of, as far as it holds its chain.
+arrive as `trace.report` (`node.trace.hop`), are checked and kept
+(`node.trace.intake`); `show` and `verify` read the chain from them with
+every key we have seen (our peers' and ours, with their validity) and the
+keys the chain vouches for (`forward` statements, docs/adr/0008); `export`
+writes it with those keys and statements. When a hop asks a question
+(`needs_information`), `reply` signs our answer and sends it toward that hop
+(`node.trace.replies`). `show` also shows a trace this node is a hop of, as
+far as it holds its chain. `show` and `listing` also say which hops are late
+with their answer, and how late (`node.trace.deadlines`), and the reminders
+sent or received (`node.trace.reminders`).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import os
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -26,10 +32,18 @@ from node.clock import Clock
 from node.errors import IncompleteTraceError, NotFoundError, ValidationError
 from node.protocol.delivery import DeliveryService
 from node.protocol.envelope import from_ms, to_ms
+from node.protocol.keyring import KeyHistory
 from node.protocol.model import PeerStatus
 from node.protocol.peers import PeersService
 from node.records.reference import ReferenceTable
 from node.trace.chain import ChainReport, ProblemKind, verify_chain
+from node.trace.deadlines import (
+    HopDeadline,
+    answer_due,
+    chain_deadlines,
+    may_be_late,
+    seconds_late,
+)
 from node.trace.export import export_chain
 from node.trace.forward import (
     Onward,
@@ -37,13 +51,37 @@ from node.trace.forward import (
     chain_upto,
     held_chain,
     open_question,
+    vouching,
 )
-from node.trace.hop import HOP_DEADLINES, peer_keys
+from node.trace.intake import item_of
 from node.trace.messages import TraceReply, TraceRequest
-from node.trace.model import ItemKind, StoredTrace, TraceStatus
-from node.trace.receipts import ReplyStatement, read, sign_reply, sign_request
+from node.trace.model import (
+    HopReminders,
+    ItemKind,
+    StoredTrace,
+    TraceDeadlines,
+    TraceItem,
+    TraceStatus,
+)
+from node.trace.receipts import (
+    Outcome,
+    ReplyStatement,
+    RequestStatement,
+    read,
+    sign_forward,
+    sign_reply,
+    sign_request,
+    signed_part,
+)
 from node.trace.replies import check_reply_text, reply_item
-from node.trace.request import Finding, TraceRequestFields, completeness, first_hop, to_wire
+from node.trace.request import (
+    Finding,
+    RequestFields,
+    TraceRequestFields,
+    completeness,
+    first_hop,
+    to_wire,
+)
 from node.trace.storage import TraceStorage, TraceWork
 
 W = TypeVar("W", bound=TraceWork)
@@ -67,6 +105,27 @@ class TraceView:
     report: ChainReport
     replies: tuple[ReplyStatement, ...] = ()
     question: Question | None = None
+    #: At the originator, each hop's deadline; at a hop, ours alone.
+    deadlines: tuple[HopDeadline, ...] = ()
+    #: The reminders sent to each hop (at the originator), or received (at a hop).
+    reminders: tuple[HopReminders, ...] = ()
+
+    @property
+    def overdue_seconds(self) -> float:
+        """How late the latest of its hops is with its answer (0: none is)."""
+        return max((d.overdue_seconds for d in self.deadlines), default=0.0)
+
+    def _hop_json(self, hop: dict[str, Any]) -> dict[str, Any]:
+        due = {d.position: d for d in self.deadlines}.get(hop["position"])
+        sent = {r.position: r for r in self.reminders}.get(hop["position"])
+        return (
+            hop
+            | (due.to_json() if due else {"due_at": None, "overdue": False, "overdue_seconds": 0})
+            | {
+                "reminders": sent.count if sent else 0,
+                "reminded_at": sent.last_at.isoformat() if sent else None,
+            }
+        )
 
     @property
     def status(self) -> TraceStatus:
@@ -75,6 +134,11 @@ class TraceView:
         if self.trace.position == 0 and self.report.complete:
             return TraceStatus.ANSWERED
         return self.trace.status
+
+    @property
+    def fields(self) -> RequestFields:
+        """The request's fields as the originator signed them."""
+        return request_fields(self.trace)
 
     def to_json(self) -> dict[str, Any]:
         """As `trace show --json` prints it."""
@@ -88,7 +152,9 @@ class TraceView:
             "priority": self.trace.priority,
             "created_at": self.trace.created_at.isoformat(),
             "force_reason": self.trace.force_reason or None,
-            "hops": [hop.to_json() for hop in self.report.hops],
+            "overdue": self.overdue_seconds > 0,
+            "overdue_seconds": round(self.overdue_seconds),
+            "hops": [self._hop_json(hop.to_json()) for hop in self.report.hops],
             "question": None
             if question is None
             else {
@@ -108,6 +174,54 @@ class TraceView:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class TraceEntry:
+    """A trace as `trace list` gives it: where it stands, how late its answer is (one of
+    its hops', for a trace we started; ours, for one we received) and the reminders sent
+    (to its hops) or received (by us)."""
+
+    trace: StoredTrace
+    overdue_seconds: float
+    #: The countries of the hops that are late (a trace we started), in hop order.
+    overdue_hops: tuple[str, ...]
+    reminders: int
+    reminded_at: datetime | None
+
+    @property
+    def overdue(self) -> bool:
+        """Whether an answer is late."""
+        return self.overdue_seconds > 0
+
+    def to_json(self) -> dict[str, Any]:
+        """As `trace list --json` prints it."""
+        t = self.trace
+        return {
+            "trace_id": t.trace_id.hex(),
+            "position": t.position,
+            "originator": t.originator,
+            "from": t.prev_country,
+            "priority": t.priority,
+            "status": t.status.value,
+            "note": t.note or None,
+            "created_at": t.created_at.isoformat(),
+            "deadline_at": t.deadline_at.isoformat() if t.deadline_at else None,
+            "overdue": self.overdue,
+            "overdue_seconds": round(self.overdue_seconds),
+            "overdue_hops": list(self.overdue_hops),
+            "reminders": self.reminders,
+            "reminded_at": self.reminded_at.isoformat() if self.reminded_at else None,
+            "outcome": t.outcome,
+            "next_country": t.next_country,
+        }
+
+
+def request_fields(trace: StoredTrace) -> RequestFields:
+    """A stored trace's request fields as the originator signed them (the request was
+    checked when the trace was stored: by us when we started it, by the chain's check when a
+    hop received it)."""
+    return read(trace.request, RequestStatement)[1].fields
+
+
 class TraceService(Generic[W]):
     """Traces this node originates."""
 
@@ -121,8 +235,10 @@ class TraceService(Generic[W]):
         reference: ReferenceTable,
         clock: Clock,
         work: Callable[[], AbstractAsyncContextManager[W]],
+        deadlines: TraceDeadlines | None = None,
     ) -> None:
         self._me = me
+        self._deadlines = deadlines or TraceDeadlines()
         self._key = signing_key
         self._store = store
         self._peers = peers
@@ -130,7 +246,7 @@ class TraceService(Generic[W]):
         self._ref = reference
         self._clock = clock
         self._work = work
-        self._onward = Onward(me, peers, delivery, clock, work, HOP_DEADLINES, store)
+        self._onward = Onward(me, signing_key, peers, delivery, clock, work, self._deadlines, store)
 
     async def start(
         self,
@@ -186,11 +302,14 @@ class TraceService(Generic[W]):
             request=request,
             receipts=[],
             answers=[],
-            deadline_ms=to_ms(now + HOP_DEADLINES[fields.priority]),
+            # We set the first hop's deadline (PROTOCOL.md §3.8).
+            deadline_ms=to_ms(now + self._deadlines.period(fields.priority)),
             delivery_id=os.urandom(16),
         )
+        vouch = sign_forward(self._key, trace_id, 1, self._me, hop, peer.signing_key, to_ms(now))
         async with self._work() as work:
-            await work.add_trace(trace)
+            trace_pk = await work.add_trace(trace)
+            await work.add_item(trace_pk, item_of(vouch), now)
             details: dict[str, Any] = {"to": hop, "case_reference": fields.case_reference}
             if trace.force_reason:
                 details["forced"] = trace.force_reason
@@ -211,19 +330,33 @@ class TraceService(Generic[W]):
         trace = await self._trace(trace_id)
         return await self._check(trace)
 
+    async def _chain(self, trace: StoredTrace) -> tuple[KeyHistory, list[TraceItem], KeyHistory]:
+        """Our keys, the items we hold of the trace, and our keys with those its forwards
+        vouch for."""
+        items = await self._store.get_items(trace.id)
+        history = await self._peers.key_history()
+        return history, items, await self._onward.chain_keys(trace, items, history)
+
     async def _check(self, trace: StoredTrace) -> ChainReport:
         """The chain we hold, checked; at a hop, without the problems of signatures by
-        countries we are not a peer of (the originator checks those)."""
-        receipts, answers, replaced = held_chain(await self._store.get_items(trace.id))
-        public = self._key.public_key().public_bytes_raw()
-        resolve, known = await peer_keys(self._peers, self._me, public)
-        report = verify_chain(trace.request, receipts, answers, resolve, replaced)
+        countries whose keys we neither trust nor were vouched for (the originator
+        checks those)."""
+        history, items, keys = await self._chain(trace)
+        forwards, rotations = vouching(items)
+        receipts, answers, replaced = held_chain(items, keys)
+        report = verify_chain(
+            trace.request, receipts, answers, history, forwards, rotations, superseded=replaced
+        )
         if trace.position == 0:
             return report
         problems = tuple(
             p
             for p in report.problems
-            if not (p.kind is ProblemKind.WRONG_SIGNER and p.country not in known)
+            if not (
+                p.kind is ProblemKind.WRONG_SIGNER
+                and p.country is not None
+                and not keys.knows(p.country)
+            )
         )
         return replace(report, problems=problems)
 
@@ -234,24 +367,65 @@ class TraceService(Generic[W]):
         traces = await self._store.list_traces(status)
         return [t for t in traces if (t.position > 0) == incoming]
 
-    async def export(self, trace_id: bytes) -> bytes:
-        """The chain of a trace we started as a file anyone can check (`node.trace.export`).
+    async def listing(
+        self, incoming: bool, status: TraceStatus | None = None, overdue_only: bool = False
+    ) -> list[TraceEntry]:
+        """Traces we started (or, if `incoming`, received as a hop) with how late they are:
+        the overdue ones first, the latest first, then the others newest first."""
+        now = self._clock.now()
+        entries = [await self._entry(t, now) for t in await self.list_traces(incoming, status)]
+        if overdue_only:
+            entries = [e for e in entries if e.overdue]
+        return sorted(entries, key=lambda e: -e.overdue_seconds)  # stable: newest first
 
-        Each country's key is the one we know now (ours, our peers'), with no rotation: a
-        hop signed by a key its country has since replaced, or by a country that is not
-        our peer, is reported by `verify_file` as unverified.
-        """
+    async def _entry(self, trace: StoredTrace, now: datetime) -> TraceEntry:
+        reminders = await self._store.get_reminders(trace.id)
+        count = sum(r.count for r in reminders)
+        last = max((r.last_at for r in reminders), default=None)
+        if trace.position > 0:
+            ours = await self._hop_deadline(trace, now)
+            return TraceEntry(trace, ours.overdue_seconds if ours else 0.0, (), count, last)
+        late: list[HopDeadline] = []
+        period = self._deadlines.period(trace.priority)
+        if trace.status is TraceStatus.OPEN and may_be_late(trace.created_at, period, now):
+            items = await self._store.get_items(trace.id)
+            late = [d for d in chain_deadlines(items, period, now) if d.overdue]
+        seconds = max((d.overdue_seconds for d in late), default=0.0)
+        return TraceEntry(trace, seconds, tuple(d.country for d in late), count, last)
+
+    async def _hop_deadline(self, trace: StoredTrace, now: datetime) -> HopDeadline | None:
+        """At a hop: our deadline (one period after the originator's reply to our question,
+        if that is later) and how late we are with our answer."""
+        if trace.deadline_at is None:
+            return None
+        due = trace.deadline_at
+        queued = trace.status is TraceStatus.QUEUED
+        if queued and trace.outcome == Outcome.NEEDS_INFORMATION.value:  # replied to
+            items = await self._store.get_items(trace.id)
+            replied = max((i.signed_ms for i in items if i.kind is ItemKind.REPLY), default=None)
+            period = self._deadlines.period(trace.priority)
+            due = answer_due(due, None if replied is None else from_ms(replied), period)
+        late = seconds_late(due, now) if queued else 0.0
+        return HopDeadline(trace.position, self._me, due, late)
+
+    async def export(self, trace_id: bytes) -> bytes:
+        """The chain of a trace we started as a file anyone can check (`node.trace.export`):
+        the keys we trust of each country on it (ours, our peers') as first keys and the
+        rotations from them, the forwards that vouch for the other hops' keys, and the
+        rotations of those."""
         trace = await self._trace(trace_id)
-        items = await self._store.get_items(trace.id)
-        receipts, answers = chain_upto(items)
-        on_chain = {trace.originator, *(item.country for item in items)}
-        keys: dict[str, tuple[bytes, list[bytes]]] = {
-            self._me: (self._key.public_key().public_bytes_raw(), [])
-        }
-        for peer in await self._peers.list_peers():
-            keys.setdefault(peer.country, (peer.signing_key, []))
-        chosen = {country: key for country, key in keys.items() if country in on_chain}
-        return export_chain(trace.request, receipts, answers, chosen)
+        history, items, keys = await self._chain(trace)
+        forwards, rotations = vouching(items)
+        receipts, answers = chain_upto(items, None, keys)
+        used: dict[str, set[bytes]] = {trace.originator: {signed_part(trace.request).key_id}}
+        for data in (*receipts, *answers, *forwards):
+            used.setdefault(item_of(data).country, set()).add(signed_part(data).key_id)
+        chains: dict[str, tuple[bytes, list[bytes]]] = {}
+        for country, kids in used.items():
+            chain = history.rotation_chain(country, kids)
+            if chain is not None:
+                chains[country] = chain
+        return export_chain(trace.request, receipts, answers, chains, forwards, rotations)
 
     async def show(self, trace_id: bytes) -> TraceView:
         """Where a trace we started, or are a hop of, stands, hop by hop.
@@ -262,14 +436,22 @@ class TraceService(Generic[W]):
         trace = await self._store.get_trace(trace_id, 0) or await self._store.get_trace(trace_id)
         if trace is None:
             raise NotFoundError(f"trace {trace_id.hex()} is not known here")
-        items = await self._store.get_items(trace.id)
+        _history, items, keys = await self._chain(trace)
         replies = tuple(read(i.item, ReplyStatement)[1] for i in items if i.kind is ItemKind.REPLY)
-        question = open_question(items) if trace.position == 0 else None
+        question = open_question(items, keys) if trace.position == 0 else None
+        now = self._clock.now()
+        if trace.position == 0:
+            deadlines = chain_deadlines(items, self._deadlines.period(trace.priority), now)
+        else:
+            ours = await self._hop_deadline(trace, now)
+            deadlines = [ours] if ours else []
         return TraceView(
             trace,
             await self._check(trace),
             replies,
             question if isinstance(question, Question) else None,
+            tuple(deadlines),
+            tuple(await self._store.get_reminders(trace.id)),
         )
 
     async def reply(self, trace_id: bytes, text: str, actor: str) -> str:
@@ -287,7 +469,8 @@ class TraceService(Generic[W]):
         async with self._work() as work:
             trace = await work.get_trace(trace_id, 0)
             assert trace is not None
-            question = open_question(await work.get_items(trace.id))
+            items = await work.get_items(trace.id)
+            question = open_question(items, await self._onward.chain_keys(trace, items))
             if not isinstance(question, Question):
                 raise ValidationError(
                     f"trace {trace_id.hex()} is not waiting for information: {question}", "id"

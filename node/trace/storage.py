@@ -9,7 +9,7 @@ from typing import Protocol
 
 from node.protocol.storage import UnitOfWork
 from node.records.storage import BatchStorage
-from node.trace.model import CustodyEvent, StoredTrace, TraceItem, TraceStatus
+from node.trace.model import CustodyEvent, HopReminders, StoredTrace, TraceItem, TraceStatus
 
 
 class CustodyStorage(BatchStorage, Protocol):
@@ -58,6 +58,15 @@ class TraceWork(UnitOfWork, Protocol):
         """The trace's items, in the order they were kept."""
         ...
 
+    async def add_reminder(self, trace: int, position: int, country: str, at: datetime) -> int:
+        """Count one more reminder of the trace's hop `position` (sent to it, on the
+        originator's trace; received, on the hop's own), at `at`; how many now."""
+        ...
+
+    async def get_reminders(self, trace: int) -> list[HopReminders]:
+        """The reminders of each hop of the trace, by position."""
+        ...
+
 
 class TraceStorage(Protocol):
     """The traces this node originated or is a hop of, read outside handlers."""
@@ -72,4 +81,8 @@ class TraceStorage(Protocol):
 
     async def list_traces(self, status: TraceStatus | None = None) -> list[StoredTrace]:
         """Traces, newest first (of `status`, if given)."""
+        ...
+
+    async def get_reminders(self, trace: int) -> list[HopReminders]:
+        """As `TraceWork.get_reminders`."""
         ...

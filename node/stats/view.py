@@ -1,0 +1,90 @@
+"""A round as `stats round show` and the console give it (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from node.stats.noise import describe
+from node.stats.queries import query
+from node.stats.result import Released, SumStatement
+from node.stats.round import RoundAnswer, RoundStatus, StoredRound
+
+
+@dataclass(frozen=True, slots=True)
+class SumCheck:
+    """An aggregator's stored sum, verified again: whether it holds, and why not."""
+
+    aggregator: str
+    verified: bool
+    problem: str
+    statement: SumStatement | None
+
+    def to_json(self) -> dict[str, Any]:
+        """As `signatures` lists it."""
+        s = self.statement
+        return {
+            "aggregator": self.aggregator,
+            "verified": self.verified,
+            "problem": self.problem or None,
+            "contributors": None if s is None else list(s.contributors),
+            "failure": None if s is None else s.failure,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RoundView:
+    """A round, its answers, its sums as verified, and its released result (if any)."""
+
+    round: StoredRound
+    answers: tuple[RoundAnswer, ...]
+    sums: tuple[SumCheck, ...]
+    result: Released | None
+
+    @property
+    def status(self) -> RoundStatus:
+        """`collecting`, `released` or `failed`."""
+        return self.round.status
+
+    @property
+    def verified(self) -> bool:
+        """A released result whose every aggregator's signature verifies (and adds up)."""
+        return self.result is not None and all(c.verified for c in self.sums)
+
+    @property
+    def contributors(self) -> tuple[str, ...]:
+        """Those whose counts are in the result; before it, those known to have joined."""
+        if self.result is not None:
+            return self.result.contributors
+        return tuple(sorted(a.country for a in self.answers if a.joined))
+
+    @property
+    def refused(self) -> tuple[RoundAnswer, ...]:
+        """The refusals this node knows of."""
+        return tuple(a for a in self.answers if not a.joined)
+
+    def to_json(self) -> dict[str, Any]:
+        """`stats round show --json` and `/statistics/rounds/ID.json`."""
+        spec = self.round.spec
+        noise = describe(spec.epsilon, query(spec.query).sensitivity, len(spec.aggregators))
+        return spec.to_json() | {
+            "status": self.status.value,
+            "reason": self.round.reason or None,
+            "created_at": self.round.created_at.isoformat(),
+            "asked": list(self.round.asked),
+            "contributors": list(self.contributors),
+            "refused": [a.to_json() for a in self.refused],
+            "noise": noise.to_json(),
+            "cells": [] if self.result is None else self.result.cells_json(),
+            "signatures": [c.to_json() for c in self.sums],
+            "verified": self.verified,
+        }
+
+
+def summary(stored: StoredRound) -> dict[str, Any]:
+    """A round as `stats round list --json` gives it."""
+    return stored.spec.to_json() | {
+        "status": stored.status.value,
+        "reason": stored.reason or None,
+        "created_at": stored.created_at.isoformat(),
+    }
