@@ -8,13 +8,13 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from node.protocol.model import Service
-from tests.harness import Federation, run_cli
+from tests.harness import Federation
 from tests.stats_rounds import PERIOD, carry, round_federation, true_totals
+from tests.test_cli_trace import cli, cli_json
 
 COUNTRIES = ("FRA", "DEU", "ITA", "ESP")
 START = ("stats", "round", "start", "--query", "records_by_type_status")
@@ -27,16 +27,6 @@ async def fed(tmp_path: Path) -> AsyncIterator[Federation]:
     federation = await round_federation(tmp_path, COUNTRIES)
     yield federation
     await federation.close()
-
-
-async def cli(fed: Federation, country: str, *args: str) -> tuple[int, str, str]:
-    return await run_cli(*args, "--data-dir", str(fed[country].data_dir))
-
-
-async def cli_json(fed: Federation, country: str, *args: str) -> Any:
-    code, out, err = await cli(fed, country, *args, "--json")
-    assert code == 0, err
-    return json.loads(out)
 
 
 async def test_a_round_started_on_the_cli_is_released_and_shown(fed: Federation) -> None:
