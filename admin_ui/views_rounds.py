@@ -34,8 +34,9 @@ analyst = requires(Role.ANALYST)
 ROUND_ID = r"{round_id:[0-9a-f]{32}}"
 FIELDS = ("query", "epsilon", "aggregators", "min_contributors", "deadline", "from", "to")
 DEFAULTS = {"min_contributors": str(DEFAULT_MIN_CONTRIBUTORS), "deadline": "10m"}
-#: The most cells a round's chart draws (the largest); the table has every cell.
-CHART_CELLS = 30
+#: The most cells a round's chart draws in the catalogue's order; past it, the largest
+#: as a top-N list (the table has every cell).
+CHART_CELLS = 15
 NO_KEY = (
     "statistics rounds are signed with this node's key, and the console was started "
     "without it: serve the node with `iarms-node run` to start and show rounds"
@@ -132,15 +133,17 @@ async def round_view(request: web.Request) -> web.Response:
 async def round_chart(request: web.Request) -> web.Response:
     """GET /statistics/rounds/ID/chart.svg: the released cells (negative drawn as zero)."""
     cells = (await _view(request)).to_json()["cells"]
-    if len(cells) > CHART_CELLS:  # the largest, in the catalogue's order
-        top = {c["name"] for c in sorted(cells, key=lambda c: -c["value"])[:CHART_CELLS]}
-        cells = [c for c in cells if c["name"] in top]
+    title, horizontal = "Released noisy totals", len(cells) > CHART_CELLS
+    if horizontal:  # many cells (a routes matrix): the largest, as a top-N list
+        title = f"Released noisy totals: the {CHART_CELLS} largest of {len(cells)} cells"
+        cells = sorted(cells, key=lambda c: -c["value"])[:CHART_CELLS]
     svg = bar_chart(
-        "Released noisy totals",
+        title,
         "Cell",
         "Firearms (noisy count)",
         [c["name"] for c in cells],
         {"noisy total": [c["value"] for c in cells]},
+        horizontal=horizontal,
     )
     return web.Response(body=svg, content_type="image/svg+xml")
 

@@ -74,6 +74,7 @@ async def test_an_analyst_opens_a_released_round_and_sees_chart_and_table(
         cells = page.locator("#cells")
         await expect(cells).to_contain_text("AUT>FRA")
         await expect(cells).to_contain_text("USA>ITA")
+        await expect(page.locator("#h-result")).to_contain_text("verified")
         chart = page.locator("img.chart")
         await page.wait_for_load_state("networkidle")
         await chart.scroll_into_view_if_needed()
