@@ -55,6 +55,7 @@ FEDERATION_NAV: tuple[tuple[str, str, tuple[Role, ...]], ...] = (
     ("/hits", "Hits on our records", (Role.OFFICER, Role.AUDITOR)),
     ("/evidence", "Evidence", (Role.OFFICER, Role.AUDITOR)),
     ("/traces", "Traces", (Role.OFFICER, Role.AUDITOR)),
+    ("/statistics/rounds", "Statistics rounds", (Role.ANALYST, Role.AUDITOR)),
     ("/peers", "Peers", (Role.ADMIN,)),
 )
 

@@ -8,9 +8,14 @@ FRA finds DEU's. One Beretta's supply chain is split between the custody
 registries (`node.trace.synthetic.supply_chain`): made in ITA and exported to
 DEU, where a dealer sold it to its last legal possessor; a trace of it started
 on FRA crosses the three countries. The demo starts one and shows its verified
-chain, and prints the command that starts another. Ctrl-C stops all three.
+chain, and prints the command that starts another. It then runs a federation
+statistics round from FRA (`records_by_type_status`, ε 0.5, aggregators DEU and
+ITA, k 3) and prints its released result and the console page that shows it; a
+re-run in the same month shows that round again instead of spending more of each
+node's privacy budget (ε 1.0 a month). Ctrl-C stops all three.
 Environment: DEMO_DIR (.demo), DEMO_RECORDS (5000 per country), DEMO_CUSTODY
-(2000 custody events per country), DEMO_TRACE (1: start a trace; 0: do not).
+(2000 custody events per country), DEMO_TRACE (1: start a trace; 0: do not),
+DEMO_ROUND (1: run a statistics round; 0: do not).
 """
 
 from __future__ import annotations
@@ -43,6 +48,12 @@ TRACE_NEW = (
     *("--type", "pistol", "--calibre", "9x19mm", "--country-of-manufacture", "ITA"),
     *("--recovered-on", "2026-03-14", "--recovered-at", "Marseille", "--crime", "homicide"),
     *("--case-ref", "FR-DEMO-0001", "--agency", "Police judiciaire"),
+)
+#: The demo's statistics round, requested by FRA: every node contributes.
+ROUND_QUERY, ROUND_EPSILON = "records_by_type_status", 0.5
+ROUND_START = (
+    *("stats", "round", "start", "--query", ROUND_QUERY, "--epsilon", str(ROUND_EPSILON)),
+    *("--aggregators", "DEU,ITA", "--min-contributors", "3", "--deadline", "10m"),
 )
 
 
@@ -151,7 +162,7 @@ def peer_all(base: Path) -> None:
                 "policy",
                 other,
                 "--allow",
-                "lookups,hit-details,traces,trace-details",
+                "lookups,hit-details,traces,trace-details,statistics",
                 "--data-dir",
                 str(base / me),
             )
@@ -168,6 +179,51 @@ def demo_trace(base: Path) -> None:
             break
         time.sleep(0.1)
     print(cli("trace", "show", trace, *fra), flush=True)
+
+
+def _this_months_round(fra: tuple[str, str]) -> str | None:
+    """The demo's round released (or still collecting) this month, if any: a re-run shows
+    it again rather than spend more of every node's budget."""
+    month = time.strftime("%Y-%m", time.gmtime())
+    for line in cli("stats", "round", "list", "--json", *fra).splitlines():
+        listed = json.loads(line)
+        if (
+            listed["requester"] == "FRA"
+            and listed["query"] == ROUND_QUERY
+            and listed["created_at"].startswith(month)
+            and listed["status"] != "failed"
+        ):
+            return str(listed["round_id"])
+    return None
+
+
+def demo_round(base: Path) -> None:
+    """Run the demo's statistics round from FRA (or show this month's), wait for its
+    release and print it, with the console page that shows it."""
+    fra = ("--data-dir", str(base / "FRA"))
+    round_id = _this_months_round(fra)
+    if round_id is None:
+        left = min(
+            json.loads(cli("stats", "budget", "--json", "--data-dir", str(base / c)))["remaining"]
+            for c in COUNTRIES
+        )
+        if left < ROUND_EPSILON:
+            print(f"  No statistics round: a node has only ε {left:g} left this month.\n")
+            return
+        round_id = json.loads(cli(*ROUND_START, "--json", *fra))["round_id"]
+        print(f"  A statistics round started on FRA ({round_id}):", flush=True)
+    else:
+        print(f"  This month's statistics round ({round_id}), already run:", flush=True)
+    for _ in range(600):  # the running nodes carry it (they look at least every 5 s)
+        if json.loads(cli("stats", "round", "show", round_id, "--json", *fra))["status"] != (
+            "collecting"
+        ):
+            break
+        time.sleep(0.1)
+    print(cli("stats", "round", "show", round_id, *fra), flush=True)
+    console = COUNTRIES["FRA"][0]
+    print(f"  On FRA's console: http://127.0.0.1:{console}/statistics/rounds/{round_id}")
+    print(f"  Budget: http://127.0.0.1:{console}/statistics/budget\n", flush=True)
 
 
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
@@ -203,6 +259,8 @@ def main() -> None:
         print(f"  e.g. {next(generate_rows(1, seed=4242))['serial_number']}\n", flush=True)
         if os.environ.get("DEMO_TRACE", "1") != "0":
             demo_trace(base)
+        if os.environ.get("DEMO_ROUND", "1") != "0":
+            demo_round(base)
         print("  Trace the Beretta from FRA (ITA made it, DEU sold it on):")
         print(f"  .venv/bin/iarms-node {shlex.join(TRACE_NEW)} --data-dir {base / 'FRA'}")
         print(f"  then: .venv/bin/iarms-node trace show ID --data-dir {base / 'FRA'}\n", flush=True)

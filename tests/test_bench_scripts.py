@@ -112,6 +112,16 @@ STATS_KEYS = {
     "chart_p50_ms",
     "chart_p95_ms",
     "national_service_p50_ms",
+    "round_nodes",
+    "round_contributors",
+    "round_aggregators",
+    "round_records_per_node",
+    "round_cells",
+    "round_s",
+    "round_national_vectors_s",
+    "round_overhead_s",
+    "round_cpu_per_contributor_ms",
+    "round_cpu_per_aggregator_ms",
 }
 
 
@@ -143,10 +153,16 @@ def test_records_benchmark_reports_every_figure_and_its_floor() -> None:
 
 
 def test_stats_benchmark_reports_every_figure() -> None:
-    figures = run_bench("stats.py", "--records", "500", "--pages", "3")
+    figures = run_bench(
+        "stats.py",
+        *("--records", "500", "--pages", "3", "--round-contributors", "2", "--round-records", "20"),
+    )
     assert set(figures) == STATS_KEYS, set(figures) ^ STATS_KEYS
     assert all(figures[k] > 0 for k in STATS_KEYS), figures
     assert figures["records"] == figures["created"] == 500 and figures["page_pages"] == 3
+    assert (figures["round_nodes"], figures["round_contributors"]) == (4, 2)
+    overhead = figures["round_s"] - figures["round_national_vectors_s"]
+    assert abs(figures["round_overhead_s"] - overhead) < 0.002, figures
 
 
 def test_custody_benchmark_reports_every_figure_and_its_floor() -> None:

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
-from node.cli.common import actor, count, echo, keys, open_node, print_json
+from node.cli.common import EXIT_USAGE, actor, count, echo, keys, open_node, print_json
+from node.errors import NotFoundError, ValidationError
 
 if TYPE_CHECKING:
     from node.app import Federation, Node
+    from node.stats.round import StoredRound
+    from node.stats.view import RoundView
+
+T = TypeVar("T")
 
 #: The country shown in `routes` cells when no node is named (`SRC>DST`).
 PLACEHOLDER_COUNTRY = "DST"
@@ -135,10 +142,18 @@ def _federation(node: Node, args: argparse.Namespace) -> Federation:
     return federation(node, keys(node.config, args.key_passphrase_file))
 
 
-async def cmd_round_start(args: argparse.Namespace) -> int:
+async def _usage(call: Awaitable[T]) -> T | None:
+    """`call`'s result, or None when the user's input is at fault (the one line printed)."""
+    try:
+        return await call
+    except (NotFoundError, ValidationError) as e:
+        echo(f"iarms-node: {e}", sys.stderr)
+        return None
+
+
+async def _start(args: argparse.Namespace) -> StoredRound:
     from node.stats.round import parse_deadline
     from node.stats.service import RoundRequest
-    from node.stats.view import summary
 
     request = RoundRequest(
         args.query,
@@ -150,7 +165,15 @@ async def cmd_round_start(args: argparse.Namespace) -> int:
         args.end,
     )
     async with open_node(args) as node:
-        started = await _federation(node, args).rounds.start(request, actor())
+        return await _federation(node, args).rounds.start(request, actor())
+
+
+async def cmd_round_start(args: argparse.Namespace) -> int:
+    from node.stats.view import summary
+
+    started = await _usage(_start(args))
+    if started is None:
+        return EXIT_USAGE
     if args.json:
         print_json(summary(started))
         return 0
@@ -183,12 +206,18 @@ async def cmd_round_list(args: argparse.Namespace) -> int:
     return 0
 
 
-async def cmd_round_show(args: argparse.Namespace) -> int:
+async def _show(args: argparse.Namespace) -> RoundView:
     from node.stats.service import read_round_id
 
     round_id = read_round_id(args.id)
     async with open_node(args) as node:
-        view = await _federation(node, args).rounds.show(round_id)
+        return await _federation(node, args).rounds.show(round_id)
+
+
+async def cmd_round_show(args: argparse.Namespace) -> int:
+    view = await _usage(_show(args))
+    if view is None:
+        return EXIT_USAGE
     data = view.to_json()
     if args.json:
         print_json(data)

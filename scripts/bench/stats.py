@@ -11,9 +11,17 @@ default period (the 12 months ending this month), with p50 and p95 of
 each; also one chart (`records_by_month.svg`, the largest) and the service
 call alone (`LocalStats.national`).
 
-    .venv/bin/python scripts/bench/stats.py [--records 1000000] [--pages 50]
+In the same run, a federation round (`stats_round.py`): the `routes` query across
+C contributor nodes and 2 aggregator nodes of R records each over loopback HTTP,
+from start to released result (`round_s`), the CPU time per contributor and per
+aggregator, the time of computing the same national vectors alone, and the
+protocol overhead, the round's time less that.
 
-Target: the national statistics page p50 <= 200 ms at 1,000,000 records.
+    .venv/bin/python scripts/bench/stats.py [--records 1000000] [--pages 50]
+        [--round-contributors 20] [--round-records 1000]
+
+Targets: the national statistics page p50 <= 200 ms at 1,000,000 records; the
+round's protocol overhead <= 2 s.
 """
 
 from __future__ import annotations
@@ -21,15 +29,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # for the one harness: tests/
+
 from aiohttp import CookieJar
 from aiohttp.test_utils import TestClient, TestServer
 from common import percentiles, positive, say
+from stats_round import COUNTRIES, round_bench
 
 from admin_ui.app import build_console_app
 from node.app import Node
@@ -120,13 +132,26 @@ async def bench(n: int, pages: int, workdir: Path) -> dict[str, float | int]:
     }
 
 
+def _contributors(text: str) -> int:
+    value = positive(text)
+    if value > len(COUNTRIES):
+        raise argparse.ArgumentTypeError(f"at most {len(COUNTRIES)} contributor nodes")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--records", type=positive, default=1_000_000)
     parser.add_argument("--pages", type=positive, default=50)
+    parser.add_argument(
+        "--round-contributors", type=_contributors, default=20, help=f"1 to {len(COUNTRIES)}"
+    )
+    parser.add_argument("--round-records", type=positive, default=1000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="iarms-bench-") as tmp:
-        print(json.dumps(asyncio.run(bench(args.records, args.pages, Path(tmp)))))
+        figures = asyncio.run(bench(args.records, args.pages, Path(tmp)))
+        figures |= asyncio.run(round_bench(Path(tmp), args.round_contributors, args.round_records))
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":
