@@ -82,6 +82,7 @@ TRACE_KEYS = {
     "traces",
     "five_hop_p50_ms",
     "five_hop_p95_ms",
+    "five_hop_cpu_ms",
     "events",
     "generate_s",
     "import_s",

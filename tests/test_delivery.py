@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from node.app import Node
 from node.clock import FakeClock
 from node.config import load_config
-from node.protocol.delivery import Outcome, SendResult
+from node.protocol.delivery import DRAIN_BATCH, Outcome, SendResult
 from node.protocol.model import OutboxMessage, OutboxStatus
+from tests.test_clock import until
 
 
 @dataclass
@@ -92,3 +94,54 @@ async def test_refused_messages_are_dead_letters(sqlite_node: Node) -> None:
         (b"next", "HTTP 400 malformed"),
         (b"bad", "HTTP 400 malformed"),
     ]
+
+
+async def test_the_loop_drains_past_a_turn_without_waiting_for_a_tick(
+    sqlite_node: Node, clock: FakeClock
+) -> None:
+    """More than a drain's turn is due: the loop goes on at once (the clock stands still)."""
+    peers, stop = FakePeers(), asyncio.Event()
+    count = DRAIN_BATCH * 2 + 5
+    for i in range(count):
+        await sqlite_node.delivery.enqueue("DEU", "hit.notice", b"d%d" % i)
+    await sqlite_node.delivery.enqueue("ITA", "hit.notice", b"i0")
+    loop = asyncio.ensure_future(sqlite_node.delivery.run(peers, stop, tick_s=1.0))
+    try:
+        await until(lambda: len(peers.arrived) == count + 1)
+        await sqlite_node.delivery.enqueue("ITA", "hit.notice", b"i1")  # sent once queued
+        await until(lambda: len(peers.arrived) == count + 2)
+    finally:
+        stop.set()
+        await loop
+    assert [b for c, b in peers.arrived if c == "DEU"] == [b"d%d" % i for i in range(count)]
+    assert [b for c, b in peers.arrived if c == "ITA"] == [b"i0", b"i1"]
+    assert await sqlite_node.delivery.messages(OutboxStatus.PENDING) == []
+
+
+@dataclass
+class SlowPeer(FakePeers):
+    """DEU answers only when `answer` is set; the others at once."""
+
+    answer: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def deliver(self, message: OutboxMessage) -> SendResult:
+        if message.recipient == "DEU":
+            await self.answer.wait()
+        return await super().deliver(message)
+
+
+async def test_a_slow_peer_holds_up_no_other(sqlite_node: Node) -> None:
+    peers, stop = SlowPeer(), asyncio.Event()
+    await sqlite_node.delivery.enqueue("DEU", "hit.notice", b"d0")
+    loop = asyncio.ensure_future(sqlite_node.delivery.run(peers, stop, tick_s=1.0))
+    try:
+        for i in range(3):  # queued while DEU's first message is in flight
+            await sqlite_node.delivery.enqueue("ITA", "hit.notice", b"i%d" % i)
+        await until(lambda: len(peers.arrived) == 3)
+        assert [c for c, _b in peers.arrived] == ["ITA"] * 3
+        peers.answer.set()
+        await until(lambda: len(peers.arrived) == 4)
+    finally:
+        stop.set()
+        await loop
+    assert peers.arrived[-1] == ("DEU", b"d0")

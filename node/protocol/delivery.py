@@ -26,6 +26,7 @@ import enum
 import logging
 import os
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
@@ -59,6 +60,20 @@ class SendResult:
     answered: bool = False  # a RETRY whose failure the peer itself answered (`internal`)
     receipt: bytes | None = None  # DELIVERED: the peer's signed answer, as received ...
     attempt_id: bytes | None = None  # ... to the envelope with this message id
+
+
+#: Messages one peer's drain sends in a turn before the loop looks at the outbox again ...
+DRAIN_BATCH = 100
+#: ... reading its next messages this many at a time.
+DRAIN_READ = 16
+
+
+@dataclass(frozen=True, slots=True)
+class _Drained:
+    """What a drain of one peer's queue did: messages delivered, and moved on (also dead)."""
+
+    delivered: int
+    moved: int
 
 
 class MessageSender(Protocol):
@@ -131,17 +146,43 @@ class DeliveryService:
         )
 
     async def deliver_due(self, sender: MessageSender, max_rounds: int = 100) -> int:
-        """Send every message that is due, oldest first per peer; return how many arrived."""
+        """Send every message that is due, oldest first per peer; return how many arrived.
+
+        Each peer's queue drains on its own (`_drain`), all at once: a slow or failing
+        peer holds up no other. Rounds go on while some queue moved (up to `max_rounds`).
+        """
         delivered = 0
         for _ in range(max_rounds):
             due = await self._store.get_due(self._clock.now())
             if not due:
                 break
-            outcomes = await asyncio.gather(*(self._attempt(sender, m) for m in due))
-            delivered += outcomes.count(Outcome.DELIVERED)
-            if all(o is Outcome.RETRY for o in outcomes):
+            drains = await asyncio.gather(*(self._drain(sender, m) for m in due))
+            delivered += sum(d.delivered for d in drains)
+            if not any(d.moved for d in drains):
                 break
         return delivered
+
+    async def _drain(
+        self, sender: MessageSender, first: OutboxMessage, stop: asyncio.Event | None = None
+    ) -> _Drained:
+        """Send `first`, then the peer's next due messages one at a time, oldest first, until
+        its queue is empty, an attempt fails (its backoff starts), `stop` is set, or
+        `DRAIN_BATCH` messages were sent (then the caller starts another turn). The next
+        ones are read `DRAIN_READ` at a time."""
+        delivered = moved = 0
+        queue = [first]
+        while queue:
+            message = queue.pop(0)
+            outcome = await self._attempt(sender, message)
+            if outcome is Outcome.RETRY:
+                break
+            moved += 1
+            delivered += outcome is Outcome.DELIVERED
+            if moved >= DRAIN_BATCH or (stop is not None and stop.is_set()):
+                break
+            if not queue:
+                queue = await self._store.get_due(self._clock.now(), DRAIN_READ, message.recipient)
+        return _Drained(delivered, moved)
 
     async def _attempt(self, sender: MessageSender, message: OutboxMessage) -> Outcome:
         try:
@@ -150,25 +191,33 @@ class DeliveryService:
             log.exception("delivery of %s to %s failed", message.type, message.recipient)
             result = SendResult(Outcome.RETRY, f"internal error: {e}", answered=True)
         now = self._clock.now()
+        recipient = message.recipient
+        # A peer known to have no backoff needs none cleared: the outcome is one statement.
+        clear = recipient not in self._fine
         if result.outcome is Outcome.DELIVERED:
             receipt = None
             if result.receipt is not None and result.attempt_id is not None:
                 receipt = (result.attempt_id, result.receipt)
             await self._store.set_outcome(
-                message, OutboxStatus.DELIVERED, now, None, receipt=receipt
+                message, OutboxStatus.DELIVERED, now, None, receipt=receipt, clear_backoff=clear
             )
+            self._fine.add(recipient)
             return result.outcome
         if result.outcome is Outcome.DEAD:
-            await self._store.set_outcome(message, OutboxStatus.DEAD, now, result.error)
+            await self._store.set_outcome(
+                message, OutboxStatus.DEAD, now, result.error, clear_backoff=clear
+            )
+            self._fine.add(recipient)
             return result.outcome
         if result.answered and message.failed_answers + 1 >= self._config.max_failed_answers:
             error = f"{result.error} (failed {message.failed_answers + 1} times; given up)"
             await self._store.set_outcome(
-                message, OutboxStatus.DEAD, now, error, failed_answer=True
+                message, OutboxStatus.DEAD, now, error, failed_answer=True, clear_backoff=clear
             )
+            self._fine.add(recipient)
             return Outcome.DEAD
-        self._fine.discard(message.recipient)
-        state = await self._store.get_state(message.recipient)
+        self._fine.discard(recipient)
+        state = await self._store.get_state(recipient)
         interval = next_interval(state.interval_s if state else None, self._config, self._rng)
         retry = (interval, now + timedelta(seconds=interval))
         await self._store.set_outcome(
@@ -187,14 +236,42 @@ class DeliveryService:
             self._wake.set()
 
     async def run(self, sender: MessageSender, stop: asyncio.Event, tick_s: float = 1.0) -> None:
-        """Deliver until `stop` is set, waking on new messages or every `tick_s` of the clock."""
-        while not stop.is_set():
-            self._wake.clear()
-            try:
-                await self.deliver_due(sender)
-            except Exception:
-                log.exception("delivery round failed; retrying")
-            await self._clock.wait(tick_s, self._wake, stop)
+        """Deliver until `stop` is set.
+
+        Each peer with a message due gets a drain of its own (`_drain`) as soon as
+        one is queued (`enqueue` wakes this loop) or its backoff ends (checked every
+        `tick_s` of the clock); a drain that ends wakes the loop, which starts the
+        peer's next turn if more is due. When `stop` is set, the drains finish the
+        attempt in progress (its outcome is stored) and this returns.
+        """
+        drains: dict[str, asyncio.Task[_Drained]] = {}
+
+        def ended(recipient: str) -> Callable[[asyncio.Task[_Drained]], None]:
+            def done(task: asyncio.Task[_Drained]) -> None:
+                drains.pop(recipient, None)
+                if task.cancelled():
+                    return
+                if (error := task.exception()) is not None:  # the store failed: next tick
+                    log.error("delivery to %s failed; retrying", recipient, exc_info=error)
+                    return
+                self._wake.set()
+
+            return done
+
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                try:
+                    for message in await self._store.get_due(self._clock.now()):
+                        if message.recipient not in drains:
+                            task = asyncio.create_task(self._drain(sender, message, stop))
+                            drains[message.recipient] = task
+                            task.add_done_callback(ended(message.recipient))
+                except Exception:
+                    log.exception("delivery round failed; retrying")
+                await self._clock.wait(tick_s, self._wake, stop)
+        finally:
+            await asyncio.gather(*drains.values(), return_exceptions=True)
 
     async def messages(self, status: OutboxStatus | None = None) -> list[OutboxMessage]:
         """Outbox messages, newest first (dead letters for the admin)."""

@@ -66,8 +66,11 @@ class UnitOfWork(OutboxWriter, Protocol):
 class OutboxStorage(OutboxWriter, Protocol):
     """The durable outbox and each peer's delivery backoff (`node.store.outbox.OutboxStore`)."""
 
-    async def get_due(self, now: datetime, limit: int = 100) -> list[OutboxMessage]:
-        """The oldest pending message of each peer whose backoff has expired."""
+    async def get_due(
+        self, now: datetime, limit: int = 100, recipient: str | None = None
+    ) -> list[OutboxMessage]:
+        """The oldest pending message of each peer (or of `recipient` only) whose backoff
+        has expired."""
         ...
 
     async def get_messages(
@@ -85,9 +88,12 @@ class OutboxStorage(OutboxWriter, Protocol):
         retry: tuple[float, datetime] | None = None,
         failed_answer: bool = False,
         receipt: tuple[bytes, bytes] | None = None,
+        *,
+        clear_backoff: bool = True,
     ) -> None:
         """Record an attempt; on a retryable failure `retry` = (interval, retry_at) for its peer;
-        on delivery `receipt` = (the attempt's message id, the peer's signed answer)."""
+        on delivery `receipt` = (the attempt's message id, the peer's signed answer). Without
+        `retry` the peer's backoff is cleared, unless `clear_backoff` is False (it has none)."""
         ...
 
     async def get_state(self, recipient: str) -> DeliveryState | None:

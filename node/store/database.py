@@ -5,6 +5,16 @@ every connection, and its write transactions start with `BEGIN IMMEDIATE`
 through a pool of one connection: one writer at a time in this process, and a
 clean wait (not a deadlock) when the CLI writes while the node runs. Reads use
 their own pool and never wait for the writer. PostgreSQL uses one engine for both.
+
+Its two write connections (SQLAlchemy's, for the store's general transactions,
+and the held driver connection of the hot path, `fetch(write=True)` and
+`transaction`) take turns on one `asyncio.Lock`: within the process a writer
+waits on the event loop, never in SQLite's busy handler, which polls with
+sleeps of up to 100 ms (a second, where SQLite is built without usleep).
+Durability: WAL with `synchronous=NORMAL` (docs/adr/0001-store-single-writer.md):
+a commit is atomic and survives the process being killed (SIGKILL) at any
+point; only an operating-system crash or power cut may lose the last
+transactions, never corrupt the database.
 """
 
 from __future__ import annotations
@@ -29,7 +39,7 @@ from typing import Any, cast
 
 from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -37,6 +47,7 @@ from sqlalchemy.sql.elements import ClauseElement
 
 from node.auditing import sql_entry_hash
 from node.errors import ConfigError, SchemaVersionError, StorageFullError
+from node.store.inline import InlineConnections, patiently
 
 #: The newest migration's revision (node/store/migrations/versions): the schema this code
 #: reads and writes. Written here so that opening a node can check its database's schema
@@ -67,13 +78,7 @@ def _sqlite_engine(url: str, *, pool: int, begin: str | None) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # We issue BEGIN ourselves: pysqlite's implicit BEGIN is deferred.
-        dbapi_connection.isolation_level = None
-        dbapi_connection.create_function("iarms_audit_hash", 7, sql_entry_hash, deterministic=True)
-        cursor = dbapi_connection.cursor()
-        for pragma in SQLITE_PRAGMAS:
-            cursor.execute(pragma)
-        cursor.close()
+        _prepare_sqlite(dbapi_connection)
 
     if begin:
 
@@ -82,6 +87,18 @@ def _sqlite_engine(url: str, *, pool: int, begin: str | None) -> AsyncEngine:
             connection.exec_driver_sql(begin)
 
     return engine
+
+
+def _prepare_sqlite(dbapi_connection: Any) -> None:
+    """Set up a new SQLite connection (aiosqlite's or a plain `sqlite3` one): autocommit
+    (we issue BEGIN ourselves: pysqlite's implicit BEGIN is deferred), the audit hash
+    function, the pragmas."""
+    dbapi_connection.isolation_level = None
+    dbapi_connection.create_function("iarms_audit_hash", 7, sql_entry_hash, deterministic=True)
+    cursor = dbapi_connection.cursor()
+    for pragma in SQLITE_PRAGMAS:
+        cursor.execute(pragma)
+    cursor.close()
 
 
 def _causes(error: BaseException) -> Iterator[BaseException]:
@@ -219,15 +236,46 @@ class _Drivers:
         await self._engine.dispose()
 
 
+def _wrapped(compiled: _Compiled, error: sqlite3.Error) -> StatementError:
+    """The driver's error as SQLAlchemy raises it (IntegrityError and so on)."""
+    return DBAPIError.instance(compiled.sql, None, error, sqlite3.Error)
+
+
+async def _scan(
+    driver: Any, compiled: _Compiled, params: Mapping[str, Any]
+) -> list[tuple[Any, ...]]:
+    """One statement through aiosqlite's `execute_fetchall`: one trip to its thread."""
+    try:
+        raw = await driver.execute_fetchall(compiled.sql, compiled.args(params))
+    except sqlite3.Error as e:
+        raise _wrapped(compiled, e) from e
+    return compiled.rows(raw)
+
+
+async def _inline(
+    conn: sqlite3.Connection, compiled: _Compiled, params: Mapping[str, Any]
+) -> list[tuple[Any, ...]]:
+    """One statement on a connection of the event loop's thread (waiting, on the loop,
+    while another process holds the lock)."""
+    args = compiled.args(params)
+    try:
+        raw = await patiently(lambda: conn.execute(compiled.sql, args).fetchall())
+    except sqlite3.Error as e:
+        raise _wrapped(compiled, e) from e
+    return compiled.rows(raw)
+
+
 class Database:
     """The node's database: engines for reads, transactions and single-statement writes.
 
     On SQLite, reads and single-statement writes run in autocommit mode (one
     statement is atomic; skipping BEGIN/COMMIT halves their latency), and
-    multi-statement writes run in `BEGIN IMMEDIATE` transactions through a
-    pool of one connection. The hot path's statements (`fetch`, `transaction`)
-    run on driver connections held for the node's life (`_Drivers`): readers,
-    and the one single-statement writer. PostgreSQL uses one engine for everything.
+    multi-statement writes run in `BEGIN IMMEDIATE` transactions. The hot
+    path's statements (`fetch`, `transaction`) run on the event loop's own
+    thread (`node.store.inline`); what may read many rows (`fetch(scan=True)`)
+    on driver connections held for the node's life (`_Drivers`); the store's
+    general transactions (`read`, `write`) through SQLAlchemy. PostgreSQL uses
+    one engine for everything.
     """
 
     def __init__(self, url: str) -> None:
@@ -235,14 +283,15 @@ class Database:
         self.is_sqlite = url.startswith("sqlite")
         self._storage = storage_name(url)
         self._compiled: dict[Hashable, _Compiled] = {}
-        self._drivers: tuple[_Drivers, _Drivers] | None = None  # SQLite's (readers, writer)
+        self._scanners: _Drivers | None = None  # SQLite: aiosqlite readers for `scan`
+        self._inline: InlineConnections | None = None  # SQLite: the hot path's connections
+        self._writing = asyncio.Lock()  # SQLite: one writer at a time in this process
+        self._writer_task: asyncio.Task[Any] | None = None  # ... and the task it is
         if self.is_sqlite:
             self._reader = _sqlite_engine(url, pool=4, begin=None)
             self._writer = _sqlite_engine(url, pool=1, begin="BEGIN IMMEDIATE")
-            self._drivers = (
-                _Drivers(_sqlite_engine(url, pool=4, begin=None), 4),
-                _Drivers(_sqlite_engine(url, pool=1, begin=None), 1),
-            )
+            self._scanners = _Drivers(_sqlite_engine(url, pool=4, begin=None), 4)
+            self._inline = InlineConnections(make_url(url).database or "", _prepare_sqlite)
         else:
             self._reader = self._writer = create_async_engine(url, pool_size=8, max_overflow=8)
 
@@ -266,8 +315,24 @@ class Database:
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A connection in a write transaction, committed on clean exit."""
         with self._full_disk():
-            async with self._writer.connect() as conn, conn.begin():
+            async with self._turn(), self._writer.connect() as conn, conn.begin():
                 yield conn
+
+    @asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        """On SQLite, this process's turn to write (module docstring); on PostgreSQL, at once."""
+        if not self.is_sqlite:
+            yield
+            return
+        me = asyncio.current_task()
+        if me is not None and me is self._writer_task:  # it would wait for itself forever
+            raise RuntimeError("a write inside this task's own write transaction")
+        async with self._writing:
+            self._writer_task = me
+            try:
+                yield
+            finally:
+                self._writer_task = None
 
     @contextmanager
     def _full_disk(self) -> Iterator[None]:
@@ -287,76 +352,74 @@ class Database:
         params: Mapping[str, Any],
         *,
         write: bool = False,
+        scan: bool = False,
     ) -> list[tuple[Any, ...]]:
         """Run one statement with named `params`; return its rows as converted tuples.
 
-        The hot path of the node (a serial check and its audit entry) in one
-        driver round trip. On SQLite, SQLAlchemy's async adapter makes five
-        trips to the database thread per statement (cursor, execute, fetch,
-        close, rollback); here the statement is built and compiled once per
-        `shape` (a key that names its structure: `build` must then always
-        build the same statement, with bind parameters for every value) and runs through
-        aiosqlite's `execute_fetchall` on a held reader connection (`_Drivers`).
-        `write` runs it as one atomic write, on the held single-statement writer.
-        PostgreSQL runs it through SQLAlchemy as usual.
+        The hot path of the node (a peer message, a serial check and its audit
+        entry). On SQLite the statement is built and compiled once per `shape`
+        (a key that names its structure: `build` must then always build the
+        same statement, with bind parameters for every value) and runs on the
+        event loop's thread (`node.store.inline`): a few rows through an index
+        cost microseconds there, and a trip to a driver thread costs ten times
+        more. `write` runs it as one atomic write, on the node's single writer.
+        `scan`, for a statement that may read many rows (a search, a listing),
+        runs it on one of aiosqlite's threads instead, so that it does not hold
+        up the event loop. PostgreSQL runs it through SQLAlchemy as usual.
         """
-        if self._drivers is None:
+        if self._inline is None or self._scanners is None:
             async with self.write() if write else self.read() as conn:  # they translate
                 return await _rows(conn, build, params)
-        readers, writer = self._drivers
+        compiled = self._compile(shape, build)
         with self._full_disk():
-            async with (writer if write else readers).driver() as driver:
-                return await self._run_sqlite(driver, shape, build, params)
+            if scan and not write:
+                async with self._scanners.driver() as driver:
+                    return await _scan(driver, compiled, params)
+            if not write:
+                return await _inline(self._inline.get(write=False), compiled, params)
+            async with self._turn():
+                return await _inline(self._inline.get(write=True), compiled, params)
 
-    async def _run_sqlite(
-        self,
-        driver: Any,
-        shape: Hashable,
-        build: Callable[[], ClauseElement],
-        params: Mapping[str, Any],
-    ) -> list[tuple[Any, ...]]:
-        """One statement through aiosqlite's `execute_fetchall`: one trip to its thread."""
+    def _compile(self, shape: Hashable, build: Callable[[], ClauseElement]) -> _Compiled:
         compiled = self._compiled.get(shape)
         if compiled is None:
             compiled = self._compiled[shape] = _compile_sqlite(build(), self._reader.dialect)
-        try:
-            raw = await driver.execute_fetchall(compiled.sql, compiled.args(params))
-        except sqlite3.Error as e:
-            raise DBAPIError.instance(compiled.sql, None, e, sqlite3.Error) from e
-        return compiled.rows(raw)
+        return compiled
 
     @asynccontextmanager
     async def sqlite_transaction(self) -> AsyncIterator[Run]:
-        """A write transaction of statements shaped as for `fetch`, each one driver round
-        trip (SQLite only: the hot paths that must write several rows atomically).
+        """A write transaction of statements shaped as for `fetch` (SQLite only: the hot
+        paths that must write several rows atomically).
 
         `BEGIN IMMEDIATE`, the statements and `COMMIT` (or `ROLLBACK` on an
-        exception) all run on the held single-statement writer's connection,
-        which is otherwise in autocommit mode.
+        exception) all run on the node's single writer, on the event loop's
+        thread, which is otherwise in autocommit mode.
         """
-        assert self._drivers is not None, "PostgreSQL uses write()"
+        assert self._inline is not None, "PostgreSQL uses write()"
         with self._full_disk():
-            async with self._drivers[1].driver() as driver:
+            async with self._turn():
+                conn = self._inline.get(write=True)
 
                 async def run(
                     shape: Hashable, build: Callable[[], ClauseElement], params: Mapping[str, Any]
                 ) -> list[tuple[Any, ...]]:
-                    return await self._run_sqlite(driver, shape, build, params)
+                    return await _inline(conn, self._compile(shape, build), params)
 
-                await driver.execute_fetchall("BEGIN IMMEDIATE")
+                await patiently(lambda: conn.execute("BEGIN IMMEDIATE"))
                 try:
                     yield run
-                    await driver.execute_fetchall("COMMIT")
+                    conn.execute("COMMIT")
                 except BaseException:
-                    with suppress(sqlite3.Error):  # none left open on the pooled connection
-                        await driver.execute_fetchall("ROLLBACK")
+                    if conn.in_transaction:  # none left open on the held connection
+                        with suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
                     raise
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         """A write transaction for statements shaped as for `fetch`, on either backend:
-        `sqlite_transaction`'s one driver round trip per statement on SQLite, and
-        `write()` on PostgreSQL. Committed on clean exit, rolled back on an exception."""
+        `sqlite_transaction` on SQLite, and `write()` on PostgreSQL. Committed on
+        clean exit, rolled back on an exception."""
         if self.is_sqlite:
             async with self.sqlite_transaction() as run:
                 yield Transaction(run, "sqlite", None)
@@ -420,8 +483,10 @@ class Database:
 
     async def close(self) -> None:
         """Close every pooled connection."""
-        for drivers in self._drivers or ():
-            await drivers.close()
+        if self._inline is not None:
+            self._inline.close()
+        if self._scanners is not None:
+            await self._scanners.close()
         for engine in {self._reader, self._writer}:
             await engine.dispose()
 

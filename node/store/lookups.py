@@ -115,6 +115,7 @@ class LookupStore:
                 .limit(bindparam("limit"))
             ),
             {"after": after, "limit": limit},
+            scan=True,
         )
         return cast(list[tuple[int, str]], rows)
 
@@ -168,7 +169,10 @@ class LookupStore:
         """The distinct first 8 bytes of the stored outputs, in increasing order: the
         index's items, big-endian."""
         rows = await self._db.fetch(  # read along the prefixes' index, in one round trip
-            "lookups.items", lambda: select(_ro.c.prefix).distinct().order_by(_ro.c.prefix), {}
+            "lookups.items",
+            lambda: select(_ro.c.prefix).distinct().order_by(_ro.c.prefix),
+            {},
+            scan=True,
         )
         return [prefix for (prefix,) in rows]
 

@@ -103,6 +103,80 @@ async def add_message_in(
     return _message(dict(zip(_OUTBOX_COLUMNS, row, strict=True)))
 
 
+def _due(one: bool) -> ClauseElement:
+    """The oldest pending message of each peer (or of one) out of its backoff."""
+    backoff_over = (_d.c.retry_at.is_(None)) | (_d.c.retry_at <= bindparam("now"))
+    query = select(_o).outerjoin(_d, _d.c.recipient == _o.c.recipient)
+    if one:
+        query = query.where(
+            _o.c.recipient == bindparam("recipient"),
+            _o.c.status == OutboxStatus.PENDING.value,
+            backoff_over,
+        )
+    else:
+        oldest = (
+            select(func.min(_o.c.id))
+            .where(_o.c.status == OutboxStatus.PENDING.value)
+            .group_by(_o.c.recipient)
+        )
+        query = query.where(_o.c.id.in_(oldest), backoff_over)
+    return query.order_by(_o.c.id).limit(bindparam("limit"))
+
+
+def _outcome(failed_answer: bool, delivered: bool, receipt: bool) -> ClauseElement:
+    """An attempt's outcome on its outbox row."""
+    values: dict[str, Any] = {
+        "status": bindparam("o_status"),
+        "attempts": _o.c.attempts + 1,
+        "last_error": bindparam("o_error"),
+    }
+    if failed_answer:
+        values["failed_answers"] = _o.c.failed_answers + 1
+    if delivered:
+        values["delivered_at"] = bindparam("o_delivered_at", type_=_o.c.delivered_at.type)
+    if receipt:
+        values["delivered_message_id"] = bindparam("o_attempt")
+        values["receipt"] = bindparam("o_receipt")
+    return update(_o).where(_o.c.id == bindparam("w_id")).values(values)
+
+
+_STATE = (_d.c.recipient, _d.c.failures, _d.c.interval_s, _d.c.retry_at, _d.c.last_error)
+
+
+def _get_state() -> ClauseElement:
+    return select(*_STATE).where(_d.c.recipient == bindparam("s_recipient"))
+
+
+def _delete_state() -> ClauseElement:
+    return delete(_d).where(_d.c.recipient == bindparam("s_recipient"))
+
+
+def _fail_state() -> ClauseElement:
+    """One more failure of a peer already backing off (RETURNING: none if it was not)."""
+    return (
+        update(_d)
+        .where(_d.c.recipient == bindparam("s_recipient"))
+        .values(
+            failures=_d.c.failures + 1,
+            interval_s=bindparam("s_interval"),
+            retry_at=bindparam("s_retry_at", type_=_d.c.retry_at.type),
+            last_error=bindparam("s_error"),
+        )
+        .returning(_d.c.recipient)
+    )
+
+
+def _add_state() -> ClauseElement:
+    """A peer's first failure."""
+    return insert(_d).values(
+        recipient=bindparam("s_recipient"),
+        failures=1,
+        interval_s=bindparam("s_interval"),
+        retry_at=bindparam("s_retry_at", type_=_d.c.retry_at.type),
+        last_error=bindparam("s_error"),
+    )
+
+
 class OutboxStore:
     """Messages that must arrive, written before they are sent."""
 
@@ -116,22 +190,17 @@ class OutboxStore:
         async with self._db.transaction() as tx:
             return await add_message_in(tx, recipient, message_id, type_, body, at)
 
-    async def get_due(self, now: datetime, limit: int = 100) -> list[OutboxMessage]:
-        """The oldest pending message of each peer whose backoff has expired."""
-        oldest = (
-            select(func.min(_o.c.id))
-            .where(_o.c.status == OutboxStatus.PENDING.value)
-            .group_by(_o.c.recipient)
-        )
-        query = (
-            select(_o)
-            .outerjoin(_d, _d.c.recipient == _o.c.recipient)
-            .where(_o.c.id.in_(oldest), (_d.c.retry_at.is_(None)) | (_d.c.retry_at <= now))
-            .order_by(_o.c.id)
-            .limit(limit)
-        )
-        async with self._db.read() as conn:
-            return [_message(r._mapping) for r in await conn.execute(query)]
+    async def get_due(
+        self, now: datetime, limit: int = 100, recipient: str | None = None
+    ) -> list[OutboxMessage]:
+        """The oldest pending message of each peer (or of `recipient` only) whose backoff
+        has expired; one driver round trip, through the (recipient, status, id) index."""
+        params: dict[str, Any] = {"now": now, "limit": limit}
+        if recipient is not None:
+            params["recipient"] = recipient
+        shape = ("outbox.due", recipient is not None)
+        rows = await self._db.fetch(shape, lambda: _due(recipient is not None), params)
+        return [_message(dict(zip(_OUTBOX_COLUMNS, row, strict=True))) for row in rows]
 
     async def get_messages(
         self, status: OutboxStatus | None = None, limit: int = 100
@@ -152,55 +221,59 @@ class OutboxStore:
         retry: tuple[float, datetime] | None = None,
         failed_answer: bool = False,
         receipt: tuple[bytes, bytes] | None = None,
+        *,
+        clear_backoff: bool = True,
     ) -> None:
         """Record an attempt; on a retryable failure `retry` = (interval, retry_at) for its peer.
 
         `failed_answer`: the peer answered this attempt with a failure (counted apart
         from attempts it did not answer). `receipt`: (the delivered attempt's message
-        id, the peer's signed answer to it).
+        id, the peer's signed answer to it). Without `retry`, the peer's backoff is
+        cleared, unless `clear_backoff` is False (the caller knows it has none): then
+        the outcome is one atomic statement, the delivery's only write.
         """
-        values: dict[str, Any] = {
-            "status": status.value,
-            "attempts": _o.c.attempts + 1,
-            "last_error": error,
+        delivered = status is OutboxStatus.DELIVERED
+        params: dict[str, Any] = {
+            "w_id": message.id,
+            "o_status": status.value,
+            "o_error": error,
         }
-        if failed_answer:
-            values["failed_answers"] = _o.c.failed_answers + 1
-        if status is OutboxStatus.DELIVERED:
-            values["delivered_at"] = at
+        if delivered:
+            params["o_delivered_at"] = at
         if receipt is not None:
-            values["delivered_message_id"], values["receipt"] = receipt
-        async with self._db.write() as conn:
-            await conn.execute(update(_o).where(_o.c.id == message.id).values(**values))
+            params["o_attempt"], params["o_receipt"] = receipt
+        shape = ("outbox.outcome", failed_answer, delivered, receipt is not None)
+
+        def build() -> ClauseElement:
+            return _outcome(failed_answer, delivered, receipt is not None)
+
+        if retry is None and not clear_backoff:
+            await self._db.fetch(shape, build, params, write=True)
+            return
+        async with self._db.transaction() as tx:
+            await tx.run(shape, build, params)
             if retry is None:
-                await conn.execute(delete(_d).where(_d.c.recipient == message.recipient))
+                await tx.run(
+                    "delivery_state.delete", _delete_state, {"s_recipient": message.recipient}
+                )
                 return
             interval, retry_at = retry
             state = {
-                "failures": 1,
-                "interval_s": interval,
-                "retry_at": retry_at,
-                "last_error": error or "",
+                "s_recipient": message.recipient,
+                "s_interval": interval,
+                "s_retry_at": retry_at,
+                "s_error": error or "",
             }
-            changed = await conn.execute(
-                update(_d)
-                .where(_d.c.recipient == message.recipient)
-                .values(state | {"failures": _d.c.failures + 1})
-            )
-            if not changed.rowcount:
-                await conn.execute(insert(_d).values(state | {"recipient": message.recipient}))
+            if not await tx.run("delivery_state.fail", _fail_state, state):
+                await tx.run("delivery_state.add", _add_state, state)
 
     async def get_state(self, recipient: str) -> DeliveryState | None:
         """A peer's backoff, if delivery to it is failing."""
-        async with self._db.read() as conn:
-            row = (await conn.execute(select(_d).where(_d.c.recipient == recipient))).first()
-        if row is None:
-            return None
-        return DeliveryState(
-            row.recipient, row.failures, row.interval_s, row.retry_at, row.last_error
-        )
+        rows = await self._db.fetch("delivery_state.get", _get_state, {"s_recipient": recipient})
+        return DeliveryState(*rows[0]) if rows else None
 
     async def delete_state(self, recipient: str) -> None:
         """Clear a peer's backoff (it was heard from)."""
-        async with self._db.write() as conn:
-            await conn.execute(delete(_d).where(_d.c.recipient == recipient))
+        await self._db.fetch(
+            "delivery_state.delete", _delete_state, {"s_recipient": recipient}, write=True
+        )

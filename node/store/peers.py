@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
-from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import bindparam, delete, insert, select, update
@@ -24,7 +24,8 @@ _p = table(PeerRow)
 _pi = table(PeerIndexRow)
 _k = table(PeerKeyRow)
 _KEY_COLUMNS = ("country", "key", "valid_from_ms", "valid_until_ms", "rotation")
-_COLUMNS = tuple(c.name for c in _p.c)
+#: What a `Peer` holds: every column but the descriptor (kept for the admin, a few KB).
+_PEER_COLUMNS = tuple(c for c in _p.c if c.name != "descriptor")
 
 
 def _peer(row: Any) -> Peer:
@@ -49,8 +50,27 @@ def _peer(row: Any) -> Peer:
     )
 
 
+@functools.lru_cache(maxsize=1024)
+def _policy(names: tuple[str, ...]) -> frozenset[Service]:
+    return frozenset(Service(s) for s in names)
+
+
+@functools.lru_cache(maxsize=1024)
+def _fingerprint(key: bytes) -> str:
+    return fingerprint(key)
+
+
+_AT = {c.name: i for i, c in enumerate(_PEER_COLUMNS)}
+
+
 def _fetched(row: tuple[Any, ...]) -> Peer:
-    return _peer(SimpleNamespace(**dict(zip(_COLUMNS, row, strict=True))))
+    """A fetched row of `_PEER_COLUMNS` as a `Peer`; every peer message reads one, so the
+    fingerprint and the policy of a key or list seen before are not made again."""
+    values = {name: row[i] for name, i in _AT.items()}
+    values["fingerprint"] = _fingerprint(values["signing_key"])
+    values["status"] = PeerStatus(values["status"])
+    values["policy"] = _policy(tuple(values["policy"]))
+    return Peer(**values)
 
 
 async def _record_keys(conn: AsyncConnection, keys: Sequence[KnownKey], at: datetime) -> None:
@@ -115,7 +135,7 @@ class PeersStore:
         # Every inbound message asks this: one driver round trip (`Database.fetch`).
         rows = await self._db.fetch(
             "peers.get",
-            lambda: select(_p).where(_p.c.country == bindparam("country")),
+            lambda: select(*_PEER_COLUMNS).where(_p.c.country == bindparam("country")),
             {"country": country},
         )
         if not rows:
@@ -125,7 +145,9 @@ class PeersStore:
     async def get_peers(self) -> list[Peer]:
         """Every peer, by country."""
         # Every lookup asks this: one driver round trip, as `get_peer`.
-        rows = await self._db.fetch("peers.all", lambda: select(_p).order_by(_p.c.country), {})
+        rows = await self._db.fetch(
+            "peers.all", lambda: select(*_PEER_COLUMNS).order_by(_p.c.country), {}
+        )
         return [_fetched(row) for row in rows]
 
     async def set_peer(

@@ -247,7 +247,9 @@ class RecordsStore:
             )
 
         shape = ("records.search", f.serial_match, *params)
-        rows = await self._db.fetch(shape, query, params | {"offset": offset, "limit": limit + 1})
+        rows = await self._db.fetch(
+            shape, query, params | {"offset": offset, "limit": limit + 1}, scan=True
+        )
         records = [record_from_row(row) for row in rows[:limit]]
         return Page(records=records, offset=offset, limit=limit, has_more=len(rows) > limit)
 
@@ -268,7 +270,9 @@ class RecordsStore:
         shape = ("records.iter", f.serial_match, *params)
         after = 0
         while True:
-            rows = await self._db.fetch(shape, query, params | {"after": after, "limit": batch})
+            rows = await self._db.fetch(
+                shape, query, params | {"after": after, "limit": batch}, scan=True
+            )
             for row in rows:
                 yield record_from_row(row)
             if len(rows) < batch:

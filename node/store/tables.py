@@ -6,6 +6,7 @@ Alembic migrations in `node/store/migrations` create exactly these tables;
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any, cast
 
@@ -58,6 +59,35 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         assert isinstance(value, datetime)
         return value.replace(tzinfo=UTC)
+
+    # SQLite keeps datetimes as text, 'YYYY-MM-DD HH:MM:SS.ffffff' (SQLAlchemy's format,
+    # compared as text in queries). SQLAlchemy parses it with a regular expression;
+    # `fromisoformat` reads the same text in a tenth of the time, and `isoformat` writes
+    # it: rows with datetimes are on the hot path of every peer message.
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+
+        def process(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given to the store")
+            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+        return process
+
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Callable[[Any], Any] | None:
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+
+        def process(value: str | None) -> datetime | None:
+            if value is None:
+                return None
+            return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+        return process
 
 
 class Base(DeclarativeBase):

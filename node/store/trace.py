@@ -194,7 +194,7 @@ class TraceStore:
             q = select(*_TRACE_COLUMNS).order_by(_t.c.id.desc())
             return q if status is None else q.where(_t.c.status == bindparam("status"))
 
-        rows = await self._db.fetch(("traces.list", status is None), query, params)
+        rows = await self._db.fetch(("traces.list", status is None), query, params, scan=True)
         return [_trace(row) for row in rows]
 
     async def get_reminders(self, trace: int) -> list[HopReminders]:
