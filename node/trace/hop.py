@@ -213,9 +213,11 @@ class TraceHop(Generic[W]):
         trace = replace(trace, id=await work.add_trace(trace))
         for item in chain:
             await work.add_item(trace.id, item, now)
-        receipt = sign_receipt(self._key, pending)
-        await work.add_item(trace.id, item_of(receipt), now)
-        await self.report(work, trace, receipt)
+        receipt = item_of(sign_receipt(self._key, pending))
+        await work.add_item(trace.id, receipt, now)
+        origin = await self._peer(request.originator)
+        toward = request.originator if origin else peer.country
+        await self.report(work, trace, receipt.item, toward)
         await work.add_audit_entry(
             now,
             AuditEvent(
@@ -229,7 +231,7 @@ class TraceHop(Generic[W]):
         if decision is None:
             await work.set_trace(trace.id, TraceStatus.QUEUED)
             return Ack()
-        await self._answer_in(work, trace, decision, "custody")
+        await self._answer_in(work, trace, decision, "custody", ([*chain, receipt], origin))
         return Ack()
 
     async def _automatic(self, request: RequestStatement) -> Decision | None:
@@ -288,10 +290,23 @@ class TraceHop(Generic[W]):
                 "the most a trace keeps; answer with another outcome"
             )
 
-    async def _answer_in(self, work: W, trace: StoredTrace, decision: Decision, by: str) -> None:
-        """Sign the answer and the final receipt, report both, forward if it says so."""
+    async def _answer_in(
+        self,
+        work: W,
+        trace: StoredTrace,
+        decision: Decision,
+        by: str,
+        held: tuple[list[TraceItem], Peer | None] | None = None,
+    ) -> None:
+        """Sign the answer and the final receipt, report both, forward if it says so.
+        `held`: the trace's items and the originator as our peer (or None), if the
+        caller just wrote and looked them up."""
         now = self._clock.now()
-        items = await work.get_items(trace.id)
+        if held is None:
+            items, origin = await work.get_items(trace.id), await self._peer(trace.originator)
+        else:
+            items, origin = held
+        toward = trace.originator if origin else trace.prev_country
         earlier = [i for i in items if i.position < trace.position]
         on_chain = {trace.originator, self._me, *(i.country for i in earlier)}
         outcome, details, next_country = decision.outcome, dict(decision.details), None
@@ -319,9 +334,7 @@ class TraceHop(Generic[W]):
             status = TraceStatus.WAITING
             note = f"waiting for information from {trace.originator}"
         if outcome is Outcome.END_OF_CHAIN:
-            details = disclosed(
-                details, self._me, trace.originator, await self._peer(trace.originator)
-            )
+            details = disclosed(details, self._me, trace.originator, origin)
         mine = [i for i in items if i.position == trace.position and i.kind is ItemKind.RECEIPT]
         _signed, pending = read(mine[0].item, ReceiptStatement)  # the pending one came first
         answer = sign_answer(
@@ -329,8 +342,10 @@ class TraceHop(Generic[W]):
         )
         final = answered(self._key, pending, to_ms(now), answer)
         for data in (answer, final):
-            await work.add_item(trace.id, item_of(data), now)
-            await self.report(work, trace, data)
+            signed = item_of(data)
+            await work.add_item(trace.id, signed, now)
+            await self.report(work, trace, data, toward)
+            items = [*items, signed]
         await work.set_trace(trace.id, status, outcome.value, next_country, note)
         await work.add_audit_entry(
             now,
@@ -342,13 +357,17 @@ class TraceHop(Generic[W]):
             ),
         )
         if forward_to is not None:
-            await self._onward.forward(work, trace, forward_to, trace.position + 1)
+            await self._onward.forward(
+                work, trace, forward_to, trace.position + 1, items, toward
+            )
 
     # -- reports ------------------------------------------------------------------------
 
-    async def report(self, work: W, trace: StoredTrace, item: bytes) -> None:
+    async def report(
+        self, work: W, trace: StoredTrace, item: bytes, to: str | None = None
+    ) -> None:
         """Send a signed item toward the originator (`Onward.report`)."""
-        await self._onward.report(work, trace, item)
+        await self._onward.report(work, trace, item, to)
 
     async def on_report(self, message: TraceReport, peer: Peer, work: W) -> Ack:
         """Keep a report (we are the originator: checked on arrival, within its bounds,
@@ -366,9 +385,10 @@ class TraceHop(Generic[W]):
         items = await work.get_items(trace.id)
         if any(kept.item_hash == item.item_hash for kept in items):
             return Ack()  # relayed twice: kept once
-        admit(item, await self._onward.chain_keys(trace, [*items, item]), items)
+        keys = await self._onward.chain_keys(trace, [*items, item])
+        admit(item, keys, items)
         await work.add_item(trace.id, item, self._clock.now())
-        await self._onward.after_report(work, trace)
+        await self._onward.after_report(work, trace, ([*items, item], keys))
         return Ack()
 
 
