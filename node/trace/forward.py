@@ -267,9 +267,7 @@ class Onward(Generic[W]):
         assert to is not None
         return to
 
-    async def report(
-        self, work: W, trace: StoredTrace, item: bytes, to: str | None = None
-    ) -> None:
+    async def report(self, work: W, trace: StoredTrace, item: bytes, to: str | None = None) -> None:
         """Send a signed item toward the originator (`to`, if the caller looked it up
         already: `toward_originator`)."""
         if to is None:
@@ -285,16 +283,19 @@ class Onward(Generic[W]):
         position: int,
         items: Sequence[TraceItem] | None = None,
         toward: str | None = None,
+        history: KeyHistory | None = None,
     ) -> None:
         """Send our peer `to` the trace for hop `position`, with the chain held up to the
         hop before, and vouch for its key: the signed `forward` statement (kept, and
         reported to the originator when we are a hop) names the key we trust for it.
         `items`: the trace's items if the caller holds them all already; `toward`: where
-        reports go, if it looked that up (`toward_originator`)."""
+        reports go, if it looked that up (`toward_originator`); `history`: our key
+        history, if it read it in this message."""
         now = self._clock.now()
         if items is None:
             items = await work.get_items(trace.id)
-        receipts, answers = chain_upto(items, position - 1, await self.chain_keys(trace, items))
+        keys = await self.chain_keys(trace, items, history)
+        receipts, answers = chain_upto(items, position - 1, keys)
         vouch = sign_forward(
             self._key, trace.trace_id, position, self._me, to.country, to.signing_key, to_ms(now)
         )
@@ -336,16 +337,16 @@ class Onward(Generic[W]):
         )
 
     async def after_report(
-        self, work: W, trace: StoredTrace, held: tuple[list[TraceItem], KeyHistory] | None = None
+        self, work: W, trace: StoredTrace, known: tuple[list[TraceItem], KeyHistory] | None = None
     ) -> None:
         """Where our trace stands once a report is kept; forward it if a hop could not.
         Only receipts that verify count when one does (an unchecked forgery moves nothing).
-        `held`: the trace's items and their `chain_keys`, if the caller has them."""
-        if held is None:
+        `known`: the trace's items and their `chain_keys`, if the caller has them."""
+        if known is None:
             items = await work.get_items(trace.id)
             keys = await self.chain_keys(trace, items)
         else:
-            items, keys = held
+            items, keys = known
         latest = latest_receipts(items, keys)
         if not latest:
             return

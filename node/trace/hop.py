@@ -109,6 +109,18 @@ def decide(events: Sequence[CustodyEvent], me: str) -> Decision | None:
     return Decision(Outcome.END_OF_CHAIN, details)
 
 
+@dataclass(frozen=True, slots=True)
+class Held:
+    """What a handler read and wrote of a trace in one message, handed on, not read again."""
+
+    #: The trace's items, as stored.
+    items: list[TraceItem]
+    #: The originator if it is our active peer (reports go straight to it), else None.
+    origin: Peer | None
+    #: Our key history (`PeersService.key_history`).
+    history: KeyHistory
+
+
 #: New trace requests one peer may send: a burst, then one every 10 s (360 an hour).
 TRACE_LIMIT = RateLimitConfig(capacity=200, rate=0.1)
 
@@ -231,7 +243,8 @@ class TraceHop(Generic[W]):
         if decision is None:
             await work.set_trace(trace.id, TraceStatus.QUEUED)
             return Ack()
-        await self._answer_in(work, trace, decision, "custody", ([*chain, receipt], origin))
+        held = Held([*chain, receipt], origin, resolve)
+        await self._answer_in(work, trace, decision, "custody", held)
         return Ack()
 
     async def _automatic(self, request: RequestStatement) -> Decision | None:
@@ -296,16 +309,16 @@ class TraceHop(Generic[W]):
         trace: StoredTrace,
         decision: Decision,
         by: str,
-        held: tuple[list[TraceItem], Peer | None] | None = None,
+        held: Held | None = None,
     ) -> None:
         """Sign the answer and the final receipt, report both, forward if it says so.
-        `held`: the trace's items and the originator as our peer (or None), if the
-        caller just wrote and looked them up."""
+        `held`: what the caller read and wrote of the trace in this message."""
         now = self._clock.now()
         if held is None:
             items, origin = await work.get_items(trace.id), await self._peer(trace.originator)
+            history = None
         else:
-            items, origin = held
+            items, origin, history = held.items, held.origin, held.history
         toward = trace.originator if origin else trace.prev_country
         earlier = [i for i in items if i.position < trace.position]
         on_chain = {trace.originator, self._me, *(i.country for i in earlier)}
@@ -358,14 +371,12 @@ class TraceHop(Generic[W]):
         )
         if forward_to is not None:
             await self._onward.forward(
-                work, trace, forward_to, trace.position + 1, items, toward
+                work, trace, forward_to, trace.position + 1, items, toward, history
             )
 
     # -- reports ------------------------------------------------------------------------
 
-    async def report(
-        self, work: W, trace: StoredTrace, item: bytes, to: str | None = None
-    ) -> None:
+    async def report(self, work: W, trace: StoredTrace, item: bytes, to: str | None = None) -> None:
         """Send a signed item toward the originator (`Onward.report`)."""
         await self._onward.report(work, trace, item, to)
 
