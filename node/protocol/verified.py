@@ -8,7 +8,8 @@ Whether a signature verifies under a public key is a pure function of the
 key, the signature and the message, so remembering the answer weakens no
 check: which key a country held at a time is still resolved every time
 (`KeyHistory`), only the arithmetic is not repeated. Only valid signatures
-are kept (a forgery is checked each time it is presented, and fails), at most
+are kept (a forgery is checked each time it is presented, and fails), by the
+SHA-256 of the triple (32 bytes each, whatever the statement's size), at most
 `MAX_KEPT` of them, the least recently used forgotten first. One per node
 (`PeersService` hands it out with the key history it reads), never shared
 between nodes. No I/O.
@@ -16,6 +17,7 @@ between nodes. No I/O.
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -28,7 +30,7 @@ class VerifiedSignatures:
     """The valid `(public key, signature, message)` triples seen lately (module docstring)."""
 
     def __init__(self, max_kept: int = MAX_KEPT) -> None:
-        self._kept: OrderedDict[tuple[bytes, bytes, bytes], None] = OrderedDict()
+        self._kept: OrderedDict[bytes, None] = OrderedDict()
         self._max = max_kept
 
     def check(self, public: bytes, signature: bytes, message: bytes) -> None:
@@ -38,7 +40,7 @@ class VerifiedSignatures:
         Raises:
             cryptography.exceptions.InvalidSignature: it does not verify.
         """
-        triple = (public, signature, message)
+        triple = _digest(public, signature, message)
         if triple in self._kept:
             self._kept.move_to_end(triple)
             return
@@ -46,6 +48,16 @@ class VerifiedSignatures:
         self._kept[triple] = None
         if len(self._kept) > self._max:
             self._kept.popitem(last=False)
+
+
+def _digest(public: bytes, signature: bytes, message: bytes) -> bytes:
+    """The SHA-256 of the triple, each part's length first (no two triples share it)."""
+    h = hashlib.sha256()
+    for part in (public, signature):
+        h.update(len(part).to_bytes(4, "big"))
+        h.update(part)
+    h.update(message)
+    return h.digest()
 
 
 def verify_ed25519(public: bytes, signature: bytes, message: bytes) -> None:
