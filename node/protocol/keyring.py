@@ -26,6 +26,7 @@ from node.protocol.envelope import key_id
 from node.protocol.keys import fingerprint
 from node.protocol.model import KnownKey
 from node.protocol.rotation import verify_rotation
+from node.protocol.verified import VerifiedSignatures, verify_ed25519
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +89,30 @@ def follow_rotations(country: str, first_key: bytes, pool: Iterable[bytes]) -> l
 class KeyHistory:
     """Countries' keys over time: the `KeyResolver` a signed statement is checked with."""
 
-    def __init__(self, spans: Mapping[str, Sequence[KeySpan]]) -> None:
+    def __init__(
+        self,
+        spans: Mapping[str, Sequence[KeySpan]],
+        verified: VerifiedSignatures | None = None,
+    ) -> None:
         self._spans = {country: tuple(found) for country, found in spans.items()}
+        #: The signatures this node found valid before (None: check each one).
+        self.verified = verified
+
+    def check_signature(self, public: bytes, signature: bytes, message: bytes) -> None:
+        """Verify `signature` over `message` under `public` (once per exact triple when
+        this history carries a node's `VerifiedSignatures`).
+
+        Raises:
+            cryptography.exceptions.InvalidSignature: it does not verify.
+        """
+        if self.verified is None:
+            verify_ed25519(public, signature, message)
+        else:
+            self.verified.check(public, signature, message)
+
+    def with_verified(self, verified: VerifiedSignatures | None) -> KeyHistory:
+        """This history, remembering valid signatures in `verified`."""
+        return KeyHistory(self._spans, verified)
 
     def __call__(self, country: str, kid: bytes, at_ms: int) -> bytes | None:
         """The key of `country` named `kid` valid at `at_ms`, or None."""
@@ -116,7 +139,7 @@ class KeyHistory:
 
     def with_country(self, country: str, spans: Sequence[KeySpan]) -> KeyHistory:
         """This history and `country`'s `spans` (replacing any it held)."""
-        return KeyHistory({**self._spans, country: tuple(spans)})
+        return KeyHistory({**self._spans, country: tuple(spans)}, self.verified)
 
     def fingerprints(self) -> dict[str, list[str]]:
         """Each country's keys' fingerprints, first key first."""

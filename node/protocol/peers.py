@@ -34,6 +34,7 @@ from node.protocol.model import (
 from node.protocol.rotation import named_old_key, verify_rotation
 from node.protocol.storage import PeerStorage
 from node.protocol.transport import DESCRIPTOR_PATH, PeerTransport
+from node.protocol.verified import VerifiedSignatures
 
 MAX_DESCRIPTOR_BYTES = 16 * 1024
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -91,6 +92,7 @@ class PeersService:
         self._contact_written: dict[str, Peer] = {}  # the peer as `heard`/`unreachable` wrote it
         self._reason_written: dict[str, datetime] = {}
         self._hooks: list[PeerHook] = []
+        self._verified = VerifiedSignatures()
 
     def on_added(self, hook: PeerHook) -> None:
         """Call `hook` with each peer this service adds, once it is stored."""
@@ -255,9 +257,10 @@ class PeersService:
 
     async def key_history(self) -> KeyHistory:
         """Every signing key this node has seen — its peers' (revoked ones too: what they
-        signed while trusted stays checkable) and its own — with their validity."""
+        signed while trusted stays checkable) and its own — with their validity; it
+        remembers the signatures this node found valid (`node.protocol.verified`)."""
         known = await self._store.get_keys()
-        return history_of([*known, *self._own_keys(known)])
+        return history_of([*known, *self._own_keys(known)]).with_verified(self._verified)
 
     async def record_own_keys(self) -> None:
         """Keep this node's key (and the rotation that introduced it) in the key history,

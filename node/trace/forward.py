@@ -260,27 +260,48 @@ class Onward(Generic[W]):
         )
         return keys
 
-    async def report(self, work: W, trace: StoredTrace, item: bytes) -> None:
-        """Send a signed item toward the originator: to it when it is our peer, else to the
-        hop that sent us the trace."""
+    async def toward_originator(self, trace: StoredTrace) -> str:
+        """Where reports go: the originator when it is our peer, else the hop that sent
+        us the trace."""
         to = trace.originator if await self.peer(trace.originator) else trace.prev_country
         assert to is not None
+        return to
+
+    async def report(self, work: W, trace: StoredTrace, item: bytes, to: str | None = None) -> None:
+        """Send a signed item toward the originator (`to`, if the caller looked it up
+        already: `toward_originator`)."""
+        if to is None:
+            to = await self.toward_originator(trace)
         body = TraceReport(trace_id=trace.trace_id, item=item, delivery_id=os.urandom(16))
         await self._delivery.send(to, body, work)
 
-    async def forward(self, work: W, trace: StoredTrace, to: Peer, position: int) -> None:
+    async def forward(
+        self,
+        work: W,
+        trace: StoredTrace,
+        to: Peer,
+        position: int,
+        items: Sequence[TraceItem] | None = None,
+        toward: str | None = None,
+        history: KeyHistory | None = None,
+    ) -> None:
         """Send our peer `to` the trace for hop `position`, with the chain held up to the
         hop before, and vouch for its key: the signed `forward` statement (kept, and
-        reported to the originator when we are a hop) names the key we trust for it."""
+        reported to the originator when we are a hop) names the key we trust for it.
+        `items`: the trace's items if the caller holds them all already; `toward`: where
+        reports go, if it looked that up (`toward_originator`); `history`: our key
+        history, if it read it in this message."""
         now = self._clock.now()
-        items = await work.get_items(trace.id)
-        receipts, answers = chain_upto(items, position - 1, await self.chain_keys(trace, items))
+        if items is None:
+            items = await work.get_items(trace.id)
+        keys = await self.chain_keys(trace, items, history)
+        receipts, answers = chain_upto(items, position - 1, keys)
         vouch = sign_forward(
             self._key, trace.trace_id, position, self._me, to.country, to.signing_key, to_ms(now)
         )
         await work.add_item(trace.id, item_of(vouch), now)
         if trace.position > 0:
-            await self.report(work, trace, vouch)
+            await self.report(work, trace, vouch, toward)
         _s, request = read(trace.request, RequestStatement)
         # The sender sets the next hop's deadline (PROTOCOL.md §3.8).
         deadline = now + self._deadlines.period(request.fields.priority)
@@ -315,11 +336,17 @@ class Onward(Generic[W]):
             "nothing can reach it"
         )
 
-    async def after_report(self, work: W, trace: StoredTrace) -> None:
+    async def after_report(
+        self, work: W, trace: StoredTrace, known: tuple[list[TraceItem], KeyHistory] | None = None
+    ) -> None:
         """Where our trace stands once a report is kept; forward it if a hop could not.
-        Only receipts that verify count when one does (an unchecked forgery moves nothing)."""
-        items = await work.get_items(trace.id)
-        keys = await self.chain_keys(trace, items)
+        Only receipts that verify count when one does (an unchecked forgery moves nothing).
+        `known`: the trace's items and their `chain_keys`, if the caller has them."""
+        if known is None:
+            items = await work.get_items(trace.id)
+            keys = await self.chain_keys(trace, items)
+        else:
+            items, keys = known
         latest = latest_receipts(items, keys)
         if not latest:
             return

@@ -109,6 +109,18 @@ def decide(events: Sequence[CustodyEvent], me: str) -> Decision | None:
     return Decision(Outcome.END_OF_CHAIN, details)
 
 
+@dataclass(frozen=True, slots=True)
+class Held:
+    """What a handler read and wrote of a trace in one message, handed on, not read again."""
+
+    #: The trace's items, as stored.
+    items: list[TraceItem]
+    #: The originator if it is our active peer (reports go straight to it), else None.
+    origin: Peer | None
+    #: Our key history (`PeersService.key_history`).
+    history: KeyHistory
+
+
 #: New trace requests one peer may send: a burst, then one every 10 s (360 an hour).
 TRACE_LIMIT = RateLimitConfig(capacity=200, rate=0.1)
 
@@ -213,9 +225,11 @@ class TraceHop(Generic[W]):
         trace = replace(trace, id=await work.add_trace(trace))
         for item in chain:
             await work.add_item(trace.id, item, now)
-        receipt = sign_receipt(self._key, pending)
-        await work.add_item(trace.id, item_of(receipt), now)
-        await self.report(work, trace, receipt)
+        receipt = item_of(sign_receipt(self._key, pending))
+        await work.add_item(trace.id, receipt, now)
+        origin = await self._peer(request.originator)
+        toward = request.originator if origin else peer.country
+        await self.report(work, trace, receipt.item, toward)
         await work.add_audit_entry(
             now,
             AuditEvent(
@@ -229,7 +243,8 @@ class TraceHop(Generic[W]):
         if decision is None:
             await work.set_trace(trace.id, TraceStatus.QUEUED)
             return Ack()
-        await self._answer_in(work, trace, decision, "custody")
+        held = Held([*chain, receipt], origin, resolve)
+        await self._answer_in(work, trace, decision, "custody", held)
         return Ack()
 
     async def _automatic(self, request: RequestStatement) -> Decision | None:
@@ -288,10 +303,23 @@ class TraceHop(Generic[W]):
                 "the most a trace keeps; answer with another outcome"
             )
 
-    async def _answer_in(self, work: W, trace: StoredTrace, decision: Decision, by: str) -> None:
-        """Sign the answer and the final receipt, report both, forward if it says so."""
+    async def _answer_in(
+        self,
+        work: W,
+        trace: StoredTrace,
+        decision: Decision,
+        by: str,
+        held: Held | None = None,
+    ) -> None:
+        """Sign the answer and the final receipt, report both, forward if it says so.
+        `held`: what the caller read and wrote of the trace in this message."""
         now = self._clock.now()
-        items = await work.get_items(trace.id)
+        if held is None:
+            items, origin = await work.get_items(trace.id), await self._peer(trace.originator)
+            history = None
+        else:
+            items, origin, history = held.items, held.origin, held.history
+        toward = trace.originator if origin else trace.prev_country
         earlier = [i for i in items if i.position < trace.position]
         on_chain = {trace.originator, self._me, *(i.country for i in earlier)}
         outcome, details, next_country = decision.outcome, dict(decision.details), None
@@ -319,9 +347,7 @@ class TraceHop(Generic[W]):
             status = TraceStatus.WAITING
             note = f"waiting for information from {trace.originator}"
         if outcome is Outcome.END_OF_CHAIN:
-            details = disclosed(
-                details, self._me, trace.originator, await self._peer(trace.originator)
-            )
+            details = disclosed(details, self._me, trace.originator, origin)
         mine = [i for i in items if i.position == trace.position and i.kind is ItemKind.RECEIPT]
         _signed, pending = read(mine[0].item, ReceiptStatement)  # the pending one came first
         answer = sign_answer(
@@ -329,8 +355,10 @@ class TraceHop(Generic[W]):
         )
         final = answered(self._key, pending, to_ms(now), answer)
         for data in (answer, final):
-            await work.add_item(trace.id, item_of(data), now)
-            await self.report(work, trace, data)
+            signed = item_of(data)
+            await work.add_item(trace.id, signed, now)
+            await self.report(work, trace, data, toward)
+            items = [*items, signed]
         await work.set_trace(trace.id, status, outcome.value, next_country, note)
         await work.add_audit_entry(
             now,
@@ -342,13 +370,15 @@ class TraceHop(Generic[W]):
             ),
         )
         if forward_to is not None:
-            await self._onward.forward(work, trace, forward_to, trace.position + 1)
+            await self._onward.forward(
+                work, trace, forward_to, trace.position + 1, items, toward, history
+            )
 
     # -- reports ------------------------------------------------------------------------
 
-    async def report(self, work: W, trace: StoredTrace, item: bytes) -> None:
+    async def report(self, work: W, trace: StoredTrace, item: bytes, to: str | None = None) -> None:
         """Send a signed item toward the originator (`Onward.report`)."""
-        await self._onward.report(work, trace, item)
+        await self._onward.report(work, trace, item, to)
 
     async def on_report(self, message: TraceReport, peer: Peer, work: W) -> Ack:
         """Keep a report (we are the originator: checked on arrival, within its bounds,
@@ -366,9 +396,10 @@ class TraceHop(Generic[W]):
         items = await work.get_items(trace.id)
         if any(kept.item_hash == item.item_hash for kept in items):
             return Ack()  # relayed twice: kept once
-        admit(item, await self._onward.chain_keys(trace, [*items, item]), items)
+        keys = await self._onward.chain_keys(trace, [*items, item])
+        admit(item, keys, items)
         await work.add_item(trace.id, item, self._clock.now())
-        await self._onward.after_report(work, trace)
+        await self._onward.after_report(work, trace, ([*items, item], keys))
         return Ack()
 
 

@@ -149,7 +149,8 @@ def checked(item: TraceItem, keys: KeyHistory, items: Sequence[TraceItem]) -> bo
         public = keys.find(item.country, signed.key_id)
         if public is None:
             return None
-        resolver, at_ms = KeyHistory({item.country: [KeySpan(public, None, None)]}), 0
+        spans = {item.country: [KeySpan(public, None, None)]}
+        resolver, at_ms = KeyHistory(spans, keys.verified), 0
     elif keys(item.country, signed.key_id, at_ms) is None:
         return None  # a key id not followed yet, or not valid then: `verify` reports it
     verify(signed, item.country, at_ms, resolver)

@@ -46,11 +46,13 @@ from typing import Annotated, Literal, TypeVar, cast
 
 import msgspec
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from node.errors import BadSignatureError, MalformedEnvelopeError, UnknownSenderError
 from node.protocol.envelope import key_id
+from node.protocol.keyring import KeyHistory
 from node.protocol.messages import NUL_FREE, Bin8, Bin16, Bin32, Bin64
+from node.protocol.verified import verify_ed25519
 from node.trace.request import RequestFields
 
 REQUEST_TAG = "iarms-trace-request-v1"
@@ -355,8 +357,9 @@ def verify(signed: Signed, country: str, at_ms: int, keys: KeyResolver) -> None:
         raise UnknownSenderError(
             f"not signed by a key of {country} valid at that time (key id {signed.key_id.hex()})"
         )
+    check = keys.check_signature if isinstance(keys, KeyHistory) else verify_ed25519
     try:
-        Ed25519PublicKey.from_public_bytes(public).verify(signed.signature, signed.statement)
+        check(public, signed.signature, signed.statement)
     except InvalidSignature as e:
         raise BadSignatureError(
             f"the signature does not verify under {country}'s key {signed.key_id.hex()}"
