@@ -22,8 +22,13 @@ from node.errors import (
 )
 from node.protocol.envelope import seal, to_ms
 from node.protocol.model import OutboxStatus
+from node.stats.aggregate import MAX_EARLY
+from node.stats.layout import contributor_cells
+from node.stats.periods import Period
+from node.stats.queries import query
 from node.stats.result import check_sum, read_sum, sign_sum
 from node.stats.round import RoundStatus
+from node.stats.seal import aggregator_key, seal_share, share_info
 from node.stats.service import RoundRequest
 from tests.harness import Federation
 from tests.stats_rounds import PERIOD, carry, deliver, round_federation, true_totals
@@ -152,3 +157,42 @@ async def test_a_released_result_verifies_against_the_aggregators_keys(fed: Fede
             {"round_id": stored.spec.round_id, "result": forged, "delivery_id": os.urandom(16)},
         )
     assert refused.value.peer_code == "unknown_sender"
+
+
+async def test_shares_for_rounds_not_known_here_are_bounded_per_contributor(
+    fed: Federation,
+) -> None:
+    """A share may come before its round's ask and is kept; a peer cannot make an aggregator
+    keep more than `MAX_EARLY` of them: the next is refused `rate_limited` (its
+    outbox sends it again later) and nothing is stored."""
+    esp, deu = fed["ESP"], fed["DEU"]
+    q = query(QUERY)
+    period = Period.resolve(*PERIOD, esp.clock.now().date())
+    key = aggregator_key(await esp.n.peers.get("DEU"))
+
+    def body(round_id: bytes) -> dict[str, object]:
+        share = [0] * len(contributor_cells(q, period, "ESP"))
+        info = share_info(round_id, QUERY, "ESP", "DEU")
+        sealed = seal_share(share, key, info)
+        return {"round_id": round_id, "query": QUERY, "period_from": PERIOD[0]} | {
+            "period_to": PERIOD[1],
+            "sealed": sealed,
+            "delivery_id": os.urandom(16),
+        }
+
+    for _ in range(MAX_EARLY):
+        assert set(await _send(fed, body(os.urandom(16)))) == {"ref"}
+    store = deu.f.rounds._store
+    assert await store.count_early("ESP") == MAX_EARLY
+    round_id = os.urandom(16)
+    with pytest.raises(PeerRefusedError) as refused:
+        await _send(fed, body(round_id))
+    assert refused.value.peer_code == "rate_limited"
+    assert "rounds not known here" in str(refused.value)
+    assert await store.get_shares(round_id) == []
+    holding = {"round_id": round_id, "contributors": ["ESP"], "delivery_id": os.urandom(16)}
+    with pytest.raises(PeerRefusedError) as refused:  # holdings count too
+        await esp.f.client.request(await esp.n.peers.get("DEU"), "stats.holding", holding)
+    assert refused.value.peer_code == "rate_limited"
+    assert await store.get_holdings(round_id) == {}
+    assert await store.count_early("ITA") == 0

@@ -30,7 +30,13 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from node.auditing import AuditEvent
 from node.clock import Clock
-from node.errors import MalformedEnvelopeError, ProtocolError, ShareError, ValidationError
+from node.errors import (
+    MalformedEnvelopeError,
+    ProtocolError,
+    RateLimitedError,
+    ShareError,
+    ValidationError,
+)
 from node.protocol.envelope import to_ms
 from node.stats.contribute import ACTOR, BUDGET_REASONS
 from node.stats.courier import Courier
@@ -51,6 +57,10 @@ from node.stats.seal import open_share, share_info
 from node.stats.shares import Share, add_noise, combine
 
 W = TypeVar("W", bound=StatsWork)
+
+#: Shares and holdings one peer may have held for rounds whose ask has not arrived here yet.
+MAX_EARLY = 16
+EARLY_RETRY_S = 60
 
 
 class Aggregator(Generic[W]):
@@ -92,6 +102,8 @@ class Aggregator(Generic[W]):
                 raise ProtocolError(f"this node aggregates no round {message.round_id.hex()}")
             if not share.fits(stored.spec):
                 raise MalformedEnvelopeError("$.query: not the round's query and period")
+        else:
+            await self._early(sender, work)
         try:
             q = query(message.query)
             period = Period.resolve(
@@ -106,10 +118,22 @@ class Aggregator(Generic[W]):
     async def on_holding(self, message: StatsHolding, sender: str, work: W) -> None:
         """Keep another aggregator's holding (its first)."""
         stored = await work.get_round(message.round_id)
-        if stored is not None and sender not in stored.spec.aggregators:
+        if stored is None:
+            await self._early(sender, work)
+        elif sender not in stored.spec.aggregators:
             raise ProtocolError(f"{sender} is not an aggregator of round {message.round_id.hex()}")
         held = check_countries(message.contributors, "contributors")
         await work.add_holding(message.round_id, sender, held, self._clock.now())
+
+    async def _early(self, sender: str, work: W) -> None:
+        """A share or holding may arrive before its round's ask: kept, but a peer cannot
+        make us keep many (RateLimitedError: its outbox sends it again, once the ask is
+        here)."""
+        if await work.count_early(sender) >= MAX_EARLY:
+            raise RateLimitedError(
+                f"{sender} has {MAX_EARLY} shares or holdings held for rounds not known "
+                f"here; retry in {EARLY_RETRY_S} s"
+            )
 
     async def on_close(self, message: StatsClose, sender: str, work: W) -> None:
         """Keep the contributors the requester says joined."""

@@ -28,6 +28,11 @@ class RoundsReader(Protocol):
         """The shares this node holds as an aggregator, by contributor."""
         ...
 
+    async def count_early(self, sender: str) -> int:
+        """How many shares and holdings from `sender` are held for rounds this node does not
+        know (they may come before the round's ask)."""
+        ...
+
     async def get_holdings(self, round_id: bytes) -> dict[str, tuple[str, ...]]:
         """Each aggregator's holding this node has (its own included)."""
         ...

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ClauseElement, Table, bindparam, select, update
+from sqlalchemy import ClauseElement, Table, bindparam, func, select, update
 
 from node.stats.budget import LedgerEntry
 from node.stats.periods import Month, Period
@@ -122,6 +122,24 @@ class RoundReads:
         build = _select(_shares, names, "contributor")
         rows = await self._run("rounds.shares", build, {"round_id": round_id})
         return [HeldShare(*row) for row in rows]
+
+    async def count_early(self, sender: str) -> int:
+        """How many shares and holdings from `sender` are held for rounds not known here."""
+
+        def build() -> ClauseElement:
+            known = select(_rounds.c.round_id)
+            counts = [
+                select(func.count())
+                .select_from(t)
+                .where(t.c[column] == bindparam("sender"))
+                .where(t.c.round_id.not_in(known))
+                .scalar_subquery()
+                for t, column in ((_shares, "contributor"), (_holdings, "aggregator"))
+            ]
+            return select(counts[0] + counts[1])
+
+        rows = await self._run("rounds.early", build, {"sender": sender})
+        return int(rows[0][0])
 
     async def get_holdings(self, round_id: bytes) -> dict[str, tuple[str, ...]]:
         """Each aggregator's holding."""
