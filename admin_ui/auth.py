@@ -48,6 +48,7 @@ from node.errors import (
     AuthError,
     CrossOriginError,
     CsrfError,
+    LookupUnavailableError,
     PasswordChangeRequiredError,
     PermissionDeniedError,
 )
@@ -86,6 +87,18 @@ def get_node(request: web.Request) -> Node:
 def get_federation(request: web.Request) -> Federation | None:
     """The node's federation services, or None if the console has no signing key."""
     return request.app.get(FEDERATION)
+
+
+def require_federation(request: web.Request, what: str) -> Federation:
+    """The node's federation services, for pages whose `what` are signed with the node's
+    key (LookupUnavailableError, saying so, when the console was started without it)."""
+    fed = get_federation(request)
+    if fed is None:
+        raise LookupUnavailableError(
+            f"{what} are signed with this node's key, and this console was started without "
+            "it: serve the node with 'iarms-node run', which loads the key"
+        )
+    return fed
 
 
 def is_json(request: web.Request) -> bool:

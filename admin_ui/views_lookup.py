@@ -19,6 +19,7 @@ from admin_ui.auth import (
     get_federation,
     get_node,
     is_json,
+    require_federation,
     require_user,
     requires,
 )
@@ -37,7 +38,7 @@ from admin_ui.forms import DEFAULT_LIMIT, parse_int, parse_offset, text_values
 from admin_ui.jobs import CHUNK, size_text
 from admin_ui.render import field_errors, page
 from node.accounts.model import Role
-from node.errors import LookupUnavailableError, ValidationError
+from node.errors import ValidationError
 from node.lookup.querier import MAX_SERIALS, LookupResult, LookupService
 from node.lookup.text import MAX_CASE_REFERENCE_CHARS, check_case_reference
 
@@ -45,17 +46,10 @@ officer = requires(Role.OFFICER)
 #: Rows without a hit shown on the page (every hit is shown; the `.json` twin has all rows).
 MAX_SHOWN_ROWS = 1000
 MAX_HITS_LIMIT = 500
-NO_KEY = (
-    "lookups are signed with this node's key, and this console was started without it: "
-    "serve the node with 'iarms-node run', which loads the key"
-)
 
 
 def _lookups(request: web.Request) -> LookupService:
-    fed = get_federation(request)
-    if fed is None:
-        raise LookupUnavailableError(NO_KEY)
-    return fed.lookups
+    return require_federation(request, "lookups").lookups
 
 
 def _lookup_page(

@@ -17,13 +17,13 @@ from typing import Any
 
 from aiohttp import web
 
-from admin_ui.auth import actor, get_federation, get_node, is_json, requires
+from admin_ui.auth import actor, get_federation, get_node, is_json, require_federation, requires
 from admin_ui.charts import bar_chart
 from admin_ui.forms import parse_int, refuse_nul, text_values
 from admin_ui.render import field_errors, page
 from node.accounts.model import Role
 from node.app import Federation, stats_budget
-from node.errors import LookupUnavailableError, ValidationError
+from node.errors import ValidationError
 from node.stats.queries import QUERIES
 from node.stats.round import DEFAULT_MIN_CONTRIBUTORS, parse_deadline
 from node.stats.service import RoundRequest, read_round_id
@@ -37,17 +37,10 @@ DEFAULTS = {"min_contributors": str(DEFAULT_MIN_CONTRIBUTORS), "deadline": "10m"
 #: The most cells a round's chart draws in the catalogue's order; past it, the largest
 #: as a top-N list (the table has every cell).
 CHART_CELLS = 15
-NO_KEY = (
-    "statistics rounds are signed with this node's key, and the console was started "
-    "without it: serve the node with `iarms-node run` to start and show rounds"
-)
 
 
 def _rounds_of(request: web.Request) -> Federation:
-    fed = get_federation(request)
-    if fed is None:
-        raise LookupUnavailableError(NO_KEY)
-    return fed
+    return require_federation(request, "statistics rounds")
 
 
 def round_url(round_id: bytes | str) -> str:

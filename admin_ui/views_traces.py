@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from admin_ui.auth import actor, get_federation, is_json, require_user, requires
+from admin_ui.auth import actor, is_json, require_federation, require_user, requires
 from admin_ui.forms import DEFAULT_LIMIT, parse_int, parse_offset, refuse_nul, text_values
 from admin_ui.render import field_errors, page
 from admin_ui.trace_forms import (
@@ -43,7 +43,7 @@ from admin_ui.trace_forms import (
 )
 from node.accounts.model import Role
 from node.app import Federation
-from node.errors import LookupUnavailableError, ValidationError
+from node.errors import ValidationError
 from node.trace.model import TraceStatus
 from node.trace.service import request_fields
 
@@ -52,18 +52,11 @@ reader = requires(Role.OFFICER, Role.AUDITOR)
 MAX_TRACES_LIMIT = 500
 #: The path pattern of a trace id: 32 hexadecimal digits, lower case as pages spell it.
 TRACE_ID = "{id:[0-9a-f]{32}}"
-NO_KEY = (
-    "traces are signed with this node's key, and this console was started without it: "
-    "serve the node with 'iarms-node run', which loads the key"
-)
 
 
 def federation_of(request: web.Request) -> Federation:
     """The federation services traces need (LookupUnavailableError without the key)."""
-    fed = get_federation(request)
-    if fed is None:
-        raise LookupUnavailableError(NO_KEY)
-    return fed
+    return require_federation(request, "traces")
 
 
 def trace_url(trace_id: bytes | str) -> str:
