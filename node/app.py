@@ -114,7 +114,8 @@ class Node:
         """Open the database and build the services.
 
         The database's schema must be the one this code knows (one cheap read);
-        `migrate` brings an older one up to date first (`init`, `run`, `migrate`).
+        `migrate` brings an older one up to date first (`init`, `run`, `migrate`) and
+        keeps this node's current signing key in its key history.
 
         Raises:
             SchemaVersionError: without `migrate`, a schema behind this code's (its
@@ -149,11 +150,12 @@ class Node:
         delivery = DeliveryService(
             OutboxStore(db), clock, config.delivery_backoff, peers=peers, me=config.country
         )
-        try:
-            await peers.record_own_keys()
-        except BaseException:
-            await db.close()
-            raise
+        if migrate:  # `init` and `run`, where a new key (`identity rotate`) starts signing
+            try:
+                await peers.record_own_keys()
+            except BaseException:
+                await db.close()
+                raise
         return cls(
             config=config,
             clock=clock,
