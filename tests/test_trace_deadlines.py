@@ -582,3 +582,9 @@ async def test_reminders_are_counted_per_hop_in_the_store(node: Node) -> None:
         ]
     )
     assert await TraceStore(node.db).get_reminders(pk + 1) == []
+    # The list's figures: all hops' reminders of a trace, and the latest one's time.
+    assert await TraceStore(node.db).reminder_totals() == {pk: (3, T0 + DAY)}
+    store = TraceStore(node.db)
+    assert [t.id for t in await store.list_traces(incoming=False)] == [pk]
+    assert await store.list_traces(incoming=True) == []
+    assert await store.list_traces(TraceStatus.QUEUED, incoming=False) == []

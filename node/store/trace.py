@@ -8,7 +8,7 @@ from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ClauseElement, bindparam, insert, select, update
+from sqlalchemy import ClauseElement, bindparam, func, insert, select, update
 
 from node.store.database import Database, Transaction
 from node.store.dialect import insert_ignoring
@@ -86,6 +86,10 @@ def _get_reminders() -> ClauseElement:
         .where(_r.c.trace == bindparam("trace"))
         .order_by(_r.c.position)
     )
+
+
+def _reminder_totals() -> ClauseElement:
+    return select(_r.c.trace, func.sum(_r.c.count), func.max(_r.c.last_at)).group_by(_r.c.trace)
 
 
 def _add_reminder(dialect: str) -> ClauseElement:
@@ -186,16 +190,29 @@ class TraceStore:
         rows = await self._db.fetch("traces.items", _get_items, {"trace": trace})
         return [_item(row) for row in rows]
 
-    async def list_traces(self, status: TraceStatus | None = None) -> list[StoredTrace]:
-        """Traces, newest first (of `status`, if given)."""
+    async def list_traces(
+        self, status: TraceStatus | None = None, incoming: bool | None = None
+    ) -> list[StoredTrace]:
+        """Traces, newest first (of `status`, if given; received as a hop, or started
+        here, if `incoming` is given)."""
         params = {} if status is None else {"status": status.value}
 
         def query() -> ClauseElement:
             q = select(*_TRACE_COLUMNS).order_by(_t.c.id.desc())
-            return q if status is None else q.where(_t.c.status == bindparam("status"))
+            if status is not None:
+                q = q.where(_t.c.status == bindparam("status"))
+            if incoming is not None:
+                q = q.where(_t.c.position > 0 if incoming else _t.c.position == 0)
+            return q
 
-        rows = await self._db.fetch(("traces.list", status is None), query, params, scan=True)
+        key = ("traces.list", status is None, incoming)
+        rows = await self._db.fetch(key, query, params, scan=True)
         return [_trace(row) for row in rows]
+
+    async def reminder_totals(self) -> dict[int, tuple[int, datetime]]:
+        """For each trace with reminders, how many (all its hops') and the last one's time."""
+        rows = await self._db.fetch("traces.reminder_totals", _reminder_totals, {}, scan=True)
+        return {trace: (int(count), last) for trace, count, last in rows}
 
     async def get_reminders(self, trace: int) -> list[HopReminders]:
         """The reminders of each hop of the trace, by position."""

@@ -364,8 +364,7 @@ class TraceService(Generic[W]):
         self, incoming: bool, status: TraceStatus | None = None
     ) -> list[StoredTrace]:
         """Traces we started (or, if `incoming`, received as a hop), newest first."""
-        traces = await self._store.list_traces(status)
-        return [t for t in traces if (t.position > 0) == incoming]
+        return await self._store.list_traces(status, incoming)
 
     async def listing(
         self, incoming: bool, status: TraceStatus | None = None, overdue_only: bool = False
@@ -373,15 +372,19 @@ class TraceService(Generic[W]):
         """Traces we started (or, if `incoming`, received as a hop) with how late they are:
         the overdue ones first, the latest first, then the others newest first."""
         now = self._clock.now()
-        entries = [await self._entry(t, now) for t in await self.list_traces(incoming, status)]
+        totals = await self._store.reminder_totals()
+        entries = [
+            await self._entry(t, now, totals.get(t.id))
+            for t in await self.list_traces(incoming, status)
+        ]
         if overdue_only:
             entries = [e for e in entries if e.overdue]
         return sorted(entries, key=lambda e: -e.overdue_seconds)  # stable: newest first
 
-    async def _entry(self, trace: StoredTrace, now: datetime) -> TraceEntry:
-        reminders = await self._store.get_reminders(trace.id)
-        count = sum(r.count for r in reminders)
-        last = max((r.last_at for r in reminders), default=None)
+    async def _entry(
+        self, trace: StoredTrace, now: datetime, reminded: tuple[int, datetime] | None
+    ) -> TraceEntry:
+        count, last = reminded or (0, None)
         if trace.position > 0:
             ours = await self._hop_deadline(trace, now)
             return TraceEntry(trace, ours.overdue_seconds if ours else 0.0, (), count, last)

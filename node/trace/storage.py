@@ -79,10 +79,17 @@ class TraceStorage(Protocol):
         """As `TraceWork.get_items`."""
         ...
 
-    async def list_traces(self, status: TraceStatus | None = None) -> list[StoredTrace]:
-        """Traces, newest first (of `status`, if given)."""
+    async def list_traces(
+        self, status: TraceStatus | None = None, incoming: bool | None = None
+    ) -> list[StoredTrace]:
+        """Traces, newest first (of `status`, if given; received as a hop, or started
+        here, if `incoming` is given)."""
         ...
 
     async def get_reminders(self, trace: int) -> list[HopReminders]:
         """As `TraceWork.get_reminders`."""
+        ...
+
+    async def reminder_totals(self) -> dict[int, tuple[int, datetime]]:
+        """For each trace with reminders, how many (all its hops') and the last one's time."""
         ...
