@@ -4,10 +4,12 @@ the clock, so that each test moves it past a deadline only when it means to."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
+from node.protocol.envelope import to_ms
 from node.protocol.model import OutboxStatus, Service
 from node.records.model import RecordInput
 from node.stats.noise import NoiseSource
@@ -108,3 +110,24 @@ async def pending(fed: Federation, country: str, type_: str) -> int:
     """How many `type_` messages wait in `country`'s outbox."""
     messages = await fed[country].n.delivery.messages(OutboxStatus.PENDING)
     return sum(m.type == type_ for m in messages)
+
+
+async def send_ask(fed: Federation, sender: str, recipient: str, **changes: object) -> bytes:
+    """`sender` sends `recipient` a `stats.ask` of its own making (aggregated by DEU and
+    ITA, ε 0.5, k 2, over `PERIOD`, with `changes`), not through `start` and its checks;
+    the round's id."""
+    round_id = os.urandom(16)
+    body = {
+        "round_id": round_id,
+        "query": "records_by_type_status",
+        "period_from": PERIOD[0],
+        "period_to": PERIOD[1],
+        "epsilon": 0.5,
+        "aggregators": ["DEU", "ITA"],
+        "min_contributors": 2,
+        "deadline_ms": to_ms(fed.clock.now() + timedelta(minutes=10)),
+        "delivery_id": os.urandom(16),
+    }
+    peer = await fed[sender].n.peers.get(recipient)
+    await fed[sender].f.client.request(peer, "stats.ask", body | changes)
+    return round_id

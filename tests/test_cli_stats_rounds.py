@@ -13,7 +13,7 @@ import pytest
 
 from node.protocol.model import Service
 from tests.harness import Federation
-from tests.stats_rounds import PERIOD, carry, round_federation, true_totals
+from tests.stats_rounds import PERIOD, carry, round_federation, send_ask, true_totals
 from tests.test_cli_trace import cli, cli_json
 
 COUNTRIES = ("FRA", "DEU", "ITA", "ESP")
@@ -152,3 +152,26 @@ async def test_show_of_an_unknown_or_malformed_round_id_exits_2(fed: Federation)
     code, out, err = await cli(fed, "FRA", "stats", "round", "show", "xyz")
     assert (code, out) == (2, "")
     assert err == "iarms-node: round id: 32 hexadecimal digits, got 'xyz'\n"
+
+
+async def test_a_round_refused_on_arrival_is_listed_and_shown(fed: Federation) -> None:
+    """A peer's ask of ε 0.001 (below any round's range) is refused by ESP as it arrives;
+    ESP's CLI lists and shows the round, failed, with the reason and no noise."""
+    round_id = (await send_ask(fed, "DEU", "ESP", epsilon=0.001)).hex()
+    await carry(fed)
+    shown = await cli_json(fed, "ESP", "stats", "round", "show", round_id)
+    assert shown["status"] == "failed" and shown["noise"] is None and shown["cells"] == []
+    assert shown["reason"] == (
+        "refused here (epsilon_out_of_range): epsilon: from 0.01 to 100, got 0.001"
+    )
+    assert [(r["country"], r["reason"]) for r in shown["refused"]] == [
+        ("ESP", "epsilon_out_of_range")
+    ]
+    code, out, err = await cli(fed, "ESP", "stats", "round", "show", round_id)
+    assert code == 0, err
+    assert f"round {round_id}: failed (refused here (epsilon_out_of_range)" in out
+    assert "noise: none" in out
+    code, out, err = await cli(fed, "ESP", "stats", "round", "list")
+    assert code == 0, err
+    assert round_id in out and "failed" in out
+    assert (await cli_json(fed, "ESP", "stats", "budget"))["entries"] == []

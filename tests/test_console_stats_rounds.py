@@ -13,7 +13,7 @@ import pytest
 from node.accounts.model import Role
 from tests.console_helpers import OFFICER_PASSWORD, Console, console_for
 from tests.harness import ADMIN_PASSWORD, Federation
-from tests.stats_rounds import PERIOD, carry, round_federation
+from tests.stats_rounds import PERIOD, carry, round_federation, send_ask
 
 COUNTRIES = ("FRA", "DEU", "ITA")
 FORM = {
@@ -174,3 +174,18 @@ async def test_without_the_signing_key_rounds_are_explained_and_the_budget_shown
         response = await console.post("/statistics/rounds.json", FORM)
         assert response.status == 503
         assert (await console.json("/statistics/budget.json"))["monthly_epsilon"] == 1.0
+
+
+async def test_a_round_refused_on_arrival_is_shown(fed: Federation, fra: Console) -> None:
+    """A peer's ask for a query FRA does not know is refused as it arrives; the round's
+    page and its JSON show it failed, with the reason and no noise."""
+    round_id = (await send_ask(fed, "DEU", "FRA", query="guns_by_colour")).hex()
+    data = await fra.json(f"/statistics/rounds/{round_id}.json")
+    assert data["status"] == "failed" and data["noise"] is None
+    assert data["reason"] == "refused here (query): this node does not know the query " + (
+        "'guns_by_colour'"
+    )
+    html = await (await fra.get(f"/statistics/rounds/{round_id}")).text()
+    assert "refused here (query)" in html and "none: this round" in html
+    listed = await fra.json("/statistics/rounds.json")
+    assert [(r["round_id"], r["status"]) for r in listed["rounds"]] == [(round_id, "failed")]

@@ -3,17 +3,23 @@ released or failed, with the budget, the agreement and the bad input (issue 10).
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
+import msgspec
 import pytest
 
-from node.errors import ValidationError
+from node.errors import PeerRefusedError, ValidationError
 from node.protocol.model import Service
+from node.stats.periods import Period
 from node.stats.result import release
-from node.stats.round import GRACE, RoundStatus
-from node.stats.service import RoundRequest
+from node.stats.round import GRACE, RoundSpec, RoundStatus, StoredRound
+from node.stats.service import RoundRequest, ask_of
+from node.store.work import unit_of_work
 from tests.harness import Federation
 from tests.stats_rounds import PERIOD, carry, deliver, round_federation, true_totals
 
@@ -198,3 +204,107 @@ async def test_round_state_survives_a_restart(fed: Federation) -> None:
     assert len(view.contributors) == 5
     sums = {c.aggregator: c.statement for c in view.sums if c.statement}
     assert isinstance(release(view.round.spec, sums), type(view.result))
+
+
+async def _ask_from_fra(fed: Federation, spec: RoundSpec) -> None:
+    """FRA asks DEU, ITA and ESP to take part in `spec` as it stands: a requester whose
+    checks are not this version's (its round stored and its asks queued as `start` does,
+    without `start`'s checks)."""
+    asked = ("DEU", "ESP", "ITA")
+    async with unit_of_work(fed["FRA"].n.db)() as work:
+        await work.add_round(
+            StoredRound(spec, fed.clock.now(), RoundStatus.COLLECTING, "", asked, None)
+        )
+        for country in asked:
+            await fed["FRA"].n.delivery.send(country, ask_of(spec), work=work)
+
+
+async def test_bad_asks_from_a_peer_are_refused_with_their_reason_and_spend_nothing(
+    fed: Federation, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Asks no node can take part in (ε below 0.01, an unknown query, a period backwards)
+    are refused as they arrive, each with its reason, recorded at the requester, kept as
+    failed where refused; ε above the node's cap is refused by its budget. Nothing is
+    spent, every round shows and lists, no step fails, and the nodes carry on."""
+    period = Period.resolve(*PERIOD, fed.clock.now().date())
+    base = RoundSpec(
+        b"", "FRA", QUERY, period, 0.5, ("DEU", "ITA"), 2, fed.clock.now() + timedelta(minutes=10)
+    )
+    cases = {
+        "epsilon_out_of_range": replace(base, epsilon=0.001),
+        "query": replace(base, query="nope"),
+        "period": replace(base, period=Period(period.end, period.start)),
+        "deadline": replace(base, deadline_at=fed.clock.now() + timedelta(days=40)),
+        "epsilon_above_cap": replace(base, epsilon=5.0),  # the peers' cap is 1.0
+    }
+    rounds = {reason: replace(spec, round_id=os.urandom(16)) for reason, spec in cases.items()}
+    for spec in rounds.values():
+        await _ask_from_fra(fed, spec)
+    caplog.set_level(logging.ERROR, logger="node.stats")
+    await carry(fed)
+    fed.clock.advance((timedelta(minutes=10) + 2 * GRACE).total_seconds() + 1)
+    await carry(fed)
+    assert [r.message for r in caplog.records] == []  # no step failed
+
+    for reason, spec in rounds.items():
+        view = await fed["FRA"].f.rounds.show(spec.round_id)
+        data = view.to_json()
+        assert data["status"] == "failed", reason
+        assert data["cells"] == []
+        refused = {r["country"]: r for r in data["refused"]}
+        assert {refused[c]["reason"] for c in ("DEU", "ESP", "ITA")} == {reason}, data
+        for country in ("DEU", "ESP", "ITA"):
+            theirs = (await fed[country].f.rounds.show(spec.round_id)).to_json()
+            assert theirs["status"] == "failed"
+            assert [r["reason"] for r in theirs["refused"]] == [reason]
+    # what each reason says
+    esp = {
+        r: (await fed["ESP"].f.rounds.show(s.round_id)).to_json()["refused"][0]["detail"]
+        for r, s in rounds.items()
+    }
+    assert esp["epsilon_out_of_range"] == "epsilon: from 0.01 to 100, got 0.001"
+    assert esp["query"] == "this node does not know the query 'nope'"
+    assert esp["period"] == "period from: 2025-07 is after to (2025-05)"
+    assert "more than 30 days away" in esp["deadline"]
+    assert esp["epsilon_above_cap"] == "ε above this node's cap of 1 per round"
+    # refused on arrival: kept as failed there, saying why, with no noise to describe
+    stored = await fed["ESP"].f.rounds._store.get_round(rounds["query"].round_id)
+    assert stored is not None and stored.reason.startswith("refused here (query): ")
+    assert (await fed["ESP"].f.rounds.show(rounds["query"].round_id)).to_json()["noise"] is None
+    # an aggregator refusing fails the round at once, naming it
+    view = await fed["FRA"].f.rounds.show(rounds["epsilon_out_of_range"].round_id)
+    assert view.round.reason.startswith("aggregator DEU refused (epsilon_out_of_range")
+    # nothing spent anywhere; the cap's refusal alone is in the ledger, as refused
+    for country in ("DEU", "ESP", "ITA"):
+        ledger = (await fed[country].f.rounds.budget()).to_json()
+        assert ledger["spent"] == 0
+        assert [(e["round_id"], e["spent"], e["reason"]) for e in ledger["entries"]] == [
+            (rounds["epsilon_above_cap"].round_id.hex(), False, "epsilon_above_cap")
+        ]
+    assert len(await fed["ESP"].f.rounds.listing()) == len(rounds)
+    # the nodes carry on: a good round is released
+    started = await fed["FRA"].f.rounds.start(ask(), "analyst")
+    await carry(fed)
+    view = await fed["FRA"].f.rounds.show(started.spec.round_id)
+    assert view.status is RoundStatus.RELEASED, view.round.reason
+    assert (await fed["ESP"].f.rounds.budget()).spent == 0.5
+
+
+async def test_asks_whose_aggregators_or_k_are_out_of_bounds_are_malformed(
+    fed: Federation,
+) -> None:
+    """The wire type bounds an ask's aggregators (2 to 16) and k (2 and up): the peer
+    refuses the envelope, naming the field, and stores nothing."""
+    period = Period.resolve(*PERIOD, fed.clock.now().date())
+    spec = RoundSpec(os.urandom(16), "FRA", QUERY, period, 0.5, ("DEU", "ITA"), 2, fed.clock.now())
+    peer = await fed["FRA"].n.peers.get("DEU")
+    body = msgspec.to_builtins(ask_of(spec), builtin_types=(bytes,))
+    for change, field in [
+        ({"aggregators": ["DEU"]}, "aggregators"),
+        ({"min_contributors": 1}, "min_contributors"),
+    ]:
+        with pytest.raises(PeerRefusedError) as refused:
+            await fed["FRA"].f.client.request(peer, "stats.ask", body | change)
+        assert refused.value.peer_code == "malformed"
+        assert f"$.{field}" in str(refused.value)
+    assert await fed["DEU"].f.rounds.listing() == []

@@ -236,7 +236,9 @@ async def cmd_round_show(args: argparse.Namespace) -> int:
         echo(f"  refused: {refusal['country']} ({refusal['reason']}: {refusal['detail']})")
     noise = data["noise"]
     echo(
-        f"  noise: {noise['distribution']}, scale {noise['scale']:g} per aggregator; "
+        "  noise: none (this round's query or ε is not one this node can use)"
+        if noise is None
+        else f"  noise: {noise['distribution']}, scale {noise['scale']:g} per aggregator; "
         f"95 % interval ±{noise['interval_half_width']}"
     )
     for check in data["signatures"]:

@@ -1,15 +1,22 @@
 """A contributor's side of a round: count, bound, split, seal, send, spend — or refuse.
 
-`Contributor.step` runs for each round this node holds and has not answered yet
-(the requester's own round included). It refuses, with a stable reason kept in
-the round's answers (and, for the budget's reasons, in the ledger) and sent to
-the requester as `stats.refused`, when:
+A peer's ask that this node cannot take part in at all (`ask_refusal`: an
+unknown query, ε out of range, a bad period or a deadline too far) is refused as
+it arrives (`RoundsService.on_ask`), the round kept as failed here and nothing
+spent. `Contributor.step` runs for each round this node holds and has not
+answered yet (the requester's own round included). Either way it refuses with a
+stable reason kept in the round's answers (and, for the budget's reasons, in the
+ledger) and sent to the requester as `stats.refused`:
+- `query`: this node does not know the query;
+- `epsilon_out_of_range`: ε is not from 0.01 to 100 (`noise.check_epsilon`);
+- `period`: the period starts after it ends, or is longer than 600 months;
+- `deadline`: the deadline is further than 30 days (and the grace) from now;
 - `late`: the deadline has passed;
 - `policy`: this node does not allow `statistics` for the requester;
-- `query`: this node does not know the query;
 - `aggregator`: an aggregator is not our peer allowing `statistics` with an HPKE key;
 - `epsilon_above_cap`, `budget_exhausted`: the round's ε is above this node's cap per
-  round, or would exceed its budget for the month (`node.stats.budget`).
+  round, or would exceed its budget for the month (`node.stats.budget`); such a
+  node still aggregates the round if it is one of its aggregators.
 Otherwise it computes its vector (`Query.compute`), bounds each cell to
 0..`shares.MAX_COUNT`, splits it into one additive share per aggregator
 (`shares.split`), seals each to its aggregator's HPKE key bound to the round,
@@ -35,9 +42,10 @@ from node.protocol.peers import PeersService
 from node.stats.budget import BudgetConfig, LedgerEntry, refusal, spent_in
 from node.stats.courier import Courier
 from node.stats.messages import StatsJoined, StatsRefused, StatsShare
-from node.stats.periods import Month
+from node.stats.noise import check_epsilon
+from node.stats.periods import Month, Period
 from node.stats.queries import query
-from node.stats.round import RoundAnswer, RoundSpec
+from node.stats.round import GRACE, MAX_DEADLINE, RoundAnswer, RoundSpec
 from node.stats.rounds_storage import StatsWork
 from node.stats.seal import aggregator_key, seal_share, share_info
 from node.stats.shares import MAX_COUNT, RandomBytes, split
@@ -101,7 +109,7 @@ class Contributor(Generic[W]):
                 self._budget, spent_in(await work.get_ledger(month), Month.of(now)), spec.epsilon
             )
             if over is not None:
-                await self._refuse_in(work, spec, Refusal(over, self._budget_detail(over)), now)
+                await self.refuse_in(work, spec, Refusal(over, self._budget_detail(over)), now)
                 return True
             for aggregator, share in zip(spec.aggregators, shares, strict=True):
                 info = share_info(spec.round_id, spec.query, self._me, aggregator)
@@ -163,10 +171,9 @@ class Contributor(Generic[W]):
             return Refusal(
                 "policy", f"this node does not take part in statistics with {spec.requester}"
             )
-        try:
-            query(spec.query)
-        except ValidationError:
-            return Refusal("query", f"this node does not know the query {spec.query!r}")
+        refused = ask_refusal(spec, now)
+        if refused is not None:
+            return refused
         for aggregator in spec.aggregators:
             if aggregator == self._me:
                 continue
@@ -190,10 +197,10 @@ class Contributor(Generic[W]):
         async with self._work() as work:
             if any(a.country == self._me for a in await work.get_answers(spec.round_id)):
                 return False
-            await self._refuse_in(work, spec, refused, now)
+            await self.refuse_in(work, spec, refused, now)
         return True
 
-    async def _refuse_in(self, work: W, spec: RoundSpec, refused: Refusal, now: datetime) -> None:
+    async def refuse_in(self, work: W, spec: RoundSpec, refused: Refusal, now: datetime) -> None:
         """Keep the refusal (in the ledger too, for the budget's reasons), tell the requester."""
         answer = RoundAnswer(self._me, False, refused.reason, refused.detail)
         await work.add_answer(spec.round_id, answer, now)
@@ -227,3 +234,31 @@ class Contributor(Generic[W]):
                 {"requester": spec.requester, "reason": refused.reason, "epsilon": spec.epsilon},
             ),
         )
+
+
+def ask_refusal(spec: RoundSpec, now: datetime) -> Refusal | None:
+    """Why no node can take part in the round `spec` at all, or None (pure).
+
+    What a peer's `stats.ask` carries is checked here beyond its wire type (which
+    bounds the aggregators, 2 to 16, and k, 2 and up): a round with an unknown query
+    or ε below 0.01 could never be summed nor described, and would fail every step.
+    """
+    try:
+        query(spec.query)
+    except ValidationError:
+        return Refusal("query", f"this node does not know the query {spec.query!r}")
+    try:
+        check_epsilon(spec.epsilon)
+    except ValidationError as e:
+        return Refusal("epsilon_out_of_range", str(e))
+    try:
+        Period.resolve(str(spec.period.start), str(spec.period.end), now.date())
+    except ValidationError as e:
+        return Refusal("period", f"period {e}")
+    if spec.deadline_at > now + MAX_DEADLINE + GRACE:
+        return Refusal(
+            "deadline",
+            f"the deadline {spec.deadline_at:%Y-%m-%d %H:%M} UTC is more than "
+            f"{MAX_DEADLINE.days} days away",
+        )
+    return None

@@ -42,7 +42,7 @@ from node.protocol.model import Service
 from node.protocol.peers import PeersService
 from node.stats.aggregate import Aggregator
 from node.stats.budget import Budget, BudgetConfig
-from node.stats.contribute import ACTOR, BUDGET_REASONS, Contributor
+from node.stats.contribute import ACTOR, BUDGET_REASONS, Contributor, ask_refusal
 from node.stats.courier import Courier
 from node.stats.messages import StatsAsk, StatsClose, StatsJoined, StatsRefused, StatsSum
 from node.stats.noise import NoiseSource, check_epsilon
@@ -216,10 +216,13 @@ class RoundsService(Generic[W]):
     # -- messages ------------------------------------------------------------------------
 
     async def on_ask(self, message: StatsAsk, sender: str, work: W) -> None:
-        """Keep the round asked by `sender`; `tick` contributes or refuses."""
+        """Keep the round asked by `sender`; `tick` contributes or refuses. A round no
+        node could take part in (`ask_refusal`) is refused at once, kept as failed here:
+        nothing stored for `tick`, nothing spent, the requester told why."""
         try:
-            period = Period.resolve(
-                message.period_from, message.period_to, self._clock.now().date()
+            period = Period(
+                Month.parse(message.period_from, "period_from"),
+                Month.parse(message.period_to, "period_to"),
             )
             aggregators = parse_aggregators(message.aggregators)
         except ValidationError as e:
@@ -239,9 +242,14 @@ class RoundsService(Generic[W]):
             raise ProtocolError(
                 f"round {message.round_id.hex()} is known here with other parameters"
             )
-        await work.add_round(
-            StoredRound(spec, self._clock.now(), RoundStatus.COLLECTING, "", (), None)
-        )
+        now = self._clock.now()
+        refused = ask_refusal(spec, now)
+        if refused is None:
+            await work.add_round(StoredRound(spec, now, RoundStatus.COLLECTING, "", (), None))
+            return
+        reason = f"refused here ({refused.reason}): {refused.detail}"
+        if await work.add_round(StoredRound(spec, now, RoundStatus.FAILED, reason, (), None)):
+            await self._contributor.refuse_in(work, spec, refused, now)
 
     async def on_answer(self, message: StatsRefused | StatsJoined, sender: str, work: W) -> None:
         """Keep a contributor's answer to a round we requested."""

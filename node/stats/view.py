@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from node.stats.noise import describe
+from node.errors import ValidationError
+from node.stats.noise import NoiseDescription, describe
 from node.stats.queries import query
 from node.stats.result import Released, SumStatement
 from node.stats.round import RoundAnswer, RoundStatus, StoredRound
@@ -63,10 +64,19 @@ class RoundView:
         """The refusals this node knows of."""
         return tuple(a for a in self.answers if not a.joined)
 
+    @property
+    def noise(self) -> NoiseDescription | None:
+        """The noise of the round's result; None for a round refused here because no
+        result of it could be described (an unknown query, ε out of range)."""
+        spec = self.round.spec
+        try:
+            return describe(spec.epsilon, query(spec.query).sensitivity, len(spec.aggregators))
+        except ValidationError:
+            return None
+
     def to_json(self) -> dict[str, Any]:
         """`stats round show --json` and `/statistics/rounds/ID.json`."""
         spec = self.round.spec
-        noise = describe(spec.epsilon, query(spec.query).sensitivity, len(spec.aggregators))
         return spec.to_json() | {
             "status": self.status.value,
             "reason": self.round.reason or None,
@@ -74,7 +84,7 @@ class RoundView:
             "asked": list(self.round.asked),
             "contributors": list(self.contributors),
             "refused": [a.to_json() for a in self.refused],
-            "noise": noise.to_json(),
+            "noise": None if self.noise is None else self.noise.to_json(),
             "cells": [] if self.result is None else self.result.cells_json(),
             "signatures": [c.to_json() for c in self.sums],
             "verified": self.verified,
