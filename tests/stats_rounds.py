@@ -15,6 +15,7 @@ from node.records.model import RecordInput
 from node.stats.noise import NoiseSource
 from node.stats.periods import Period
 from node.stats.queries import query
+from node.stats.service import RoundRequest
 from node.store.stats import StatsStore
 from tests.harness import Federation
 
@@ -131,3 +132,23 @@ async def send_ask(fed: Federation, sender: str, recipient: str, **changes: obje
     peer = await fed[sender].n.peers.get(recipient)
     await fed[sender].f.client.request(peer, "stats.ask", body | changes)
     return round_id
+
+
+async def shares_sent(fed: Federation) -> bytes:
+    """FRA starts a round of `records_by_type_status` (ε 0.5, k 3, aggregated by DEU and
+    ITA) and every node contributes; the body of ESP's delivered share for DEU."""
+    await fed["FRA"].f.rounds.start(
+        RoundRequest("records_by_type_status", 0.5, "DEU,ITA", 3, timedelta(minutes=10), *PERIOD),
+        "analyst",
+    )
+    for _ in range(3):
+        for member in fed.members.values():
+            await member.f.rounds.tick()
+        await deliver(fed)
+    sent = [
+        m
+        for m in await fed["ESP"].n.delivery.messages(OutboxStatus.DELIVERED)
+        if m.type == "stats.share" and m.recipient == "DEU"
+    ]
+    assert len(sent) == 1
+    return sent[0].body

@@ -136,22 +136,6 @@ async def test_a_contributor_over_budget_refuses_and_its_ledger_shows_it(
         await fed.close()
 
 
-async def test_an_aggregator_down_past_the_deadline_fails_the_round_naming_it(
-    fed: Federation,
-) -> None:
-    await fed.stop("ITA")
-    started = await fed["FRA"].f.rounds.start(ask(), "analyst")
-    await carry(fed)
-    view = await fed["FRA"].f.rounds.show(started.spec.round_id)
-    assert view.status is RoundStatus.COLLECTING  # waiting for the deadline
-    fed.clock.advance((timedelta(minutes=10) + GRACE).total_seconds() + 1)
-    await carry(fed)
-    view = await fed["FRA"].f.rounds.show(started.spec.round_id)
-    assert view.status is RoundStatus.FAILED
-    assert "ITA" in view.round.reason
-    assert view.to_json()["cells"] == []
-
-
 async def test_a_contributor_that_sent_one_aggregator_its_share_is_excluded_by_both(
     fed: Federation,
 ) -> None:
