@@ -9,13 +9,14 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 
 from node.errors import PeerRefusedError, ValidationError
 from node.protocol.model import Service
-from node.stats.periods import Period
+from node.stats.periods import Month, Period
 from node.stats.result import release
 from node.stats.round import GRACE, RoundSpec, RoundStatus, StoredRound
 from node.stats.service import RoundRequest, ask_of
@@ -47,6 +48,14 @@ def ask(
     )
 
 
+async def audited(fed: Federation, country: str) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """`country`'s statistics audit entries, oldest first: (action, actor, target, details)."""
+    entries = reversed(await fed[country].n.audit.recent(limit=500))
+    return [
+        (e.action, e.actor, e.target, e.details) for e in entries if e.action.startswith("stats.")
+    ]
+
+
 async def test_five_contributors_release_exactly_the_true_total_with_zero_noise(
     fed: Federation,
 ) -> None:
@@ -71,6 +80,38 @@ async def test_five_contributors_release_exactly_the_true_total_with_zero_noise(
         theirs = await fed[country].f.rounds.show(started.spec.round_id)
         assert theirs.status is RoundStatus.RELEASED
         assert theirs.to_json()["cells"] == data["cells"]
+    # and each wrote what it did in its audit log: the requester's start, every
+    # contribution, each aggregator's sum, every party's release
+    target = f"stats-round/{started.spec.round_id.hex()}"
+    month = str(Month.of(fed.clock.now()))
+    contributed = (
+        "stats.contribute",
+        "statistics",
+        target,
+        {"requester": "FRA", "query": QUERY, "epsilon": 0.5, "month": month},
+    )
+    everyone = ["DEU", "ESP", "FRA", "ITA", "NLD"]
+    aggregated = (
+        "stats.aggregate",
+        "statistics",
+        target,
+        {"contributors": everyone, "failure": None, "epsilon": 0.5},
+    )
+    released = (
+        "stats.release",
+        "statistics",
+        target,
+        {"status": "released", "reason": None, "contributors": everyone},
+    )
+    start = await audited(fed, "FRA")
+    assert start[0][:3] == ("stats.start", "analyst", target)
+    assert start[0][3] == started.spec.to_json() | {"asked": ["DEU", "ESP", "ITA", "NLD"]}
+    assert start[1:] == [contributed, released]
+    for country in ("DEU", "ITA"):
+        assert await audited(fed, country) == [contributed, aggregated, released]
+    for country in ("ESP", "NLD"):
+        assert await audited(fed, country) == [contributed, released]
+        assert (await fed[country].n.audit.verify()).broken_seq is None
 
 
 async def test_fewer_than_k_contributors_release_nothing_and_say_why(fed: Federation) -> None:
@@ -80,6 +121,13 @@ async def test_fewer_than_k_contributors_release_nothing_and_say_why(fed: Federa
     assert view.status is RoundStatus.FAILED
     assert "5 contributor(s)" in view.round.reason and "k = 6" in view.round.reason
     assert view.to_json()["cells"] == []
+    failed = ("stats.fail", "statistics", f"stats-round/{started.spec.round_id.hex()}")
+    assert (await audited(fed, "FRA"))[-1] == (
+        *failed,
+        {"status": "failed", "reason": view.round.reason},
+    )
+    action, _actor, _target, details = (await audited(fed, "DEU"))[-2]  # before its fail
+    assert action == "stats.aggregate" and "fewer than k = 6" in details["failure"]
 
 
 async def test_a_peer_without_the_statistics_policy_is_not_asked(fed: Federation) -> None:
@@ -123,6 +171,18 @@ async def test_a_contributor_over_budget_refuses_and_its_ledger_shows_it(
         assert view.status is RoundStatus.RELEASED
         assert "ESP" not in view.contributors
         assert [(r.country, r.reason) for r in view.refused] == [("ESP", "budget_exhausted")]
+        refused = (
+            "stats.refuse",
+            "statistics",
+            f"stats-round/{second.spec.round_id.hex()}",
+            {"requester": "FRA", "reason": "budget_exhausted", "epsilon": 0.5},
+        )
+        assert [e[0] for e in await audited(fed, "ESP")] == [
+            "stats.contribute",
+            "stats.release",
+            "stats.refuse",  # the second round, which ESP does not receive the sums of
+        ]
+        assert (await audited(fed, "ESP"))[-1] == refused
         ledger = (await fed["ESP"].f.rounds.budget()).to_json()
         assert ledger["monthly_epsilon"] == 0.6
         assert [(e["round_id"], e["spent"], e["reason"]) for e in ledger["entries"]] == [
@@ -266,6 +326,14 @@ async def test_bad_asks_from_a_peer_are_refused_with_their_reason_and_spend_noth
             (rounds["epsilon_above_cap"].round_id.hex(), False, "epsilon_above_cap")
         ]
     assert len(await fed["ESP"].f.rounds.listing()) == len(rounds)
+    refusals = [
+        (target, d["reason"])
+        for a, _, target, d in await audited(fed, "ESP")
+        if a == "stats.refuse"
+    ]
+    assert sorted(refusals) == sorted(
+        (f"stats-round/{s.round_id.hex()}", r) for r, s in rounds.items()
+    )
     # the nodes carry on: a good round is released
     started = await fed["FRA"].f.rounds.start(ask(), "analyst")
     await carry(fed)
