@@ -14,11 +14,13 @@ from typing import Any
 import msgspec
 import pytest
 
+from node.countries import alpha3_codes
 from node.errors import PeerRefusedError, ValidationError
 from node.protocol.model import Service
 from node.stats.periods import Month, Period
 from node.stats.result import release
 from node.stats.round import GRACE, RoundSpec, RoundStatus, StoredRound
+from node.stats.seal import sealed_size
 from node.stats.service import RoundRequest, ask_of
 from node.store.work import unit_of_work
 from tests.harness import Federation
@@ -112,6 +114,38 @@ async def test_five_contributors_release_exactly_the_true_total_with_zero_noise(
     for country in ("ESP", "NLD"):
         assert await audited(fed, country) == [contributed, released]
         assert (await fed[country].n.audit.verify()).broken_seq is None
+
+
+async def test_a_routes_round_releases_every_route_and_shares_cover_only_their_own(
+    fed: Federation,
+) -> None:
+    """`routes` with zero noise: the released SRC>DST cells are the true counts of each
+    contributor's records by country of manufacture, and each contributor's sealed
+    share covers only its own cells (SRC>itself), not the whole matrix."""
+    request = RoundRequest("routes", 0.5, "DEU,ITA", 3, timedelta(minutes=10), *PERIOD)
+    started = await fed["FRA"].f.rounds.start(request, "analyst")
+    await carry(fed)
+    view = await fed["FRA"].f.rounds.show(started.spec.round_id)
+    assert view.status is RoundStatus.RELEASED, view.round.reason
+    assert view.contributors == ("DEU", "ESP", "FRA", "ITA", "NLD")
+    cells = {c["name"]: c["value"] for c in view.to_json()["cells"]}
+    assert cells == await true_totals(fed, "routes", view.contributors)
+    # the seeded records: node i holds i + 1, made in AUT, USA, BEL, ITA in turn
+    assert {name: value for name, value in cells.items() if value} == {
+        "AUT>DEU": 1, "USA>DEU": 1,
+        "AUT>ESP": 1, "USA>ESP": 1, "BEL>ESP": 1, "ITA>ESP": 1,
+        "AUT>FRA": 1,
+        "AUT>ITA": 1, "USA>ITA": 1, "BEL>ITA": 1,
+        "AUT>NLD": 2, "USA>NLD": 1, "BEL>NLD": 1, "ITA>NLD": 1,
+    }  # fmt: skip
+    sources = len(alpha3_codes())
+    assert len(cells) == 5 * sources and {n.split(">")[1] for n in cells} == set(view.contributors)
+    for aggregator in ("DEU", "ITA"):
+        held = await fed[aggregator].f.rounds._store.get_shares(started.spec.round_id)
+        assert {s.contributor: len(s.sealed) for s in held} == dict.fromkeys(
+            view.contributors, sealed_size(sources)
+        )
+    assert sealed_size(sources) < sealed_size(len(cells)) / 4
 
 
 async def test_fewer_than_k_contributors_release_nothing_and_say_why(fed: Federation) -> None:
