@@ -6,6 +6,7 @@ the CLI shows the result and the ledger."""
 from __future__ import annotations
 
 import json
+from base64 import b64decode
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -50,6 +51,10 @@ async def test_a_round_started_on_the_cli_is_released_and_shown(fed: Federation)
         low, high = cell["interval"]
         assert low < cell["value"] < high
     assert [s["verified"] for s in shown["signatures"]] == [True, True]
+    for signature in shown["signatures"]:  # the signed bytes, for anyone to verify again
+        assert len(bytes.fromhex(signature["signature"])) == 64
+        assert len(bytes.fromhex(signature["key_id"])) == 8
+        assert b64decode(signature["statement"]) in b64decode(signature["signed"])
     assert shown["verified"] is True
 
     code, out, err = await cli(fed, "FRA", "stats", "round", "show", round_id)

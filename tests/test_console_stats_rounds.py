@@ -64,6 +64,10 @@ async def test_a_round_started_in_the_form_is_shown_released(fed: Federation, fr
     assert data["contributors"] == ["DEU", "FRA", "ITA"]
     assert data["noise"]["distribution"] == "discrete_laplace"
     assert data["noise"]["scale"] == 2.0
+    assert [(s["aggregator"], len(s["signature"])) for s in data["signatures"]] == [
+        ("DEU", 128),
+        ("ITA", 128),
+    ]
     values = {c["name"]: c["value"] for c in data["cells"]}
     assert values["pistol/stolen"] == 3 - 100  # FRA 1, DEU 1, ITA 1; -50 from each aggregator
     assert all(v < 0 for v in values.values())  # shown as such in the data

@@ -5,12 +5,14 @@ sealed for another round, or replayed, refused; a sum that does not verify is re
 from __future__ import annotations
 
 import os
+from base64 import b64decode
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from node.errors import (
     BadSignatureError,
@@ -18,6 +20,7 @@ from node.errors import (
     PeerRefusedError,
     UnknownSenderError,
 )
+from node.protocol.envelope import key_id
 from node.stats.aggregate import MAX_EARLY
 from node.stats.layout import contributor_cells
 from node.stats.periods import Period
@@ -74,6 +77,31 @@ async def test_a_released_result_verifies_against_the_aggregators_keys(fed: Fede
     altered[-70] ^= 1  # inside the statement or its signature
     with pytest.raises((BadSignatureError, MalformedEnvelopeError, UnknownSenderError)):
         check_sum(bytes(altered), keys)
+    # an outsider holding only the round's JSON and the aggregators' public keys
+    # verifies each signature and adds the signed sums up to the released cells
+    data = view.to_json()
+    signatures = {s["aggregator"]: s for s in data["signatures"]}
+    vectors = []
+    for aggregator in ("DEU", "ITA"):
+        signature = signatures[aggregator]
+        public = fed[aggregator].n.public_key
+        statement = b64decode(signature["statement"])
+        assert bytes.fromhex(signature["key_id"]) == key_id(public)
+        Ed25519PublicKey.from_public_bytes(public).verify(
+            bytes.fromhex(signature["signature"]), statement
+        )
+        with pytest.raises(InvalidSignature):
+            Ed25519PublicKey.from_public_bytes(public).verify(
+                bytes.fromhex(signature["signature"]), statement[:-1] + b"\x00"
+            )
+        fields = msgspec.msgpack.decode(statement)  # PROTOCOL.md §4.5.3's array
+        assert fields[:2] == ["iarms-stats-sum-v1", stored.spec.round_id]
+        assert fields[9:11] == [aggregator, data["contributors"]]
+        cells = fields[14]
+        vectors.append([int.from_bytes(cells[i : i + 8], "big") for i in range(0, len(cells), 8)])
+        assert b64decode(signature["signed"]) == sums[aggregator]
+    totals = [(a + b) % 2**64 for a, b in zip(*vectors, strict=True)]
+    assert [t - 2**64 if t >= 2**63 else t for t in totals] == [c["value"] for c in data["cells"]]
     # a forged sum sent by DEU itself is refused on arrival
     peer = await fed["DEU"].n.peers.get("FRA")
     with pytest.raises(PeerRefusedError) as refused:

@@ -328,10 +328,11 @@ class RoundsService(Generic[W]):
             try:
                 statement = check_sum(data, keys)
             except ProtocolError as e:
-                checks.append(SumCheck(aggregator, False, str(e), None))
+                checks.append(SumCheck(aggregator, False, str(e), None, data))
                 continue
             ok = statement.aggregator == aggregator and statement.matches(stored.spec)
-            checks.append(SumCheck(aggregator, ok, "" if ok else "not this round's", statement))
+            problem = "" if ok else "not this round's"
+            checks.append(SumCheck(aggregator, ok, problem, statement, data))
             if ok:
                 verified[aggregator] = statement
         return checks, verified

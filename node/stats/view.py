@@ -2,34 +2,49 @@
 
 from __future__ import annotations
 
+from base64 import b64encode
 from dataclasses import dataclass
 from typing import Any
 
-from node.errors import ValidationError
+from node.errors import MalformedEnvelopeError, ValidationError
 from node.stats.noise import NoiseDescription, describe
 from node.stats.queries import query
-from node.stats.result import Released, SumStatement
+from node.stats.result import Released, SumStatement, read_sum
 from node.stats.round import RoundAnswer, RoundStatus, StoredRound
+from node.trace.receipts import Signed
 
 
 @dataclass(frozen=True, slots=True)
 class SumCheck:
-    """An aggregator's stored sum, verified again: whether it holds, and why not."""
+    """An aggregator's stored sum, verified again: whether it holds, and why not; `signed`,
+    the signed statement exactly as the aggregator sent it (`stats.sum`'s `result`)."""
 
     aggregator: str
     verified: bool
     problem: str
     statement: SumStatement | None
+    signed: bytes
 
     def to_json(self) -> dict[str, Any]:
-        """As `signatures` lists it."""
+        """As `signatures` lists it: with the signed bytes, so that anyone holding the
+        aggregator's key can verify it again (PROTOCOL.md §4.5.3): `statement` (base64,
+        the exact bytes signed), `key_id` and `signature` (hex, Ed25519), and `signed`
+        (base64, the whole `[statement, key_id, signature]`); null where unreadable."""
         s = self.statement
+        try:
+            parts: Signed | None = read_sum(self.signed)[0]
+        except MalformedEnvelopeError:
+            parts = None
         return {
             "aggregator": self.aggregator,
             "verified": self.verified,
             "problem": self.problem or None,
             "contributors": None if s is None else list(s.contributors),
             "failure": None if s is None else s.failure,
+            "statement": None if parts is None else b64encode(parts.statement).decode(),
+            "key_id": None if parts is None else parts.key_id.hex(),
+            "signature": None if parts is None else parts.signature.hex(),
+            "signed": b64encode(self.signed).decode(),
         }
 
 
