@@ -101,6 +101,7 @@ ACTIONS: tuple[tuple[str, str, Handler], ...] = (
     ("POST", "/statistics/rounds", views_rounds.round_start),
     ("POST", "/statistics/rounds.json", views_rounds.round_start),
     ("GET", f"/statistics/rounds/{views_rounds.ROUND_ID}/chart.svg", views_rounds.round_chart),
+    ("GET", f"/statistics/rounds/{views_rounds.ROUND_ID}/cells.csv", views_rounds.round_export),
     ("POST", "/peers", views_peers.peer_add),
     ("POST", f"/peers/{views_peers.COUNTRY}/policy", views_peers.peer_policy),
     ("POST", f"/peers/{views_peers.COUNTRY}/revoke", views_peers.peer_revoke),

@@ -5,7 +5,8 @@ that starts one (`POST`, analysts: errors beside their fields); a round's page,
 `/statistics/rounds/ID(.json)`, shows its status, contributors, refusals, noise
 and the aggregators' signatures as verified again, and, once released, its
 cells as a table (noisy values as released, negative ones included) beside a
-chart (`/statistics/rounds/ID/chart.svg`, negative values drawn as zero).
+chart (`/statistics/rounds/ID/chart.svg`, negative values drawn as zero), and as
+CSV (`/statistics/rounds/ID/cells.csv`).
 `/statistics/budget(.json)` shows this node's ledger. Rounds are signed with the
 node's key: without it (a console started without `iarms-node run`) the round
 pages say so; the budget is read from the store alone.
@@ -21,9 +22,10 @@ from admin_ui.auth import actor, get_federation, get_node, is_json, require_fede
 from admin_ui.charts import bar_chart
 from admin_ui.forms import parse_int, refuse_nul, text_values
 from admin_ui.render import field_errors, page
+from admin_ui.views_stats import csv_export
 from node.accounts.model import Role
 from node.app import Federation, stats_budget
-from node.errors import ValidationError
+from node.errors import NotFoundError, ValidationError
 from node.stats.queries import QUERIES
 from node.stats.round import DEFAULT_MIN_CONTRIBUTORS, parse_deadline
 from node.stats.service import RoundRequest, read_round_id
@@ -139,6 +141,21 @@ async def round_chart(request: web.Request) -> web.Response:
         horizontal=horizontal,
     )
     return web.Response(body=svg, content_type="image/svg+xml")
+
+
+@reader
+async def round_export(request: web.Request) -> web.Response:
+    """GET /statistics/rounds/ID/cells.csv: the released cells, values as released (negative
+    ones included), with their 95 % intervals."""
+    view = await _view(request)
+    data = view.to_json()
+    if view.result is None:
+        raise NotFoundError(f"statistics round {data['round_id']} has no released result")
+    return csv_export(
+        f"round-{data['round_id']}-{data['query']}",
+        ("cell", "value", "interval_low", "interval_high"),
+        ((c["name"], c["value"], *c["interval"]) for c in data["cells"]),
+    )
 
 
 @reader

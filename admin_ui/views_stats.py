@@ -4,13 +4,15 @@
 `node.stats.local.NationalStats` for the period (default: the 12 months ending
 this month): each a chart, served as SVG from `/statistics/charts/NAME.svg`
 (`admin_ui.charts`), beside its table, with its CSV at
-`/statistics/export/NAME.csv`. The `.json` twin holds every figure.
+`/statistics/export/NAME.csv` (`csv_export`, which a round's result uses too). The
+`.json` twin holds every figure.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable, Sequence
 from urllib.parse import urlencode
 
 from aiohttp import web
@@ -77,12 +79,17 @@ async def statistics_chart(request: web.Request) -> web.Response:
 async def statistics_export(request: web.Request) -> web.Response:
     """GET /statistics/export/NAME.csv: one figure's every row, formulas neutralised."""
     found = await _figure(request)
+    return csv_export(found.name, found.columns, found.rows)
+
+
+def csv_export(name: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> web.Response:
+    """A CSV download `NAME.csv`: a header and `rows`, text neutralised against formulas."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(found.columns)
-    writer.writerows([csv_cell(v, neutralise) for v in row] for row in found.rows)
+    writer.writerow(columns)
+    writer.writerows([csv_cell(v, neutralise) for v in row] for row in rows)
     return web.Response(
         text=out.getvalue(),
         content_type="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{found.name}.csv"'},
+        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
     )

@@ -4,6 +4,8 @@ chart), the ledger; each with its `.json` twin, roles, CSRF and escaping (issue 
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -78,6 +80,15 @@ async def test_a_round_started_in_the_form_is_shown_released(fed: Federation, fr
     assert f'src="{location}/chart.svg"' in html
     assert "DEU: verified; ITA: verified" in html
     assert 'id="verified"' in html
+
+    export = await fra.get(location + "/cells.csv")
+    assert export.status == 200 and export.headers["Content-Type"].startswith("text/csv")
+    assert "attachment" in export.headers["Content-Disposition"]
+    rows = list(csv.reader(io.StringIO(await export.text())))
+    assert rows[0] == ["cell", "value", "interval_low", "interval_high"]
+    assert [[r[0], int(r[1])] for r in rows[1:]] == [[n, v] for n, v in values.items()]
+    assert [list(map(int, r[2:])) for r in rows[1:]] == [c["interval"] for c in data["cells"]]
+    assert f'href="{location}/cells.csv"' in html
 
     chart = await fra.get(location + "/chart.svg")
     assert chart.status == 200 and chart.headers["Content-Type"].startswith("image/svg+xml")
@@ -156,6 +167,7 @@ async def test_roles(fed: Federation, fra: Console) -> None:
         f"/statistics/rounds/{'ab' * 16}.json",
     ):
         assert (await fra.json(path, 403))["error"]["code"] == "forbidden", path
+    assert (await fra.get(f"/statistics/rounds/{'ab' * 16}/cells.csv")).status == 403
     assert await fed["FRA"].f.rounds.listing() == []
     async with console_for(fed["FRA"].n, fed=fed["FRA"].f) as anonymous:
         for path in ("/statistics/rounds", "/statistics/budget"):
@@ -191,5 +203,9 @@ async def test_a_round_refused_on_arrival_is_shown(fed: Federation, fra: Console
     )
     html = await (await fra.get(f"/statistics/rounds/{round_id}")).text()
     assert "refused here (query)" in html and "none: this round" in html
+    assert "cells.csv" not in html
+    missing = await fra.get(f"/statistics/rounds/{round_id}/cells.csv")
+    assert missing.status == 404
+    assert f"statistics round {round_id} has no released result" in await missing.text()
     listed = await fra.json("/statistics/rounds.json")
     assert [(r["round_id"], r["status"]) for r in listed["rounds"]] == [(round_id, "failed")]
