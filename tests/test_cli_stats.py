@@ -82,6 +82,15 @@ def test_local_prints_exact_cells(data_dir: Path, tmp_path: Path) -> None:
     assert report.returncode == 0, report.stderr
     assert "records_by_make at FRA, 2025-01 to 2025-03 (exact)" in report.stdout
     assert any(line.split()[-1] == "2" for line in report.stdout.splitlines()[1:])
+    # the national reports of traces and lookups are there too (none on this node yet)
+    overdue = run("stats", "local", "--query", "traces_overdue", "--json", *period)
+    assert json.loads(overdue.stdout)["cells"] == [
+        {"name": "sent", "value": 0},
+        {"name": "received", "value": 0},
+    ]
+    for name in ("trace_answer_times", "trace_routes", "hit_rate_by_peer"):
+        empty = run("stats", "local", "--query", name, "--json", *period)
+        assert (empty.returncode, json.loads(empty.stdout)["cells"]) == (0, []), name
 
 
 def test_local_refuses_bad_input(data_dir: Path) -> None:

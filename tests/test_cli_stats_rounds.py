@@ -141,13 +141,26 @@ async def test_bad_round_input_is_one_clear_line_and_exit_2(
 
 
 async def test_an_aggregator_without_the_statistics_policy_is_refused(fed: Federation) -> None:
-    await fed["FRA"].n.peers.set_policy("ITA", {Service.LOOKUPS}, "admin")
+    """`peers policy ITA --allow` without `statistics`: ITA cannot aggregate FRA's rounds;
+    with `...,statistics` again, it can, and is asked."""
+    code, _out, err = await cli(fed, "FRA", "peers", "policy", "ITA", "--allow", "lookups,traces")
+    assert code == 0, err
     code, out, err = await cli(fed, "FRA", *START, "--epsilon", "0.5", "--aggregators", "DEU,ITA")
     assert code == 2 and out == ""
     assert err.startswith(
         "iarms-node: aggregators: this node's policy does not allow statistics with ITA"
     )
     assert err.count("\n") == 1
+    allow = "lookups,hit-details,traces,statistics"
+    code, _out, err = await cli(fed, "FRA", "peers", "policy", "ITA", "--allow", allow)
+    assert code == 0, err
+    shown = await cli_json(fed, "FRA", "peers", "show", "ITA")
+    assert shown["policy"] == ["hit-details", "lookups", "statistics", "traces"]
+    assert (await fed["FRA"].n.peers.get("ITA")).allows(Service.STATISTICS)
+    started = await cli_json(fed, "FRA", *START, "--epsilon", "0.5", *ROUND)
+    assert started["aggregators"] == ["DEU", "ITA"]
+    [stored] = await fed["FRA"].f.rounds.listing()
+    assert stored.asked == ("DEU", "ESP", "ITA")
 
 
 async def test_show_of_an_unknown_or_malformed_round_id_exits_2(fed: Federation) -> None:

@@ -219,6 +219,8 @@ async def test_lookups_made_and_answered_per_peer(node: Node) -> None:
         "hits_received": 0,
         "hit_rate": 0.0,
     }
+    # lookups made at DEU and ITA, no hit: a rate of 0 at each (none where none were made)
+    assert await node.stats.compute("hit_rate_by_peer", period) == {"DEU": 0.0, "ITA": 0.0}
 
 
 async def test_upgrading_to_0018_counts_the_records_already_there(seeded: Node) -> None:

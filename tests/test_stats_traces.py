@@ -134,3 +134,21 @@ async def test_trace_figures(traced: Node) -> None:
         ("DEU", "ITA", 1),
         ("ITA", "FRA", 1),
     ]
+    # the same figures as `stats local` reports (one cell each)
+    p90 = {t.peer: t.p90_hours for t in national.answer_times}
+    assert await stats.compute("trace_answer_times", MARCH) == {
+        f"{peer}/{name}": value
+        for peer, (answers, median) in times.items()
+        for name, value in (
+            ("answers", answers),
+            ("median_hours", median),
+            ("p90_hours", p90[peer]),
+        )
+    }
+    assert await stats.compute("traces_overdue", MARCH) == {"sent": 1, "received": 1}
+    assert await stats.compute("trace_routes", MARCH) == {
+        "AUT>DEU": 1,
+        "AUT>FRA": 1,
+        "DEU>ITA": 1,
+        "ITA>FRA": 1,
+    }

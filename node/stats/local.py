@@ -3,9 +3,10 @@
 `LocalStats` reads group-by counts from a `StatsStorage` and shapes them for
 the console's statistics page, its `.json` twin, its CSV exports and
 `iarms-node stats local`: records by status, type, make, calibre, country of
-manufacture and month; lookups and hits per peer and month; traces by
-outcome, hops' answer times, overdue traces and the routes traces revealed.
-`compute` gives one catalogue query's vector or one national report by name.
+manufacture and month; lookups, hits and the hit rate per peer and month; traces
+by outcome, hops' answer times, overdue traces and the routes traces revealed.
+`compute` gives one catalogue query's vector or one national report by name
+(`names`), from the same functions as the page's figures.
 """
 
 from __future__ import annotations
@@ -209,8 +210,23 @@ class LocalStats:
                 "hits of our lookups, by peer",
                 self._peer_report("hits_received"),
             ),
+            "hit_rate_by_peer": (
+                "hits of our lookups per serial looked up, by peer (peers we looked up at)",
+                self._hit_rates,
+            ),
             "traces_sent": ("traces sent, by outcome or status", self._traces(sent=True)),
             "traces_received": ("traces received, by outcome or status", self._traces(sent=False)),
+            "trace_answer_times": (
+                "hours each peer's hops took to answer our traces (PEER/answers, "
+                "PEER/median_hours, PEER/p90_hours)",
+                self._answer_times,
+            ),
+            "traces_overdue": (
+                "traces overdue now: sent and still open past their deadline, received and "
+                "queued here past theirs (not limited to the period)",
+                self._overdue,
+            ),
+            "trace_routes": ("pairs of countries along our traces' chains (FROM>TO)", self._routes),
         }
 
     @property
@@ -272,6 +288,32 @@ class LocalStats:
             return dict(await self._store.get_trace_counts(period, sent))
 
         return report
+
+    async def _answer_times(self, period: Period) -> dict[str, Any]:
+        times = answer_times(
+            [(t.country, t.seconds) for t in await self._store.get_hop_times(period)]
+        )
+        return {
+            f"{t.peer}/{name}": value
+            for t in times
+            for name, value in (
+                ("answers", t.answers),
+                ("median_hours", t.median_hours),
+                ("p90_hours", t.p90_hours),
+            )
+        }
+
+    async def _hit_rates(self, period: Period) -> dict[str, Any]:
+        figures = await self._peers(period, by_month=False)
+        return {p.peer: p.hit_rate for p in figures if p.hit_rate is not None}
+
+    async def _overdue(self, _period: Period) -> dict[str, Any]:
+        sent, received = await self._store.get_overdue(self._clock.now(), *self._deadlines_s)
+        return {"sent": sent, "received": received}
+
+    async def _routes(self, period: Period) -> dict[str, Any]:
+        hops = await self._store.get_trace_hops(period)
+        return {f"{a}>{b}": n for a, b, n in routes(hops, self._me)}
 
     async def _peers(self, period: Period, by_month: bool) -> list[PeerFigures]:
         return _peer_figures(await self._peer_sources(period), by_month)
