@@ -35,6 +35,7 @@ import secrets
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from operator import add
+from typing import cast
 
 from node.errors import ShareError
 
@@ -56,15 +57,21 @@ Share = tuple[int, ...]
 RandomBytes = Callable[[int], bytes]
 
 
-def _well_typed(values: Sequence[object]) -> bool:
-    """Whether every value is an `int` (a `bool` is not), checked at C speed."""
-    return set(map(type, values)) <= {int}
+def _within(values: Sequence[object], low: int, high: int) -> bool:
+    """Whether every value is an `int` (a `bool` is not) from `low` to `high`, checked at
+    C speed (a round's vectors have thousands of cells)."""
+    if not values:
+        return True
+    if not set(map(type, values)) <= {int}:
+        return False
+    ints = cast(Sequence[int], values)
+    return low <= min(ints) and max(ints) <= high
 
 
 def _check_counts(counts: Sequence[int]) -> None:
     if not counts:
         raise ShareError("a share covers at least one cell")
-    if _well_typed(counts) and 0 <= min(counts) and max(counts) <= MAX_COUNT:
+    if _within(counts, 0, MAX_COUNT):
         return
     for position, count in enumerate(counts):  # name the first bad cell
         if isinstance(count, bool) or not isinstance(count, int):
@@ -75,7 +82,7 @@ def _check_counts(counts: Sequence[int]) -> None:
 
 def _check_values(share: Sequence[int]) -> None:
     """Every value of `share` in 0..2^64−1 (a share's or a noisy sum's)."""
-    if _well_typed(share) and 0 <= min(share) and max(share) < MODULUS:
+    if _within(share, 0, MODULUS - 1):
         return
     for position, value in enumerate(share):  # name the first bad cell
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < MODULUS:
@@ -141,7 +148,7 @@ def add_noise(total: Sequence[int], noise: Sequence[int]) -> Share:
     """
     if len(noise) != len(total):
         raise ShareError(f"{len(noise)} noises for {len(total)} cells")
-    if noise and not (_well_typed(noise) and -MAX_NOISE <= min(noise) and max(noise) <= MAX_NOISE):
+    if not _within(noise, -MAX_NOISE, MAX_NOISE):
         raise ShareError("a noise is an integer within ±2^62")
     return combine([total, [n & _MASK for n in noise]])
 
