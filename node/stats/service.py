@@ -40,10 +40,11 @@ from node.protocol.dispatch import Dispatcher
 from node.protocol.envelope import from_ms, to_ms
 from node.protocol.model import Service
 from node.protocol.peers import PeersService
+from node.protocol.ratelimit import RateLimitConfig
 from node.stats.aggregate import Aggregator
 from node.stats.budget import Budget, BudgetConfig
 from node.stats.contribute import ACTOR, BUDGET_REASONS, Contributor
-from node.stats.courier import Courier
+from node.stats.courier import STATS_LIMIT, Courier
 from node.stats.messages import StatsAsk, StatsClose, StatsJoined, StatsRefused, StatsSum
 from node.stats.noise import NoiseSource, check_epsilon
 from node.stats.periods import Month, Period
@@ -101,6 +102,7 @@ class RoundsService(Generic[W]):
         clock: Clock,
         work: Callable[[], AbstractAsyncContextManager[W]],
         noise: NoiseSource | None = None,
+        limit: RateLimitConfig = STATS_LIMIT,
     ) -> None:
         self._me = me
         self._peers = peers
@@ -110,7 +112,7 @@ class RoundsService(Generic[W]):
         self._work = work
         self.wake = asyncio.Event()
         self._lock = asyncio.Lock()
-        self._courier: Courier[W] = Courier(me, delivery, self.wake.set)
+        self._courier: Courier[W] = Courier(me, delivery, self.wake.set, clock, limit)
         own = hpke_key.public_key().public_bytes_raw()
         self._contributor = Contributor(me, self._courier, peers, counts, budget, own, clock, work)
         self._aggregator = Aggregator(
