@@ -234,9 +234,7 @@ async def test_a_peer_flooding_round_messages_is_rate_limited_and_nothing_is_cor
     with pytest.raises(PeerRefusedError) as refused:
         await send("ESP", flood)
     assert refused.value.peer_code == "rate_limited"
-    assert "round messages (stats.ask) exceed ESP's rate limit; retry in 10 s" in str(
-        refused.value
-    )
+    assert "round messages (stats.ask) exceed ESP's rate limit; retry in 10 s" in str(refused.value)
     kept = await store.list_rounds()
     assert len(kept) == before + STATS_LIMIT.capacity
     assert await store.get_round(flood["round_id"]) is None  # type: ignore[arg-type]
