@@ -46,7 +46,7 @@ from node.stats.budget import Budget, BudgetConfig
 from node.stats.contribute import ACTOR, BUDGET_REASONS, Contributor
 from node.stats.courier import STATS_LIMIT, Courier
 from node.stats.messages import StatsAsk, StatsClose, StatsJoined, StatsRefused, StatsSum
-from node.stats.noise import NoiseSource, check_epsilon
+from node.stats.noise import NoiseSource, check_epsilon, load_sampler
 from node.stats.periods import Month, Period
 from node.stats.queries import query
 from node.stats.result import Released, check_sum, release
@@ -110,6 +110,7 @@ class RoundsService(Generic[W]):
         self._budget = budget
         self._clock = clock
         self._work = work
+        self._noise = noise
         self.wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._courier: Courier[W] = Courier(me, delivery, self.wake.set, clock, limit)
@@ -385,7 +386,10 @@ class RoundsService(Generic[W]):
         return max(0.0, min(POLL_S, soonest))
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Carry the rounds until `stop`: at once, at each wake, at each deadline."""
+        """Carry the rounds until `stop`: at once, at each wake, at each deadline (OpenDP's
+        sampler loaded first, so that no round this node aggregates waits for it)."""
+        if self._noise is None:
+            load_sampler()
         while not stop.is_set():
             self.wake.clear()
             try:

@@ -12,10 +12,11 @@ each; also one chart (`records_by_month.svg`, the largest) and the service
 call alone (`LocalStats.national`).
 
 In the same run, a federation round (`stats_round.py`): the `routes` query across
-C contributor nodes and 2 aggregator nodes of R records each over loopback HTTP,
-from start to released result (`round_s`), the CPU time per contributor and per
-aggregator, the time of computing the same national vectors alone, and the
-protocol overhead, the round's time less that.
+C contributor nodes and 2 aggregator nodes of R records each, each node an
+`iarms-node run` process of its own on loopback HTTP, from the analyst's request
+on the requester's console to the released result (`round_s`), the CPU time of
+each contributor's and aggregator's process, the time of computing the same
+national vectors alone, and the protocol overhead, the round's time less that.
 
     .venv/bin/python scripts/bench/stats.py [--records 1000000] [--pages 50]
         [--round-contributors 20] [--round-records 1000]
