@@ -1,50 +1,40 @@
 """The federation round part of `stats.py`: a `routes` round across C contributor nodes
 and 2 aggregator nodes over loopback HTTP, against the same national vectors alone.
 
-Each node runs as it is deployed, `iarms-node run` in a process of its own, on its
-own clock, with its own delivery loop and round carrier; the machine's cores are
-shared by all of them. The nodes are made with the multi-node harness
-(`tests.harness.Federation`, `http=True`): each gets R synthetic records and every
-other node as a peer allowing statistics, then is stopped and spawned as a process.
-Once every process is idle (its start-up done: imports, lookup index, greetings),
-an analyst starts the round on the requester's console (`POST
-/statistics/rounds.json`, logged in beforehand), and the round runs on its own:
-`round_s` is the time from that request to the requester keeping the round as
-released (read from its database every 5 ms by this process). The CPU time of
-each node is its process's (user + system, `/proc/PID/stat`) from just before the
-request until every node keeps the round as released and every process is idle
-again, so it holds everything the round made it do (each contributor's own
-release of the result included) and the little an idle node does meanwhile
-(timers). The aggregators contribute their own counts
-too, so their CPU time holds both.
-`round_national_vectors_s` is the time of computing every node's `routes` vector
-alone (`Query.compute`, as a contributor does it), one after the other; the
-protocol overhead is the round's time less that.
+The nodes are the multi-node harness's (`tests.harness.Federation`, `http=True`),
+each serving its federation API on a loopback port, all in this process and its
+one event loop; each holds R synthetic records. The requester (the first
+contributor) starts the round; a driver then carries it as the running nodes
+would, one step at a time so that each step's CPU time can be told to the node
+that spent it: every node's `RoundsService.tick` (contribute: the vector, its
+shares, the HPKE seals, the signed envelopes; aggregate: agree, sum, noise,
+sign; release: verify and add the sums), then every node's deliveries, until
+the requester has released the round. A message's delivery is the sender's
+(signing, the HTTP request) less the receiver's handling, which is the
+receiver's (verify, decode, store: `Dispatcher.handle`, timed on its own).
+The aggregators contribute their own counts too, so their CPU time holds both.
+`round_national_vectors_s` is the time of computing every node's `routes`
+vector alone (`Query.compute`, as a contributor does it); the protocol overhead
+is the round's time less that.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
-from aiohttp import ClientSession, CookieJar
 from common import say
-from procs import TICK_S, cpu_s
 
-from node.config import load_config
 from node.protocol.model import Service
 from node.records.synthetic import write_csv
 from node.stats.periods import Period
 from node.stats.queries import query
 from node.stats.round import RoundStatus
-from node.store.database import Database
-from node.store.rounds import RoundsStore
+from node.stats.service import RoundRequest
 from node.store.stats import StatsStore
-from tests.harness import ADMIN_PASSWORD, Federation, Member
+from tests.harness import Federation, Member
 
 #: Contributors first (the first requests), then the two aggregators.
 COUNTRIES = (
@@ -55,11 +45,57 @@ AGGREGATORS = ("DEU", "ITA")
 #: The synthetic records' event dates span these months (`node.records.synthetic`).
 PERIOD = ("2005-01", "2025-12")
 EPSILON = 0.5
-#: How often this process reads whether the round is released (a read of one row).
-POLL_S = 0.005
+T = TypeVar("T")
 
 
-async def _federation(workdir: Path, countries: list[str], records: int) -> Federation:
+class CpuMeter:
+    """CPU seconds per node, from `time.process_time` around each of its steps."""
+
+    def __init__(self) -> None:
+        self.spent: dict[str, float] = {}
+        self.nested = 0.0  # the handlers' time inside the delivery being timed
+
+    async def timed(self, country: str, call: Awaitable[T], *, handler: bool = False) -> T:
+        start, nested = time.process_time(), self.nested
+        try:
+            return await call
+        finally:
+            spent = time.process_time() - start
+            inner = self.nested - nested  # a handler run inside this call: not ours
+            self.spent[country] = self.spent.get(country, 0.0) + spent - inner
+            if handler:
+                self.nested = nested + spent
+            else:
+                self.nested = nested
+
+    def watch(self, member: Member) -> None:
+        """Time `member`'s handling of each message a peer sends it."""
+        handle = member.f.dispatcher.handle
+
+        async def handled(data: bytes) -> tuple[int, bytes]:
+            return await self.timed(member.country, handle(data), handler=True)
+
+        member.f.dispatcher.handle = handled  # type: ignore[method-assign]
+
+
+async def _carry(fed: Federation, meter: CpuMeter, done: Callable[[], Awaitable[bool]]) -> None:
+    """Tick and deliver every node, as `iarms-node run` would, until `done()`."""
+    for _ in range(200):
+        moved = 0
+        for m in fed.members.values():
+            moved += await meter.timed(m.country, m.f.rounds.tick())
+        for m in fed.members.values():
+            moved += await meter.timed(m.country, m.n.delivery.deliver_due(m.f.client))
+        if await done():
+            return
+        if not moved:
+            raise RuntimeError("the round stopped moving before its release")
+    raise RuntimeError("the round was not released after 200 passes")
+
+
+async def round_federation(workdir: Path, countries: list[str], records: int) -> Federation:
+    """The harness's nodes of `countries` on loopback HTTP, `records` synthetic records
+    each, every one a peer of every other allowing statistics."""
     fed = Federation(workdir / "round", http=True)
     for i, country in enumerate(countries):
         await fed.add(country)
@@ -72,7 +108,7 @@ async def _federation(workdir: Path, countries: list[str], records: int) -> Fede
     return fed
 
 
-async def _national_s(fed: Federation, countries: list[str]) -> float:
+async def national_s(fed: Federation, countries: list[str]) -> float:
     """The time of computing every node's `routes` vector alone, one after the other."""
     q = query("routes")
     period = Period.resolve(*PERIOD, fed.clock.now().date())
@@ -82,120 +118,50 @@ async def _national_s(fed: Federation, countries: list[str]) -> float:
     return time.perf_counter() - start
 
 
-async def _all_idle(pids: list[int], window_s: float = 0.5, timeout_s: float = 600) -> None:
-    """Return once the processes together used at most one clock tick each in two windows
-    in a row (idle nodes wake now and then: a delivery look, a connection sweep)."""
-    deadline = time.monotonic() + timeout_s
-    quiet, last = 0, sum(cpu_s(p) for p in pids)
-    while quiet < 2:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the nodes stayed busy for {timeout_s:.0f} s")
-        await asyncio.sleep(window_s)
-        now = sum(cpu_s(p) for p in pids)
-        quiet = quiet + 1 if now - last <= TICK_S * len(pids) * 1.01 else 0
-        last = now
-
-
-@asynccontextmanager
-async def _console(member: Member) -> AsyncIterator[ClientSession]:
-    """A session on `member`'s console, logged in as its admin (who may start rounds)."""
-    base = f"http://{load_config(member.data_dir).console}"
-    # The console's cookies are Secure: trust the loopback.
-    jar = CookieJar(unsafe=True, treat_as_secure_origin=base)
-    async with ClientSession(base, cookie_jar=jar) as session:
-        form = await (await session.get("/login")).text()
-        token = form.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
-        login = {"name": "admin", "password": ADMIN_PASSWORD, "csrf_token": token, "next": "/"}
-        answer = await session.post("/login", data=login, allow_redirects=False)
-        if answer.status != 303:
-            raise RuntimeError(f"login to {member.country}'s console: {await answer.text()}")
-        yield session
-
-
-async def _csrf(session: ClientSession) -> str:
-    page = await (await session.get("/statistics/rounds")).text()
-    return page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
-
-
-async def _start(session: ClientSession, csrf: str) -> bytes:
-    """Start the round on the console; its id."""
-    form = {
-        "query": "routes",
-        "epsilon": str(EPSILON),
-        "aggregators": ",".join(AGGREGATORS),
-        "min_contributors": "3",
-        "deadline": "10m",
-        "from": PERIOD[0],
-        "to": PERIOD[1],
-        "csrf_token": csrf,
-    }
-    answer = await session.post("/statistics/rounds.json", data=form)
-    if answer.status != 201:
-        raise RuntimeError(f"the round did not start: {await answer.text()}")
-    started: dict[str, Any] = await answer.json()
-    return bytes.fromhex(started["round_id"])
-
-
-async def _released(rounds: RoundsStore, round_id: bytes, timeout_s: float = 300) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        stored = await rounds.get_round(round_id)
-        if stored is not None and stored.status is not RoundStatus.COLLECTING:
-            return
-        await asyncio.sleep(POLL_S)
-    raise RuntimeError(f"the round was not released within {timeout_s:.0f} s")
-
-
 async def round_bench(workdir: Path, contributors: int, records: int) -> dict[str, float | int]:
     """The figures of one `routes` round of `contributors` + 2 nodes of `records` each."""
     countries = [*COUNTRIES[:contributors], *AGGREGATORS]
-    say(f"round: {len(countries)} nodes, {records} records each")
-    fed = await _federation(workdir, countries, records)
+    say(f"round: {len(countries)} nodes on loopback HTTP, {records} records each")
+    fed = await round_federation(workdir, countries, records)
     try:
-        national_s = await _national_s(fed, countries)
-        say("round: each node as its own `iarms-node run` process")
-        for country in countries:
-            await fed.stop(country)
-        await asyncio.gather(*(fed.spawn(c) for c in countries))
-        pids = {c: fed[c].proc.pid for c in countries if fed[c].proc is not None}
+        meter = CpuMeter()
+        for member in fed.members.values():  # no carrier loop runs here: the driver does
+            meter.watch(member)
+        vectors_s = await national_s(fed, countries)
+
         requester = fed[countries[0]]
-        dbs = [Database(load_config(fed[c].data_dir).database_url) for c in countries]
-        try:
-            async with _console(requester) as console:
-                csrf = await _csrf(console)
-                await _all_idle(list(pids.values()))
-                say("round: started on the requester's console")
-                before = {c: cpu_s(p) for c, p in pids.items()}
-                start = time.perf_counter()
-                round_id = await _start(console, csrf)
-                await _released(RoundsStore(dbs[0]), round_id)
-                round_s = time.perf_counter() - start
-                for db in dbs[1:]:  # every contributor releases the result on its own too
-                    await _released(RoundsStore(db), round_id)
-                await _all_idle(list(pids.values()))
-                spent = {c: cpu_s(p) - before[c] for c, p in pids.items()}
-                answer = await console.get(f"/statistics/rounds/{round_id.hex()}.json")
-                view: dict[str, Any] = await answer.json()
-        finally:
-            for db in dbs:
-                await db.close()
+        request = RoundRequest(
+            "routes", EPSILON, ",".join(AGGREGATORS), 3, start=PERIOD[0], end=PERIOD[1]
+        )
+        start = time.perf_counter()
+        started = await meter.timed(requester.country, requester.f.rounds.start(request, "bench"))
+        round_id = started.spec.round_id
+
+        async def released() -> bool:
+            stored = await requester.f.rounds._store.get_round(round_id)
+            return stored is not None and stored.status is not RoundStatus.COLLECTING
+
+        await _carry(fed, meter, released)
+        round_s = time.perf_counter() - start
+        view = await requester.f.rounds.show(round_id)
+        if view.status is not RoundStatus.RELEASED or not view.verified:
+            raise RuntimeError(f"the round was not released: {view.round.reason}")
+        if len(view.contributors) != len(countries):
+            raise RuntimeError(f"only {view.contributors} contributed")
     finally:
         await fed.close()
-    if view["status"] != RoundStatus.RELEASED.value or not view["verified"]:
-        raise RuntimeError(f"the round was not released: {view.get('reason')}")
-    if len(view["contributors"]) != len(countries):
-        raise RuntimeError(f"only {view['contributors']} contributed")
-    plain = [spent[c] for c in countries[: len(countries) - len(AGGREGATORS)]]
-    aggregating = [spent[c] for c in AGGREGATORS]
+    plain = [meter.spent[c] for c in countries[: len(countries) - len(AGGREGATORS)]]
+    aggregating = [meter.spent[c] for c in AGGREGATORS]
     return {
+        "round_processes": 1,
         "round_nodes": len(countries),
         "round_contributors": len(plain),
         "round_aggregators": len(aggregating),
         "round_records_per_node": records,
-        "round_cells": len(view["cells"]),
+        "round_cells": len(view.to_json()["cells"]),
         "round_s": round(round_s, 3),
-        "round_national_vectors_s": round(national_s, 3),
-        "round_overhead_s": round(round_s - national_s, 3),
+        "round_national_vectors_s": round(vectors_s, 3),
+        "round_overhead_s": round(round_s - vectors_s, 3),
         "round_cpu_per_contributor_ms": round(1000 * sum(plain) / len(plain), 1),
         "round_cpu_per_aggregator_ms": round(1000 * sum(aggregating) / len(aggregating), 1),
     }
