@@ -36,6 +36,7 @@ from admin_ui.auth import FEDERATION, LOGIN_CSRF_KEY, NODE, session_middleware
 from admin_ui.forms import refuse_nul
 from admin_ui.jobs import JOBS, MAX_UPLOAD, MAX_UPLOAD_BYTES, ImportJobs
 from admin_ui.render import add_security_headers, dumps, error_middleware
+from admin_ui.stats_figures import SNAPSHOTS, Snapshots
 from node.app import Federation, Node
 from node.web.guard import connection_middleware
 
@@ -171,6 +172,7 @@ def build_console_app(
         app[FEDERATION] = fed
     app[JOBS] = ImportJobs(node)
     app[MAX_UPLOAD] = max_upload
+    app[SNAPSHOTS] = Snapshots()
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.PackageLoader("admin_ui", "templates"),

@@ -7,12 +7,18 @@ the page's JSON can never disagree.
 
 from __future__ import annotations
 
+import secrets
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
+
+from aiohttp import web
 
 from admin_ui.charts import bar_chart, line_chart, matrix_chart
 from node.stats.local import TOP, NationalStats
+from node.stats.periods import Period
 
 Row = tuple[Any, ...]
 #: How many countries of manufacture the chart shows (the table and CSV hold all).
@@ -239,3 +245,52 @@ FIGURE_NAMES: Sequence[str] = (
     "answer_times",
     "trace_routes",
 )
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    actor: str
+    at: datetime
+    national: NationalStats
+
+
+class Snapshots:
+    """The figures each statistics page was drawn from, for its charts and exports.
+
+    A page's charts are requested right after it, one figure each, and each would
+    read every figure again (a dozen group-by queries over the records). The page
+    keeps what it read here under a random id that its chart and export links
+    carry (`snapshot=`), so they show exactly the figures of the table beside them
+    and read nothing. A snapshot is only its reader's, for `TTL` at most; the
+    newest `SIZE` are kept. Without a (live) snapshot a chart or export reads
+    the figures again.
+    """
+
+    SIZE = 32
+    TTL = timedelta(minutes=10)
+
+    def __init__(self) -> None:
+        self._kept: OrderedDict[str, _Snapshot] = OrderedDict()
+
+    def keep(self, national: NationalStats, actor: str, now: datetime) -> str:
+        """Keep the figures `actor` read; the snapshot's id."""
+        snapshot_id = secrets.token_urlsafe(12)
+        self._kept[snapshot_id] = _Snapshot(actor, now, national)
+        while len(self._kept) > self.SIZE:
+            self._kept.popitem(last=False)
+        return snapshot_id
+
+    def get(
+        self, snapshot_id: str, actor: str, period: Period, now: datetime
+    ) -> NationalStats | None:
+        """The figures kept under `snapshot_id` for `actor` and `period`, if still fresh."""
+        found = self._kept.get(snapshot_id)
+        if found is None or found.actor != actor or found.national.period != period:
+            return None
+        if now - found.at > self.TTL:
+            del self._kept[snapshot_id]
+            return None
+        return found.national
+
+
+SNAPSHOTS = web.AppKey("stats_snapshots", Snapshots)

@@ -179,6 +179,7 @@ class Node:
             custody=CustodyService(CustodyStore(db), audit_store, reference, clock),
             stats=LocalStats(
                 StatsStore(db),
+                audit_store,
                 clock,
                 config.country,
                 (

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS_KEYS = {
     "records",
@@ -112,6 +114,7 @@ STATS_KEYS = {
     "chart_p50_ms",
     "chart_p95_ms",
     "national_service_p50_ms",
+    "round_processes",
     "round_nodes",
     "round_contributors",
     "round_aggregators",
@@ -161,8 +164,22 @@ def test_stats_benchmark_reports_every_figure() -> None:
     assert all(figures[k] > 0 for k in STATS_KEYS), figures
     assert figures["records"] == figures["created"] == 500 and figures["page_pages"] == 3
     assert (figures["round_nodes"], figures["round_contributors"]) == (4, 2)
+    assert figures["round_processes"] == 1
     overhead = figures["round_s"] - figures["round_national_vectors_s"]
     assert abs(figures["round_overhead_s"] - overhead) < 0.002, figures
+
+
+@pytest.mark.slow
+def test_stats_benchmark_runs_the_round_s_nodes_as_processes() -> None:
+    figures = run_bench(
+        "stats.py",
+        *("--records", "100", "--pages", "1", "--round-contributors", "2", "--round-records", "20"),
+        "--round-processes",
+    )
+    assert set(figures) == STATS_KEYS, set(figures) ^ STATS_KEYS
+    assert all(figures[k] > 0 for k in STATS_KEYS), figures
+    assert (figures["round_processes"], figures["round_nodes"]) == (4, 4)
+    assert figures["round_cells"] == 4 * 249  # every node's column of `routes`
 
 
 def test_custody_benchmark_reports_every_figure_and_its_floor() -> None:

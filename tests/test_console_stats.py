@@ -12,6 +12,8 @@ import pytest
 
 from node.accounts.model import Role
 from node.app import Node
+from node.stats.local import NationalStats
+from node.stats.periods import Period
 from tests.console_helpers import ADMIN_PASSWORD, OFFICER_PASSWORD, Console, console_for
 from tests.stats_data import EXPECTED, HOSTILE_MAKE, seed_records
 
@@ -50,12 +52,13 @@ async def test_the_page_shows_each_chart_beside_its_table(console: Console) -> N
     html = await response.text()
     charts = re.findall(r'<img class="chart" src="([^"]+)"', html)
     assert len(charts) == 11
+    query = r"\?from=2024-12&amp;to=2026-01&amp;snapshot=[A-Za-z0-9_-]{16}"
     for name in ("records_by_month", "top_makes", "trace_routes"):
-        assert f'src="/statistics/charts/{name}.svg?from=2024-12&amp;to=2026-01"' in html
+        assert re.search(f'src="/statistics/charts/{name}.svg{query}"', html)
         assert f'id="figure-{name}"' in html
     assert 'id="table-records_by_status"' in html
     assert '<strong id="total">10</strong>' in html
-    assert 'href="/statistics/export/top_makes.csv?from=2024-12&amp;to=2026-01"' in html
+    assert re.search(f'href="/statistics/export/top_makes.csv{query}"', html)
 
 
 async def test_a_chart_is_svg_with_no_script_and_labelled_axes(console: Console) -> None:
@@ -148,3 +151,66 @@ def test_charts_clamp_negative_counts_and_count_in_whole_numbers() -> None:
     assert integer_ticks(123_456)[1] == 20_000
     svg = bar_chart("Noisy totals", "Cell", "Records", ["a", "b"], {"total": [-4, 7]}).decode()
     assert "<script" not in svg and ">-4<" not in svg  # drawn as zero: no negative axis
+
+
+async def _figures_read(node: Node, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Count the reads of every figure (`LocalStats.national`) from now on."""
+    reads: list[str] = []
+    national = node.stats.national
+
+    async def counted(period: Period) -> NationalStats:
+        reads.append(str(period.start))
+        return await national(period)
+
+    monkeypatch.setattr(node.stats, "national", counted)
+    return reads
+
+
+async def test_a_page_s_charts_and_exports_are_drawn_from_the_figures_it_read(
+    console: Console, sqlite_node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page reads every figure once; its eleven charts and its exports (their links
+    name its snapshot) read nothing again and show the very figures of its tables. A
+    chart without the snapshot, or with another reader's, reads them again."""
+    reads = await _figures_read(sqlite_node, monkeypatch)
+    html = await (await console.get(f"/statistics?{PERIOD}")).text()
+    links = [
+        link.replace("&amp;", "&")
+        for link in re.findall(r'(?:src|href)="(/statistics/(?:charts|export)/[^"]+)"', html)
+    ]
+    assert len(links) == 22 and reads == ["2024-12"]
+    for link in links:
+        assert (await console.get(link)).status == 200, link
+    assert reads == ["2024-12"]
+    top_makes = next(link for link in links if "/export/top_makes.csv" in link)
+    rows = list(csv.reader(io.StringIO(await (await console.get(top_makes)).text())))
+    assert [HOSTILE_MAKE, "1"] in rows
+    await console.get(f"/statistics/charts/top_makes.svg?{PERIOD}")
+    assert reads == ["2024-12", "2024-12"]
+    other_period = top_makes.replace("from=2024-12", "from=2025-01")
+    assert (await console.get(other_period)).status == 200  # not the snapshot's period
+    assert reads == ["2024-12", "2024-12", "2025-01"]
+    await console.add_user("auditor", Role.AUDITOR)
+    await console.login_as("auditor", OFFICER_PASSWORD)
+    assert (await console.get(links[0])).status == 200  # the admin's snapshot: not ours
+    assert len(reads) == 4
+
+
+async def test_reading_the_page_and_exporting_a_figure_are_audited(
+    console: Console, sqlite_node: Node
+) -> None:
+    """As reads of records are: who read which period, who exported which figure."""
+    html = await (await console.get(f"/statistics?{PERIOD}")).text()
+    export = re.search(r'href="(/statistics/export/top_makes.csv[^"]+)"', html)
+    assert export is not None
+    await console.get(export.group(1).replace("&amp;", "&"))
+    await console.get("/statistics/charts/records_by_month.svg?from=2025-01&to=2025-02")
+    entries = await sqlite_node.audit.recent(limit=10)
+    stats = [(e.actor, e.action, e.target, e.details) for e in entries if "stats" in e.action]
+    period = {"from": "2024-12", "to": "2026-01"}
+    assert stats == [
+        ("admin", "stats.view", "statistics", {"period": {"from": "2025-01", "to": "2025-02"}}),
+        ("admin", "stats.export", "statistics", {"period": period, "figure": "top_makes"}),
+        ("admin", "stats.view", "statistics", {"period": period}),
+    ]
+    assert (await sqlite_node.audit.verify()).ok

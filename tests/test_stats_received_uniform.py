@@ -127,7 +127,7 @@ async def _received(
     outbox = _Outbox()
     contributor: Contributor[Any] = Contributor(
         "ESP",
-        Courier("ESP", cast(Any, outbox), lambda: None),
+        Courier("ESP", cast(Any, outbox), lambda: None, clock),
         cast(Any, _Peers(public, clock)),
         cast(Any, _Counts()),
         BudgetConfig(monthly_epsilon=rounds, max_epsilon=1.0),

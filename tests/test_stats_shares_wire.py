@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from base64 import b64decode
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import msgspec
@@ -22,12 +23,14 @@ from node.errors import (
 )
 from node.protocol.envelope import key_id
 from node.stats.aggregate import MAX_EARLY
+from node.stats.courier import STATS_LIMIT
 from node.stats.layout import contributor_cells
 from node.stats.periods import Period
 from node.stats.queries import query
 from node.stats.result import check_sum, read_sum, sign_sum
-from node.stats.round import RoundStatus
+from node.stats.round import RoundSpec, RoundStatus
 from node.stats.seal import aggregator_key, seal_share, share_info
+from node.stats.service import ask_of
 from tests.harness import Federation
 from tests.stats_rounds import PERIOD, carry, round_federation, shares_sent, true_totals
 
@@ -150,3 +153,56 @@ async def test_shares_for_rounds_not_known_here_are_bounded_per_contributor(
     assert refused.value.peer_code == "rate_limited"
     assert await store.get_holdings(round_id) == {}
     assert await store.count_early("ITA") == 0
+
+
+async def test_a_peer_flooding_round_messages_is_rate_limited_and_nothing_is_corrupted(
+    fed: Federation,
+) -> None:
+    """Every round message a peer sends is charged to its token bucket (`STATS_LIMIT`), as
+    lookups' evaluations and traces' requests are: past its burst, the next is refused
+    whole, `rate_limited`, before anything is read or written; other peers are not held
+    up; once the bucket refills, the very message refused (its outbox sends it again,
+    same delivery id) is taken; the audit chain is whole."""
+    deu = fed["DEU"]
+    store = deu.f.rounds._store
+
+    def ask(sender: str) -> dict[str, object]:
+        spec = RoundSpec(
+            os.urandom(16),
+            sender,
+            QUERY,
+            Period.resolve(*PERIOD, deu.clock.now().date()),
+            0.5,
+            ("DEU", "ITA"),
+            3,
+            deu.clock.now() + timedelta(minutes=10),
+        )
+        return msgspec.structs.asdict(ask_of(spec))
+
+    async def send(sender: str, body: dict[str, object]) -> dict[str, object]:
+        member = fed[sender]
+        return await member.f.client.request(await member.n.peers.get("DEU"), "stats.ask", body)
+
+    before = len(await store.list_rounds())
+    for _ in range(int(STATS_LIMIT.capacity)):
+        assert set(await send("ESP", ask("ESP"))) == {"ref"}
+    flood = ask("ESP")
+    with pytest.raises(PeerRefusedError) as refused:
+        await send("ESP", flood)
+    assert refused.value.peer_code == "rate_limited"
+    assert "round messages (stats.ask) exceed ESP's rate limit; retry in 10 s" in str(refused.value)
+    kept = await store.list_rounds()
+    assert len(kept) == before + STATS_LIMIT.capacity
+    assert await store.get_round(flood["round_id"]) is None  # type: ignore[arg-type]
+    assert {r.spec.requester for r in kept[: int(STATS_LIMIT.capacity)]} == {"ESP"}
+    assert set(await send("ITA", ask("ITA"))) == {"ref"}  # another peer: its own bucket
+
+    fed.clock.advance(1 / STATS_LIMIT.rate)  # one message's worth of refill
+    assert set(await send("ESP", flood)) == {"ref"}  # the same delivery, sent again
+    assert await store.get_round(flood["round_id"]) is not None  # type: ignore[arg-type]
+    with pytest.raises(PeerRefusedError) as refused:
+        await send("ESP", ask("ESP"))
+    assert refused.value.peer_code == "rate_limited"
+    assert len(await store.list_rounds()) == before + STATS_LIMIT.capacity + 2
+    report = await deu.n.audit.verify()
+    assert report.ok, report.message

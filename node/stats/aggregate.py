@@ -40,7 +40,7 @@ from node.errors import (
 from node.protocol.envelope import to_ms
 from node.stats.contribute import ACTOR, BUDGET_REASONS
 from node.stats.courier import Courier
-from node.stats.layout import contributor_cells, lay_out
+from node.stats.layout import add_up, contributor_cells
 from node.stats.messages import StatsClose, StatsHolding, StatsShare, StatsSum
 from node.stats.noise import NoiseSource, draw_noise
 from node.stats.periods import Period
@@ -54,7 +54,7 @@ from node.stats.round import (
 )
 from node.stats.rounds_storage import RoundsStorage, StatsWork
 from node.stats.seal import open_share, share_info
-from node.stats.shares import Share, add_noise, combine
+from node.stats.shares import Share, add_noise
 
 W = TypeVar("W", bound=StatsWork)
 
@@ -240,6 +240,6 @@ class Aggregator(Generic[W]):
             info = share_info(spec.round_id, spec.query, contributor, self._me)
             size = len(contributor_cells(q, spec.period, contributor))
             opened[contributor] = open_share(held[contributor].sealed, self._hpke, info, size)
-        total = combine(lay_out(q, spec.period, opened, agreed))
+        total = add_up(q, spec.period, opened, agreed)
         noise = draw_noise(spec.epsilon, q.sensitivity, len(total), self._noise)
         return add_noise(total, noise)

@@ -4,17 +4,19 @@ Most queries have the same cells at every contributor, and a round's result has
 those cells. A query whose contributors fill only their own column (`routes`,
 `SRC>DST` with DST the contributor) has a share per contributor over its column
 alone; the result is every contributor's column in turn, in the order of the
-sorted contributors, and each share is laid out over it (zeros elsewhere)
-before the shares are added.
+sorted contributors, so the sum of their shares over it is their shares one
+after the other (no cell has two contributors).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from itertools import chain
 
+from node.errors import ShareError
 from node.stats.periods import Period
 from node.stats.queries import Query
-from node.stats.shares import Share
+from node.stats.shares import Share, combine
 
 
 def contributor_cells(query: Query, period: Period, contributor: str) -> tuple[str, ...]:
@@ -27,22 +29,24 @@ def round_cells(query: Query, period: Period, contributors: Sequence[str]) -> tu
     for a query whose contributors fill their own column, each one's column in turn."""
     if not query.column_only:
         return query.cells(period, contributors[0] if contributors else "XXX")
-    return tuple(cell for c in contributors for cell in query.cells(period, c))
+    return tuple(chain.from_iterable(query.cells(period, c) for c in contributors))
 
 
-def lay_out(
+def add_up(
     query: Query, period: Period, shares: Mapping[str, Share], contributors: Sequence[str]
-) -> list[Share]:
-    """The shares of `contributors`, each as a vector over `round_cells` (zeros outside
-    its own column for `routes`), ready to be added."""
+) -> Share:
+    """The sum modulo 2^64 of the shares of `contributors` over `round_cells`.
+
+    Raises:
+        ShareError: a share that is not the size of its contributor's cells, or a value
+            outside 0..2^64−1.
+    """
     if not query.column_only:
-        return [shares[c] for c in contributors]
-    sizes = [len(query.cells(period, c)) for c in contributors]
-    total = sum(sizes)
-    out, offset = [], 0
-    for contributor, size in zip(contributors, sizes, strict=True):
-        vector = [0] * total
-        vector[offset : offset + size] = shares[contributor]
-        out.append(tuple(vector))
-        offset += size
-    return out
+        return combine(shares[c] for c in contributors)
+    for contributor in contributors:
+        size = len(query.cells(period, contributor))
+        if len(shares[contributor]) != size:
+            raise ShareError(
+                f"{contributor}'s share has {len(shares[contributor])} cells, not {size}"
+            )
+    return combine([tuple(chain.from_iterable(shares[c] for c in contributors))])

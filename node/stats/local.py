@@ -6,7 +6,9 @@ the console's statistics page, its `.json` twin, its CSV exports and
 manufacture and month; lookups, hits and the hit rate per peer and month; traces
 by outcome, hops' answer times, overdue traces and the routes traces revealed.
 `compute` gives one catalogue query's vector or one national report by name
-(`names`), from the same functions as the page's figures.
+(`names`), from the same functions as the page's figures. `view` is `national` for
+a person, audited as reads of records are (`stats.view`; `exported` notes a
+figure's CSV export, `stats.export`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
 
+from node.auditing import AuditEvent, AuditLog
 from node.clock import Clock
 from node.errors import ValidationError
 from node.stats.model import PeerMonth, TraceHop
@@ -187,9 +190,15 @@ class LocalStats:
     """This node's statistics, exact, from its own data (no noise: they stay here)."""
 
     def __init__(
-        self, storage: StatsStorage, clock: Clock, me: str, deadlines_s: tuple[float, float]
+        self,
+        storage: StatsStorage,
+        audit: AuditLog,
+        clock: Clock,
+        me: str,
+        deadlines_s: tuple[float, float],
     ) -> None:
         self._store = storage
+        self._audit = audit
         self._clock = clock
         self._me = me
         self._deadlines_s = deadlines_s  # (urgent, routine)
@@ -325,6 +334,22 @@ class LocalStats:
             "hits_given": await self._store.get_hits_given(period),
             "hits_received": await self._store.get_hits_received(period),
         }
+
+    async def view(self, period: Period, actor: str) -> NationalStats:
+        """Every figure of `period`, read by `actor` (audited: `stats.view`)."""
+        national = await self.national(period)
+        await self._audit.add_entry(
+            self._clock.now(),
+            AuditEvent(actor, "stats.view", "statistics", {"period": period.to_json()}),
+        )
+        return national
+
+    async def exported(self, period: Period, name: str, actor: str) -> None:
+        """Note that `actor` exported the figure `name` of `period` (`stats.export`)."""
+        details = {"period": period.to_json(), "figure": name}
+        await self._audit.add_entry(
+            self._clock.now(), AuditEvent(actor, "stats.export", "statistics", details)
+        )
 
     async def national(self, period: Period) -> NationalStats:
         """Every figure of the statistics page for `period`."""

@@ -78,13 +78,25 @@ def noise_scale(epsilon: float, sensitivity: int) -> float:
     return sensitivity / epsilon
 
 
-def _measurement(scale: float) -> Any:
-    import opendp.prelude as dp  # ~90 ms to import: only the aggregators' rounds need it
+def load_sampler() -> None:
+    """Import OpenDP's sampler (about 100 ms, once per process): a running node does it as
+    its round carrier starts, so that no round waits for it; the commands that never
+    aggregate never do."""
+    import opendp.domains  # not `opendp.prelude`: it imports extras a round never uses
+    import opendp.measurements
+    import opendp.metrics
+    import opendp.mod
 
-    dp.enable_features("contrib")  # make_laplace is contributed code in OpenDP 0.16
-    return dp.m.make_laplace(
-        dp.vector_domain(dp.atom_domain(T="i64")), dp.l1_distance(T="i64"), scale=scale
-    )
+    opendp.mod.enable_features("contrib")  # make_laplace is contributed code in OpenDP 0.16
+
+
+def _measurement(scale: float) -> Any:
+    load_sampler()
+    from opendp.domains import atom_domain, vector_domain
+    from opendp.measurements import make_laplace
+    from opendp.metrics import l1_distance
+
+    return make_laplace(vector_domain(atom_domain(T="i64")), l1_distance(T="i64"), scale=scale)
 
 
 def privacy_loss(scale: float, sensitivity: int) -> float:

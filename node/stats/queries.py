@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 from node.countries import alpha3_codes
 from node.errors import MalformedEnvelopeError, ValidationError
@@ -96,7 +96,12 @@ def _sources() -> tuple[str, ...]:
 
 
 def _route_cells(_period: Period, me: str) -> tuple[str, ...]:
-    return tuple(f"{src}>{me}" for src in _sources())
+    return _route_column(me)
+
+
+@lru_cache(maxsize=1024)  # a round names each contributor's column several times
+def _route_column(dst: str) -> tuple[str, ...]:
+    return tuple(f"{src}>{dst}" for src in _sources())
 
 
 def _month_cells(period: Period, _me: str) -> tuple[str, ...]:

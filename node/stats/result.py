@@ -36,7 +36,7 @@ from node.stats.messages import MAX_BLOB_BYTES
 from node.stats.noise import DISTRIBUTION, NoiseDescription, describe
 from node.stats.queries import query
 from node.stats.round import RoundSpec
-from node.stats.shares import CELL_BYTES, decode_share, reveal
+from node.stats.shares import decode_share, encode_share, reveal
 from node.trace.receipts import KeyResolver, Signed, verify
 
 SUM_TAG = "iarms-stats-sum-v1"
@@ -98,7 +98,7 @@ def statement_for(
 ) -> SumStatement:
     """The statement of `aggregator`'s sum (`cells`, each mod 2^64) or failure in `spec`."""
     noise = describe(spec.epsilon, query(spec.query).sensitivity, len(spec.aggregators))
-    data = None if cells is None else b"".join(v.to_bytes(CELL_BYTES, "big") for v in cells)
+    data = None if cells is None else encode_share(cells)
     return SumStatement(
         spec.round_id,
         spec.requester,

@@ -40,12 +40,13 @@ from node.protocol.dispatch import Dispatcher
 from node.protocol.envelope import from_ms, to_ms
 from node.protocol.model import Service
 from node.protocol.peers import PeersService
+from node.protocol.ratelimit import RateLimitConfig
 from node.stats.aggregate import Aggregator
 from node.stats.budget import Budget, BudgetConfig
 from node.stats.contribute import ACTOR, BUDGET_REASONS, Contributor, ask_refusal
-from node.stats.courier import Courier
+from node.stats.courier import STATS_LIMIT, Courier
 from node.stats.messages import StatsAsk, StatsClose, StatsJoined, StatsRefused, StatsSum
-from node.stats.noise import NoiseSource, check_epsilon
+from node.stats.noise import NoiseSource, check_epsilon, load_sampler
 from node.stats.periods import Month, Period
 from node.stats.queries import query
 from node.stats.result import Released, check_sum, release
@@ -101,6 +102,7 @@ class RoundsService(Generic[W]):
         clock: Clock,
         work: Callable[[], AbstractAsyncContextManager[W]],
         noise: NoiseSource | None = None,
+        limit: RateLimitConfig = STATS_LIMIT,
     ) -> None:
         self._me = me
         self._peers = peers
@@ -108,9 +110,10 @@ class RoundsService(Generic[W]):
         self._budget = budget
         self._clock = clock
         self._work = work
+        self._noise = noise
         self.wake = asyncio.Event()
         self._lock = asyncio.Lock()
-        self._courier: Courier[W] = Courier(me, delivery, self.wake.set)
+        self._courier: Courier[W] = Courier(me, delivery, self.wake.set, clock, limit)
         own = hpke_key.public_key().public_bytes_raw()
         self._contributor = Contributor(me, self._courier, peers, counts, budget, own, clock, work)
         self._aggregator = Aggregator(
@@ -392,7 +395,10 @@ class RoundsService(Generic[W]):
         return max(0.0, min(POLL_S, soonest))
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Carry the rounds until `stop`: at once, at each wake, at each deadline."""
+        """Carry the rounds until `stop`: at once, at each wake, at each deadline (OpenDP's
+        sampler loaded first, so that no round this node aggregates waits for it)."""
+        if self._noise is None:
+            load_sampler()
         while not stop.is_set():
             self.wake.clear()
             try:

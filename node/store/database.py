@@ -182,6 +182,12 @@ class _Compiled:
         return [tuple(p(v) if p else v for v, p in zip(r, results, strict=True)) for r in raw]
 
 
+#: Every shape compiled in this process, shared by its SQLite databases: a shape always
+#: builds the same statement and they all have the same dialect, so the many nodes of a
+#: harness or a benchmark in one process compile each statement once, as one node does.
+_COMPILED: dict[Hashable, _Compiled] = {}
+
+
 def _compile_sqlite(stmt: ClauseElement, dialect: Dialect) -> _Compiled:
     compiled = cast(SQLCompiler, stmt.compile(dialect=dialect))
     names = tuple(compiled.positiontup or ())
@@ -282,7 +288,6 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self._storage = storage_name(url)
-        self._compiled: dict[Hashable, _Compiled] = {}
         self._scanners: _Drivers | None = None  # SQLite: aiosqlite readers for `scan`
         self._inline: InlineConnections | None = None  # SQLite: the hot path's connections
         self._writing = asyncio.Lock()  # SQLite: one writer at a time in this process
@@ -381,9 +386,9 @@ class Database:
                 return await _inline(self._inline.get(write=True), compiled, params)
 
     def _compile(self, shape: Hashable, build: Callable[[], ClauseElement]) -> _Compiled:
-        compiled = self._compiled.get(shape)
+        compiled = _COMPILED.get(shape)
         if compiled is None:
-            compiled = self._compiled[shape] = _compile_sqlite(build(), self._reader.dialect)
+            compiled = _COMPILED[shape] = _compile_sqlite(build(), self._reader.dialect)
         return compiled
 
     @asynccontextmanager

@@ -15,10 +15,15 @@ In the same run, a federation round (`stats_round.py`): the `routes` query acros
 C contributor nodes and 2 aggregator nodes of R records each over loopback HTTP,
 from start to released result (`round_s`), the CPU time per contributor and per
 aggregator, the time of computing the same national vectors alone, and the
-protocol overhead, the round's time less that.
+protocol overhead, the round's time less that. The nodes share this process,
+carried one step at a time, so the round's time is all their work done in
+turn; with `--round-processes` each node is instead an `iarms-node run` process
+of its own, as deployed, the round started on the requester's console
+(`stats_round_procs.py`; on fewer cores than nodes its time holds the
+scheduler's turns too).
 
     .venv/bin/python scripts/bench/stats.py [--records 1000000] [--pages 50]
-        [--round-contributors 20] [--round-records 1000]
+        [--round-contributors 20] [--round-records 1000] [--round-processes]
 
 Targets: the national statistics page p50 <= 200 ms at 1,000,000 records; the
 round's protocol overhead <= 2 s.
@@ -42,6 +47,7 @@ from aiohttp import CookieJar
 from aiohttp.test_utils import TestClient, TestServer
 from common import percentiles, positive, say
 from stats_round import COUNTRIES, round_bench
+from stats_round_procs import round_bench as procs_round_bench
 
 from admin_ui.app import build_console_app
 from node.app import Node
@@ -147,10 +153,14 @@ def main() -> None:
         "--round-contributors", type=_contributors, default=20, help=f"1 to {len(COUNTRIES)}"
     )
     parser.add_argument("--round-records", type=positive, default=1000)
+    parser.add_argument(
+        "--round-processes", action="store_true", help="each round node in its own process"
+    )
     args = parser.parse_args()
+    rounds = procs_round_bench if args.round_processes else round_bench
     with tempfile.TemporaryDirectory(prefix="iarms-bench-") as tmp:
         figures = asyncio.run(bench(args.records, args.pages, Path(tmp)))
-        figures |= asyncio.run(round_bench(Path(tmp), args.round_contributors, args.round_records))
+        figures |= asyncio.run(rounds(Path(tmp), args.round_contributors, args.round_records))
     print(json.dumps(figures))
 
 

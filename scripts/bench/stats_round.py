@@ -93,7 +93,9 @@ async def _carry(fed: Federation, meter: CpuMeter, done: Callable[[], Awaitable[
     raise RuntimeError("the round was not released after 200 passes")
 
 
-async def _federation(workdir: Path, countries: list[str], records: int) -> Federation:
+async def round_federation(workdir: Path, countries: list[str], records: int) -> Federation:
+    """The harness's nodes of `countries` on loopback HTTP, `records` synthetic records
+    each, every one a peer of every other allowing statistics."""
     fed = Federation(workdir / "round", http=True)
     for i, country in enumerate(countries):
         await fed.add(country)
@@ -106,21 +108,26 @@ async def _federation(workdir: Path, countries: list[str], records: int) -> Fede
     return fed
 
 
+async def national_s(fed: Federation, countries: list[str]) -> float:
+    """The time of computing every node's `routes` vector alone, one after the other."""
+    q = query("routes")
+    period = Period.resolve(*PERIOD, fed.clock.now().date())
+    start = time.perf_counter()
+    for country in countries:
+        await q.compute(StatsStore(fed[country].n.db), period, country)
+    return time.perf_counter() - start
+
+
 async def round_bench(workdir: Path, contributors: int, records: int) -> dict[str, float | int]:
     """The figures of one `routes` round of `contributors` + 2 nodes of `records` each."""
     countries = [*COUNTRIES[:contributors], *AGGREGATORS]
     say(f"round: {len(countries)} nodes on loopback HTTP, {records} records each")
-    fed = await _federation(workdir, countries, records)
+    fed = await round_federation(workdir, countries, records)
     try:
         meter = CpuMeter()
         for member in fed.members.values():  # no carrier loop runs here: the driver does
             meter.watch(member)
-        q = query("routes")
-        period = Period.resolve(*PERIOD, fed.clock.now().date())
-        start = time.perf_counter()
-        for country in countries:
-            await q.compute(StatsStore(fed[country].n.db), period, country)
-        national_s = time.perf_counter() - start
+        vectors_s = await national_s(fed, countries)
 
         requester = fed[countries[0]]
         request = RoundRequest(
@@ -146,14 +153,15 @@ async def round_bench(workdir: Path, contributors: int, records: int) -> dict[st
     plain = [meter.spent[c] for c in countries[: len(countries) - len(AGGREGATORS)]]
     aggregating = [meter.spent[c] for c in AGGREGATORS]
     return {
+        "round_processes": 1,
         "round_nodes": len(countries),
         "round_contributors": len(plain),
         "round_aggregators": len(aggregating),
         "round_records_per_node": records,
         "round_cells": len(view.to_json()["cells"]),
         "round_s": round(round_s, 3),
-        "round_national_vectors_s": round(national_s, 3),
-        "round_overhead_s": round(round_s - national_s, 3),
+        "round_national_vectors_s": round(vectors_s, 3),
+        "round_overhead_s": round(round_s - vectors_s, 3),
         "round_cpu_per_contributor_ms": round(1000 * sum(plain) / len(plain), 1),
         "round_cpu_per_aggregator_ms": round(1000 * sum(aggregating) / len(aggregating), 1),
     }
