@@ -75,6 +75,7 @@ from node.trace.receipts import (
     read,
     sign_answer,
     sign_receipt,
+    signed_part,
 )
 from node.trace.request import from_wire
 from node.trace.storage import TraceWork
@@ -228,7 +229,7 @@ class TraceHop(Generic[W]):
         trace = replace(trace, id=await work.add_trace(trace))
         for item in chain:
             await work.add_item(trace.id, item, now)
-        receipt = item_of(sign_receipt(self._key, pending))
+        receipt = self._signed(sign_receipt(self._key, pending))
         await work.add_item(trace.id, receipt, now)
         origin = await self._peer(request.originator)
         await work.add_audit_entry(
@@ -250,6 +251,13 @@ class TraceHop(Generic[W]):
         held = Held([*chain, receipt], origin, resolve)
         await self._answer_in(work, trace, decision, "custody", held, [receipt.item])
         return Ack()
+
+    def _signed(self, data: bytes) -> TraceItem:
+        """A statement we have just signed, as stored; its signature remembered as valid
+        (`PeersService.made`), so that forwarding the chain does not check it again."""
+        signed = signed_part(data)
+        self._peers.made(signed.signature, signed.statement)
+        return item_of(data)
 
     async def _automatic(self, request: RequestStatement) -> Decision | None:
         fields = from_wire(request.fields, self._ref)
@@ -363,7 +371,7 @@ class TraceHop(Generic[W]):
         final = answered(self._key, pending, to_ms(now), answer)
         reported = [*signed, answer, final]
         for data in (answer, final):
-            item = item_of(data)
+            item = self._signed(data)
             await work.add_item(trace.id, item, now)
             items = [*items, item]
         await work.set_trace(trace.id, status, outcome.value, next_country, note)
