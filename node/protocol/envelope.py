@@ -42,7 +42,7 @@ from typing import Any
 
 import msgpack
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from node.errors import (
     BadSignatureError,
@@ -56,6 +56,7 @@ from node.errors import (
     WrongRecipientError,
 )
 from node.protocol.messages import ErrorAnswer, decode, encode
+from node.protocol.verified import verify_ed25519
 
 VERSION = 1
 ERROR = ErrorAnswer.wire_type  # the message type of a signed error answer
@@ -233,7 +234,7 @@ def open_envelope(
             f"{me} (unknown country, or a key rotated out)"
         )
     try:
-        Ed25519PublicKey.from_public_bytes(peer.public_key).verify(parsed.signature, parsed.signed)
+        verify_ed25519(peer.public_key, parsed.signature, parsed.signed)
     except InvalidSignature as e:
         raise BadSignatureError(
             f"signature does not verify under {header.sender}'s key {header.key_id.hex()}"
