@@ -32,6 +32,7 @@ happen in the shell around it, `node.protocol.receive`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
@@ -122,8 +123,10 @@ class _Parsed:
     signature: bytes
 
 
+@functools.lru_cache(maxsize=1024)
 def key_id(public_key: bytes) -> bytes:
-    """The 8-byte id of a raw Ed25519 public key: the first bytes of its SHA-256."""
+    """The 8-byte id of a raw Ed25519 public key: the first bytes of its SHA-256 (kept
+    for the few keys a node uses: every key lookup and signature asks it)."""
     return hashlib.sha256(public_key).digest()[:KEY_ID_BYTES]
 
 
