@@ -65,10 +65,20 @@ from node.trace.receipts import (
     RequestStatement,
     read,
     sign_forward,
+    signed_part,
 )
 from node.trace.storage import TraceStorage, TraceWork
 
 W = TypeVar("W", bound=TraceWork)
+
+
+def own_item(peers: PeersService, data: bytes) -> TraceItem:
+    """A statement this node has just signed, as stored; its signature remembered as valid
+    (`PeersService.made`), so that reading it back (the chain it forwards, the forwards
+    that vouch) checks nothing."""
+    signed = signed_part(data)
+    peers.made(signed.signature, signed.statement)
+    return item_of(data)
 
 
 def unpeered_note(country: str, target: str) -> str:
@@ -301,7 +311,7 @@ class Onward(Generic[W]):
         vouch = sign_forward(
             self._key, trace.trace_id, position, self._me, to.country, to.signing_key, to_ms(now)
         )
-        await work.add_item(trace.id, item_of(vouch), now)
+        await work.add_item(trace.id, own_item(self._peers, vouch), now)
         _s, request = read(trace.request, RequestStatement)
         # The sender sets the next hop's deadline (PROTOCOL.md §3.8).
         deadline = now + self._deadlines.period(request.fields.priority)

@@ -55,7 +55,7 @@ from node.records.reference import ReferenceTable
 from node.trace.chain import pending_receipt
 from node.trace.custody import CustodyService
 from node.trace.disclosure import disclosed
-from node.trace.forward import Onward, unpeered_note
+from node.trace.forward import Onward, own_item, unpeered_note
 from node.trace.intake import MAX_ROUNDS, admit, item_of, read_item
 from node.trace.messages import TraceReport, TraceRequest
 from node.trace.model import (
@@ -75,7 +75,6 @@ from node.trace.receipts import (
     read,
     sign_answer,
     sign_receipt,
-    signed_part,
 )
 from node.trace.request import from_wire
 from node.trace.storage import TraceWork
@@ -229,7 +228,7 @@ class TraceHop(Generic[W]):
         trace = replace(trace, id=await work.add_trace(trace))
         for item in chain:
             await work.add_item(trace.id, item, now)
-        receipt = self._signed(sign_receipt(self._key, pending))
+        receipt = own_item(self._peers, sign_receipt(self._key, pending))
         await work.add_item(trace.id, receipt, now)
         origin = await self._peer(request.originator)
         await work.add_audit_entry(
@@ -251,13 +250,6 @@ class TraceHop(Generic[W]):
         held = Held([*chain, receipt], origin, resolve)
         await self._answer_in(work, trace, decision, "custody", held, [receipt.item])
         return Ack()
-
-    def _signed(self, data: bytes) -> TraceItem:
-        """A statement we have just signed, as stored; its signature remembered as valid
-        (`PeersService.made`), so that forwarding the chain does not check it again."""
-        signed = signed_part(data)
-        self._peers.made(signed.signature, signed.statement)
-        return item_of(data)
 
     async def _automatic(self, request: RequestStatement) -> Decision | None:
         fields = from_wire(request.fields, self._ref)
@@ -371,7 +363,7 @@ class TraceHop(Generic[W]):
         final = answered(self._key, pending, to_ms(now), answer)
         reported = [*signed, answer, final]
         for data in (answer, final):
-            item = self._signed(data)
+            item = own_item(self._peers, data)
             await work.add_item(trace.id, item, now)
             items = [*items, item]
         await work.set_trace(trace.id, status, outcome.value, next_country, note)
