@@ -27,6 +27,7 @@ from node.errors import PeerRefusedError
 from node.protocol.envelope import read_header
 from node.protocol.model import OutboxStatus, Service
 from node.trace.export import ChainFile, verify_file
+from node.trace.messages import MAX_REPORT_ITEMS
 from node.trace.model import CUSTODY_COLUMNS, ItemKind, TraceStatus
 from node.trace.receipts import Outcome, ReceiptStatement, read, sign_receipt
 from node.trace.synthetic import supply_chain
@@ -211,17 +212,26 @@ UNSIGNED |= {"answers": [], "deadline_ms": 0, "delivery_id": bytes(16)}
     "body",
     [
         {k: v for k, v in UNSIGNED.items() if k not in ("answers", "delivery_id")},
-        {"trace_id": b"short", "item": b"", "delivery_id": bytes(16)},
+        {"trace_id": b"short", "items": [b""], "delivery_id": bytes(16)},
+        {"trace_id": bytes(16), "items": [], "delivery_id": bytes(16)},
+        {"trace_id": bytes(16), "items": [b""] * (MAX_REPORT_ITEMS + 1), "delivery_id": bytes(16)},
         UNSIGNED,
         UNSIGNED | {"position": 0},
     ],
-    ids=["request-missing-fields", "report-short-id", "request-not-signed", "position-0"],
+    ids=[
+        "request-missing-fields",
+        "report-short-id",
+        "report-no-items",
+        "report-too-many-items",
+        "request-not-signed",
+        "position-0",
+    ],
 )
 async def test_malformed_trace_bodies_are_answered_malformed(
     chain: Federation, body: dict[str, Any]
 ) -> None:
     fra = chain["FRA"]
-    kind = "trace.report" if "item" in body else "trace.request"
+    kind = "trace.report" if "items" in body else "trace.request"
     with pytest.raises(PeerRefusedError) as refused:
         await fra.f.client.request(await fra.n.peers.get("ITA"), kind, body)
     assert refused.value.peer_code == "malformed", refused.value

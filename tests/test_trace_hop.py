@@ -15,8 +15,8 @@ import pytest
 from node.errors import IncompleteTraceError, PeerRefusedError
 from node.protocol.model import OutboxStatus, Service
 from node.protocol.ratelimit import RateLimitConfig, TokenBuckets
-from node.trace.model import CUSTODY_COLUMNS, TraceStatus
-from node.trace.receipts import Outcome
+from node.trace.model import CUSTODY_COLUMNS, ItemKind, TraceStatus
+from node.trace.receipts import Outcome, sign_answer
 from node.trace.request import TraceRequestFields, TraceRequestInput, check_request
 from tests.harness import Federation
 
@@ -188,6 +188,34 @@ async def test_a_malformed_trace_request_is_answered_malformed(chain: Federation
     with pytest.raises(PeerRefusedError) as refused:
         await chain["FRA"].f.client.request(peer, "trace.request", body | {"extra": 1})
     assert refused.value.peer_code == "malformed"
+
+
+async def test_a_report_is_kept_whole_or_refused_whole(chain: Federation) -> None:
+    """A `trace.report` carries several items: one refused refuses them all, none kept."""
+    fra, ita = chain["FRA"], chain["ITA"]
+    started = await fra.f.traces.start(fields(chain, serial="Z-9"), ACTOR)  # for an officer
+    await chain.settle()
+    trace = await fra.f.traces._store.get_trace(started.trace_id, 0)
+    assert trace is not None
+    items = await fra.f.traces._store.get_items(trace.id)
+    [pending] = [i.item for i in items if i.kind is ItemKind.RECEIPT]
+    answer = sign_answer(ita.k.signing, started.trace_id, 1, "ITA", Outcome.NOT_FOUND, {})
+    forged = pending[:-1] + bytes([pending[-1] ^ 1])  # ITA's receipt, its signature changed
+    other = sign_answer(ita.k.signing, bytes(16), 1, "ITA", Outcome.NOT_FOUND, {})
+    to_fra = await ita.n.peers.get("FRA")
+    body: dict[str, Any] = {"trace_id": started.trace_id, "delivery_id": bytes(16)}
+    for items, code, said in (
+        ([answer, forged], "bad_signature", ""),
+        ([answer, other], "malformed", "$.items[1]: it is for another trace"),
+        ([answer, b"junk"], "malformed", "$.items[1]: neither a receipt"),
+    ):
+        with pytest.raises(PeerRefusedError) as refused:
+            await ita.f.client.request(to_fra, "trace.report", body | {"items": items})
+        assert refused.value.peer_code == code and said in str(refused.value), refused.value
+        assert len(await fra.f.traces._store.get_items(trace.id)) == 2  # FRA's forward, ITA's
+    await ita.f.client.request(to_fra, "trace.report", body | {"items": [pending, answer]})
+    kept = await fra.f.traces._store.get_items(trace.id)
+    assert [i.kind.value for i in kept] == ["forward", "receipt", "answer"]  # pending once
 
 
 async def test_a_redelivered_trace_request_makes_one_receipt(chain: Federation) -> None:

@@ -72,6 +72,19 @@ def test_at_most_max_kept_are_remembered_the_least_recent_forgotten(
     assert [arithmetic[(public, s, m)] for s, m in signed] == [2, 1, 1]
 
 
+def test_a_signature_the_node_made_is_not_computed_and_changes_nothing_else(
+    arithmetic: Counter[tuple[bytes, bytes, bytes]],
+) -> None:
+    key = Ed25519PrivateKey.generate()
+    public, signature = _raw(key), key.sign(b"receipt")
+    seen = VerifiedSignatures()
+    seen.made(public, signature, b"receipt")
+    seen.check(public, signature, b"receipt")
+    assert arithmetic[(public, signature, b"receipt")] == 0
+    with pytest.raises(InvalidSignature):  # only that exact triple is taken as made
+        seen.check(public, signature, b"receipt, altered")
+
+
 def test_a_history_keeps_its_memory_when_a_vouched_country_is_added() -> None:
     seen = VerifiedSignatures()
     key = _raw(Ed25519PrivateKey.generate())
@@ -110,6 +123,11 @@ async def test_a_five_hop_trace_costs_each_node_one_check_per_signature(
         # No node computes the same check twice, and FRA (which re-reads the chain at each
         # of the ~20 reports) about one per item kept: linear in the chain, not quadratic.
         assert max(computed.values()) == 1
+        # A node never checks what it signed itself (receipts, answers and forwards read
+        # back), but for the originator's request, checked with the chain.
+        own = {c: fed[c].n.public_key for c in fed.members}
+        mine = Counter(c for (c, public, *_rest) in computed if public == own[c])
+        assert mine == Counter({"FRA": 1})
         at_fra = sum(n for (country, *_rest), n in computed.items() if country == "FRA")
         assert at_fra <= len(view.report.hops) * 4 + 1  # receipts, answers, forwards; request
     finally:

@@ -32,6 +32,7 @@ happen in the shell around it, `node.protocol.receive`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
@@ -42,7 +43,7 @@ from typing import Any
 
 import msgpack
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from node.errors import (
     BadSignatureError,
@@ -56,6 +57,7 @@ from node.errors import (
     WrongRecipientError,
 )
 from node.protocol.messages import ErrorAnswer, decode, encode
+from node.protocol.verified import verify_ed25519
 
 VERSION = 1
 ERROR = ErrorAnswer.wire_type  # the message type of a signed error answer
@@ -121,8 +123,10 @@ class _Parsed:
     signature: bytes
 
 
+@functools.lru_cache(maxsize=1024)
 def key_id(public_key: bytes) -> bytes:
-    """The 8-byte id of a raw Ed25519 public key: the first bytes of its SHA-256."""
+    """The 8-byte id of a raw Ed25519 public key: the first bytes of its SHA-256 (kept
+    for the few keys a node uses: every key lookup and signature asks it)."""
     return hashlib.sha256(public_key).digest()[:KEY_ID_BYTES]
 
 
@@ -233,7 +237,7 @@ def open_envelope(
             f"{me} (unknown country, or a key rotated out)"
         )
     try:
-        Ed25519PublicKey.from_public_bytes(peer.public_key).verify(parsed.signature, parsed.signed)
+        verify_ed25519(peer.public_key, parsed.signature, parsed.signed)
     except InvalidSignature as e:
         raise BadSignatureError(
             f"signature does not verify under {header.sender}'s key {header.key_id.hex()}"

@@ -262,6 +262,13 @@ class PeersService:
         known = await self._store.get_keys()
         return history_of([*known, *self._own_keys(known)]).with_verified(self._verified)
 
+    def made(self, signature: bytes, message: bytes) -> None:
+        """Remember a signature this node has just made with its signing key as valid
+        (`VerifiedSignatures.made`): a statement it reads back is not checked again."""
+        own_key = self._own[0]
+        if own_key is not None:
+            self._verified.made(own_key, signature, message)
+
     async def record_own_keys(self) -> None:
         """Keep this node's key (and the rotation that introduced it) in the key history,
         if it is not there yet: when the node opens, outside any other transaction."""

@@ -10,9 +10,10 @@ forwards (`chain_upto`: latest receipts and the answers they name).
 
 Every `trace.request` leaves through `Onward.forward`, which signs the
 `forward` statement vouching for the next hop's key (docs/adr/0008): kept,
-and reported to the originator when we are a hop, whoever forwards (a hop
-answering `forwarded`, the originator forwarding what a hop could not,
-either after a peering is added).
+and reported to the originator when we are a hop (with the answer it
+follows, in one `trace.report`), whoever forwards (a hop answering
+`forwarded`, the originator forwarding what a hop could not, either after a
+peering is added).
 
 `Onward` does what moves a trace on outside a hop's own answer:
 - the originator, after each report (`after_report`): a hop that answered
@@ -25,8 +26,9 @@ either after a peering is added).
   peer registry through the hook the composition root gives it) or when the
   node starts (`resume_waiting`: a peer added by a process that could not
   sign): every trace waiting for a peering with an active peer goes on;
-- reports toward the originator (`report`): straight to it when it is our
-  peer, else to the hop that sent us the trace;
+- reports toward the originator (`report`: what a hop signed in one message,
+  in one `trace.report`): straight to it when it is our peer, else to the hop
+  that sent us the trace;
 - messages from the originator to a hop (`toward_hop`): straight to it when
   it is our peer, else to the latest hop before it that is, which relays it
   forward along the chain (each hop between forwarded the trace itself).
@@ -63,10 +65,20 @@ from node.trace.receipts import (
     RequestStatement,
     read,
     sign_forward,
+    signed_part,
 )
 from node.trace.storage import TraceStorage, TraceWork
 
 W = TypeVar("W", bound=TraceWork)
+
+
+def own_item(peers: PeersService, data: bytes) -> TraceItem:
+    """A statement this node has just signed, as stored; its signature remembered as valid
+    (`PeersService.made`), so that reading it back (the chain it forwards, the forwards
+    that vouch) checks nothing."""
+    signed = signed_part(data)
+    peers.made(signed.signature, signed.statement)
+    return item_of(data)
 
 
 def unpeered_note(country: str, target: str) -> str:
@@ -267,12 +279,14 @@ class Onward(Generic[W]):
         assert to is not None
         return to
 
-    async def report(self, work: W, trace: StoredTrace, item: bytes, to: str | None = None) -> None:
-        """Send a signed item toward the originator (`to`, if the caller looked it up
-        already: `toward_originator`)."""
+    async def report(
+        self, work: W, trace: StoredTrace, items: Sequence[bytes], to: str | None = None
+    ) -> None:
+        """Send signed items toward the originator, in one `trace.report` (`to`, if the
+        caller looked it up already: `toward_originator`)."""
         if to is None:
             to = await self.toward_originator(trace)
-        body = TraceReport(trace_id=trace.trace_id, item=item, delivery_id=os.urandom(16))
+        body = TraceReport(trace_id=trace.trace_id, items=list(items), delivery_id=os.urandom(16))
         await self._delivery.send(to, body, work)
 
     async def forward(
@@ -282,15 +296,13 @@ class Onward(Generic[W]):
         to: Peer,
         position: int,
         items: Sequence[TraceItem] | None = None,
-        toward: str | None = None,
         history: KeyHistory | None = None,
-    ) -> None:
+    ) -> bytes:
         """Send our peer `to` the trace for hop `position`, with the chain held up to the
-        hop before, and vouch for its key: the signed `forward` statement (kept, and
-        reported to the originator when we are a hop) names the key we trust for it.
-        `items`: the trace's items if the caller holds them all already; `toward`: where
-        reports go, if it looked that up (`toward_originator`); `history`: our key
-        history, if it read it in this message."""
+        hop before, and vouch for its key: the signed `forward` statement names the key we
+        trust for it; kept, and returned (a hop reports it to the originator with what
+        else it signed in this message). `items`: the trace's items if the caller holds
+        them all already; `history`: our key history, if it read it in this message."""
         now = self._clock.now()
         if items is None:
             items = await work.get_items(trace.id)
@@ -299,9 +311,7 @@ class Onward(Generic[W]):
         vouch = sign_forward(
             self._key, trace.trace_id, position, self._me, to.country, to.signing_key, to_ms(now)
         )
-        await work.add_item(trace.id, item_of(vouch), now)
-        if trace.position > 0:
-            await self.report(work, trace, vouch, toward)
+        await work.add_item(trace.id, own_item(self._peers, vouch), now)
         _s, request = read(trace.request, RequestStatement)
         # The sender sets the next hop's deadline (PROTOCOL.md §3.8).
         deadline = now + self._deadlines.period(request.fields.priority)
@@ -315,6 +325,7 @@ class Onward(Generic[W]):
             delivery_id=os.urandom(16),
         )
         await self._delivery.send(to.country, message, work)
+        return vouch
 
     async def toward_hop(
         self, work: W, trace: StoredTrace, position: int, message: Request[Ack]
@@ -434,8 +445,9 @@ class Onward(Generic[W]):
                     await self._hop_forwards(work, trace, to)
 
     async def _hop_forwards(self, work: W, trace: StoredTrace, to: Peer) -> None:
-        """As the hop that answered `forwarded` to `to` and waited for a peering, forward."""
-        await self.forward(work, trace, to, trace.position + 1)
+        """As the hop that answered `forwarded` to `to` and waited for a peering, forward
+        (and report our `forward` statement)."""
+        await self.report(work, trace, [await self.forward(work, trace, to, trace.position + 1)])
         await work.set_trace(trace.id, TraceStatus.ANSWERED, trace.outcome, to.country, "")
         await work.add_audit_entry(
             self._clock.now(),

@@ -6,21 +6,24 @@ both requiring the sender's `traces` policy and both taking effect once per
 messages):
 - `trace.request`: the chain so far is checked (`chain.pending_receipt`; the
   signatures of countries that are not our peers are left to the
-  originator), the trace stored, the pending receipt signed and reported to
-  the originator; then the hop answers from its custody registry when the
-  serial and make have events there (`decide`), else the trace is queued for
-  an officer (`answer`).
-- `trace.report`: kept, checked, by the originator (position 0); relayed
-  unchanged toward it by a hop.
-Reports go straight to the originator when it is our peer, else to the hop
-before us. A `forwarded` answer sends `trace.request` to the next country
-itself; never to a country already on the chain (then `end_of_chain`
-naming the loop, or, for the originator's own country, saying that its registry holds
-the rest); when the next country is not our peer, the answer says so
-and the trace waits here (`node.trace.forward`: the originator forwards it if
-it can, else whichever of us first adds the peering). A `needs_information`
-answer makes the trace wait here for the originator's reply
-(`node.trace.replies`), then it is queued again for an officer.
+  originator), the trace stored, the pending receipt signed; then the hop
+  answers from its custody registry when the serial and make have events
+  there (`decide`), else the trace is queued for an officer (`answer`).
+- `trace.report`: its items checked and kept by the originator (position 0),
+  all or none; relayed unchanged toward it by a hop.
+What a hop signs of a trace in one message goes to the originator in one
+`trace.report`: the pending receipt alone when an officer is to answer; the
+pending receipt, answer, final receipt and `forward` statement together when
+the registry answers at once. Reports go straight to the originator when it
+is our peer, else to the hop before us. A `forwarded` answer sends
+`trace.request` to the next country itself; never to a country already on
+the chain (then `end_of_chain` naming the loop, or, for the originator's own
+country, saying that its registry holds the rest); when the next country is
+not our peer, the answer says so and the trace waits here
+(`node.trace.forward`: the originator forwards it if it can, else whichever
+of us first adds the peering). A `needs_information` answer makes the trace
+wait here for the originator's reply (`node.trace.replies`), then it is
+queued again for an officer.
 """
 
 from __future__ import annotations
@@ -52,8 +55,8 @@ from node.records.reference import ReferenceTable
 from node.trace.chain import pending_receipt
 from node.trace.custody import CustodyService
 from node.trace.disclosure import disclosed
-from node.trace.forward import Onward, unpeered_note
-from node.trace.intake import MAX_ROUNDS, admit, item_of, open_item
+from node.trace.forward import Onward, own_item, unpeered_note
+from node.trace.intake import MAX_ROUNDS, admit, item_of, read_item
 from node.trace.messages import TraceReport, TraceRequest
 from node.trace.model import (
     CustodyEvent,
@@ -225,11 +228,9 @@ class TraceHop(Generic[W]):
         trace = replace(trace, id=await work.add_trace(trace))
         for item in chain:
             await work.add_item(trace.id, item, now)
-        receipt = item_of(sign_receipt(self._key, pending))
+        receipt = own_item(self._peers, sign_receipt(self._key, pending))
         await work.add_item(trace.id, receipt, now)
         origin = await self._peer(request.originator)
-        toward = request.originator if origin else peer.country
-        await self.report(work, trace, receipt.item, toward)
         await work.add_audit_entry(
             now,
             AuditEvent(
@@ -242,9 +243,12 @@ class TraceHop(Generic[W]):
         decision = await self._automatic(request)
         if decision is None:
             await work.set_trace(trace.id, TraceStatus.QUEUED)
+            toward = request.originator if origin else peer.country
+            await self.report(work, trace, [receipt.item], toward)
             return Ack()
+        # Answered at once: the receipt goes with the answer, in one report.
         held = Held([*chain, receipt], origin, resolve)
-        await self._answer_in(work, trace, decision, "custody", held)
+        await self._answer_in(work, trace, decision, "custody", held, [receipt.item])
         return Ack()
 
     async def _automatic(self, request: RequestStatement) -> Decision | None:
@@ -310,9 +314,12 @@ class TraceHop(Generic[W]):
         decision: Decision,
         by: str,
         held: Held | None = None,
+        signed: Sequence[bytes] = (),
     ) -> None:
-        """Sign the answer and the final receipt, report both, forward if it says so.
-        `held`: what the caller read and wrote of the trace in this message."""
+        """Sign the answer and the final receipt, forward if it says so, and report them
+        in one `trace.report`: after `signed` (what the caller signed of the trace in this
+        message), the answer, the final receipt and our `forward` statement. `held`: what
+        the caller read and wrote of the trace in this message."""
         now = self._clock.now()
         if held is None:
             items, origin = await work.get_items(trace.id), await self._peer(trace.originator)
@@ -354,11 +361,11 @@ class TraceHop(Generic[W]):
             self._key, trace.trace_id, trace.position, self._me, outcome, details, next_country
         )
         final = answered(self._key, pending, to_ms(now), answer)
+        reported = [*signed, answer, final]
         for data in (answer, final):
-            signed = item_of(data)
-            await work.add_item(trace.id, signed, now)
-            await self.report(work, trace, data, toward)
-            items = [*items, signed]
+            item = own_item(self._peers, data)
+            await work.add_item(trace.id, item, now)
+            items = [*items, item]
         await work.set_trace(trace.id, status, outcome.value, next_country, note)
         await work.add_audit_entry(
             now,
@@ -370,37 +377,59 @@ class TraceHop(Generic[W]):
             ),
         )
         if forward_to is not None:
-            await self._onward.forward(
-                work, trace, forward_to, trace.position + 1, items, toward, history
+            vouch = await self._onward.forward(
+                work, trace, forward_to, trace.position + 1, items, history
             )
+            reported.append(vouch)
+        await self.report(work, trace, reported, toward)
 
     # -- reports ------------------------------------------------------------------------
 
-    async def report(self, work: W, trace: StoredTrace, item: bytes, to: str | None = None) -> None:
-        """Send a signed item toward the originator (`Onward.report`)."""
-        await self._onward.report(work, trace, item, to)
+    async def report(
+        self, work: W, trace: StoredTrace, items: Sequence[bytes], to: str | None = None
+    ) -> None:
+        """Send signed items toward the originator, in one message (`Onward.report`)."""
+        await self._onward.report(work, trace, items, to)
 
     async def on_report(self, message: TraceReport, peer: Peer, work: W) -> Ack:
-        """Keep a report (we are the originator: checked on arrival, within its bounds,
-        `node.trace.intake`) or relay it unchanged."""
+        """Keep a report's items (we are the originator: each checked on arrival, within
+        its bounds, `node.trace.intake`; all kept or, if one is refused, none) or relay the
+        report unchanged."""
         trace = await work.get_trace(message.trace_id)
         if trace is None:
             raise ProtocolError(f"trace {message.trace_id.hex()} is not known here")
-        _kind, statement = open_item(message.item)
-        if statement is not None and statement.trace_id != message.trace_id:
-            raise MalformedEnvelopeError("$.item: it is for another trace")
+        items = [_reported(data, message.trace_id, n) for n, data in enumerate(message.items)]
         if trace.position != 0:
-            await self.report(work, trace, message.item)
+            await self.report(work, trace, message.items)
             return Ack()
-        item = item_of(message.item)
-        items = await work.get_items(trace.id)
-        if any(kept.item_hash == item.item_hash for kept in items):
-            return Ack()  # relayed twice: kept once
-        keys = await self._onward.chain_keys(trace, [*items, item])
-        admit(item, keys, items)
-        await work.add_item(trace.id, item, self._clock.now())
-        await self._onward.after_report(work, trace, ([*items, item], keys))
+        held = await work.get_items(trace.id)
+        kept = {item.item_hash for item in held}
+        new = []
+        for item in items:
+            if item.item_hash not in kept:  # relayed twice (or twice in one report): once
+                kept.add(item.item_hash)
+                new.append(item)
+        if not new:
+            return Ack()
+        keys = await self._onward.chain_keys(trace, [*held, *new])
+        now = self._clock.now()
+        for item in new:
+            admit(item, keys, held)
+            await work.add_item(trace.id, item, now)
+            held.append(item)
+        await self._onward.after_report(work, trace, (held, keys))
         return Ack()
+
+
+def _reported(data: bytes, trace_id: bytes, n: int) -> TraceItem:
+    """Item `n` of a `trace.report` for `trace_id`, decoded strictly and NOT verified."""
+    try:
+        item, statement = read_item(data)
+    except MalformedEnvelopeError as e:
+        raise MalformedEnvelopeError(f"$.items[{n}]: {e}") from e
+    if statement is not None and statement.trace_id != trace_id:
+        raise MalformedEnvelopeError(f"$.items[{n}]: it is for another trace")
+    return item
 
 
 def _statement(data: bytes, kind: ItemKind) -> TraceItem:

@@ -1,6 +1,6 @@
 """What the originator keeps of the `trace.report`s that reach it (docs/PROTOCOL.md §3.10).
 
-Each item is decoded strictly (`open_item`) and checked on arrival when it can
+Each item is decoded strictly (`read_item`) and checked on arrival when it can
 be: under the trusted keys and those the chain vouches for (`chain.vouched_keys`),
 at the time it was signed. An item whose signature fails under a key we hold
 is refused (`bad_signature`); one we cannot check yet (a hop whose key no
@@ -74,9 +74,9 @@ BOUNDS = {
 }
 
 
-def open_item(data: bytes) -> tuple[ItemKind, Statement | None]:
-    """A signed receipt, answer or forward, or a rotation statement (None: its country
-    is `rotation_country`), decoded strictly and NOT verified.
+def _open(data: bytes) -> tuple[ItemKind, Statement | None]:
+    """A signed receipt, answer or forward, or a rotation statement (None), decoded
+    strictly and NOT verified.
 
     Raises:
         MalformedEnvelopeError: none of them.
@@ -101,19 +101,31 @@ def open_item(data: bytes) -> tuple[ItemKind, Statement | None]:
         else:
             return ItemKind.ROTATION, None
     raise MalformedEnvelopeError(
-        f"$.item: neither a receipt, an answer, a forward nor a rotation statement: {error}"
+        f"neither a receipt, an answer, a forward nor a rotation statement: {error}"
     )
+
+
+def read_item(data: bytes) -> tuple[TraceItem, Statement | None]:
+    """A signed item as stored, and what it says (None for a rotation statement: its
+    country is the item's), decoded strictly and NOT verified.
+
+    Raises:
+        MalformedEnvelopeError: it is none of them.
+    """
+    kind, statement = _open(data)
+    if statement is None:
+        rotation = verify_rotation(data, named_old_key(data))
+        item = TraceItem(0, kind, rotation.country, data, digest(data), rotation.at * 1000)
+        return item, None
+    # An answer is signed when its receipt says it was answered: 0 here.
+    signed_ms = 0 if isinstance(statement, AnswerStatement) else statement.signed_ms
+    item = TraceItem(statement.position, kind, statement.country, data, digest(data), signed_ms)
+    return item, statement
 
 
 def item_of(data: bytes) -> TraceItem:
     """A signed item as stored (MalformedEnvelopeError if it is none of them)."""
-    kind, statement = open_item(data)
-    if statement is None:
-        rotation = verify_rotation(data, named_old_key(data))
-        return TraceItem(0, kind, rotation.country, data, digest(data), rotation.at * 1000)
-    # An answer is signed when its receipt says it was answered: 0 here.
-    signed_ms = 0 if isinstance(statement, AnswerStatement) else statement.signed_ms
-    return TraceItem(statement.position, kind, statement.country, data, digest(data), signed_ms)
+    return read_item(data)[0]
 
 
 def slot(item: TraceItem) -> Slot:

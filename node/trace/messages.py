@@ -5,8 +5,9 @@ All go through the outbox and take effect once per `delivery_id`:
   delivery_id}` → `ack`: the trace for hop `position`, with the originator's
   signed request and the chain so far (each earlier hop's final receipt and
   the signed answers), and the time the hop should answer by.
-- `trace.report {trace_id, item, delivery_id}` → `ack`: a hop's signed
-  receipt, answer or `forward` (or a rotation statement of its key), toward
+- `trace.report {trace_id, items, delivery_id}` → `ack`: a hop's signed
+  receipts, answers and `forward`s (or rotation statements of its key), all
+  it signed of the trace in one message (at most `MAX_REPORT_ITEMS`), toward
   the originator: straight to it when the hop is its peer, else to the hop
   before, which relays it unchanged.
 - `trace.reply {trace_id, position, reply, delivery_id}` → `ack`: the
@@ -38,6 +39,9 @@ _Country = Annotated[str, msgspec.Meta(max_length=3, pattern=NUL_FREE)]
 #: is refused as `malformed`, never an overflow of this node's arithmetic.
 MAX_TIME_MS = 253_402_300_799_999
 _Time = Annotated[int, msgspec.Meta(ge=0, le=MAX_TIME_MS)]
+#: The signed items one `trace.report` carries at most: what a hop signs in one message
+#: is at most its pending receipt, an answer, its final receipt and a forward.
+MAX_REPORT_ITEMS = 8
 
 
 class TraceRequest(Request[Ack], frozen=True, kw_only=True):
@@ -55,12 +59,13 @@ class TraceRequest(Request[Ack], frozen=True, kw_only=True):
 
 
 class TraceReport(Request[Ack], frozen=True, kw_only=True):
-    """A hop's signed receipt or answer, on its way to the originator."""
+    """A hop's signed items of one message of its own (its receipt, answer, forward...),
+    on their way to the originator."""
 
     wire_type = "trace.report"
     once_by = "delivery_id"
     trace_id: Bin16
-    item: _Statement
+    items: Annotated[list[_Statement], msgspec.Meta(min_length=1, max_length=MAX_REPORT_ITEMS)]
     delivery_id: Bin16
 
 

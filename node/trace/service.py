@@ -51,6 +51,7 @@ from node.trace.forward import (
     chain_upto,
     held_chain,
     open_question,
+    own_item,
     vouching,
 )
 from node.trace.intake import item_of
@@ -309,7 +310,7 @@ class TraceService(Generic[W]):
         vouch = sign_forward(self._key, trace_id, 1, self._me, hop, peer.signing_key, to_ms(now))
         async with self._work() as work:
             trace_pk = await work.add_trace(trace)
-            await work.add_item(trace_pk, item_of(vouch), now)
+            await work.add_item(trace_pk, own_item(self._peers, vouch), now)
             details: dict[str, Any] = {"to": hop, "case_reference": fields.case_reference}
             if trace.force_reason:
                 details["forced"] = trace.force_reason

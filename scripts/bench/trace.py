@@ -22,11 +22,12 @@ Prints one JSON line, all measured in this run:
   imported by the custody import, `generate_s` and `import_s`), running as a
   real `iarms-node run` process: four originators (`ORIGINS`, in this
   process) send it H traces of firearms that DEU exported to AUT, a quarter
-  each; for each, DEU receives the request, checks the chain, signs and sends
-  the originator its receipt, looks the firearm up in its registry, answers,
-  signs the final receipt, sends both to the originator and forwards the trace
-  to AUT. `hops_per_s` is H over the wall time from the first send until the
-  originators hold every report and AUT every forward; each originator sends
+  each; for each, DEU receives the request, checks the chain, signs its
+  receipt, looks the firearm up in its registry, answers, signs the final
+  receipt, forwards the trace to AUT (signing the `forward` statement) and
+  reports the four signed items to the originator (one `trace.report`).
+  `hops_per_s` is H over the wall time from the first send until the
+  originators hold every reported item and AUT every forward; each originator sends
   one request at a time (a peer's queue has one message in flight), so four
   keep DEU busy as a node is when several peers trace through it. `hop_cpu_ms`
   is DEU's CPU time (user + system, all its threads) per hop over the same
@@ -52,6 +53,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # for the one harness: tests/
 
 from common import percentiles, positive, say
@@ -59,9 +62,11 @@ from procs import cpu_s, wait_quiet
 
 from node.clock import SystemClock
 from node.protocol.envelope import read_header
+from node.protocol.messages import decode
 from node.protocol.model import Service
 from node.records.serials import canonicalise_serial
 from node.trace.hop import TRACE_LIMIT, decide
+from node.trace.messages import TraceReport
 from node.trace.model import CUSTODY_COLUMNS, TraceStatus
 from node.trace.receipts import Outcome
 from node.trace.request import TraceRequestFields, TraceRequestInput, check_request
@@ -79,6 +84,8 @@ WARMUP = 5
 SAMPLE_ROWS = 50_000
 #: A peer's new traces are admitted at one per this many seconds after the burst.
 ADMIT_EVERY_S = 1 / TRACE_LIMIT.rate
+#: What a hop that forwards reports: its pending receipt, answer, final receipt, forward.
+ITEMS_PER_HOP = 4
 
 
 def request(member: Member, serial: str, make: str) -> TraceRequestFields:
@@ -106,6 +113,14 @@ def on_message(member: Member, seen: Callable[[bytes], None]) -> None:
         return answer
 
     member.f.dispatcher.handle = handled  # type: ignore[method-assign]
+
+
+def reported_items(data: bytes) -> int:
+    """How many signed items a `trace.report` envelope carries, read without checking it
+    (the node that handled it did): PROTOCOL.md §1.2, the signed header's last field
+    is the body."""
+    signed, _signature = msgspec.msgpack.decode(data)
+    return len(decode(TraceReport, msgspec.msgpack.decode(signed)[-1]).items)
 
 
 async def import_events(member: Member, path: Path, events: list[dict[str, str]]) -> None:
@@ -241,11 +256,12 @@ async def one_hop(workdir: Path, events: int, hops: int) -> dict[str, float | in
         assert deu.proc is not None
         await asyncio.to_thread(wait_quiet, deu.proc.pid)
         fed.clock.advance((SystemClock().now() - fed.clock.now()).total_seconds())
-        counts = {"reports": 0, "forwards": 0}
+        counts = {"items": 0, "forwards": 0}
 
         def at_origin(data: bytes) -> None:
             header = read_header(data)
-            counts["reports"] += (header.sender, header.type) == ("DEU", "trace.report")
+            if (header.sender, header.type) == ("DEU", "trace.report"):
+                counts["items"] += reported_items(data)
 
         def at_aut(data: bytes) -> None:
             counts["forwards"] += read_header(data).type == "trace.request"
@@ -258,7 +274,8 @@ async def one_hop(workdir: Path, events: int, hops: int) -> dict[str, float | in
             await origin.f.traces.start(request(origin, serial, make), ACTOR, to="DEU")
         cpu_before, start = cpu_s(deu.proc.pid), time.perf_counter()
         await _send_until(
-            origins, lambda: counts["reports"] >= 3 * hops and counts["forwards"] >= hops
+            origins,
+            lambda: counts["items"] >= ITEMS_PER_HOP * hops and counts["forwards"] >= hops,
         )
         wall, cpu = time.perf_counter() - start, cpu_s(deu.proc.pid) - cpu_before
     finally:
