@@ -118,7 +118,7 @@ _new_record_values = attrgetter(*NEW_RECORD_FIELDS)
 
 
 def new_record_row(new: NewRecord) -> tuple[Any, ...]:
-    """A `NewRecord` as a plain tuple (status as text): cheap to pickle and to bulk-insert."""
+    """A `NewRecord` as a plain tuple (status as text): cheap to send and to bulk-insert."""
     values = list(_new_record_values(new))
     values[_STATUS_INDEX] = new.status.value
     return tuple(values)

@@ -25,7 +25,7 @@ from node.records.storage import AuditFor
 from node.store.audit import append_entry
 from node.store.database import Database
 from node.store.dialect import insert_many_ignoring_conflicts, like_escape, lock_for_append
-from node.store.stats import count_records_in
+from node.store.stats import count_new_records, count_records_in
 from node.store.tables import RecordRow, table
 
 _t = table(RecordRow)
@@ -229,7 +229,10 @@ class RecordsStore:
             created = await insert_many_ignoring_conflicts(
                 conn, _t, "dedupe_key", _BULK_COLUMNS, rows, constants
             )
-            await count_records_in(conn, _c.id > before, 1)
+            if created == len(rows):  # every row is new: count them as they are
+                await count_new_records(conn, rows, _BULK_COLUMNS, at)
+            elif created:  # some were there already: count those past the highest id
+                await count_records_in(conn, _c.id > before, 1)
             await append_entry(conn, at, audit(created))
         return created
 
