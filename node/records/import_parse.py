@@ -48,9 +48,8 @@ from node.records.model import (
     REQUIRED_COLUMNS,
     ImportRowError,
     NewRecord,
-    new_record_row,
 )
-from node.records.normalise import normalise_record, record_input
+from node.records.normalise import input_fields, normalised_row
 from node.records.reference import ReferenceTable, load_reference
 
 #: Turns one row's values (by column) into the tuple its store inserts, the row's dedupe
@@ -124,22 +123,39 @@ class RowKind:
         return msgspec.msgpack.Decoder(batch | Parsed | Unreadable)
 
 
-def dedupe_key(new: NewRecord) -> str:
-    """The import identity of a record: `ext:<external_id>`, else `row:<hash of key fields>`.
+_SERIAL, _MAKE, _TYPE, _STATUS, _EVENT, _AGENCY, _CASE, _EXTERNAL = map(
+    NEW_RECORD_FIELDS.index,
+    (
+        "serial_canonical",
+        "make",
+        "firearm_type",
+        "status",
+        "event_date",
+        "reporting_agency",
+        "case_reference",
+        "external_id",
+    ),
+)
+
+
+def dedupe_key(row: tuple[Any, ...]) -> str:
+    """The import identity of a record (a `new_record_row`): `ext:<external_id>`, else
+    `row:<hash of key fields>`.
 
     The hash covers the canonical serial, make, type, status, event date,
     reporting agency and case reference.
     """
-    if new.external_id:
-        return f"ext:{new.external_id}"
+    if row[_EXTERNAL]:
+        return f"ext:{row[_EXTERNAL]}"
+    event = row[_EVENT]
     parts = (
-        new.serial_canonical,
-        new.make,
-        new.firearm_type,
-        new.status.value,
-        new.event_date.isoformat() if new.event_date else "",
-        new.reporting_agency,
-        new.case_reference,
+        row[_SERIAL],
+        row[_MAKE],
+        row[_TYPE],
+        row[_STATUS],
+        event.isoformat() if event else "",
+        row[_AGENCY],
+        row[_CASE],
     )
     return "row:" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:40]
 
@@ -147,9 +163,9 @@ def dedupe_key(new: NewRecord) -> str:
 def record_row(
     values: Mapping[str, str], reference: ReferenceTable, today: date
 ) -> tuple[Any, ...]:
-    """A records CSV row as `new_record_row` followed by its dedupe key."""
-    new = normalise_record(record_input(values), reference, today)
-    return (*new_record_row(new), dedupe_key(new))
+    """A records CSV row as `new_record_row` makes it, followed by its dedupe key."""
+    row = normalised_row(input_fields(values), reference, today)
+    return (*row, dedupe_key(row))
 
 
 RECORD_ROWS = RowKind(
