@@ -48,6 +48,7 @@ from node.records.model import (
     REQUIRED_COLUMNS,
     ImportRowError,
     NewRecord,
+    model_key,
 )
 from node.records.normalise import input_fields, normalised_row
 from node.records.reference import ReferenceTable, load_reference
@@ -79,15 +80,16 @@ class Unreadable(msgspec.Struct, frozen=True, array_like=True, tag=True):
 WorkerMessage = ParsedBatch | Parsed | Unreadable
 
 
-def row_type(record: type, names: Sequence[str], key: type) -> Any:
+def row_type(record: type, names: Sequence[str], *tail: type) -> Any:
     """The type of the tuples a `RowParser` makes: the types of fields `names` of the
-    dataclass `record` (an enum as its text), then the dedupe key's type `key`."""
+    dataclass `record` (an enum as its text), then the types `tail` (of what the parser
+    adds, the dedupe key last)."""
     hints = typing.get_type_hints(record)
     types = [
         str if isinstance(t, type) and issubclass(t, enum.Enum) else t
         for t in (hints[name] for name in names)
     ]
-    return tuple.__class_getitem__((*types, key))
+    return tuple.__class_getitem__((*types, *tail))
 
 
 @dataclass(frozen=True)
@@ -123,9 +125,10 @@ class RowKind:
         return msgspec.msgpack.Decoder(batch | Parsed | Unreadable)
 
 
-_SERIAL, _MAKE, _TYPE, _STATUS, _EVENT, _AGENCY, _CASE, _EXTERNAL = map(
+_MODEL, _SERIAL, _MAKE, _TYPE, _STATUS, _EVENT, _AGENCY, _CASE, _EXTERNAL = map(
     NEW_RECORD_FIELDS.index,
     (
+        "model",
         "serial_canonical",
         "make",
         "firearm_type",
@@ -163,9 +166,10 @@ def dedupe_key(row: tuple[Any, ...]) -> str:
 def record_row(
     values: Mapping[str, str], reference: ReferenceTable, today: date
 ) -> tuple[Any, ...]:
-    """A records CSV row as `new_record_row` makes it, followed by its dedupe key."""
+    """A records CSV row as `new_record_row` makes it, followed by its model key and its
+    dedupe key (what the store inserts)."""
     row = normalised_row(input_fields(values), reference, today)
-    return (*row, dedupe_key(row))
+    return (*row, model_key(row[_MODEL]), dedupe_key(row))
 
 
 RECORD_ROWS = RowKind(
@@ -174,7 +178,7 @@ RECORD_ROWS = RowKind(
     CSV_COLUMNS,
     REQUIRED_COLUMNS,
     record_row,
-    row_type(NewRecord, NEW_RECORD_FIELDS, str),
+    row_type(NewRecord, NEW_RECORD_FIELDS, str, str),
 )
 
 

@@ -20,6 +20,7 @@ from node.records.model import (
     RecordFilter,
     SerialMatch,
     Status,
+    model_key,
 )
 from node.records.storage import AuditFor
 from node.store.audit import append_entry
@@ -32,15 +33,10 @@ _t = table(RecordRow)
 _c = _t.c
 
 
-def model_key(model: str) -> str:
-    """The case- and space-insensitive form of a model name used for filtering."""
-    return " ".join(model.upper().split())
-
-
 _NEW_FIELDS = tuple(f.name for f in fields(NewRecord) if f.name != "status")
-#: Column order of the rows `add_many` inserts: a `new_record_row`, its dedupe key, its model key.
-_BULK_COLUMNS = (*NEW_RECORD_FIELDS, "dedupe_key", "model_key")
-_MODEL_INDEX = NEW_RECORD_FIELDS.index("model")
+#: Column order of the rows `add_many` inserts (`node.records.import_parse.record_row`): a
+#: `new_record_row`, its model key, its dedupe key.
+_BULK_COLUMNS = (*NEW_RECORD_FIELDS, "model_key", "dedupe_key")
 
 
 def _values(new: NewRecord) -> dict[str, Any]:
@@ -215,13 +211,14 @@ class RecordsStore:
         at: datetime,
         audit: Callable[[int], AuditEvent],
     ) -> int:
-        """Insert `new_record_row`s, each followed by its dedupe key, skipping taken keys.
+        """Insert `new_record_row`s, each followed by its model key and its dedupe key,
+        skipping taken keys.
 
         Returns how many were new.
 
         `audit(created)` gives the batch's audit entry, written in the same transaction.
         """
-        rows = [(*row, model_key(row[_MODEL_INDEX])) for row in batch]
+        rows = list(batch)
         constants = {"version": 1, "created_at": at, "updated_at": at}
         async with self._db.write() as conn:
             await lock_for_append(conn, _t)  # the new rows are those past the highest id
