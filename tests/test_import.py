@@ -224,11 +224,12 @@ def test_the_worker_sends_batches_that_decode_to_the_rows_parsed_here(
     for batch in batches:
         sent = kind.decoder.decode(msgspec.msgpack.encode(batch))
         assert isinstance(sent, ParsedBatch)
-        assert (sent.records, sent.errors, sent.rows, sent.bytes_read) == (
+        assert (sent.records, sent.errors, sent.rows, sent.bytes_read, sent.counts) == (
             batch.records,
             batch.errors,
             batch.rows,
             batch.bytes_read,
+            batch.counts,
         )
         assert [list(map(type, r)) for r in sent.records] == [
             list(map(type, r)) for r in batch.records

@@ -89,12 +89,15 @@ async def test_imported_batches_count_their_new_rows(node: Node, tmp_path: Path)
         "I-3,Colt,revolver,lost,.38 Special,,,,i3",  # no event date: the month it is recorded
         "I-4,Unheard Of,rifle,seized,,USA,2025-02-28,,i4",
         "I-5,Beretta,pistol,recovered,9mm,ITA,,2025-01-02,i5",
+        "I-6,Colt,revolver,lost,.38 Special,,2026-01-01,,i6",  # the month I-3 is recorded in
     ]
     first = tmp_path / "first.csv"
-    first.write_text(header + "\n".join(rows[:3]) + "\n")
+    first.write_text(header + "\n".join([rows[0], rows[2], rows[5], rows[1]]) + "\n")
     report = await node.imports.import_csv(first, "test", batch_rows=3)
-    assert (report.created, report.duplicates) == (3, 0)
-    assert await _record_counts(node) == await _recount(node)
+    assert (report.created, report.duplicates) == (4, 0)
+    counts = await _record_counts(node)
+    assert counts == await _recount(node)
+    assert counts[("make", "Colt", "2026-01")] == 2
     both = tmp_path / "both.csv"  # two batches: (I-1, I-4): one new; (I-2, I-5): one new
     both.write_text(header + "\n".join([rows[0], rows[3], rows[1], rows[4]]) + "\n")
     report = await node.imports.import_csv(both, "test", batch_rows=2)
@@ -102,7 +105,7 @@ async def test_imported_batches_count_their_new_rows(node: Node, tmp_path: Path)
     counts = await _record_counts(node)
     assert counts == await _recount(node)
     assert counts[("recovered", "", "2025-01")] == counts[("recovered", "", "2025-03")] == 1
-    assert counts[("country", "", "2026-01")] == 1  # I-3 has neither country nor event date
+    assert counts[("country", "", "2026-01")] == 2  # I-3 (no event date) and I-6
 
 
 async def test_a_period_counts_only_its_months(seeded: Node) -> None:

@@ -31,10 +31,12 @@ import hashlib
 import importlib
 import sys
 import typing
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import cached_property
+from operator import add, itemgetter
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -56,6 +58,9 @@ from node.records.reference import ReferenceTable, load_reference
 #: Turns one row's values (by column) into the tuple its store inserts, the row's dedupe
 #: key last; a bad row raises ValidationError naming its field.
 RowParser = Callable[[Mapping[str, str], ReferenceTable, date], tuple[Any, ...]]
+#: What a batch's rows add to their store's aggregates once stored, all of them new:
+#: (dimension, value, month, n), month "" for the month the batch is stored in.
+Counts = list[tuple[str, str, str, int]]
 
 
 class ParsedBatch(msgspec.Struct, frozen=True, array_like=True, tag=True):
@@ -65,6 +70,8 @@ class ParsedBatch(msgspec.Struct, frozen=True, array_like=True, tag=True):
     errors: list[ImportRowError]
     rows: int
     bytes_read: int
+    #: What `records` add to the store's aggregates if all are new (`RowKind.count`).
+    counts: Counts
 
 
 class Parsed(msgspec.Struct, frozen=True, array_like=True, tag=True):
@@ -105,6 +112,8 @@ class RowKind:
     required: frozenset[str]
     parse: RowParser
     row: Any
+    #: Counts a batch's valid rows for the store's aggregates (`Counts`), if it keeps any.
+    count: Callable[[list[tuple[Any, ...]]], Counts] | None = None
 
     def reader(self, path: Path) -> CsvReader:
         """A reader of `path` that checks its header against this kind's columns."""
@@ -172,6 +181,49 @@ def record_row(
     return (*row, model_key(row[_MODEL]), dedupe_key(row))
 
 
+_UNDATED = "0000-00"  # no month a record can have (events are from 1800 on)
+
+
+def _month(day: date) -> str:
+    return f"{day.year:04d}-{day.month:02d}"
+
+
+def count_records(rows: Sequence[tuple[Any, ...]]) -> Counts:
+    """What `record_row`s add to `record_counts` (`node.store.stats`) once stored: by make,
+    calibre, country of manufacture ("" for none) and `TYPE/STATUS`, in the month of the
+    event date ("": the month of recording, for a record without one); `recovered` (value
+    "") in the month of recovery. In the order of the table's key, in which SQLite upserts
+    a batch's counts in two thirds of the time.
+
+    Column by column, so that the counting runs in C, keyed by value and month in one
+    string (month last, 7 characters: `_UNDATED` for none).
+    """
+
+    def column(name: str) -> list[Any]:
+        return list(map(itemgetter(NEW_RECORD_FIELDS.index(name)), rows))
+
+    months: dict[date | None, str] = {None: _UNDATED}
+    month = [months.get(d) or months.setdefault(d, _month(d)) for d in column("event_date")]
+    types, status = column("firearm_type"), column("status")
+    countries = [country or "" for country in column("country_of_manufacture")]
+    by_dimension = {  # in the order of their names
+        "calibre": Counter(map(add, column("calibre"), month)),
+        "country": Counter(map(add, countries, month)),
+        "make": Counter(map(add, column("make"), month)),
+        "recovered": Counter(
+            _month(day)
+            for state, day in zip(status, column("recovered_on"), strict=True)
+            if state == "recovered" and day is not None
+        ),
+        "type_status": Counter(map("{}/{}{}".format, types, status, month)),
+    }
+    return [
+        (dimension, key[:-7], "" if key.endswith(_UNDATED) else key[-7:], n)
+        for dimension, counts in by_dimension.items()
+        for key, n in sorted(counts.items())
+    ]
+
+
 RECORD_ROWS = RowKind(
     "node.records.import_parse:RECORD_ROWS",
     "records",
@@ -179,6 +231,7 @@ RECORD_ROWS = RowKind(
     REQUIRED_COLUMNS,
     record_row,
     row_type(NewRecord, NEW_RECORD_FIELDS, str, str),
+    count_records,
 )
 
 
@@ -209,10 +262,21 @@ def parse_batches(
         else:
             records.append(checked)
         if rows == batch_rows:
-            yield ParsedBatch(records, errors, rows, reader.bytes_read)
+            yield _batch(kind, records, errors, rows, reader.bytes_read)
             records, errors, rows = [], [], 0
     if rows:
-        yield ParsedBatch(records, errors, rows, reader.bytes_read)
+        yield _batch(kind, records, errors, rows, reader.bytes_read)
+
+
+def _batch(
+    kind: RowKind,
+    records: list[tuple[Any, ...]],
+    errors: list[ImportRowError],
+    rows: int,
+    bytes_read: int,
+) -> ParsedBatch:
+    counts = kind.count(records) if kind.count and records else []
+    return ParsedBatch(records, errors, rows, bytes_read, counts)
 
 
 def find_kind(address: str) -> RowKind:

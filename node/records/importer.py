@@ -130,7 +130,8 @@ class ImportService:
             details = {"rows": batch.rows, "valid": len(batch.records), "created": created}
             return AuditEvent(actor, f"{self._action}.import_batch", name, details)
 
-        created = await self._store.add_many(batch.records, self._clock.now(), audit)
+        at = self._clock.now()
+        created = await self._store.add_many(batch.records, at, audit, batch.counts)
         if created:
             self._changed()
         report.created += created

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from node.auditing import AuditEvent
 from node.errors import ConflictError, NotFoundError
+from node.records.import_parse import Counts
 from node.records.model import (
     NEW_RECORD_FIELDS,
     FirearmRecord,
@@ -26,7 +27,7 @@ from node.records.storage import AuditFor
 from node.store.audit import append_entry
 from node.store.database import Database
 from node.store.dialect import insert_many_ignoring_conflicts, like_escape, lock_for_append
-from node.store.stats import count_new_records, count_records_in
+from node.store.stats import add_record_counts, count_records_in
 from node.store.tables import RecordRow, table
 
 _t = table(RecordRow)
@@ -210,6 +211,7 @@ class RecordsStore:
         batch: Sequence[tuple[Any, ...]],
         at: datetime,
         audit: Callable[[int], AuditEvent],
+        counts: Counts,
     ) -> int:
         """Insert `new_record_row`s, each followed by its model key and its dedupe key,
         skipping taken keys.
@@ -217,6 +219,8 @@ class RecordsStore:
         Returns how many were new.
 
         `audit(created)` gives the batch's audit entry, written in the same transaction.
+        `counts`: what the rows add to `record_counts` (`import_parse.count_records`),
+        added if all are new; else the new rows are counted from the table.
         """
         rows = list(batch)
         constants = {"version": 1, "created_at": at, "updated_at": at}
@@ -226,8 +230,8 @@ class RecordsStore:
             created = await insert_many_ignoring_conflicts(
                 conn, _t, "dedupe_key", _BULK_COLUMNS, rows, constants
             )
-            if created == len(rows):  # every row is new: count them as they are
-                await count_new_records(conn, rows, _BULK_COLUMNS, at)
+            if created == len(rows):  # every row is new: they add what they were counted
+                await add_record_counts(conn, counts, at)
             elif created:  # some were there already: count those past the highest id
                 await count_records_in(conn, _c.id > before, 1)
             await append_entry(conn, at, audit(created))
