@@ -13,8 +13,9 @@ import pytest
 from node.app import Node
 from node.errors import CsvFormatError
 from node.records.csvio import RecordCsvWriter, neutralise, unneutralise
-from node.records.import_parse import RECORD_ROWS, ParsedBatch, RowKind, parse_batches
+from node.records.import_parse import ParsedBatch, RowKind, parse_batches
 from node.records.model import CSV_COLUMNS
+from node.records.record_rows import RECORD_ROWS
 from node.records.reference import load_reference
 from node.records.service import FilterText
 from node.trace.custody_rows import CUSTODY_ROWS

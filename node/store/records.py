@@ -35,7 +35,7 @@ _c = _t.c
 
 
 _NEW_FIELDS = tuple(f.name for f in fields(NewRecord) if f.name != "status")
-#: Column order of the rows `add_many` inserts (`node.records.import_parse.record_row`): a
+#: Column order of the rows `add_many` inserts (`node.records.record_rows.record_row`): a
 #: `new_record_row`, its model key, its dedupe key.
 _BULK_COLUMNS = (*NEW_RECORD_FIELDS, "model_key", "dedupe_key")
 
@@ -219,7 +219,7 @@ class RecordsStore:
         Returns how many were new.
 
         `audit(created)` gives the batch's audit entry, written in the same transaction.
-        `counts`: what the rows add to `record_counts` (`import_parse.count_records`),
+        `counts`: what the rows add to `record_counts` (`record_rows.count_records`),
         added if all are new; else the new rows are counted from the table.
         """
         rows = list(batch)

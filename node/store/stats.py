@@ -7,7 +7,7 @@ month, the dimensions being make, calibre, country of manufacture and
 record store calls it in the transaction of every change, subtracting a
 record's rows before the change and adding them after; an import's batch
 whose rows are all new adds what its parser counted of them
-(`node.records.import_parse.count_records`, the same dimensions in Python,
+(`node.records.record_rows.count_records`, the same dimensions in Python,
 `add_record_counts`), one with rows stored before counts its new rows with
 one group-by over their ids. A record's month is that of its event
 date, or of its recording when it has none. The other figures are group-bys
@@ -121,7 +121,7 @@ def _month(day: date) -> str:
 
 
 async def add_record_counts(conn: AsyncConnection, counts: Counts, at: datetime) -> None:
-    """Add `counts` (`node.records.import_parse.count_records`: what new records add, month
+    """Add `counts` (`node.records.record_rows.count_records`: what new records add, month
     "" for their month of recording, `at`) inside the caller's transaction."""
     recorded = _month(at.astimezone(UTC))
     await upsert_adding(conn, _n, _KEYS, "n", [c for c in counts if c[2]])

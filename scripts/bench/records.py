@@ -41,8 +41,8 @@ from node.app import Node
 from node.clock import SystemClock
 from node.config import load_config
 from node.initialise import init_node
-from node.records.import_parse import RECORD_ROWS
 from node.records.model import NEW_RECORD_FIELDS
+from node.records.record_rows import RECORD_ROWS
 from node.records.service import FilterText
 from node.records.synthetic import generate_rows, write_csv
 from node.store.tables import RecordRow, table
