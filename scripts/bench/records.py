@@ -8,8 +8,8 @@ filter page, called in-process through the records service (each search is
 audited, as in production).
 
 The import is judged against its floor, measured in the same run: a bare
-`executemany` of the same rows (the row tuples the store inserts, with their
-model keys and constants, converted as the store converts them; the same
+`executemany` of the same rows (the row tuples the store inserts, their model
+and dedupe keys included, with its constants, converted as the store converts them; the same
 statement, batch size and pragmas) into a fresh database with the node's
 schema, through plain `sqlite3`, one transaction per batch, with no
 validation, no parsing and no audit entry timed. `import_vs_bare` is the
