@@ -32,8 +32,8 @@ from node.protocol.model import Peer
 from node.protocol.peers import PeerHook, PeersService
 from node.protocol.ratelimit import RateLimitConfig
 from node.protocol.transport import PeerTransport
-from node.records.import_parse import RECORD_ROWS
 from node.records.importer import ImportService
+from node.records.record_rows import RECORD_ROWS
 from node.records.reference import ReferenceTable, load_reference
 from node.records.service import RecordsService
 from node.stats.local import LocalStats

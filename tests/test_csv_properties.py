@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from node.errors import CsvFormatError
 from node.records.csvio import unneutralise
-from node.records.import_parse import RECORD_ROWS
+from node.records.record_rows import RECORD_ROWS
 
 HEADER = b"serial_number,make,firearm_type,status,notes\n"
 

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from node.app import Node
 from node.auditing import AuditEvent
 from node.errors import CsvFormatError, StorageFullError, ValidationError
+from node.records.import_parse import Counts
 from node.records.reference import load_reference
 from node.store.custody import CustodyStore
 from node.trace.custody import CustodyService
@@ -248,12 +249,16 @@ class _FailingStore:
         self.batches = 0
 
     async def add_many(
-        self, batch: Sequence[tuple[Any, ...]], at: datetime, audit: Callable[[int], AuditEvent]
+        self,
+        batch: Sequence[tuple[Any, ...]],
+        at: datetime,
+        audit: Callable[[int], AuditEvent],
+        counts: Counts,
     ) -> int:
         self.batches += 1
         if self.batches == 2:
             raise StorageFullError("/data", "No space left on device")
-        return await self._store.add_many(batch, at, audit)
+        return await self._store.add_many(batch, at, audit, counts)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import date
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from node.app import Node
 from node.errors import CsvFormatError
 from node.records.csvio import RecordCsvWriter, neutralise, unneutralise
+from node.records.import_parse import ParsedBatch, RowKind, parse_batches
 from node.records.model import CSV_COLUMNS
+from node.records.record_rows import RECORD_ROWS
+from node.records.reference import load_reference
 from node.records.service import FilterText
+from node.trace.custody_rows import CUSTODY_ROWS
 
 HEADER = "serial_number,make,firearm_type,status,calibre,event_date,external_id,notes\n"
 ACTOR = "cli:test"
@@ -183,6 +189,52 @@ async def test_worker_process_gives_the_same_result(sqlite_node: Node, tmp_path:
     assert seen[-1] == path.stat().st_size and seen == sorted(seen) and len(seen) == 5
     again = await sqlite_node.imports.import_csv(path, ACTOR, worker_min_bytes=0)
     assert (again.created, again.duplicates) == (0, 48)
+
+
+_RECORDS_CSV = (
+    "serial_number,make,firearm_type,status,event_date,recovered_on,country_of_manufacture\n"
+    "D1,Glock,pistol,recovered,2024-01-02,2024-03-04,AUT\n"
+    "D2,CZ,rifle,lost,,,\n"
+    "D3,Beretta,pistol,mislaid,2023-05-06,,\n"
+)
+_CUSTODY_CSV = (
+    "serial_number,make,model,event,event_date,from_party,to_party,to_country,"
+    "licence_reference,notes\n"
+    "D1,Glock,17,exported,2024-01-02,Shop,Buyer,AUT,L-1,\n"
+    "D2,CZ,75,sold,2024-02-03,Shop,Buyer,,,\n"
+    "D3,Beretta,92,exported,2024-02-03,Shop,Buyer,,,\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("kind", "text"),
+    [(RECORD_ROWS, _RECORDS_CSV), (CUSTODY_ROWS, _CUSTODY_CSV)],
+    ids=["records", "custody"],
+)
+def test_the_worker_sends_batches_that_decode_to_the_rows_parsed_here(
+    kind: RowKind, text: str, tmp_path: Path
+) -> None:
+    """What the worker writes (MessagePack) decodes, by the kind's typed decoder, to the
+    rows, errors and counts the parser made: dates as dates, None as None, bytes as bytes."""
+    reader = kind.reader(write(tmp_path, text))
+    try:
+        batches = list(parse_batches(reader, kind, load_reference(), date(2025, 1, 1), 2))
+    finally:
+        reader.close()
+    assert [(len(b.records), len(b.errors)) for b in batches] == [(2, 0), (0, 1)]
+    for batch in batches:
+        sent = kind.decoder.decode(msgspec.msgpack.encode(batch))
+        assert isinstance(sent, ParsedBatch)
+        assert (sent.records, sent.errors, sent.rows, sent.bytes_read, sent.counts) == (
+            batch.records,
+            batch.errors,
+            batch.rows,
+            batch.bytes_read,
+            batch.counts,
+        )
+        assert [list(map(type, r)) for r in sent.records] == [
+            list(map(type, r)) for r in batch.records
+        ]
 
 
 async def test_worker_process_reports_an_unreadable_file(sqlite_node: Node, tmp_path: Path) -> None:

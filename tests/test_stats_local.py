@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from node.app import Node
 from node.clock import FakeClock
@@ -55,6 +56,56 @@ async def test_aggregates_equal_the_records_after_every_kind_of_change(seeded: N
     assert months["2025-03"] == 3
     assert months["2026-01"] == 2
     assert sum(months.values()) == len(EXPECTED)
+
+
+async def _record_counts(node: Node) -> Counter[tuple[str, str, str]]:
+    async with node.db.read() as conn:
+        rows = await conn.execute(text("SELECT dimension, value, month, n FROM record_counts"))
+        return Counter({(d, v, m): n for d, v, m, n in rows if n})
+
+
+async def _recount(node: Node) -> Counter[tuple[str, str, str]]:
+    """`record_counts` as it should be, counted here from the records themselves."""
+    counts: Counter[tuple[str, str, str]] = Counter()
+    async for r in node.records.export(node.records.parse_filter(FilterText()), "test"):
+        month = str(Month.of(r.event_date or r.created_at))
+        counts[("make", r.make, month)] += 1
+        counts[("calibre", r.calibre, month)] += 1
+        counts[("country", r.country_of_manufacture or "", month)] += 1
+        counts[("type_status", f"{r.firearm_type}/{r.status.value}", month)] += 1
+        if r.recovered_on is not None:
+            counts[("recovered", "", str(Month.of(r.recovered_on)))] += 1
+    return counts
+
+
+async def test_imported_batches_count_their_new_rows(node: Node, tmp_path: Path) -> None:
+    """A batch whose rows are all new is counted from its rows as parsed, one holding rows
+    stored before from the rows it added to the table: either way, as a recount would."""
+    header = "serial_number,make,firearm_type,status,calibre,country_of_manufacture,"
+    header += "event_date,recovered_on,external_id\n"
+    rows = [
+        "I-1,Glock,pistol,stolen,9mm,AUT,2025-02-11,,i1",
+        "I-2,glock,Pistol,recovered,9 mm,Austria,2024-12-01,2025-03-15,i2",
+        "I-3,Colt,revolver,lost,.38 Special,,,,i3",  # no event date: the month it is recorded
+        "I-4,Unheard Of,rifle,seized,,USA,2025-02-28,,i4",
+        "I-5,Beretta,pistol,recovered,9mm,ITA,,2025-01-02,i5",
+        "I-6,Colt,revolver,lost,.38 Special,,2026-01-01,,i6",  # the month I-3 is recorded in
+    ]
+    first = tmp_path / "first.csv"
+    first.write_text(header + "\n".join([rows[0], rows[2], rows[5], rows[1]]) + "\n")
+    report = await node.imports.import_csv(first, "test", batch_rows=3)
+    assert (report.created, report.duplicates) == (4, 0)
+    counts = await _record_counts(node)
+    assert counts == await _recount(node)
+    assert counts[("make", "Colt", "2026-01")] == 2
+    both = tmp_path / "both.csv"  # two batches: (I-1, I-4): one new; (I-2, I-5): one new
+    both.write_text(header + "\n".join([rows[0], rows[3], rows[1], rows[4]]) + "\n")
+    report = await node.imports.import_csv(both, "test", batch_rows=2)
+    assert (report.created, report.duplicates) == (2, 2)
+    counts = await _record_counts(node)
+    assert counts == await _recount(node)
+    assert counts[("recovered", "", "2025-01")] == counts[("recovered", "", "2025-03")] == 1
+    assert counts[("country", "", "2026-01")] == 2  # I-3 (no event date) and I-6
 
 
 async def test_a_period_counts_only_its_months(seeded: Node) -> None:

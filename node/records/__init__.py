@@ -6,5 +6,6 @@ data in `data/`) and the serial canonicaliser (`serials.py`), giving a
 `NewRecord`; `RecordsService` (service.py) stores it through
 `node.store.records` with its audit entry, and searches and exports.
 CSV files flow through `csvio.py` (reading, writing) and `importer.py`
-(batches, optionally parsed in a worker process by `import_parse.py`).
+(batches, optionally parsed in a worker process by `import_parse.py`, rows
+as `record_rows.py` makes them).
 """

@@ -12,16 +12,17 @@ writes (`node.records.import_parse`); smaller ones are parsed here.
 from __future__ import annotations
 
 import asyncio
-import pickle
 import sys
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing, suppress
 from pathlib import Path
 
+import msgspec
+
 from node.auditing import AuditEvent, AuditLog
 from node.clock import Clock
 from node.errors import CsvFormatError, ImportWorkerError, StorageFullError
-from node.records.import_parse import ParsedBatch, RowKind, parse_batches
+from node.records.import_parse import ParsedBatch, RowKind, Unreadable, parse_batches
 from node.records.model import ImportReport
 from node.records.reference import ReferenceTable
 from node.records.storage import BatchStorage
@@ -129,7 +130,8 @@ class ImportService:
             details = {"rows": batch.rows, "valid": len(batch.records), "created": created}
             return AuditEvent(actor, f"{self._action}.import_batch", name, details)
 
-        created = await self._store.add_many(batch.records, self._clock.now(), audit)
+        at = self._clock.now()
+        created = await self._store.add_many(batch.records, at, audit, batch.counts)
         if created:
             self._changed()
         report.created += created
@@ -160,19 +162,22 @@ class ImportService:
             limit=1 << 20,
         )
         assert worker.stdout is not None and worker.stderr is not None
+        decoder = self.kind.decoder
         try:
             while True:
                 try:
                     size = int.from_bytes(await worker.stdout.readexactly(4), "big")
-                    kind, payload = pickle.loads(await worker.stdout.readexactly(size))  # noqa: S301 - our own worker
+                    message = decoder.decode(await worker.stdout.readexactly(size))
                 except asyncio.IncompleteReadError:
                     stderr = (await worker.stderr.read()).decode(errors="replace").strip()
                     last = stderr.splitlines()[-1] if stderr else f"exit code {await worker.wait()}"
                     raise ImportWorkerError(f"the import worker failed: {last}") from None
-                if kind == "batch":
-                    yield payload
-                elif kind == "format":
-                    raise CsvFormatError(payload)
+                except msgspec.DecodeError as e:
+                    raise ImportWorkerError(f"the import worker sent a bad message: {e}") from e
+                if isinstance(message, ParsedBatch):
+                    yield message
+                elif isinstance(message, Unreadable):
+                    raise CsvFormatError(message.message)
                 else:
                     return
         finally:

@@ -117,8 +117,13 @@ _STATUS_INDEX = NEW_RECORD_FIELDS.index("status")
 _new_record_values = attrgetter(*NEW_RECORD_FIELDS)
 
 
+def model_key(model: str) -> str:
+    """The case- and space-insensitive form of a model name, by which records are filtered."""
+    return " ".join(model.upper().split())
+
+
 def new_record_row(new: NewRecord) -> tuple[Any, ...]:
-    """A `NewRecord` as a plain tuple (status as text): cheap to pickle and to bulk-insert."""
+    """A `NewRecord` as a plain tuple (status as text): cheap to send and to bulk-insert."""
     values = list(_new_record_values(new))
     values[_STATUS_INDEX] = new.status.value
     return tuple(values)

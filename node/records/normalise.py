@@ -10,6 +10,7 @@ import enum
 import re
 import unicodedata
 from collections.abc import Mapping
+from dataclasses import fields
 from datetime import date
 from typing import Any, TypeVar
 
@@ -18,6 +19,7 @@ from node.errors import ValidationError
 from node.records.model import (
     MAX_FIELD_CHARS,
     MAX_SERIAL_CHARS,
+    NEW_RECORD_FIELDS,
     NewRecord,
     RecordInput,
     Status,
@@ -37,6 +39,7 @@ _TEXT_FIELDS = (
     "notes",
 )
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_STATUS_AT = NEW_RECORD_FIELDS.index("status")
 
 
 def check_text(value: str, field: str, limit: int = MAX_FIELD_CHARS) -> str:
@@ -95,60 +98,95 @@ def parse_country(text: str, field: str) -> str | None:
     return country
 
 
+#: `RecordInput`'s optional text fields, at their default.
+_OPTIONAL_TEXT = {f.name: "" for f in fields(RecordInput) if f.default == ""}
+
+
 def record_input(values: Mapping[str, str]) -> RecordInput:
     """A `RecordInput` from text keyed by CSV column names (a CSV row, a posted form).
 
     Absent optional columns take their defaults; dates are parsed (ValidationError).
     """
-    fields: dict[str, Any] = dict(values)
-    fields["event_date"] = parse_date(fields.get("event_date", ""), "event_date")
-    fields["recovered_on"] = parse_date(fields.get("recovered_on", ""), "recovered_on")
-    return RecordInput(**fields)
+    return RecordInput(**input_fields(values))
+
+
+def input_fields(values: Mapping[str, str]) -> dict[str, Any]:
+    """`record_input`'s fields as a dict (what `normalised_row` reads): text keyed by CSV
+    column names, absent optional columns as their defaults, dates parsed (ValidationError)."""
+    entry: dict[str, Any] = {**_OPTIONAL_TEXT, **values}
+    entry["event_date"] = parse_date(values.get("event_date", ""), "event_date")
+    entry["recovered_on"] = parse_date(values.get("recovered_on", ""), "recovered_on")
+    return entry
 
 
 def normalise_record(entry: RecordInput, reference: ReferenceTable, today: date) -> NewRecord:
     """Validate an entry and normalise it against the reference table."""
-    serial = check_text(entry.serial_number, "serial_number", MAX_SERIAL_CHARS)
+    values = {f.name: getattr(entry, f.name) for f in fields(entry)}
+    row = list(normalised_row(values, reference, today))
+    row[_STATUS_AT] = Status(row[_STATUS_AT])
+    return NewRecord(*row)
+
+
+def normalised_row(
+    entry: Mapping[str, Any], reference: ReferenceTable, today: date
+) -> tuple[Any, ...]:
+    """`normalise_record` of an entry given as its fields (`input_fields`), as the tuple
+    `new_record_row` makes of its `NewRecord` (status as text): what an import stores, made
+    without the two dataclasses (a sixth of a row's parsing time).
+
+    Raises:
+        ValidationError: naming the first bad field.
+    """
+    serial = check_text(entry["serial_number"], "serial_number", MAX_SERIAL_CHARS)
     canonical = canonicalise_serial(serial)
     if not canonical:
         raise ValidationError(
             "serial_number: required, with at least one letter or digit", "serial_number"
         )
     for name in ("make", "firearm_type"):
-        if not getattr(entry, name).strip():
+        if not entry[name].strip():
             raise ValidationError(f"{name}: required", name)
-    make = reference.normalise_make(check_text(entry.make, "make", 200))
-    ftype = reference.normalise_type(check_text(entry.firearm_type, "firearm_type", 100))
-    calibre = reference.normalise_calibre(check_text(entry.calibre, "calibre", 100))
-    country = parse_country(entry.country_of_manufacture, "country_of_manufacture")
-    if entry.event_date is not None and not (EARLIEST_EVENT <= entry.event_date <= today):
+    make = reference.normalise_make(check_text(entry["make"], "make", 200))
+    ftype = reference.normalise_type(check_text(entry["firearm_type"], "firearm_type", 100))
+    calibre = reference.normalise_calibre(check_text(entry["calibre"], "calibre", 100))
+    country = parse_country(entry["country_of_manufacture"], "country_of_manufacture")
+    event_date, recovered_on = entry["event_date"], entry["recovered_on"]
+    if event_date is not None and not (EARLIEST_EVENT <= event_date <= today):
         raise ValidationError(
-            f"event_date: {entry.event_date.isoformat()} is in the future or before 1800",
+            f"event_date: {event_date.isoformat()} is in the future or before 1800",
             "event_date",
         )
-    status = parse_status(entry.status)
-    if entry.recovered_on is not None and status is not Status.RECOVERED:
+    status = parse_status(entry["status"])
+    if recovered_on is not None and status is not Status.RECOVERED:
         raise ValidationError(
             "recovered_on: only a record with status recovered has a recovery date",
             "recovered_on",
         )
-    if entry.recovered_on and entry.recovered_on > today:
+    if recovered_on and recovered_on > today:
         raise ValidationError("recovered_on: the date is in the future", "recovered_on")
-    texts = {name: check_text(getattr(entry, name), name) for name in _TEXT_FIELDS}
-    external_id = check_text(entry.external_id, "external_id", 200) or None
-    return NewRecord(
-        serial_number=serial,
-        serial_canonical=canonical,
-        make=make.value,
-        make_known=make.known,
-        firearm_type=ftype.value,
-        firearm_type_known=ftype.known,
-        calibre=calibre.value,
-        calibre_known=calibre.known,
-        status=status,
-        country_of_manufacture=country,
-        event_date=entry.event_date,
-        external_id=external_id,
-        recovered_on=entry.recovered_on,
-        **texts,
+    model, place, agency, case, contact, markings, notes = (
+        check_text(entry[name], name) for name in _TEXT_FIELDS
+    )
+    external_id = check_text(entry["external_id"], "external_id", 200) or None
+    return (  # in `NEW_RECORD_FIELDS` order
+        serial,
+        canonical,
+        make.value,
+        make.known,
+        model,
+        ftype.value,
+        ftype.known,
+        calibre.value,
+        calibre.known,
+        status.value,
+        country,
+        event_date,
+        place,
+        agency,
+        case,
+        contact,
+        markings,
+        notes,
+        external_id,
+        recovered_on,
     )

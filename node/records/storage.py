@@ -9,6 +9,7 @@ from datetime import date, datetime
 from typing import Any, Protocol
 
 from node.auditing import AuditEvent
+from node.records.import_parse import Counts
 from node.records.model import FirearmRecord, NewRecord, Page, RecordFilter
 
 #: Builds a change's audit entry from the record as stored (its id, its last state).
@@ -23,9 +24,14 @@ class BatchStorage(Protocol):
         batch: Sequence[tuple[Any, ...]],
         at: datetime,
         audit: Callable[[int], AuditEvent],
+        counts: Counts,
     ) -> int:
         """Insert rows as the import's `RowKind` parsed them (each ending with its dedupe key),
-        skipping taken keys, with the batch's audit entry `audit(created)`; how many were new."""
+        skipping taken keys, with the batch's audit entry `audit(created)`; how many were new.
+
+        `counts` are what the rows add to the store's aggregates (as the kind counted
+        them, `RowKind.count`), added if every row is new; otherwise the store counts
+        the rows it added itself."""
         ...
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Select, bindparam, func, select
 
 from node.auditing import AuditEvent
+from node.records.import_parse import Counts
 from node.store.audit import append_entry
 from node.store.database import Database
 from node.store.dialect import insert_many_ignoring_conflicts
@@ -39,9 +40,11 @@ class CustodyStore:
         batch: Sequence[tuple[Any, ...]],
         at: datetime,
         audit: Callable[[int], AuditEvent],
+        counts: Counts,
     ) -> int:
         """Insert rows of `STORED_FIELDS`, skipping digests already stored, with the batch's
-        audit entry `audit(created)`, in one transaction; how many were new."""
+        audit entry `audit(created)`, in one transaction; how many were new. (Custody
+        events keep no aggregates: their row kind counts nothing.)"""
         async with self._db.write() as conn:
             created = await insert_many_ignoring_conflicts(
                 conn, _t, "row_digest", STORED_FIELDS, list(batch), {"imported_at": at}

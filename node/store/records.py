@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from node.auditing import AuditEvent
 from node.errors import ConflictError, NotFoundError
+from node.records.import_parse import Counts
 from node.records.model import (
     NEW_RECORD_FIELDS,
     FirearmRecord,
@@ -20,27 +21,23 @@ from node.records.model import (
     RecordFilter,
     SerialMatch,
     Status,
+    model_key,
 )
 from node.records.storage import AuditFor
 from node.store.audit import append_entry
 from node.store.database import Database
 from node.store.dialect import insert_many_ignoring_conflicts, like_escape, lock_for_append
-from node.store.stats import count_records_in
+from node.store.stats import add_record_counts, count_records_in
 from node.store.tables import RecordRow, table
 
 _t = table(RecordRow)
 _c = _t.c
 
 
-def model_key(model: str) -> str:
-    """The case- and space-insensitive form of a model name used for filtering."""
-    return " ".join(model.upper().split())
-
-
 _NEW_FIELDS = tuple(f.name for f in fields(NewRecord) if f.name != "status")
-#: Column order of the rows `add_many` inserts: a `new_record_row`, its dedupe key, its model key.
-_BULK_COLUMNS = (*NEW_RECORD_FIELDS, "dedupe_key", "model_key")
-_MODEL_INDEX = NEW_RECORD_FIELDS.index("model")
+#: Column order of the rows `add_many` inserts (`node.records.record_rows.record_row`): a
+#: `new_record_row`, its model key, its dedupe key.
+_BULK_COLUMNS = (*NEW_RECORD_FIELDS, "model_key", "dedupe_key")
 
 
 def _values(new: NewRecord) -> dict[str, Any]:
@@ -214,14 +211,18 @@ class RecordsStore:
         batch: Sequence[tuple[Any, ...]],
         at: datetime,
         audit: Callable[[int], AuditEvent],
+        counts: Counts,
     ) -> int:
-        """Insert `new_record_row`s, each followed by its dedupe key, skipping taken keys.
+        """Insert `new_record_row`s, each followed by its model key and its dedupe key,
+        skipping taken keys.
 
         Returns how many were new.
 
         `audit(created)` gives the batch's audit entry, written in the same transaction.
+        `counts`: what the rows add to `record_counts` (`record_rows.count_records`),
+        added if all are new; else the new rows are counted from the table.
         """
-        rows = [(*row, model_key(row[_MODEL_INDEX])) for row in batch]
+        rows = list(batch)
         constants = {"version": 1, "created_at": at, "updated_at": at}
         async with self._db.write() as conn:
             await lock_for_append(conn, _t)  # the new rows are those past the highest id
@@ -229,7 +230,10 @@ class RecordsStore:
             created = await insert_many_ignoring_conflicts(
                 conn, _t, "dedupe_key", _BULK_COLUMNS, rows, constants
             )
-            await count_records_in(conn, _c.id > before, 1)
+            if created == len(rows):  # every row is new: they add what they were counted
+                await add_record_counts(conn, counts, at)
+            elif created:  # some were there already: count those past the highest id
+                await count_records_in(conn, _c.id > before, 1)
             await append_entry(conn, at, audit(created))
         return created
 

@@ -5,15 +5,18 @@ month, the dimensions being make, calibre, country of manufacture and
 `TYPE/STATUS` (from which types, statuses and monthly totals are summed), and
 `recovered` (by month of recovery). `count_records_in` keeps them exact: the
 record store calls it in the transaction of every change, subtracting a
-record's rows before the change and adding them after (a batch adds its new
-rows' in one group-by over their ids). A record's month is that of its event
+record's rows before the change and adding them after; an import's batch
+whose rows are all new adds what its parser counted of them
+(`node.records.record_rows.count_records`, the same dimensions in Python,
+`add_record_counts`), one with rows stored before counts its new rows with
+one group-by over their ids. A record's month is that of its event
 date, or of its recording when it has none. The other figures are group-bys
 over indexed columns of their own tables.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -30,6 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from node.records.import_parse import Counts
 from node.stats.model import HopTime, PeerMonth, SentTrace, TraceHop
 from node.stats.periods import Period
 from node.store.database import Database
@@ -108,11 +112,22 @@ def _record_rows(dialect: str, where: ColumnElement[bool]) -> Select[Any]:
 async def count_records_in(conn: AsyncConnection, where: ColumnElement[bool], sign: int) -> None:
     """Add (`sign` 1) or subtract (-1) the counts of the records `where` selects, inside the
     caller's transaction (before a change: -1, after it: 1)."""
-    dialect = conn.dialect.name
-    rows = (await conn.execute(_record_rows(dialect, where))).all()
-    if rows:
-        params = [{"dimension": d, "value": v, "month": m, "n": sign * n} for d, v, m, n in rows]
-        await conn.execute(upsert_adding(dialect, _n, _KEYS, "n"), params)
+    rows = (await conn.execute(_record_rows(conn.dialect.name, where))).all()
+    await upsert_adding(conn, _n, _KEYS, "n", [(d, v, m, sign * n) for d, v, m, n in rows])
+
+
+def _month(day: date) -> str:
+    return f"{day.year:04d}-{day.month:02d}"
+
+
+async def add_record_counts(conn: AsyncConnection, counts: Counts, at: datetime) -> None:
+    """Add `counts` (`node.records.record_rows.count_records`: what new records add, month
+    "" for their month of recording, `at`) inside the caller's transaction."""
+    recorded = _month(at.astimezone(UTC))
+    await upsert_adding(conn, _n, _KEYS, "n", [c for c in counts if c[2]])
+    # Apart: a count of this month may be in both lists (one upsert must not meet a key twice).
+    undated = [(dimension, value, recorded, n) for dimension, value, m, n in counts if not m]
+    await upsert_adding(conn, _n, _KEYS, "n", undated)
 
 
 def _in_months(period: Period) -> ColumnElement[bool]:

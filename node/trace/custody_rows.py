@@ -13,7 +13,7 @@ from typing import Any
 
 from node.countries import check_alpha3
 from node.errors import ValidationError
-from node.records.import_parse import RowKind
+from node.records.import_parse import RowKind, row_type
 from node.records.model import MAX_FIELD_CHARS, MAX_SERIAL_CHARS
 from node.records.normalise import EARLIEST_EVENT, check_text, parse_choice, parse_date
 from node.records.reference import ReferenceTable
@@ -24,6 +24,8 @@ from node.trace.model import (
     MAX_MAKE_CHARS,
     MAX_MODEL_CHARS,
     MAX_PARTY_CHARS,
+    STORED_FIELDS,
+    CustodyEvent,
     EventKind,
 )
 
@@ -119,4 +121,5 @@ CUSTODY_ROWS = RowKind(
     CUSTODY_COLUMNS,
     frozenset(CUSTODY_COLUMNS),
     custody_row,
+    row_type(CustodyEvent, STORED_FIELDS[:-1], bytes),
 )

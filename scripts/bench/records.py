@@ -8,8 +8,8 @@ filter page, called in-process through the records service (each search is
 audited, as in production).
 
 The import is judged against its floor, measured in the same run: a bare
-`executemany` of the same rows (the row tuples the store inserts, with their
-model keys and constants, converted as the store converts them; the same
+`executemany` of the same rows (the row tuples the store inserts, their model
+and dedupe keys included, with its constants, converted as the store converts them; the same
 statement, batch size and pragmas) into a fresh database with the node's
 schema, through plain `sqlite3`, one transaction per batch, with no
 validation, no parsing and no audit entry timed. `import_vs_bare` is the
@@ -41,19 +41,18 @@ from node.app import Node
 from node.clock import SystemClock
 from node.config import load_config
 from node.initialise import init_node
-from node.records.import_parse import RECORD_ROWS
 from node.records.model import NEW_RECORD_FIELDS
+from node.records.record_rows import RECORD_ROWS
 from node.records.service import FilterText
 from node.records.synthetic import generate_rows, write_csv
-from node.store.records import model_key
 from node.store.tables import RecordRow, table
 
 PASSWORD = "benchmark password"
 #: The columns the store's bulk insert fills, in its order, then its constants.
 BULK_COLUMNS = (
     *NEW_RECORD_FIELDS,
-    "dedupe_key",
     "model_key",
+    "dedupe_key",
     "version",
     "created_at",
     "updated_at",
@@ -125,10 +124,9 @@ async def bench(n: int, searches: int, workdir: Path) -> dict[str, float | int]:
     bare = workdir / "bare"
     await init_node(bare, "FRA", admin_password=PASSWORD)
     now = SystemClock().now()
-    model_at = NEW_RECORD_FIELDS.index("model")
 
     def complete(row: tuple[Any, ...]) -> tuple[Any, ...]:
-        return (*row, model_key(row[model_at]), 1, now, now)
+        return (*row, 1, now, now)
 
     stored, bare_s = bare_insert(
         csv_path,
