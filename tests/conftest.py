@@ -11,6 +11,7 @@ import pytest
 import pytest_asyncio
 from argon2 import PasswordHasher
 
+from node import sealed
 from node.accounts import service as accounts_service
 from node.app import Node
 from node.clock import FakeClock
@@ -43,12 +44,20 @@ class CheapArgon2(PasswordHasher):
         super().__init__(time_cost=1, memory_cost=8, parallelism=1)
 
 
+#: The scrypt cost (log2 N) the node seals its keys with; the tests seal with `CHEAP_SCRYPT`.
+NODE_SCRYPT_LOG2_N = sealed.SCRYPT_LOG2_N
+CHEAP_SCRYPT = 4
+
+
 @pytest.fixture(scope="session", autouse=True)
-def cheap_argon2() -> Iterator[None]:
-    """Every node this process opens hashes passwords with `CheapArgon2`. Nodes run as
-    `iarms-node` processes (the CLI tests) keep the node's own cost."""
+def cheap_kdfs() -> Iterator[None]:
+    """In this process, passwords are hashed with `CheapArgon2` and keys sealed with scrypt
+    at N = 2**`CHEAP_SCRYPT`, instead of 0.25 s and 0.1 s of CPU each time (the sealed
+    format names its parameters, so the files still open anywhere). Nodes run as
+    `iarms-node` processes (the CLI tests) keep the node's own costs."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(accounts_service, "PasswordHasher", CheapArgon2)
+        patch.setattr(sealed, "SCRYPT_LOG2_N", CHEAP_SCRYPT)
         yield
 
 
