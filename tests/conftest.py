@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 import pytest_asyncio
+from argon2 import PasswordHasher
 
+from node import sealed
+from node.accounts import service as accounts_service
 from node.app import Node
 from node.clock import FakeClock
 from node.config import load_config
@@ -29,6 +32,35 @@ if TYPE_CHECKING:
     from tests.console_helpers import Console
 
 ADMIN_PASSWORD = "correct horse battery staple"
+
+
+class CheapArgon2(PasswordHasher):
+    """Argon2id with the smallest cost it accepts: the node's own (64 MiB, 3 passes, 4 lanes)
+    takes about 0.25 s of CPU for each hash and each login, and no test is about that cost.
+    Every hash is still a real Argon2id hash, verified by argon2-cffi with the parameters
+    it names (so a node initialised with the node's own cost still lets its admin log in)."""
+
+    def __init__(self) -> None:
+        super().__init__(time_cost=1, memory_cost=8, parallelism=1)
+
+
+#: The scrypt cost (log2 N) the node seals its keys with; the tests seal with `CHEAP_SCRYPT`.
+NODE_SCRYPT_LOG2_N = sealed.SCRYPT_LOG2_N
+CHEAP_SCRYPT = 4
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheap_kdfs() -> Iterator[None]:
+    """In this process, passwords are hashed with `CheapArgon2` and keys sealed with scrypt
+    at N = 2**`CHEAP_SCRYPT`, instead of 0.25 s and 0.1 s of CPU each time (the sealed
+    format names its parameters, so the files still open anywhere). Nodes run as
+    `iarms-node` processes (the CLI tests) keep the node's own costs."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(accounts_service, "PasswordHasher", CheapArgon2)
+        patch.setattr(sealed, "SCRYPT_LOG2_N", CHEAP_SCRYPT)
+        yield
+
+
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
 
 
@@ -38,27 +70,45 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=BACKENDS)
-async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A fresh database URL on each backend; PostgreSQL skipped without IARMS_TEST_PG_URL."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'node.db'}"
+@asynccontextmanager
+async def _database(backend: str, directory: Path) -> AsyncIterator[str]:
+    """A fresh database URL on `backend`; PostgreSQL skipped without IARMS_TEST_PG_URL."""
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{directory / 'node.db'}"
         return
     if not PG_URL:
         pytest.skip("IARMS_TEST_PG_URL is not set: PostgreSQL backend not tested")
     url = await create_pg_database()
-    yield url
-    await drop_pg_database(url)
+    try:
+        yield url
+    finally:
+        await drop_pg_database(url)
+
+
+@asynccontextmanager
+async def _fra(directory: Path, db_url: str, clock: FakeClock) -> AsyncIterator[Node]:
+    """A complete, initialised node (country FRA) in `directory` on `db_url`, open."""
+    data_dir = directory / "fra"
+    await init_copy(data_dir, "FRA", ADMIN_PASSWORD, clock, db_url=db_url)
+    opened = await Node.open(load_config(data_dir), clock)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture(params=BACKENDS)
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh database URL on each backend; PostgreSQL skipped without IARMS_TEST_PG_URL."""
+    async with _database(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture
 async def node(tmp_path: Path, db_url: str, clock: FakeClock) -> AsyncIterator[Node]:
     """A complete, initialised node (country FRA) on each backend, with a fake clock."""
-    data_dir = tmp_path / "fra"
-    await init_copy(data_dir, "FRA", ADMIN_PASSWORD, clock, db_url=db_url)
-    opened = await Node.open(load_config(data_dir), clock)
-    yield opened
-    await opened.close()
+    async with _fra(tmp_path, db_url, clock) as opened:
+        yield opened
 
 
 @pytest.fixture
@@ -115,6 +165,17 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 #: The event loop of the module-wide fixtures below, and of the tests that use them.
 MODULE_LOOP = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=BACKENDS)
+async def module_node(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Node]:
+    """`node`, built once per module and backend, for the tests that only read it: they
+    must leave it as they found it, and run in the module's event loop (`MODULE_LOOP`)."""
+    directory = tmp_path_factory.mktemp("node")
+    async with _database(request.param, directory) as url, _fra(directory, url, FakeClock()) as n:
+        yield n
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

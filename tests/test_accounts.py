@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from argon2 import PasswordHasher
 
 from node.accounts.model import ConsoleSession, Role, UserStatus
 from node.accounts.service import SIGN_IN_FAILED, UsersService
@@ -15,15 +14,15 @@ from node.clock import FakeClock
 from node.errors import AuthError, ConflictError, NotFoundError, ValidationError
 from node.store.audit import AuditStore
 from node.store.users import UsersStore
-from tests.conftest import ADMIN_PASSWORD
+from tests.conftest import ADMIN_PASSWORD, CheapArgon2
 
 ADDRESS = "192.0.2.10"
 OFFICER_PASSWORD = "officer password 1"
 NEW_PASSWORD = "a password of my own"
 
 
-class CountingHasher(PasswordHasher):
-    """Argon2id as the node uses it, counting the verifications."""
+class CountingHasher(CheapArgon2):
+    """Argon2id as the tests' nodes use it, counting the verifications."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from node import sealed as node_sealed
 from node.app import Node
 from node.config import NodeConfig, load_config
 from node.errors import SigningKeyError
@@ -40,7 +41,7 @@ from node.lookup import oprf
 from node.protocol.descriptor import verify_descriptor
 from node.sealed import HPKE_KEY, OPRF_KEY, SIGNING_KEY, SecretKind, seal
 from tests.cli_helpers import wait_served
-from tests.conftest import ADMIN_PASSWORD
+from tests.conftest import ADMIN_PASSWORD, NODE_SCRYPT_LOG2_N
 from tests.harness import init_args
 
 PASSPHRASE = b"correct horse battery staple, again"
@@ -96,8 +97,12 @@ def test_sealed_key_round_trip(tmp_path: Path, secret: Secret) -> None:
 
 
 @EACH
-def test_sealed_file_follows_the_documented_format(tmp_path: Path, secret: Secret) -> None:
-    """Decoded independently of `node.sealed`, from the layout in its docstring."""
+def test_sealed_file_follows_the_documented_format(
+    tmp_path: Path, secret: Secret, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decoded independently of `node.sealed`, from the layout in its docstring; sealed at
+    the node's own scrypt cost (the other tests seal at `CHEAP_SCRYPT`)."""
+    monkeypatch.setattr(node_sealed, "SCRYPT_LOG2_N", NODE_SCRYPT_LOG2_N)
     path = tmp_path / "key"
     secret.create(path, PASSPHRASE)
     data, m = path.read_bytes(), len(secret.kind.magic)
